@@ -1,0 +1,18 @@
+"""Brokers: where history, presence and cross-node delivery live."""
+
+from __future__ import annotations
+
+from gateway.broker.base import Broker
+from gateway.config import Settings
+
+
+def create_broker(settings: Settings) -> Broker:
+    """The broker the settings ask for: Redis for a redis:// URL, else in-process."""
+    url = settings.redis_url
+    if not url:
+        from gateway.broker.memory import MemoryBroker
+
+        return MemoryBroker(settings)
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("the Redis broker is not built yet; run without --redis-url")
+    raise ValueError(f"unsupported broker URL {url!r}: expected redis://, rediss:// or unix://")

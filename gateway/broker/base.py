@@ -1,0 +1,115 @@
+"""The Broker protocol: the only way the server reaches storage and the other nodes.
+
+A broker stores room history, assigns offsets, fans events out to every node that
+subscribed to a room, keeps presence and name ownership, and routes direct messages.
+It knows nothing of WebSockets: it talks to its node through a `BrokerListener`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from gateway.events import Direct, Message, PresenceChange, RoomEvent
+
+
+class BrokerListener(Protocol):
+    """What a node does with what the broker delivers (the hub implements it)."""
+
+    def on_room_event(self, event: RoomEvent) -> None:
+        """A message or presence change in a room this node subscribed to, in offset order."""
+
+    def on_direct(self, event: Direct) -> None:
+        """A direct message; deliver to local connections of its sender and recipient."""
+
+    def on_kick(self, connection: str) -> None:
+        """Another connection took over `connection`'s name: close it with 4000."""
+
+
+class NameTaken(Exception):
+    """The name belongs to another connection and no matching session was shown."""
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """Where a message landed; `duplicate` when its id was seen before."""
+
+    offset: str
+    duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """A room's messages after an offset, and the room's newest offset."""
+
+    recovered: bool
+    messages: list[Message]
+    offset: str | None
+
+
+class Broker(Protocol):
+    """Storage and cross-node delivery. Every method may raise BrokerUnavailable."""
+
+    async def start(self, listener: BrokerListener) -> None:
+        """Connect and start delivering to `listener`."""
+
+    async def close(self) -> None:
+        """Stop delivering; release every connection and task."""
+
+    def is_ready(self) -> bool:
+        """True while the backend is reachable and deliveries arrive."""
+
+    async def subscribe(self, room: str) -> None:
+        """Start delivering `room`'s events to this node; returns once live."""
+
+    async def unsubscribe(self, room: str) -> None:
+        """Stop delivering `room`'s events to this node."""
+
+    async def publish(
+        self,
+        room: str,
+        sender: str,
+        text: str,
+        *,
+        origin: str,
+        message_id: str | None = None,
+    ) -> Published:
+        """Store a message, assign its offset and deliver it, in one atomic step.
+
+        With `message_id`, a repeat from the same sender returns the first offset and
+        delivers nothing.
+        """
+
+    async def publish_presence(self, event: PresenceChange) -> None:
+        """Deliver a presence change to the room's subscribers (not stored)."""
+
+    async def history(self, room: str, before: str | None, limit: int) -> list[Message]:
+        """The newest `limit` messages before `before` (all when None), oldest first."""
+
+    async def replay(self, room: str, since: str | None, limit: int) -> Replay:
+        """Messages after `since`; `recovered` false (and the newest `limit`) if unknown."""
+
+    async def presence_add(self, room: str, name: str) -> bool:
+        """Mark `name` present in `room` for this node; True when it was absent everywhere."""
+
+    async def presence_remove(self, room: str, name: str) -> bool:
+        """Drop this node's mark; True when `name` is now absent everywhere."""
+
+    async def members(self, room: str) -> list[str]:
+        """The names present in `room`, sorted."""
+
+    async def rooms(self) -> list[tuple[str, int]]:
+        """Rooms with anyone present, with their member counts, sorted by name."""
+
+    async def claim_name(self, name: str, connection: str, session: str | None) -> str:
+        """Make `connection` the owner of `name`; returns the name's session secret.
+
+        Raises NameTaken when another connection owns it and `session` does not match;
+        with a matching session the old owner is kicked (`BrokerListener.on_kick`).
+        """
+
+    async def release_name(self, name: str, connection: str) -> None:
+        """Free `name` if `connection` still owns it."""
+
+    async def send_direct(self, event: Direct) -> bool:
+        """Deliver a direct message; False when its recipient is not online."""

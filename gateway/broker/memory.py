@@ -1,0 +1,216 @@
+"""The in-process broker: one node, no Redis. The embedded default of `make run`.
+
+It keeps the shape of the Redis broker: publishing stores and queues, and one
+dispatcher task delivers to the node, so a client's ack may come before its message
+and the hub's resume logic meets the same races it meets with Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gateway.broker.base import BrokerListener, NameTaken, Published, Replay
+from gateway.config import Settings
+from gateway.events import Direct, Message, PresenceChange, RoomEvent
+from gateway.names import name_key
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _RoomLog:
+    """One room's retained history; offsets are `<epoch>-<seq>`."""
+
+    messages: deque[tuple[int, Message]]
+    last_seq: int = 0
+
+
+@dataclass
+class _NameOwner:
+    connection: str
+    session: str
+
+
+class MemoryBroker:
+    """All state in this process; history is lost when it stops (a new epoch)."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._epoch = secrets.token_hex(4)
+        self._logs: dict[str, _RoomLog] = {}  # room -> its history
+        self._subscribed: set[str] = set()  # rooms this node listens to
+        self._presence: dict[str, dict[str, str]] = {}  # room -> name key -> display name
+        self._names: dict[str, _NameOwner] = {}  # name key -> owning connection
+        self._seen_ids: dict[tuple[str, str], tuple[str, float]] = {}  # (sender, id) -> offset
+        self._queue: asyncio.Queue[Callable[[BrokerListener], None]] = asyncio.Queue()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._listener: BrokerListener | None = None
+
+    async def start(self, listener: BrokerListener) -> None:
+        self._listener = listener
+        self._dispatcher = asyncio.create_task(self._dispatch(), name="memory-broker-dispatch")
+
+    async def close(self) -> None:
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._dispatcher
+            self._dispatcher = None
+
+    def is_ready(self) -> bool:
+        return self._dispatcher is not None and not self._dispatcher.done()
+
+    async def _dispatch(self) -> None:
+        while True:
+            call = await self._queue.get()
+            if self._listener is None:
+                continue
+            try:
+                call(self._listener)
+            except Exception:
+                log.exception("delivering an event failed; the broker goes on")
+
+    def _deliver(self, call: Callable[[BrokerListener], None]) -> None:
+        self._queue.put_nowait(call)
+
+    async def subscribe(self, room: str) -> None:
+        self._subscribed.add(room)
+
+    async def unsubscribe(self, room: str) -> None:
+        self._subscribed.discard(room)
+
+    def _deliver_room(self, event: RoomEvent) -> None:
+        if event.room in self._subscribed:
+            self._deliver(lambda listener: listener.on_room_event(event))
+
+    # history -----------------------------------------------------------------
+
+    def _parse(self, offset: str | None) -> int | None:
+        """The sequence number of one of our offsets; None when foreign or malformed."""
+        if offset is None:
+            return None
+        epoch, _, seq = offset.rpartition("-")
+        if epoch != self._epoch or not seq.isdecimal():
+            return None
+        return int(seq)
+
+    def _remember_id(self, key: tuple[str, str], offset: str) -> None:
+        now = self._clock()
+        while self._seen_ids:
+            oldest = next(iter(self._seen_ids))
+            if self._seen_ids[oldest][1] > now:
+                break
+            del self._seen_ids[oldest]
+        self._seen_ids[key] = (offset, now + self._settings.idempotency_ttl)
+
+    async def publish(
+        self,
+        room: str,
+        sender: str,
+        text: str,
+        *,
+        origin: str,
+        message_id: str | None = None,
+    ) -> Published:
+        id_key = (name_key(sender), message_id) if message_id is not None else None
+        if id_key is not None:
+            seen = self._seen_ids.get(id_key)
+            if seen is not None and seen[1] > self._clock():
+                return Published(seen[0], duplicate=True)
+        log_ = self._logs.get(room)
+        if log_ is None:
+            log_ = self._logs[room] = _RoomLog(deque(maxlen=self._settings.history_size))
+        log_.last_seq += 1
+        offset = f"{self._epoch}-{log_.last_seq}"
+        message = Message(room, sender, text, offset, int(time.time() * 1000), origin)
+        log_.messages.append((log_.last_seq, message))
+        if id_key is not None:
+            self._remember_id(id_key, offset)
+        self._deliver_room(message)
+        return Published(offset)
+
+    async def publish_presence(self, event: PresenceChange) -> None:
+        self._deliver_room(event)
+
+    async def history(self, room: str, before: str | None, limit: int) -> list[Message]:
+        log_ = self._logs.get(room)
+        if log_ is None:
+            return []
+        if before is None:
+            picked = [m for _, m in log_.messages]
+        else:
+            before_seq = self._parse(before)
+            if before_seq is None:
+                return []
+            picked = [m for seq, m in log_.messages if seq < before_seq]
+        return picked[-limit:]
+
+    async def replay(self, room: str, since: str | None, limit: int) -> Replay:
+        log_ = self._logs.get(room)
+        newest = f"{self._epoch}-{log_.last_seq}" if log_ and log_.last_seq else None
+        since_seq = self._parse(since)
+        if since is None:
+            return Replay(False, [], newest)
+        last_seq = log_.last_seq if log_ else 0
+        first_seq = log_.messages[0][0] if log_ and log_.messages else last_seq + 1
+        if since_seq is None or since_seq > last_seq or since_seq < first_seq - 1:
+            return Replay(False, await self.history(room, None, limit), newest)
+        messages = [m for seq, m in log_.messages if seq > since_seq] if log_ else []
+        return Replay(True, messages, newest)
+
+    # presence and names ------------------------------------------------------
+
+    async def presence_add(self, room: str, name: str) -> bool:
+        present = self._presence.setdefault(room, {})
+        key = name_key(name)
+        added = key not in present
+        present[key] = name
+        return added
+
+    async def presence_remove(self, room: str, name: str) -> bool:
+        present = self._presence.get(room, {})
+        removed = present.pop(name_key(name), None) is not None
+        if not present:
+            self._presence.pop(room, None)
+        return removed
+
+    async def members(self, room: str) -> list[str]:
+        present = self._presence.get(room, {})
+        return [present[key] for key in sorted(present)]
+
+    async def rooms(self) -> list[tuple[str, int]]:
+        return [(room, len(self._presence[room])) for room in sorted(self._presence)]
+
+    async def claim_name(self, name: str, connection: str, session: str | None) -> str:
+        key = name_key(name)
+        owner = self._names.get(key)
+        if owner is None:
+            self._names[key] = _NameOwner(connection, secrets.token_urlsafe(18))
+            return self._names[key].session
+        if session is None or not hmac.compare_digest(session, owner.session):
+            raise NameTaken(name)
+        displaced = owner.connection
+        owner.connection = connection
+        self._deliver(lambda listener: listener.on_kick(displaced))
+        return owner.session
+
+    async def release_name(self, name: str, connection: str) -> None:
+        key = name_key(name)
+        owner = self._names.get(key)
+        if owner is not None and owner.connection == connection:
+            del self._names[key]
+
+    async def send_direct(self, event: Direct) -> bool:
+        if name_key(event.to) not in self._names:
+            return False
+        self._deliver(lambda listener: listener.on_direct(event))
+        return True

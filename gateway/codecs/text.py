@@ -1,0 +1,180 @@
+"""Text mode (no subprotocol): plain lines for any WebSocket client, like a classic chat."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from gateway.commands import (
+    Command,
+    DirectSend,
+    HistoryQuery,
+    Join,
+    ListRooms,
+    Quit,
+    Send,
+    ShowHelp,
+    Who,
+)
+from gateway.errors import ErrorCode, ProtocolError
+from gateway.events import (
+    Ack,
+    Direct,
+    ErrorReply,
+    Event,
+    History,
+    Members,
+    Message,
+    Notice,
+    Pong,
+    PresenceChange,
+    RoomList,
+    Subscribed,
+    Unsubscribed,
+    Welcome,
+)
+
+NAME_QUESTION = "Your name:"
+DEFAULT_HISTORY_LINES = 20
+MAX_HISTORY_LINES = 100
+
+HELP_LINES = [
+    "* commands:",
+    "*   /who              members of this room",
+    "*   /join ROOM        leave this room and enter ROOM",
+    "*   /rooms            rooms and how many are in each",
+    '*   /msg NAME TEXT    a direct message (quote a name with spaces: /msg "a b" hi)',
+    "*   /history [N]      the last N messages here (default 20)",
+    "*   /help             this list",
+    "*   /quit             leave the chat",
+    "*   //text            send a message that starts with /",
+]
+
+
+def _usage(text: str) -> ProtocolError:
+    return ProtocolError(ErrorCode.BAD_FRAME, f"usage: {text}")
+
+
+def _join(args: str) -> Command:
+    room = args.strip()
+    if not room or " " in room:
+        raise _usage("/join ROOM")
+    return Join(room=room)
+
+
+def _history(args: str) -> Command:
+    args = args.strip()
+    if not args:
+        return HistoryQuery(room=None, limit=DEFAULT_HISTORY_LINES)
+    if not args.isdecimal() or not 1 <= int(args) <= MAX_HISTORY_LINES:
+        raise _usage(f"/history [N], N from 1 to {MAX_HISTORY_LINES}")
+    return HistoryQuery(room=None, limit=int(args))
+
+
+def _direct(args: str) -> Command:
+    args = args.strip()
+    if args.startswith('"'):
+        name, quote, text = args[1:].partition('"')
+        if not quote:
+            raise _usage('/msg "NAME WITH SPACES" TEXT')
+    else:
+        name, _, text = args.partition(" ")
+    text = text.strip()
+    if not name or not text:
+        raise _usage("/msg NAME TEXT")
+    return DirectSend(to=name, text=text)
+
+
+def _no_args(command: Command, usage: str) -> Callable[[str], Command]:
+    def decode(args: str) -> Command:
+        if args.strip():
+            raise _usage(usage)
+        return command
+
+    return decode
+
+
+_COMMANDS: dict[str, Callable[[str], Command]] = {
+    "who": _no_args(Who(room=None), "/who"),
+    "join": _join,
+    "rooms": _no_args(ListRooms(), "/rooms"),
+    "msg": _direct,
+    "history": _history,
+    "help": _no_args(ShowHelp(), "/help"),
+    "quit": _no_args(Quit(), "/quit"),
+}
+
+
+def _indent(text: str) -> str:
+    """Continuation lines are indented so no message can forge a line of its own."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\n  ")
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(names) if names else "nobody"
+
+
+def _history_lines(event: History) -> str:
+    if not event.messages:
+        return f"* no messages in {event.room} yet"
+    lines = [f"* the last {len(event.messages)} messages of {event.room}:"]
+    lines += [f"{m.sender}: {_indent(m.text)}" for m in event.messages]
+    return "\n".join(lines)
+
+
+def _room_list(event: RoomList) -> str:
+    if not event.rooms:
+        return "* no rooms yet"
+    return "* rooms: " + ", ".join(f"{room} ({count})" for room, count in event.rooms)
+
+
+class TextCodec:
+    """Lines in, lines out. Slash commands as in PROTOCOL.md section 2.2."""
+
+    name = "text"
+
+    def decode(self, frame: str) -> Command | None:
+        line = frame.rstrip("\r\n")
+        if not line.strip():
+            return None
+        if line.startswith("//"):
+            return Send(room=None, text=line[1:])
+        if not line.startswith("/"):
+            return Send(room=None, text=line)
+        word, _, args = line[1:].partition(" ")
+        decoder = _COMMANDS.get(word.lower())
+        if decoder is None:
+            raise ProtocolError(
+                ErrorCode.BAD_FRAME, f"unknown command /{word}; /help lists the commands"
+            )
+        return decoder(args)
+
+    def encode(self, event: Event, *, outgoing: bool = False) -> str | None:
+        match event:
+            case Message():
+                return f"{event.sender}: {_indent(event.text)}"
+            case PresenceChange():
+                verb = "joined" if event.event == "join" else "left"
+                return f"* {event.name} {verb} {event.room}"
+            case Direct() if outgoing:
+                return f"[dm -> {event.to}] {_indent(event.text)}"
+            case Direct():
+                return f"[dm] {event.sender}: {_indent(event.text)}"
+            case ErrorReply():
+                return f"! {event.message}"
+            case Welcome():
+                return f"* welcome, {event.name}! /help lists the commands"
+            case Subscribed():
+                return f"* you are in {event.room}; members: {_names(event.members)}"
+            case Members():
+                return f"* members of {event.room}: {_names(event.members)}"
+            case RoomList():
+                return _room_list(event)
+            case History():
+                return _history_lines(event)
+            case Notice():
+                return "\n".join(event.lines)
+            case Pong():
+                return "* pong"
+            case Ack() | Unsubscribed():
+                return None
+        return None

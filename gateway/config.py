@@ -1,0 +1,140 @@
+"""Settings: one frozen dataclass, filled from defaults, then env, then flags."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any
+
+
+def _default_node_id() -> str:
+    return f"node-{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything a node can be told. Each field is a flag and a CHAT_* variable."""
+
+    host: str = field(default="127.0.0.1", metadata={"help": "address to listen on"})
+    port: int = field(default=8080, metadata={"help": "port to listen on"})
+    redis_url: str | None = field(
+        default=None,
+        metadata={"help": "Redis URL (redis://host:port/db); unset: the in-process broker"},
+    )
+    node_id: str = field(
+        default_factory=_default_node_id,
+        metadata={"help": "this node's name, shown in welcome (default: random)"},
+    )
+    max_message_chars: int = field(
+        default=4000, metadata={"help": "longest message text, in characters"}
+    )
+    max_frame_bytes: int = field(
+        default=64 * 1024, metadata={"help": "largest frame accepted; over it: close 1009"}
+    )
+    rate_per_second: float = field(
+        default=10.0, metadata={"help": "messages per second per connection; 0 turns it off"}
+    )
+    rate_burst: int = field(default=20, metadata={"help": "burst of the per-connection rate"})
+    rate_strikes: int = field(
+        default=20,
+        metadata={"help": "rate-limited messages in a row before the connection is closed 1008"},
+    )
+    max_rooms_per_connection: int = field(
+        default=50, metadata={"help": "rooms one JSON connection may be in"}
+    )
+    history_size: int = field(default=1000, metadata={"help": "newest messages kept per room"})
+    replay_limit: int = field(
+        default=100,
+        metadata={"help": "messages sent on a resume that cannot be recovered"},
+    )
+    grace_period: float = field(
+        default=3.0,
+        metadata={"help": "seconds a name stays present after its last connection left"},
+    )
+    presence_timeout: float = field(
+        default=15.0, metadata={"help": "seconds before a dead node's members are removed"}
+    )
+    send_queue_bytes: int = field(
+        default=1024 * 1024,
+        metadata={"help": "pending outgoing data per connection; over it: close 1008"},
+    )
+    idempotency_ttl: float = field(
+        default=600.0, metadata={"help": "seconds a message id is remembered"}
+    )
+    heartbeat: float = field(
+        default=30.0, metadata={"help": "seconds between WebSocket pings; 0 turns them off"}
+    )
+    api_key: str | None = field(
+        default=None,
+        metadata={"help": "key for POST /api/rooms/{room}/messages; unset: endpoint off"},
+    )
+    log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING, ERROR"})
+
+    @classmethod
+    def from_sources(
+        cls, argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
+    ) -> Settings:
+        """Build settings from flags over CHAT_* environment variables over defaults."""
+        parser = build_parser(env if env is not None else os.environ)
+        namespace = parser.parse_args(argv)
+        values = {k: v for k, v in vars(namespace).items() if v is not None}
+        try:
+            return cls(**values)
+        except ValueError as exc:
+            parser.error(str(exc))
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, int | float) and value < 0:
+                raise ValueError(f"--{f.name.replace('_', '-')} must not be negative")
+        if self.max_message_chars < 1 or self.max_frame_bytes < 1024:
+            raise ValueError("--max-message-chars must be >= 1 and --max-frame-bytes >= 1024")
+
+
+def _env_name(name: str) -> str:
+    return f"CHAT_{name.upper()}"
+
+
+def _field_type(f: Any) -> type:
+    text = str(f.type)
+    if "int" in text:
+        return int
+    if "float" in text:
+        return float
+    return str
+
+
+def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
+    """The `chat-gateway` argument parser; defaults come from `env` (CHAT_*)."""
+    parser = argparse.ArgumentParser(
+        prog="chat-gateway",
+        description=(
+            "A horizontally scalable WebSocket chat gateway. Every flag can also be set "
+            "as an environment variable, shown in brackets; a flag wins over its variable."
+        ),
+    )
+    for f in fields(Settings):
+        kind = _field_type(f)
+        env_name = _env_name(f.name)
+        raw = env.get(env_name)
+        default: Any = None
+        if raw is not None and raw != "":
+            try:
+                default = kind(raw)
+            except ValueError:
+                parser.error(f"{env_name}={raw!r} is not a valid {kind.__name__}")
+        shown = f.default if f.default not in (MISSING, None) else None
+        parser.add_argument(
+            f"--{f.name.replace('_', '-')}",
+            dest=f.name,
+            type=kind,
+            default=default,
+            metavar=f.name.upper(),
+            help=f"{f.metadata['help']} [{env_name}]"
+            + (f" (default: {shown})" if shown is not None else ""),
+        )
+    return parser

@@ -1,0 +1,34 @@
+"""Protocol errors: the codes of PROTOCOL.md section 3.3 and the exception carrying one."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    """Every error code a client can receive."""
+
+    BAD_FRAME = "bad_frame"
+    INVALID_NAME = "invalid_name"
+    NAME_TAKEN = "name_taken"
+    INVALID_ROOM = "invalid_room"
+    NOT_IN_ROOM = "not_in_room"
+    TOO_LONG = "too_long"
+    RATE_LIMITED = "rate_limited"
+    USER_NOT_FOUND = "user_not_found"
+    UNAUTHORIZED = "unauthorized"
+    UNAVAILABLE = "unavailable"
+
+
+class ProtocolError(Exception):
+    """A client's frame broke a rule; answered with an `error`, the connection stays."""
+
+    def __init__(self, code: ErrorCode, message: str, ref: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.ref = ref
+
+
+class BrokerUnavailable(Exception):
+    """The backend cannot take the operation now; nothing was stored."""

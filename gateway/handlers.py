@@ -1,0 +1,175 @@
+"""What each command does. One function per command, found through a table."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from gateway.codecs.text import HELP_LINES
+from gateway.commands import (
+    Command,
+    DirectSend,
+    HistoryQuery,
+    Join,
+    Leave,
+    ListRooms,
+    Ping,
+    Quit,
+    Send,
+    ShowHelp,
+    Who,
+)
+from gateway.errors import BrokerUnavailable, ErrorCode, ProtocolError
+from gateway.events import Ack, Direct, History, Members, Notice, Pong, RoomList
+from gateway.membership import enter_room, leave_room
+from gateway.names import validate_name, validate_room, validate_text
+from gateway.node import Node
+from gateway.session import Session
+
+DEFAULT_HISTORY_LIMIT = 50
+
+Handler = Callable[[Node, Session, Any], Awaitable[None]]
+
+
+def _room_of(session: Session, room: str | None, *, must_be_in: bool) -> str:
+    """The room a command is about: the current one when None (text mode)."""
+    if room is None:
+        current = session.current_room
+        if current is None:
+            raise ProtocolError(ErrorCode.NOT_IN_ROOM, "you are not in a room; /join one")
+        return current
+    validate_room(room)
+    if must_be_in and room not in session.rooms:
+        raise ProtocolError(ErrorCode.NOT_IN_ROOM, f"you are not in {room}; join it first")
+    return room
+
+
+def _spend_rate(node: Node, session: Session) -> None:
+    """One message's worth of the connection's rate; repeated breaches close it."""
+    if session.rate.take():
+        session.rate_strikes = 0
+        return
+    session.rate_strikes += 1
+    if session.rate_strikes >= node.settings.rate_strikes:
+        session.close(1008, "rate limit exceeded again and again")
+    raise ProtocolError(ErrorCode.RATE_LIMITED, "slow down: too many messages")
+
+
+def _unavailable() -> ProtocolError:
+    return ProtocolError(
+        ErrorCode.UNAVAILABLE, "the chat backend is unavailable: not sent, try again later"
+    )
+
+
+async def handle_send(node: Node, session: Session, command: Send) -> None:
+    room = _room_of(session, command.room, must_be_in=True)
+    text = validate_text(command.text, node.settings.max_message_chars)
+    _spend_rate(node, session)
+    try:
+        with node.metrics.publish_seconds.time():
+            published = await node.broker.publish(
+                room, session.name, text, origin=session.ref, message_id=command.id
+            )
+    except BrokerUnavailable:
+        raise _unavailable() from None
+    if not published.duplicate:
+        node.metrics.messages_published.inc()
+    session.send(Ack(command.ref, published.offset))
+
+
+async def handle_direct(node: Node, session: Session, command: DirectSend) -> None:
+    to = validate_name(command.to)
+    text = validate_text(command.text, node.settings.max_message_chars)
+    _spend_rate(node, session)
+    event = Direct(session.name, to, text, int(time.time() * 1000), session.ref)
+    try:
+        delivered = await node.broker.send_direct(event)
+    except BrokerUnavailable:
+        raise _unavailable() from None
+    if not delivered:
+        raise ProtocolError(ErrorCode.USER_NOT_FOUND, f"{to} is not online")
+    node.metrics.direct_messages.inc()
+    session.send(Ack(command.ref))
+
+
+async def handle_join(node: Node, session: Session, command: Join) -> None:
+    room = validate_room(command.room)
+    if room in session.rooms:
+        raise ProtocolError(ErrorCode.BAD_FRAME, f"you are already in {room}")
+    if session.is_text:
+        current = session.current_room
+        if current is not None:
+            await leave_room(node, session, current, announce=False)
+    elif len(session.rooms) >= node.settings.max_rooms_per_connection:
+        raise ProtocolError(
+            ErrorCode.BAD_FRAME,
+            f"a connection may be in at most {node.settings.max_rooms_per_connection} rooms",
+        )
+    try:
+        await enter_room(node, session, room, command.since, command.ref)
+    except BrokerUnavailable:
+        raise _unavailable() from None
+
+
+async def handle_leave(node: Node, session: Session, command: Leave) -> None:
+    room = _room_of(session, command.room, must_be_in=True)
+    await leave_room(node, session, room, command.ref)
+
+
+async def handle_who(node: Node, session: Session, command: Who) -> None:
+    room = _room_of(session, command.room, must_be_in=False)
+    try:
+        members = await node.broker.members(room)
+    except BrokerUnavailable:
+        raise _unavailable() from None
+    session.send(Members(room, members, command.ref))
+
+
+async def handle_rooms(node: Node, session: Session, command: ListRooms) -> None:
+    try:
+        rooms = await node.broker.rooms()
+    except BrokerUnavailable:
+        raise _unavailable() from None
+    session.send(RoomList(rooms, command.ref))
+
+
+async def handle_history(node: Node, session: Session, command: HistoryQuery) -> None:
+    room = _room_of(session, command.room, must_be_in=False)
+    limit = command.limit or DEFAULT_HISTORY_LIMIT
+    try:
+        messages = await node.broker.history(room, command.before, limit)
+    except BrokerUnavailable:
+        raise _unavailable() from None
+    session.send(History(room, messages, command.ref))
+
+
+async def handle_ping(node: Node, session: Session, command: Ping) -> None:
+    session.send(Pong(command.ref))
+
+
+async def handle_help(node: Node, session: Session, command: ShowHelp) -> None:
+    session.send(Notice(HELP_LINES))
+
+
+async def handle_quit(node: Node, session: Session, command: Quit) -> None:
+    session.close(1000, "bye")
+
+
+HANDLERS: dict[type[Command], Handler] = {
+    Send: handle_send,
+    DirectSend: handle_direct,
+    Join: handle_join,
+    Leave: handle_leave,
+    Who: handle_who,
+    ListRooms: handle_rooms,
+    HistoryQuery: handle_history,
+    Ping: handle_ping,
+    ShowHelp: handle_help,
+    Quit: handle_quit,
+}
+
+
+async def handle(node: Node, session: Session, command: Command) -> None:
+    """Run `command`; raises ProtocolError for the client to see."""
+    await HANDLERS[type(command)](node, session, command)

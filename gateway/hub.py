@@ -1,0 +1,94 @@
+"""Local connections by room, name and ref; fans the broker's events out to them.
+
+The hub is the node's `BrokerListener`. It subscribes a room at the broker while the
+node has a connection in it, and encodes each event once per codec for all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from gateway.broker.base import Broker
+from gateway.events import Direct, RoomEvent
+from gateway.metrics import Metrics
+from gateway.names import name_key
+from gateway.session import FrameCache, Session
+
+
+class Hub:
+    """Who is connected to this node, and where."""
+
+    def __init__(self, broker: Broker, metrics: Metrics) -> None:
+        self._broker = broker
+        self._metrics = metrics
+        self._by_ref: dict[str, Session] = {}  # connection ref -> session
+        self._by_name: dict[str, dict[str, Session]] = {}  # name key -> ref -> session
+        self._by_room: dict[str, dict[str, Session]] = {}  # room -> ref -> session
+        self._subscribed: set[str] = set()  # rooms subscribed at the broker
+        self._subscription_lock = asyncio.Lock()
+
+    def sessions(self) -> list[Session]:
+        """Every named connection on this node."""
+        return list(self._by_ref.values())
+
+    def add(self, session: Session) -> None:
+        """Register a connection once it has a name."""
+        self._by_ref[session.ref] = session
+        self._by_name.setdefault(session.name_key, {})[session.ref] = session
+
+    def remove(self, session: Session) -> None:
+        """Forget a connection (after it left its rooms)."""
+        self._by_ref.pop(session.ref, None)
+        named = self._by_name.get(session.name_key)
+        if named is not None:
+            named.pop(session.ref, None)
+            if not named:
+                del self._by_name[session.name_key]
+
+    async def enter(self, session: Session, room: str) -> None:
+        """Add `session` to `room`; returns once the node receives the room's events."""
+        self._by_room.setdefault(room, {})[session.ref] = session
+        if room not in self._subscribed:
+            async with self._subscription_lock:
+                if room not in self._subscribed and room in self._by_room:
+                    await self._broker.subscribe(room)
+                    self._subscribed.add(room)
+
+    async def exit(self, session: Session, room: str) -> None:
+        """Take `session` out of `room`; unsubscribe when it was the last one here."""
+        members = self._by_room.get(room)
+        if members is None:
+            return
+        members.pop(session.ref, None)
+        if members:
+            return
+        del self._by_room[room]
+        async with self._subscription_lock:
+            if room in self._subscribed and room not in self._by_room:
+                self._subscribed.discard(room)
+                await self._broker.unsubscribe(room)
+
+    # BrokerListener ----------------------------------------------------------
+
+    def on_room_event(self, event: RoomEvent) -> None:
+        members = self._by_room.get(event.room)
+        if not members:
+            return
+        cache: FrameCache = {}
+        for session in list(members.values()):
+            session.deliver_room(event, cache)
+        self._metrics.frames_sent.inc(len(members))
+
+    def on_direct(self, event: Direct) -> None:
+        sender_key, to_key = name_key(event.sender), name_key(event.to)
+        cache: FrameCache = {}
+        for session in list(self._by_name.get(to_key, {}).values()):
+            session.deliver_direct(event, cache, outgoing=False)
+        if sender_key != to_key:
+            for session in list(self._by_name.get(sender_key, {}).values()):
+                session.deliver_direct(event, cache, outgoing=True)
+
+    def on_kick(self, connection: str) -> None:
+        session = self._by_ref.get(connection)
+        if session is not None:
+            session.close(4000, "session taken over")

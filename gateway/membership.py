@@ -1,0 +1,62 @@
+"""Entering and leaving rooms: hub, presence and the broker's replay, in the right order.
+
+Entering holds the room's live events on the session while the replay is read, so
+the client gets `subscribed`, then the replay, then live events: no gap, no duplicate.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from gateway.errors import BrokerUnavailable
+from gateway.events import Subscribed, Unsubscribed
+from gateway.node import Node
+from gateway.session import Session
+
+log = logging.getLogger(__name__)
+
+
+async def enter_room(
+    node: Node, session: Session, room: str, since: str | None, ref: str | None = None
+) -> None:
+    """Put `session` in `room` and send `subscribed` (with the replay after `since`)."""
+    session.begin_join(room)
+    try:
+        await node.hub.enter(session, room)
+        await node.presence.enter(room, session.name)
+    except BrokerUnavailable:
+        session.abandon_join(room)
+        await node.hub.exit(session, room)
+        raise
+    try:
+        replay = await node.broker.replay(room, since, node.settings.replay_limit)
+        members = await node.broker.members(room)
+    except BrokerUnavailable:
+        await leave_room(node, session, room, announce=False)
+        raise
+    session.finish_join(
+        Subscribed(room, members, replay.offset, replay.recovered, ref), replay.messages
+    )
+
+
+async def leave_room(
+    node: Node, session: Session, room: str, ref: str | None = None, *, announce: bool = True
+) -> None:
+    """Take `session` out of `room`; `announce` sends it `unsubscribed`."""
+    session.abandon_join(room)
+    node.presence.exit(room, session.name)
+    await node.hub.exit(session, room)
+    if announce:
+        session.send(Unsubscribed(room, ref))
+
+
+async def leave_everything(node: Node, session: Session) -> None:
+    """A connection ended: leave its rooms, forget it, free its name."""
+    for room in list(session.rooms):
+        await leave_room(node, session, room, announce=False)
+    node.hub.remove(session)
+    if session.name:
+        try:
+            await node.broker.release_name(session.name, session.ref)
+        except BrokerUnavailable:
+            log.warning("could not release the name %s: broker unavailable", session.name)

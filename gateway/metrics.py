@@ -1,0 +1,43 @@
+"""Prometheus metrics of one node, in a registry of its own (no global state)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    """The node's counters; `render()` gives the /metrics text."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.connections = Gauge(
+            "chat_connections", "Open WebSocket connections", ["mode"], registry=self.registry
+        )
+        self.messages_published = Counter(
+            "chat_messages_published",
+            "Room messages accepted from clients on this node",
+            registry=self.registry,
+        )
+        self.direct_messages = Counter(
+            "chat_direct_messages", "Direct messages accepted on this node", registry=self.registry
+        )
+        self.frames_sent = Counter(
+            "chat_frames_queued", "Frames queued to local connections", registry=self.registry
+        )
+        self.slow_consumers = Counter(
+            "chat_slow_consumers_closed",
+            "Connections closed because their send queue overflowed",
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "chat_errors", "Error answers sent to clients", ["code"], registry=self.registry
+        )
+        self.publish_seconds = Histogram(
+            "chat_publish_seconds",
+            "Time for the broker to accept a message",
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)

@@ -1,0 +1,50 @@
+"""Names and rooms: what is valid, and how names compare."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from gateway.errors import ErrorCode, ProtocolError
+
+MAX_NAME_CHARS = 32
+ROOM_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def name_key(name: str) -> str:
+    """The form names are compared in: NFC-normalised and case-folded."""
+    return unicodedata.normalize("NFC", name).casefold()
+
+
+def validate_name(raw: str) -> str:
+    """The display name for `raw`, trimmed; raises invalid_name with the reason."""
+    name = unicodedata.normalize("NFC", raw.strip())
+    if not 1 <= len(name) <= MAX_NAME_CHARS:
+        raise ProtocolError(ErrorCode.INVALID_NAME, f"a name is 1 to {MAX_NAME_CHARS} characters")
+    if not name.isprintable():
+        raise ProtocolError(
+            ErrorCode.INVALID_NAME,
+            "a name may not contain control, formatting or invisible characters",
+        )
+    return name
+
+
+def validate_room(room: str) -> str:
+    """`room` itself when it is a valid room name; raises invalid_room otherwise."""
+    if not ROOM_PATTERN.fullmatch(room):
+        raise ProtocolError(
+            ErrorCode.INVALID_ROOM,
+            "a room name is 1 to 64 letters, digits, '_' or '-'",
+        )
+    return room
+
+
+def validate_text(text: str, max_chars: int) -> str:
+    """Message text: not blank, not over the limit, no control characters but newline/tab."""
+    if not text.strip():
+        raise ProtocolError(ErrorCode.BAD_FRAME, "a message needs some text")
+    if len(text) > max_chars:
+        raise ProtocolError(ErrorCode.TOO_LONG, f"a message is at most {max_chars} characters")
+    if any((ord(c) < 32 and c not in "\n\t") or c == "\x7f" for c in text):
+        raise ProtocolError(ErrorCode.BAD_FRAME, "a message may not contain control characters")
+    return text

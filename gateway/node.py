@@ -1,0 +1,45 @@
+"""A node: the parts one gateway process is made of, built from its settings."""
+
+from __future__ import annotations
+
+import itertools
+
+from gateway.broker.base import Broker
+from gateway.codecs import JSON_SUBPROTOCOL, Codec
+from gateway.codecs.json import JsonCodec
+from gateway.codecs.text import TextCodec
+from gateway.config import Settings
+from gateway.hub import Hub
+from gateway.metrics import Metrics
+from gateway.presence import Presence
+
+
+class Node:
+    """Settings, broker, hub, presence and metrics of one gateway process."""
+
+    def __init__(self, settings: Settings, broker: Broker) -> None:
+        self.settings = settings
+        self.broker = broker
+        self.metrics = Metrics()
+        self.hub = Hub(broker, self.metrics)
+        self.presence = Presence(broker, settings.grace_period)
+        self.json_codec: Codec = JsonCodec()
+        self.text_codec: Codec = TextCodec()
+        self._refs = itertools.count(1)
+
+    def codec_for(self, subprotocol: str | None) -> Codec:
+        """JSON mode when the client offered its subprotocol, text mode otherwise."""
+        return self.json_codec if subprotocol == JSON_SUBPROTOCOL else self.text_codec
+
+    def next_ref(self) -> str:
+        """A connection ref unique in the cluster: node id and a counter."""
+        return f"{self.settings.node_id}/{next(self._refs)}"
+
+    async def start(self) -> None:
+        """Connect the broker and start receiving its events."""
+        await self.broker.start(self.hub)
+
+    async def stop(self) -> None:
+        """Stop presence timers and the broker."""
+        await self.presence.close()
+        await self.broker.close()

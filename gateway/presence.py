@@ -1,0 +1,86 @@
+"""Presence on top of the broker: join on a name's first connection, leave after its last.
+
+A name whose last local connection left a room stays present for the grace period;
+a connection of the same name entering again within it produces neither event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+
+from gateway.broker.base import Broker
+from gateway.errors import BrokerUnavailable
+from gateway.events import PresenceChange
+from gateway.names import name_key
+
+log = logging.getLogger(__name__)
+
+
+class Presence:
+    """Counts this node's connections per (room, name) and tells the broker the edges."""
+
+    def __init__(self, broker: Broker, grace_period: float) -> None:
+        self._broker = broker
+        self._grace = grace_period
+        self._local: Counter[tuple[str, str]] = Counter()  # (room, name key) -> connections
+        self._leaving: dict[tuple[str, str], asyncio.Task[None]] = {}  # in their grace period
+        self._cancelled: set[asyncio.Task[None]] = set()  # cancelled leaves not yet finished
+
+    async def enter(self, room: str, name: str) -> None:
+        """A connection of `name` entered `room`."""
+        key = (room, name_key(name))
+        self._local[key] += 1
+        if self._local[key] > 1:
+            return
+        leaving = self._leaving.pop(key, None)
+        if leaving is not None:
+            leaving.cancel()  # back within the grace period: no leave, no join
+            self._cancelled.add(leaving)
+            leaving.add_done_callback(self._cancelled.discard)
+            return
+        try:
+            if await self._broker.presence_add(room, name):
+                await self._broker.publish_presence(PresenceChange(room, "join", name))
+        except BrokerUnavailable:
+            self._drop(key)
+            raise
+
+    def exit(self, room: str, name: str) -> None:
+        """A connection of `name` left `room`; the last one starts the grace period."""
+        key = (room, name_key(name))
+        if self._local[key] <= 0:
+            return
+        self._drop(key)
+        if key not in self._local and key not in self._leaving:
+            self._leaving[key] = asyncio.create_task(
+                self._leave_later(key, room, name), name=f"leave-{room}"
+            )
+
+    def _drop(self, key: tuple[str, str]) -> None:
+        self._local[key] -= 1
+        if self._local[key] <= 0:
+            del self._local[key]
+
+    async def _leave_later(self, key: tuple[str, str], room: str, name: str) -> None:
+        try:
+            await asyncio.sleep(self._grace)
+            if await self._broker.presence_remove(room, name):
+                await self._broker.publish_presence(PresenceChange(room, "leave", name))
+        except BrokerUnavailable:
+            log.warning("could not announce that %s left %s: broker unavailable", name, room)
+        finally:
+            if self._leaving.get(key) is asyncio.current_task():
+                del self._leaving[key]
+
+    async def close(self) -> None:
+        """Cancel every pending leave and wait for them."""
+        tasks = [*self._leaving.values(), *self._cancelled]
+        self._leaving.clear()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -1,0 +1,209 @@
+"""One WebSocket connection: who it is, its rooms, and its bounded outgoing queue.
+
+A session never waits for its peer on anyone else's behalf: events are queued and a
+writer task of its own sends them. A peer that reads too slowly to keep its queue
+under the limit is closed with 1008.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from typing import Any
+
+from aiohttp import web
+
+from gateway.codecs import Codec
+from gateway.events import Direct, Event, Message, RoomEvent, Subscribed
+from gateway.metrics import Metrics
+from gateway.ratelimit import TokenBucket
+
+log = logging.getLogger(__name__)
+
+FLUSH_TIMEOUT = 5.0  # seconds a normal close waits for the queue to drain
+CLOSE_TIMEOUT = 2.0  # seconds for the closing handshake before the socket is cut
+
+# A per-event cache of encoded frames, keyed by (codec name, outgoing).
+FrameCache = dict[tuple[str, bool], str | None]
+
+
+class Session:
+    """A connection's state. Its room membership is kept by the hub and presence."""
+
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        codec: Codec,
+        ref: str,
+        *,
+        queue_limit: int,
+        rate: TokenBucket,
+        metrics: Metrics,
+    ) -> None:
+        self.ws = ws
+        self.codec = codec
+        self.ref = ref
+        self.name = ""
+        self.name_key = ""
+        self.rooms: dict[str, None] = {}  # rooms in join order (a set that keeps order)
+        self.rate = rate
+        self.rate_strikes = 0
+        self._metrics = metrics
+        self._pending: dict[str, list[RoomEvent]] = {}  # room -> events held during a join
+        self._queue: deque[str] = deque()
+        self._queued_chars = 0
+        self._queue_limit = queue_limit
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
+
+    @property
+    def is_text(self) -> bool:
+        """True for a text-mode connection (one room at a time, no own echo)."""
+        return self.codec.name == "text"
+
+    @property
+    def current_room(self) -> str | None:
+        """The room a text-mode connection is in (its first room in JSON mode)."""
+        return next(iter(self.rooms), None)
+
+    @property
+    def closing(self) -> bool:
+        """True once a close was asked for; nothing more is queued after it."""
+        return self._closer is not None
+
+    # sending -----------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the writer task."""
+        self._writer = asyncio.create_task(self._write_loop(), name=f"writer-{self.ref}")
+
+    def send(self, event: Event, *, outgoing: bool = False) -> None:
+        """Encode `event` for this connection alone and queue it."""
+        frame = self.codec.encode(event, outgoing=outgoing)
+        if frame is not None:
+            self._enqueue(frame)
+
+    def send_raw(self, frame: str) -> None:
+        """Queue a frame that is already encoded."""
+        self._enqueue(frame)
+
+    def _send_cached(self, event: Event, cache: FrameCache, outgoing: bool) -> None:
+        key = (self.codec.name, outgoing)
+        if key in cache:
+            frame = cache[key]
+        else:
+            frame = cache[key] = self.codec.encode(event, outgoing=outgoing)
+        if frame is not None:
+            self._enqueue(frame)
+
+    def _enqueue(self, frame: str) -> None:
+        if self._closer is not None:
+            return
+        if self._queued_chars + len(frame) > self._queue_limit:
+            log.warning("closing %s (%s): reads too slowly", self.ref, self.name)
+            self._metrics.slow_consumers.inc()
+            self.close(1008, "too slow: the send queue is full", flush=False)
+            return
+        self._queue.append(frame)
+        self._queued_chars += len(frame)
+        self._idle.clear()
+        self._wakeup.set()
+
+    async def _write_loop(self) -> None:
+        try:
+            while True:
+                while self._queue:
+                    frame = self._queue.popleft()
+                    self._queued_chars -= len(frame)
+                    await self.ws.send_str(frame)
+                self._idle.set()
+                self._wakeup.clear()
+                await self._wakeup.wait()
+        except (ConnectionError, RuntimeError) as exc:
+            log.debug("writer of %s stopped: %s", self.ref, exc)
+
+    # delivery from the hub ---------------------------------------------------
+
+    def deliver_room(self, event: RoomEvent, cache: FrameCache) -> None:
+        """A room event; held back while this connection is joining the room."""
+        pending = self._pending.get(event.room)
+        if pending is not None:
+            pending.append(event)
+            return
+        if event.room not in self.rooms:
+            return
+        if self.is_text and isinstance(event, Message) and event.origin == self.ref:
+            return  # a text-mode connection does not get its own messages back
+        self._send_cached(event, cache, outgoing=False)
+
+    def deliver_direct(self, event: Direct, cache: FrameCache, *, outgoing: bool) -> None:
+        """A direct message to or from this connection's name (not the sending one)."""
+        if event.origin != self.ref:
+            self._send_cached(event, cache, outgoing)
+
+    def begin_join(self, room: str) -> None:
+        """Enter `room`, holding its live events until `finish_join`."""
+        self.rooms[room] = None
+        self._pending[room] = []
+
+    def finish_join(self, subscribed: Subscribed, replay: list[Message]) -> None:
+        """Send `subscribed`, the replay, then the held events not in the replay."""
+        held = self._pending.pop(subscribed.room, [])
+        self.send(subscribed)
+        replayed = set()
+        for message in replay:
+            self.send(message)
+            replayed.add(message.offset)
+        for event in held:
+            if not (isinstance(event, Message) and event.offset in replayed):
+                self.deliver_room(event, {})
+
+    def abandon_join(self, room: str) -> None:
+        """Undo `begin_join` after a failure."""
+        self._pending.pop(room, None)
+        self.rooms.pop(room, None)
+
+    # closing -----------------------------------------------------------------
+
+    def close(self, code: int, reason: str, *, flush: bool = True) -> None:
+        """Close the connection with `code`; with `flush`, queued frames go out first."""
+        if self._closer is None:
+            self._closer = asyncio.create_task(
+                self._close(code, reason, flush), name=f"closer-{self.ref}"
+            )
+
+    async def _close(self, code: int, reason: str, flush: bool) -> None:
+        if flush and self._writer is not None and not self._writer.done():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(FLUSH_TIMEOUT):
+                    await self._idle.wait()
+        await self._stop_writer()
+        self._queue.clear()
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await self.ws.close(code=code, message=reason.encode()[:120])
+        except TimeoutError:
+            self._abort()
+
+    def _abort(self) -> None:
+        request: Any = getattr(self.ws, "_req", None)
+        transport = request.transport if request is not None else None
+        if transport is not None:
+            transport.abort()
+
+    async def _stop_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+
+    async def finish(self) -> None:
+        """Wait for a close in progress, then stop the writer."""
+        if self._closer is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._closer
+        await self._stop_writer()

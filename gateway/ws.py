@@ -1,0 +1,157 @@
+"""GET /ws: the handshake (mode, name, first room), then one command per frame."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import WSMsgType, web
+from multidict import MultiMapping
+
+from gateway.broker.base import NameTaken
+from gateway.codecs import JSON_SUBPROTOCOL
+from gateway.codecs.text import NAME_QUESTION
+from gateway.errors import BrokerUnavailable, ErrorCode, ProtocolError
+from gateway.events import ErrorReply, Welcome
+from gateway.handlers import handle
+from gateway.membership import enter_room, leave_everything
+from gateway.names import name_key, validate_name, validate_room
+from gateway.node import Node
+from gateway.ratelimit import TokenBucket
+from gateway.session import Session
+
+log = logging.getLogger(__name__)
+
+NODE = web.AppKey("node", Node)
+
+
+async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
+    """Serve one WebSocket connection until it closes."""
+    node = request.app[NODE]
+    settings = node.settings
+    ws = web.WebSocketResponse(
+        protocols=(JSON_SUBPROTOCOL,),
+        max_msg_size=settings.max_frame_bytes,
+        heartbeat=settings.heartbeat or None,
+    )
+    await ws.prepare(request)
+    codec = node.codec_for(ws.ws_protocol)
+    session = Session(
+        ws,
+        codec,
+        node.next_ref(),
+        queue_limit=settings.send_queue_bytes,
+        rate=TokenBucket(settings.rate_per_second, settings.rate_burst),
+        metrics=node.metrics,
+    )
+    session.start()
+    gauge = node.metrics.connections.labels(mode=codec.name)
+    gauge.inc()
+    try:
+        if await _handshake(node, session, request.query):
+            await _read_loop(node, session)
+    finally:
+        gauge.dec()
+        await leave_everything(node, session)
+        if not ws.closed:
+            session.close(1000, "bye")
+        await session.finish()
+    return ws
+
+
+def _refuse(session: Session, error: ProtocolError) -> bool:
+    """Answer a handshake error and close with 1008; returns False for the caller."""
+    session.send(ErrorReply(error.code, error.message))
+    session.close(1008, error.message)
+    return False
+
+
+async def _handshake(node: Node, session: Session, query: MultiMapping[str]) -> bool:
+    """Name the connection, welcome it and enter its first room; False if it closed."""
+    try:
+        room = validate_room(query.get("room", "lobby"))
+    except ProtocolError as error:
+        return _refuse(session, error)
+    since = query.get("since") or None
+    secret = query.get("session") or None
+    raw_name = query.get("name")
+    if raw_name is None and not session.is_text:
+        return _refuse(
+            session, ProtocolError(ErrorCode.INVALID_NAME, "JSON mode needs ?name= in the URL")
+        )
+    while True:
+        if raw_name is None:
+            session.send_raw(NAME_QUESTION)
+            raw_name = await _next_text(session)
+            if raw_name is None:
+                return False
+        try:
+            session_secret = await _claim(node, session, raw_name, secret)
+            break
+        except ProtocolError as error:
+            if not session.is_text or error.code is ErrorCode.UNAVAILABLE:
+                return _refuse(session, error)
+            session.send(ErrorReply(error.code, error.message))
+            raw_name = None
+    node.hub.add(session)
+    session.send(Welcome(session.name, node.settings.node_id, session_secret))
+    try:
+        await enter_room(node, session, room, since)
+    except BrokerUnavailable:
+        session.send(ErrorReply(ErrorCode.UNAVAILABLE, "the chat backend is unavailable"))
+    return True
+
+
+async def _claim(node: Node, session: Session, raw_name: str, secret: str | None) -> str:
+    """Validate `raw_name` and make it this connection's; returns the session secret."""
+    name = validate_name(raw_name)
+    try:
+        session_secret = await node.broker.claim_name(name, session.ref, secret)
+    except NameTaken:
+        raise ProtocolError(ErrorCode.NAME_TAKEN, f"the name {name} is taken") from None
+    except BrokerUnavailable:
+        raise ProtocolError(
+            ErrorCode.UNAVAILABLE, "the chat backend is unavailable; try again later"
+        ) from None
+    session.name, session.name_key = name, name_key(name)
+    return session_secret
+
+
+async def _next_text(session: Session) -> str | None:
+    """The next text frame; None once the connection closes."""
+    while True:
+        msg = await session.ws.receive()
+        if msg.type is WSMsgType.TEXT:
+            return str(msg.data)
+        if msg.type is WSMsgType.BINARY:
+            session.send(ErrorReply(ErrorCode.BAD_FRAME, "send text frames, not binary"))
+            continue
+        return None
+
+
+async def _read_loop(node: Node, session: Session) -> None:
+    """Decode and run each frame until the connection closes."""
+    async for msg in session.ws:
+        if msg.type is WSMsgType.TEXT:
+            await _run_frame(node, session, str(msg.data))
+        elif msg.type is WSMsgType.BINARY:
+            session.send(ErrorReply(ErrorCode.BAD_FRAME, "send text frames, not binary"))
+            node.metrics.errors.labels(code=ErrorCode.BAD_FRAME).inc()
+        else:
+            break  # an ERROR: aiohttp already closed it (1009 for a frame too big)
+        if session.closing:
+            break
+
+
+async def _run_frame(node: Node, session: Session, frame: str) -> None:
+    command = None
+    try:
+        command = session.codec.decode(frame)
+        if command is not None:
+            await handle(node, session, command)
+    except ProtocolError as error:
+        ref = error.ref if error.ref is not None else getattr(command, "ref", None)
+        session.send(ErrorReply(error.code, error.message, ref))
+        node.metrics.errors.labels(code=error.code).inc()
+    except Exception:
+        log.exception("a frame of %s (%s) failed", session.ref, session.name)
+        session.close(1011, "internal error")
