@@ -52,6 +52,7 @@ class Session:
         self.rate_strikes = 0
         self._metrics = metrics
         self._pending: dict[str, list[RoomEvent]] = {}  # room -> events held during a join
+        self._replayed: dict[str, set[str]] = {}  # room -> offsets replayed, not yet passed live
         self._queue: deque[str] = deque()
         self._queued_chars = 0
         self._queue_limit = queue_limit
@@ -136,9 +137,22 @@ class Session:
             return
         if event.room not in self.rooms:
             return
+        if isinstance(event, Message) and self._already_replayed(event):
+            return
         if self.is_text and isinstance(event, Message) and event.origin == self.ref:
             return  # a text-mode connection does not get its own messages back
         self._send_cached(event, cache, outgoing=False)
+
+    def _already_replayed(self, message: Message) -> bool:
+        """True for a live message the replay sent; live order is offset order, so the
+        first live message not in the replay ends the check for its room."""
+        replayed = self._replayed.get(message.room)
+        if replayed is None:
+            return False
+        if message.offset in replayed:
+            return True
+        del self._replayed[message.room]
+        return False
 
     def deliver_direct(self, event: Direct, cache: FrameCache, *, outgoing: bool) -> None:
         """A direct message to or from this connection's name (not the sending one)."""
@@ -152,19 +166,20 @@ class Session:
 
     def finish_join(self, subscribed: Subscribed, replay: list[Message]) -> None:
         """Send `subscribed`, the replay, then the held events not in the replay."""
-        held = self._pending.pop(subscribed.room, [])
+        room = subscribed.room
+        held = self._pending.pop(room, [])
         self.send(subscribed)
-        replayed = set()
         for message in replay:
             self.send(message)
-            replayed.add(message.offset)
+        if replay:
+            self._replayed[room] = {message.offset for message in replay}
         for event in held:
-            if not (isinstance(event, Message) and event.offset in replayed):
-                self.deliver_room(event, {})
+            self.deliver_room(event, {})
 
     def abandon_join(self, room: str) -> None:
-        """Undo `begin_join` after a failure."""
+        """Forget `room`: undo `begin_join`, or leave."""
         self._pending.pop(room, None)
+        self._replayed.pop(room, None)
         self.rooms.pop(room, None)
 
     # closing -----------------------------------------------------------------

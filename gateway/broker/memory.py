@@ -142,6 +142,7 @@ class MemoryBroker:
         self._deliver_room(event)
 
     async def history(self, room: str, before: str | None, limit: int) -> list[Message]:
+        await asyncio.sleep(0)  # a read yields, as a round trip to Redis does
         log_ = self._logs.get(room)
         if log_ is None:
             return []
@@ -155,6 +156,7 @@ class MemoryBroker:
         return picked[-limit:]
 
     async def replay(self, room: str, since: str | None, limit: int) -> Replay:
+        await asyncio.sleep(0)  # a read yields, as a round trip to Redis does
         log_ = self._logs.get(room)
         newest = f"{self._epoch}-{log_.last_seq}" if log_ and log_.last_seq else None
         since_seq = self._parse(since)
@@ -184,10 +186,12 @@ class MemoryBroker:
         return removed
 
     async def members(self, room: str) -> list[str]:
+        await asyncio.sleep(0)  # a read yields, as a round trip to Redis does
         present = self._presence.get(room, {})
         return [present[key] for key in sorted(present)]
 
     async def rooms(self) -> list[tuple[str, int]]:
+        await asyncio.sleep(0)  # a read yields, as a round trip to Redis does
         return [(room, len(self._presence[room])) for room in sorted(self._presence)]
 
     async def claim_name(self, name: str, connection: str, session: str | None) -> str:

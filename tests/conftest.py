@@ -1,0 +1,156 @@
+"""Fixtures: a gateway app under test and WebSocket peers in both modes.
+
+Every wait is bounded by WAIT seconds; nothing sleeps and hopes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import WSMsgType
+from aiohttp.test_utils import TestClient
+
+from gateway.app import create_app
+from gateway.config import Settings
+
+WAIT = 5.0  # the most any single expectation waits, in seconds
+JSON_PROTOCOL = "chat.v1.json"
+
+TEST_SETTINGS = Settings(node_id="test-node", grace_period=0.05, heartbeat=0)
+
+
+class PeerClosed(AssertionError):
+    """The server closed the connection while a frame was expected."""
+
+
+class Peer:
+    """A WebSocket client; `frames` keeps everything received, in order."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.frames: list[Any] = []
+
+    async def _receive(self, timeout: float) -> Any:
+        msg = await self.ws.receive(timeout=timeout)
+        if msg.type is not WSMsgType.TEXT:
+            raise PeerClosed(f"expected a frame, got {msg.type.name} (code {self.ws.close_code})")
+        frame = self.decode(msg.data)
+        self.frames.append(frame)
+        return frame
+
+    def decode(self, data: str) -> Any:
+        return data
+
+    async def recv(self, timeout: float = WAIT) -> Any:
+        """The next frame."""
+        return await self._receive(timeout)
+
+    async def until(self, match: Callable[[Any], bool], timeout: float = WAIT) -> Any:
+        """Read frames until one matches; fail after `timeout` seconds."""
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = await self._receive(timeout)
+                if match(frame):
+                    return frame
+
+    async def close_code(self, timeout: float = WAIT) -> int | None:
+        """Read until the server closes; the close code it sent."""
+        async with asyncio.timeout(timeout):
+            while True:
+                msg = await self.ws.receive()
+                if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING):
+                    return self.ws.close_code
+                if msg.type is WSMsgType.ERROR:
+                    return self.ws.close_code
+                if msg.type is WSMsgType.TEXT:
+                    self.frames.append(self.decode(msg.data))
+
+
+class JsonPeer(Peer):
+    """A JSON-mode client."""
+
+    welcome: dict[str, Any]
+    subscribed: dict[str, Any]
+
+    def decode(self, data: str) -> Any:
+        return json.loads(data)
+
+    async def send(self, **frame: Any) -> None:
+        await self.ws.send_str(json.dumps(frame))
+
+    async def expect(self, kind: str, timeout: float = WAIT, **fields: Any) -> dict[str, Any]:
+        """The next frame of `kind` whose fields equal `fields`, skipping others."""
+        frame: dict[str, Any] = await self.until(
+            lambda f: f.get("type") == kind and all(f.get(k) == v for k, v in fields.items()),
+            timeout,
+        )
+        return frame
+
+    async def request(self, frame_type: str, **fields: Any) -> dict[str, Any]:
+        """Send a frame with a fresh ref; the answer carrying that ref."""
+        ref = f"r{len(self.frames)}-{id(fields)}"
+        await self.send(type=frame_type, ref=ref, **fields)
+        answer: dict[str, Any] = await self.until(lambda f: f.get("ref") == ref)
+        return answer
+
+
+class TextPeer(Peer):
+    """A text-mode client: frames are lines (a frame may hold several)."""
+
+    async def say(self, line: str) -> None:
+        await self.ws.send_str(line)
+
+    async def expect_line(self, text: str, timeout: float = WAIT) -> str:
+        """The next frame equal to `text` (or starting with it when it ends with '...')."""
+        if text.endswith("..."):
+            prefix = text[:-3]
+            line: str = await self.until(lambda f: f.startswith(prefix), timeout)
+        else:
+            line = await self.until(lambda f: f == text, timeout)
+        return line
+
+
+Connect = Callable[..., Awaitable[Any]]
+
+
+@pytest.fixture
+async def gateway(aiohttp_client: Any) -> Callable[..., Awaitable[TestClient]]:
+    """Start a gateway app (settings overridable) and give its test client."""
+
+    async def start(**overrides: Any) -> TestClient:
+        settings = replace(TEST_SETTINGS, **overrides)
+        client: TestClient = await aiohttp_client(create_app(settings))
+        return client
+
+    return start
+
+
+@pytest.fixture
+async def client(gateway: Callable[..., Awaitable[TestClient]]) -> TestClient:
+    """A gateway with the test settings."""
+    return await gateway()
+
+
+async def join_json(client: TestClient, name: str, room: str = "lobby", **query: str) -> JsonPeer:
+    """Connect in JSON mode and read `welcome` and `subscribed`."""
+    params = {"name": name, "room": room, **query}
+    ws = await client.ws_connect("/ws", params=params, protocols=(JSON_PROTOCOL,))
+    peer = JsonPeer(ws)
+    peer.welcome = await peer.expect("welcome")
+    peer.subscribed = await peer.expect("subscribed", room=room)
+    return peer
+
+
+async def join_text(client: TestClient, name: str, room: str = "lobby") -> TextPeer:
+    """Connect in text mode with the name in the query; read up to the room line."""
+    ws = await client.ws_connect("/ws", params={"name": name, "room": room})
+    peer = TextPeer(ws)
+    await peer.expect_line(f"* welcome, {name}! /help lists the commands")
+    await peer.expect_line(f"* you are in {room}; members: ...")
+    return peer

@@ -1,0 +1,63 @@
+"""Presence (PROTOCOL.md section 6): per name, not per connection, with a grace period."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from tests.conftest import join_json, join_text
+
+StartGateway = Callable[..., Awaitable[TestClient]]
+
+
+def presence(peer_frames: list[dict], name: str) -> list[str]:
+    return [f["event"] for f in peer_frames if f["type"] == "presence" and f["name"] == name]
+
+
+async def test_join_and_leave_are_announced_to_the_room(client: TestClient) -> None:
+    """Guards against silent arrivals and departures."""
+    alice = await join_json(client, "alice")
+    bob = await join_text(client, "bob")
+    await alice.expect("presence", event="join", name="bob", room="lobby")
+    await bob.ws.close()
+    await alice.expect("presence", event="leave", name="bob", room="lobby")
+    assert (await alice.request("who", room="lobby"))["members"] == ["alice"]
+    assert presence(alice.frames, "bob") == ["join", "leave"]
+
+
+async def test_a_reconnect_within_the_grace_period_sends_neither(gateway: StartGateway) -> None:
+    """Guards against everyone seeing leave+join each time a user's network blinks."""
+    client = await gateway(grace_period=0.4)
+    alice = await join_json(client, "alice")
+    bob = await join_json(client, "bob")
+    await alice.expect("presence", event="join", name="bob")
+    await bob.ws.close()
+    bob = await join_json(client, "bob", session=bob.welcome["session"])
+    assert bob.subscribed["members"] == ["alice", "bob"]
+    with pytest.raises(TimeoutError):  # a short, bounded negative wait past the grace period
+        await alice.expect("presence", name="bob", timeout=0.8)
+    assert presence(alice.frames, "bob") == ["join"]
+
+
+async def test_leave_comes_after_the_grace_period(gateway: StartGateway) -> None:
+    """Guards against a grace period that swallows the leave for good."""
+    client = await gateway(grace_period=0.3)
+    alice = await join_json(client, "alice")
+    bob = await join_json(client, "bob")
+    await bob.ws.close()
+    await alice.expect("presence", event="leave", name="bob", timeout=3)
+
+
+async def test_presence_follows_rooms_not_connections(client: TestClient) -> None:
+    """Guards against presence that never notices a user moving between rooms."""
+    alice = await join_json(client, "alice")
+    await alice.request("join", room="dev")
+    bob = await join_json(client, "bob")
+    await bob.request("join", room="dev")
+    await alice.expect("presence", event="join", name="bob", room="dev")
+    await bob.request("leave", room="dev")
+    await alice.expect("presence", event="leave", name="bob", room="dev")
+    assert (await alice.request("who", room="lobby"))["members"] == ["alice", "bob"]
+    assert (await alice.request("who", room="dev"))["members"] == ["alice"]
