@@ -28,12 +28,15 @@ class Hub:
         self._subscription_lock = asyncio.Lock()
 
     def sessions(self) -> list[Session]:
-        """Every named connection on this node."""
+        """Every open connection on this node, named or not yet."""
         return list(self._by_ref.values())
 
-    def add(self, session: Session) -> None:
-        """Register a connection once it has a name."""
+    def connect(self, session: Session) -> None:
+        """Register a new connection."""
         self._by_ref[session.ref] = session
+
+    def add_name(self, session: Session) -> None:
+        """Index a connection by its name once it has one."""
         self._by_name.setdefault(session.name_key, {})[session.ref] = session
 
     def remove(self, session: Session) -> None:

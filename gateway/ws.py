@@ -44,6 +44,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         metrics=node.metrics,
     )
     session.start()
+    node.hub.connect(session)
     gauge = node.metrics.connections.labels(mode=codec.name)
     gauge.inc()
     try:
@@ -92,7 +93,7 @@ async def _handshake(node: Node, session: Session, query: MultiMapping[str]) -> 
                 return _refuse(session, error)
             session.send(ErrorReply(error.code, error.message))
             raw_name = None
-    node.hub.add(session)
+    node.hub.add_name(session)
     session.send(Welcome(session.name, node.settings.node_id, session_secret))
     try:
         await enter_room(node, session, room, since)
