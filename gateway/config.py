@@ -54,12 +54,11 @@ class Settings:
         default=3.0,
         metadata={"help": "seconds a name stays present after its last connection left"},
     )
-    presence_timeout: float = field(
-        default=15.0, metadata={"help": "seconds before a dead node's members are removed"}
-    )
-    send_queue_bytes: int = field(
+    send_queue_limit: int = field(
         default=1024 * 1024,
-        metadata={"help": "pending outgoing data per connection; over it: close 1008"},
+        metadata={
+            "help": "pending outgoing frames per connection, in characters; over it: close 1008"
+        },
     )
     idempotency_ttl: float = field(
         default=600.0, metadata={"help": "seconds a message id is remembered"}

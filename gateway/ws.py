@@ -39,7 +39,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         ws,
         codec,
         node.next_ref(),
-        queue_limit=settings.send_queue_bytes,
+        queue_limit=settings.send_queue_limit,
         rate=TokenBucket(settings.rate_per_second, settings.rate_burst),
         metrics=node.metrics,
     )
