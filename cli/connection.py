@@ -1,0 +1,123 @@
+"""Opening one JSON-mode WebSocket: handshake, then wait for `welcome` (or the refusal)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+SUBPROTOCOL = "chat.v1.json"
+NAME_ERRORS = frozenset({"invalid_name", "name_taken"})
+FATAL_ERRORS = frozenset({"unauthorized", "invalid_room", "bad_frame"})
+CLOSE_POLICY = 1008
+
+_CLOSED = frozenset({aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED})
+
+
+class Rejected(Exception):
+    """The server refused this client (policy, auth, name): trying again will not help."""
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+class NameRejected(Rejected):
+    """The name is invalid or taken (`invalid_name` / `name_taken`); ask for another."""
+
+
+class ConnectFailed(Exception):
+    """The server could not be reached or dropped the handshake; it may work later."""
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """A connection that got its `welcome`."""
+
+    ws: aiohttp.ClientWebSocketResponse
+    welcome: dict[str, Any]
+
+
+def decode(data: str) -> dict[str, Any] | None:
+    """One server frame as a dict, or None when it is not a JSON object."""
+    try:
+        frame = json.loads(data)
+    except ValueError:
+        return None
+    return frame if isinstance(frame, dict) else None
+
+
+def backoff(
+    initial: float, cap: float, rand: Callable[[], float] = random.random
+) -> Iterator[float]:
+    """Delays doubling from `initial` up to `cap`, each with jitter (between d/2 and d)."""
+    delay = initial
+    while True:
+        yield delay / 2 + rand() * delay / 2
+        delay = min(delay * 2, cap)
+
+
+async def open_connection(
+    http: aiohttp.ClientSession,
+    url: str,
+    query: Mapping[str, str],
+    *,
+    wait_limit: float,
+    heartbeat: float,
+) -> Opened:
+    """Connect to `url` with `query` and read up to the `welcome` frame.
+
+    Raises NameRejected or Rejected when the server refuses (an `error` then a close
+    before any `welcome`, or a 1008 close), ConnectFailed for anything transient.
+    """
+    target = URL(url).update_query(dict(query))
+    try:
+        ws = await http.ws_connect(
+            target,
+            protocols=(SUBPROTOCOL,),
+            heartbeat=heartbeat or None,
+            timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=wait_limit),
+        )
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        raise ConnectFailed(f"cannot connect to {url}: {exc or type(exc).__name__}") from exc
+    try:
+        if ws.protocol != SUBPROTOCOL:
+            raise Rejected(f"{url} does not speak {SUBPROTOCOL}")
+        return Opened(ws, await _await_welcome(ws, wait_limit))
+    except BaseException:
+        await ws.close()
+        raise
+
+
+async def _await_welcome(ws: aiohttp.ClientWebSocketResponse, wait_limit: float) -> dict[str, Any]:
+    error: dict[str, Any] = {}
+    try:
+        async with asyncio.timeout(wait_limit):
+            while True:
+                msg = await ws.receive()
+                if msg.type is aiohttp.WSMsgType.TEXT:
+                    frame = decode(msg.data) or {}
+                    if frame.get("type") == "welcome":
+                        return frame
+                    if frame.get("type") == "error":
+                        error = frame
+                elif msg.type in _CLOSED or msg.type is aiohttp.WSMsgType.ERROR:
+                    break
+    except TimeoutError:
+        raise ConnectFailed(f"no welcome from the server within {wait_limit:g} s") from None
+    code = str(error.get("code", ""))
+    message = str(error.get("message") or f"the server closed the connection ({ws.close_code})")
+    if code in NAME_ERRORS:
+        raise NameRejected(message, code)
+    if code == "unavailable":  # the backend is down for now (even if closed 1008)
+        raise ConnectFailed(message)
+    if code in FATAL_ERRORS or ws.close_code == CLOSE_POLICY:
+        raise Rejected(message, code)
+    raise ConnectFailed(message)
