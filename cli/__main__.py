@@ -1,0 +1,69 @@
+"""`chat`: the terminal client of the chat gateway (also `python -m cli`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from cli.client import ClientConfig
+from cli.commands import ROOM_PATTERN
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `chat` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="chat",
+        description=(
+            "Chat through the gateway. On a terminal: an input line with the chat above "
+            "it (/help lists the commands). Otherwise (pipe mode): each stdin line is "
+            "sent, arriving lines are printed plain, and chat exits once stdin has ended "
+            "and every message is acknowledged."
+        ),
+    )
+    parser.add_argument("--url", default="ws://127.0.0.1:8080/ws", help="gateway WebSocket URL")
+    parser.add_argument("--name", default="", help="your name (asked for when not given)")
+    parser.add_argument("--room", default="lobby", type=_room, help="room to enter first")
+    parser.add_argument("--token", default=None, help="auth token, when the gateway wants one")
+    parser.add_argument(
+        "--ack-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="pipe mode: once stdin has ended, give up (exit 1) after this long without "
+        "an acknowledgement (default: 10)",
+    )
+    return parser
+
+
+def _room(value: str) -> str:
+    if not ROOM_PATTERN.fullmatch(value):
+        raise argparse.ArgumentTypeError("letters, digits, _ and -, 1 to 64 of them")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run `chat`; returns the exit code (0 after /quit, Ctrl-D or the end of stdin)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.url.startswith(("ws://", "wss://")):
+        parser.error("--url must start with ws:// or wss://")
+    config = ClientConfig(url=args.url, name=args.name, room=args.room, token=args.token)
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    if not interactive and not args.name.strip():
+        parser.error("--name is required when stdin or stdout is not a terminal")
+    try:
+        if interactive:
+            from cli.terminal import TerminalUI
+
+            return asyncio.run(TerminalUI(config).run())
+        from cli.pipe import run_pipe
+
+        return asyncio.run(run_pipe(config, idle_timeout=args.ack_timeout))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

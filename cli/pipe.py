@@ -1,0 +1,119 @@
+"""Pipe mode (stdin or stdout is not a terminal): lines in, plain lines out, for scripts.
+
+Every input line is sent (slash commands work); what arrives is printed unstyled and
+without a clock. Once stdin ends the client waits for every send's ack, then exits 0;
+it gives up with 1 after `idle_timeout` seconds without progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import threading
+from contextlib import suppress
+from typing import BinaryIO, TextIO
+
+from cli.client import ChatClient, ClientConfig
+from cli.commands import execute, parse
+from cli.connection import ConnectFailed, Rejected
+from cli.render import plain, render
+
+
+class StdinLines:
+    """Lines of a binary stream, read by a daemon thread so the event loop never blocks.
+
+    A thread (not `connect_read_pipe`) because stdin may be a regular file or
+    /dev/null, which the loop cannot watch. The thread is a daemon: it may sit in a
+    blocking read when we exit, and must not keep the process alive.
+    """
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self._queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self._loop = asyncio.get_running_loop()
+        threading.Thread(target=self._pump, name="chat-stdin", daemon=True).start()
+
+    def _pump(self) -> None:
+        try:
+            for raw in iter(self._stream.readline, b""):
+                self._put(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+        finally:
+            self._put(None)
+
+    def _put(self, line: str | None) -> None:
+        with suppress(RuntimeError):  # the loop has closed: we are exiting anyway
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, line)
+
+    async def next(self) -> str | None:
+        """The next line, or None once the stream has ended."""
+        return await self._queue.get()
+
+
+async def run_pipe(
+    config: ClientConfig, *, idle_timeout: float = 10.0, out: TextIO | None = None
+) -> int:
+    """Run the pipe mode; returns the exit code."""
+    out = out if out is not None else sys.stdout
+    client = ChatClient(config)
+    try:
+        await client.start()
+    except (Rejected, ConnectFailed) as exc:
+        print(f"chat: {exc}", file=sys.stderr)
+        return 1
+    printer = asyncio.create_task(_print_events(client, out), name="chat-print")
+    try:
+        stopped_early = await _send_input(client, StdinLines(sys.stdin.buffer))
+        drained = stopped_early or await client.drain(idle_timeout)
+        if not drained:
+            print(
+                f"chat: gave up: {client.unacked} message(s) not acknowledged "
+                f"after {idle_timeout:g} s without progress",
+                file=sys.stderr,
+            )
+    finally:
+        await client.close()
+        await printer
+    return 1 if client.exit_code or not drained else 0
+
+
+async def _send_input(client: ChatClient, lines: StdinLines) -> bool:
+    """Send each input line until stdin ends or /quit; True when the client stopped first."""
+    stopped = asyncio.ensure_future(client.wait_closed())
+    try:
+        while True:
+            reading = asyncio.ensure_future(lines.next())
+            await asyncio.wait({reading, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if not reading.done():
+                reading.cancel()
+                await asyncio.wait({reading})
+                return True
+            line = reading.result()
+            command = parse(line) if line is not None else None
+            if line is None or (command is not None and execute(client, command)):
+                return False
+    finally:
+        stopped.cancel()
+        await asyncio.wait({stopped})
+
+
+async def _print_events(client: ChatClient, out: TextIO) -> None:
+    writable = True
+    async for event in client.events():
+        for line in render(event, clock=False):
+            if not writable:
+                continue
+            try:
+                out.write(plain(line) + "\n")
+                out.flush()
+            except BrokenPipeError:  # the reader went away (`| head`): keep chatting
+                writable = False
+                _silence(out)
+
+
+def _silence(out: TextIO) -> None:
+    """Point a broken stdout at /dev/null, so the exit-time flush does not complain."""
+    with suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, out.fileno())
+        os.close(devnull)

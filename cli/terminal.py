@@ -1,0 +1,104 @@
+"""The terminal UI: an input line (history, editing) with incoming lines printed above it."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+from prompt_toolkit import PromptSession
+from prompt_toolkit.formatted_text import FormattedText
+from prompt_toolkit.history import InMemoryHistory
+from prompt_toolkit.patch_stdout import patch_stdout
+from prompt_toolkit.shortcuts import print_formatted_text
+from prompt_toolkit.styles import Style
+
+from cli.client import ChatClient, ClientConfig
+from cli.commands import execute, parse
+from cli.connection import ConnectFailed, NameRejected, Rejected
+from cli.render import STYLE, render
+
+EXIT_INTERRUPTED = 130
+QUIT_DRAIN_SECONDS = 2.0
+
+
+class TerminalUI:
+    """One terminal session: ask a name, then chat until /quit, Ctrl-D or a fatal close."""
+
+    def __init__(self, config: ClientConfig) -> None:
+        self._config = config
+        self._style = Style.from_dict(STYLE)
+        self._input: PromptSession[str] = PromptSession(history=InMemoryHistory())
+
+    async def run(self) -> int:
+        """Run until the user leaves; returns the exit code."""
+        with patch_stdout(raw=True):
+            client = await self._connect()
+            if isinstance(client, int):
+                return client
+            return await self._chat(client)
+
+    def _error(self, message: str) -> None:
+        print_formatted_text(FormattedText([("class:error", f"! {message}")]), style=self._style)
+
+    async def _connect(self) -> ChatClient | int:
+        """A started client, asking for a name until one is taken; or an exit code."""
+        name = self._config.name.strip()
+        asker: PromptSession[str] = PromptSession()
+        while True:
+            while not name:
+                try:
+                    name = (await asker.prompt_async("Your name: ")).strip()
+                except EOFError:
+                    return 0
+                except KeyboardInterrupt:
+                    return EXIT_INTERRUPTED
+            client = ChatClient(replace(self._config, name=name))
+            try:
+                await client.start()
+            except NameRejected as exc:
+                self._error(exc.message)
+                name = ""
+                continue
+            except (Rejected, ConnectFailed) as exc:
+                self._error(str(exc))
+                return 1
+            return client
+
+    async def _chat(self, client: ChatClient) -> int:
+        printer = asyncio.create_task(self._print_events(client), name="chat-print")
+        reader = asyncio.create_task(self._read_input(client), name="chat-input")
+        code = 0
+        try:
+            done, _ = await asyncio.wait({printer, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if reader in done:
+                code = reader.result()
+                if not await client.drain(QUIT_DRAIN_SECONDS):
+                    self._error(f"{client.unacked} message(s) not sent")
+        finally:
+            reader.cancel()
+            await asyncio.wait({reader})
+            await client.close()
+            await printer
+        return code or client.exit_code
+
+    async def _read_input(self, client: ChatClient) -> int:
+        """Read and run input lines; returns the exit code once the user leaves."""
+
+        def prompt() -> str:
+            return f"{client.room}> " if client.connected else f"{client.room} (offline)> "
+
+        while True:
+            try:
+                line = await self._input.prompt_async(prompt)
+            except EOFError:
+                return 0
+            except KeyboardInterrupt:
+                return EXIT_INTERRUPTED
+            command = parse(line)
+            if command is not None and execute(client, command):
+                return 0
+
+    async def _print_events(self, client: ChatClient) -> None:
+        async for event in client.events():
+            for line in render(event, clock=True):
+                print_formatted_text(FormattedText(line), style=self._style)
