@@ -1,0 +1,357 @@
+"""Helpers for the `chat` tests: a real gateway process, `chat` processes, a JSON
+observer and a TCP proxy that can cut connections. Every wait is bounded by WAIT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+WAIT = 8.0  # the most any single expectation waits, in seconds
+ROOT = Path(__file__).resolve().parents[2]
+CHAT = [sys.executable, "-m", "cli"]
+
+
+def unique(prefix: str) -> str:
+    """A name or room no other test uses."""
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class GatewayProcess:
+    """`python -m gateway` on a free port, ready once /healthz answers."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def start(self) -> GatewayProcess:
+        args = ["--port", str(self.port), "--grace-period", "0.2", "--log-level", "WARNING"]
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway", *args],
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"the gateway exited early:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1):
+                    return self
+            except OSError:
+                time.sleep(0.05)  # a bounded poll of a process starting up
+        self.stop()
+        raise RuntimeError(f"the gateway did not answer /healthz within 15 s:\n{self.log()}")
+
+    def stop(self) -> None:
+        """SIGTERM (the gateway closes its sockets with 1001), then wait."""
+        if self._proc is None:
+            return
+        if self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._proc = None
+
+    def log(self) -> str:
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")
+
+    def close(self) -> None:
+        self.stop()
+        self._log.close()
+
+
+class ChatProcess:
+    """`chat` in pipe mode: stdin and stdout are pipes; stdout is kept line by line."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+        self.stderr = ""
+        self._cursor = 0
+        self._changed = asyncio.Event()
+        self._readers = [
+            asyncio.create_task(self._read_stdout()),
+            asyncio.create_task(self._read_stderr()),
+        ]
+
+    @classmethod
+    async def start(cls, url: str, *args: str, command: list[str] | None = None) -> ChatProcess:
+        proc = await asyncio.create_subprocess_exec(
+            *(command or CHAT),
+            "--url",
+            url,
+            *args,
+            cwd=ROOT,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        return cls(proc)
+
+    async def _read_stdout(self) -> None:
+        assert self.proc.stdout is not None
+        while line := await self.proc.stdout.readline():
+            self.lines.append(line.decode().rstrip("\n"))
+            self._changed.set()
+        self._changed.set()
+
+    async def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        self.stderr = (await self.proc.stderr.read()).decode()
+
+    async def write(self, *lines: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("".join(f"{line}\n" for line in lines).encode())
+        await self.proc.stdin.drain()
+
+    async def end_input(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        await self.proc.stdin.wait_closed()
+
+    async def expect(self, pattern: str, timeout: float = WAIT) -> str:
+        """The next output line (after the last one expected) that matches `pattern`."""
+        regex = re.compile(pattern)
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    for index in range(self._cursor, len(self.lines)):
+                        if regex.search(self.lines[index]):
+                            self._cursor = index + 1
+                            return self.lines[index]
+                    if self.proc.stdout is not None and self.proc.stdout.at_eof():
+                        break
+                    self._changed.clear()
+                    await self._changed.wait()
+        except TimeoutError:
+            pass
+        raise AssertionError(f"no line matching {pattern!r}; output so far: {self.lines}")
+
+    async def wait(self, timeout: float = WAIT) -> int:
+        """The exit code, once the process ends (fails after `timeout`)."""
+        async with asyncio.timeout(timeout):
+            code = await self.proc.wait()
+            await asyncio.gather(*self._readers)
+        return code
+
+    async def stop(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+        await self.proc.wait()
+        await asyncio.gather(*self._readers, return_exceptions=True)
+
+
+class Observer:
+    """A JSON-mode WebSocket client watching a room (not the code under test)."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, room: str) -> None:
+        self.ws = ws
+        self.room = room
+        self.frames: list[dict[str, Any]] = []
+
+    async def until(self, match: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        async with asyncio.timeout(WAIT):
+            while True:
+                msg = await self.ws.receive()
+                if msg.type is not aiohttp.WSMsgType.TEXT:
+                    raise AssertionError(f"observer closed: {msg.type.name}")
+                frame = json.loads(msg.data)
+                self.frames.append(frame)
+                if match(frame):
+                    return frame
+
+    async def message(self, sender: str, text: str) -> dict[str, Any]:
+        """Wait for the room message `text` from `sender`."""
+        return await self.until(
+            lambda f: f["type"] == "message" and f["from"] == sender and f["text"] == text
+        )
+
+    async def say(self, text: str) -> dict[str, Any]:
+        """Send `text` to the observer's room; returns the ack."""
+        ref = uuid.uuid4().hex
+        await self.ws.send_json({"type": "send", "room": self.room, "text": text, "ref": ref})
+        return await self.until(lambda f: f.get("ref") == ref)
+
+    def texts(self, sender: str) -> list[str]:
+        return [f["text"] for f in self.frames if f["type"] == "message" and f["from"] == sender]
+
+
+class TcpProxy:
+    """A TCP relay between `chat` and the gateway that a test can cut.
+
+    `cut()` aborts every relayed connection; while `accepting` is False new ones are
+    dropped at once; with `drop_downstream` the server's bytes never reach the client.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.accepting = True
+        self.drop_downstream = False
+        self.port = 0
+        self.accepted = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    async def start(self) -> TcpProxy:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.accepting:
+            writer.transport.abort()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.transport.abort()
+            return
+        self.accepted += 1
+        self._writers |= {writer, up_writer}
+        for task in (self._pipe(reader, up_writer, False), self._pipe(up_reader, writer, True)):
+            self._tasks.add(asyncio.create_task(task))
+
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, downstream: bool
+    ) -> None:
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                if not (downstream and self.drop_downstream):
+                    writer.write(data)
+                    await writer.drain()
+        writer.transport.abort()
+
+    def cut(self) -> None:
+        """Abort every relayed connection, both sides."""
+        for writer in self._writers:
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def close(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def chat_env(**extra: str) -> dict[str, str]:
+    """The environment for `chat` under a pseudo-terminal."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "COV"))}
+    env.update(TERM="xterm", PROMPT_TOOLKIT_NO_CPR="1", **extra)
+    return env
+
+
+ANSI = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07]*\x07|[@-Z\\-_])")
+
+
+class Terminal:
+    """`chat` under a pseudo-terminal (pexpect), its output kept as plain text.
+
+    prompt_toolkit draws with escape sequences and cursor moves, so the output is
+    matched after stripping them; `expect` moves a cursor, so order is checked too.
+    """
+
+    def __init__(self, url: str, *args: str) -> None:
+        import pexpect
+
+        self._pexpect = pexpect
+        self.child = pexpect.spawn(
+            CHAT[0],
+            [*CHAT[1:], "--url", url, *args],
+            cwd=str(ROOT),
+            env=chat_env(),
+            dimensions=(40, 120),
+            encoding="utf-8",
+            codec_errors="replace",
+        )
+        self.text = ""
+        self._cursor = 0
+
+    def _read(self, deadline: float) -> bool:
+        """Read what is there (waiting up to the deadline); False at end of file."""
+        try:
+            chunk = self.child.read_nonblocking(
+                65536, timeout=max(0.01, deadline - time.monotonic())
+            )
+        except self._pexpect.TIMEOUT:
+            return True
+        except self._pexpect.EOF:
+            return False
+        self.text = ANSI.sub("", self.text + chunk).replace("\r", "")
+        return True
+
+    def expect_sync(self, pattern: str, timeout: float = WAIT) -> str:
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            match = regex.search(self.text, self._cursor)
+            if match:
+                self._cursor = match.end()
+                return match.group(0)
+            if time.monotonic() >= deadline or not self._read(deadline):
+                raise AssertionError(f"no {pattern!r} on the screen; it shows:\n{self.text}")
+
+    async def expect(self, pattern: str, timeout: float = WAIT) -> str:
+        """Wait (in a thread, so the event loop runs on) for `pattern` in the output."""
+        return await asyncio.to_thread(self.expect_sync, pattern, timeout)
+
+    def sendline(self, line: str) -> None:
+        self.child.sendline(line)
+
+    def exit_code_sync(self, timeout: float = WAIT) -> int | None:
+        deadline = time.monotonic() + timeout
+        while self._read(deadline):
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"chat did not exit; the screen shows:\n{self.text}")
+        self.child.close()
+        return self.child.exitstatus
+
+    async def exit_code(self, timeout: float = WAIT) -> int | None:
+        """Wait for the end of the output, then the exit status."""
+        return await asyncio.to_thread(self.exit_code_sync, timeout)
+
+    def kill(self) -> None:
+        if self.child.isalive():
+            self.child.terminate(force=True)
+        self.child.close()
