@@ -153,8 +153,9 @@ class RoomView:
             self._notify(msg)
 
     def _on_presence(self, frame: Frame) -> None:
-        if frame.get("room") == self.room:
-            self._notify(Presence(self.room, str(frame.get("event")), str(frame.get("name"))))
+        name = str(frame.get("name"))
+        if frame.get("room") == self.room and name.casefold() != self.name.casefold():
+            self._notify(Presence(self.room, str(frame.get("event")), name))
 
     def _on_dm(self, frame: Frame) -> None:
         sender = str(frame.get("from"))

@@ -38,8 +38,12 @@ async def test_ctrl_d_exits_0(gateway_server, terminals):
 
     Guards against: EOF ignored (the client hangs) or reported as an error.
     """
-    term = terminals(gateway_server.url, "--name", unique("eve"))
-    await term.expect(r"\* you are in lobby")
+    room = unique("quiet")  # nobody else comes and goes: no line is printed meanwhile
+    term = terminals(gateway_server.url, "--name", unique("eve"), "--room", room)
+    await term.expect(rf"\* you are in {room}")
+    # The input line is drawn again after that line: the terminal is back in raw mode
+    # (prompt_toolkit prints in cooked mode, where Ctrl-D would be taken by the tty).
+    await term.expect(rf"{room}>")
     term.child.sendcontrol("d")
     assert await term.exit_code() == 0
 
