@@ -53,6 +53,7 @@ class ChatClient:
     def __init__(self, config: ClientConfig) -> None:
         self._config = config
         self.exit_code = 0
+        self.failure = ""  # why the client gave up, when it did
         self._events: asyncio.Queue[ChatEvent | None] = asyncio.Queue()
         self._outbox = Outbox()
         self._view = RoomView(config.room, config.name, self.notify)
@@ -313,7 +314,7 @@ class ChatClient:
             self.notify(ErrorLine("message too large for the server: not sent", "too_long"))
 
     def _fail(self, message: str) -> None:
-        self.exit_code = 1
+        self.exit_code, self.failure = 1, message
         self.notify(ErrorLine(message))
 
     def _finish(self) -> None:

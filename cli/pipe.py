@@ -12,7 +12,7 @@ import os
 import sys
 import threading
 from contextlib import suppress
-from typing import BinaryIO, TextIO
+from typing import TextIO
 
 from cli.client import ChatClient, ClientConfig
 from cli.commands import execute, parse
@@ -21,23 +21,32 @@ from cli.render import plain, render
 
 
 class StdinLines:
-    """Lines of a binary stream, read by a daemon thread so the event loop never blocks.
+    """Lines of a file descriptor, read by a daemon thread so the event loop never blocks.
 
     A thread (not `connect_read_pipe`) because stdin may be a regular file or
-    /dev/null, which the loop cannot watch. The thread is a daemon: it may sit in a
-    blocking read when we exit, and must not keep the process alive.
+    /dev/null, which the loop cannot watch, or a terminal shared with the shell, which
+    must not be made non-blocking. It is a daemon, as it may sit in a read when we
+    exit; it uses `os.read`, never the buffered `sys.stdin`, whose lock would abort
+    the interpreter's shutdown.
     """
 
-    def __init__(self, stream: BinaryIO) -> None:
-        self._stream = stream
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
         self._queue: asyncio.Queue[str | None] = asyncio.Queue()
         self._loop = asyncio.get_running_loop()
         threading.Thread(target=self._pump, name="chat-stdin", daemon=True).start()
 
     def _pump(self) -> None:
+        pending = b""
         try:
-            for raw in iter(self._stream.readline, b""):
-                self._put(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+            while chunk := os.read(self._fd, 65536):
+                *lines, pending = (pending + chunk).split(b"\n")
+                for raw in lines:
+                    self._put(raw.decode("utf-8", errors="replace").rstrip("\r"))
+            if pending:
+                self._put(pending.decode("utf-8", errors="replace").rstrip("\r"))
+        except OSError:
+            pass  # stdin is unreadable or went away: treat it as ended
         finally:
             self._put(None)
 
@@ -63,7 +72,7 @@ async def run_pipe(
         return 1
     printer = asyncio.create_task(_print_events(client, out), name="chat-print")
     try:
-        stopped_early = await _send_input(client, StdinLines(sys.stdin.buffer))
+        stopped_early = await _send_input(client, StdinLines(sys.stdin.fileno()))
         drained = stopped_early or await client.drain(idle_timeout)
         if not drained:
             print(
@@ -74,6 +83,8 @@ async def run_pipe(
     finally:
         await client.close()
         await printer
+    if client.failure:
+        print(f"chat: {client.failure}", file=sys.stderr)
     return 1 if client.exit_code or not drained else 0
 
 

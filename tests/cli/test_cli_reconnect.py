@@ -101,3 +101,20 @@ async def test_gateway_restart_reconnects_and_chat_goes_on(own_gateway, chat_pro
     await watcher.message(carol, "glad to be back")
     await chat.end_input()
     assert await chat.wait() == 0, chat.stderr
+
+
+async def test_name_taken_while_away_ends_the_client_with_exit_1(own_gateway, chat_procs, observe):
+    """If someone took the name while the gateway was down, the reconnect is refused
+    for good: pipe mode exits 1 and says why on stderr.
+
+    Guards against: retrying a refused name forever (a hung script), or exiting 0.
+    """
+    carol = unique("carol")
+    chat = await chat_procs(own_gateway.url, "--name", carol)
+    await chat.expect(r"^\* you are in lobby: ")
+    own_gateway.stop()
+    await chat.expect(r"^\* reconnecting\.\.\.$")
+    own_gateway.start()
+    await observe(own_gateway.url, carol)  # the impostor gets there first
+    assert await chat.wait() == 1, chat.stderr
+    assert "taken" in chat.stderr
