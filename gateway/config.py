@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def _default_node_id() -> str:
@@ -88,8 +91,13 @@ class Settings:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, int | float) and value < 0:
-                raise ValueError(f"--{f.name.replace('_', '-')} must not be negative")
+            flag = f"--{f.name.replace('_', '-')}"
+            if isinstance(value, int | float) and not 0 <= value < math.inf:
+                raise ValueError(f"{flag} must be a finite number, not negative")
+        if not 0 < self.port < 65536:
+            raise ValueError("--port must be from 1 to 65535")
+        if self.log_level.upper() not in LOG_LEVELS:
+            raise ValueError(f"--log-level must be one of {', '.join(LOG_LEVELS)}")
         if self.max_message_chars < 1 or self.max_frame_bytes < 1024:
             raise ValueError("--max-message-chars must be >= 1 and --max-frame-bytes >= 1024")
 

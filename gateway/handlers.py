@@ -21,7 +21,7 @@ from gateway.commands import (
     Who,
 )
 from gateway.errors import BrokerUnavailable, ErrorCode, ProtocolError
-from gateway.events import Ack, Direct, History, Members, Notice, Pong, RoomList
+from gateway.events import Ack, Direct, ErrorReply, History, Members, Notice, Pong, RoomList
 from gateway.membership import enter_room, leave_room
 from gateway.names import validate_name, validate_room, validate_text
 from gateway.node import Node
@@ -45,15 +45,17 @@ def _room_of(session: Session, room: str | None, *, must_be_in: bool) -> str:
     return room
 
 
-def _spend_rate(node: Node, session: Session) -> None:
+def _spend_rate(node: Node, session: Session, ref: str | None) -> None:
     """One message's worth of the connection's rate; repeated breaches close it."""
     if session.rate.take():
         session.rate_strikes = 0
         return
     session.rate_strikes += 1
+    error = ProtocolError(ErrorCode.RATE_LIMITED, "slow down: too many messages", ref)
     if session.rate_strikes >= node.settings.rate_strikes:
+        session.send(ErrorReply(error.code, error.message, ref))
         session.close(1008, "rate limit exceeded again and again")
-    raise ProtocolError(ErrorCode.RATE_LIMITED, "slow down: too many messages")
+    raise error
 
 
 def _unavailable() -> ProtocolError:
@@ -65,7 +67,7 @@ def _unavailable() -> ProtocolError:
 async def handle_send(node: Node, session: Session, command: Send) -> None:
     room = _room_of(session, command.room, must_be_in=True)
     text = validate_text(command.text, node.settings.max_message_chars)
-    _spend_rate(node, session)
+    _spend_rate(node, session, command.ref)
     try:
         with node.metrics.publish_seconds.time():
             published = await node.broker.publish(
@@ -81,7 +83,7 @@ async def handle_send(node: Node, session: Session, command: Send) -> None:
 async def handle_direct(node: Node, session: Session, command: DirectSend) -> None:
     to = validate_name(command.to)
     text = validate_text(command.text, node.settings.max_message_chars)
-    _spend_rate(node, session)
+    _spend_rate(node, session, command.ref)
     event = Direct(session.name, to, text, int(time.time() * 1000), session.ref)
     try:
         delivered = await node.broker.send_direct(event)

@@ -81,8 +81,8 @@ async def post_message(request: web.Request) -> web.Response:
     key = node.settings.api_key
     if not key:
         return _error(403, ErrorCode.UNAUTHORIZED, "publishing is off: start with --api-key")
-    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    if not hmac.compare_digest(given.encode(), key.encode()):
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), key.encode()):
         return _error(401, ErrorCode.UNAUTHORIZED, "send the API key as Authorization: Bearer")
     room = validate_room(request.match_info["room"])
     try:

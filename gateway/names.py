@@ -47,4 +47,6 @@ def validate_text(text: str, max_chars: int) -> str:
         raise ProtocolError(ErrorCode.TOO_LONG, f"a message is at most {max_chars} characters")
     if any((ord(c) < 32 and c not in "\n\t") or c == "\x7f" for c in text):
         raise ProtocolError(ErrorCode.BAD_FRAME, "a message may not contain control characters")
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in text):
+        raise ProtocolError(ErrorCode.BAD_FRAME, "a message may not contain lone surrogates")
     return text

@@ -126,6 +126,9 @@ class Session:
                 await self._wakeup.wait()
         except (ConnectionError, RuntimeError) as exc:
             log.debug("writer of %s stopped: %s", self.ref, exc)
+        except Exception:
+            log.exception("writer of %s failed; closing it", self.ref)
+            self.close(1011, "internal error", flush=False)
 
     # delivery from the hub ---------------------------------------------------
 

@@ -30,7 +30,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     settings = node.settings
     ws = web.WebSocketResponse(
         protocols=(JSON_SUBPROTOCOL,),
-        max_msg_size=settings.max_frame_bytes,
+        max_msg_size=settings.max_frame_bytes + 1,  # aiohttp refuses size >= the limit
         heartbeat=settings.heartbeat or None,
     )
     await ws.prepare(request)

@@ -152,12 +152,6 @@ async def test_many_bad_frames_in_a_row_do_not_close_the_connection(client: Test
     await assert_alive(alice)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a JSON string with a lone surrogate ('\\ud800') is accepted and acked; "
-    "encoding the message for delivery raises UnicodeEncodeError in every member's writer "
-    "task, which dies: nobody in the room gets anything any more",
-)
 async def test_text_that_is_not_valid_unicode_is_refused(client: TestClient) -> None:
     """Guards against one frame silencing a whole room: `\\ud800` is legal JSON but no
     UTF-8 text frame can carry it, so it has to be refused as a bad_frame.
@@ -387,12 +381,6 @@ async def test_a_frame_over_the_limit_closes_with_1009_and_only_that_one(
     await assert_alive(again)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (off by one): --max-frame-bytes is 'the largest frame accepted', but it is "
-    "passed to aiohttp as max_msg_size, whose uncompressed check is `size >= limit`: a frame "
-    "of exactly max_frame_bytes is closed with 1009",
-)
 async def test_a_frame_of_exactly_the_limit_is_accepted(gateway: StartGateway) -> None:
     """Guards against an off-by-one in the frame limit (64 KiB means 65536 bytes are fine)."""
     client = await gateway(max_frame_bytes=2048)

@@ -230,30 +230,16 @@ def test_a_bad_value_exits_2_with_a_message(
     assert_refused(spawn(*args, "--port", str(free_port()), env=env), *fragments)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: --log-level is not validated: logging.basicConfig raises ValueError, "
-    "the program dies with a traceback and exit code 1",
-)
 def test_a_bad_log_level_exits_2_with_a_message(spawn: Spawn) -> None:
     """Guards against a typo in --log-level crashing with a traceback instead of a usage error."""
     assert_refused(spawn("--log-level", "loud", "--port", str(free_port())), "--log-level")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: --port is not range-checked: bind() raises OverflowError, traceback, exit 1",
-)
 def test_a_port_out_of_range_exits_2_with_a_message(spawn: Spawn) -> None:
     """Guards against --port 70000 crashing with a traceback instead of a usage error."""
     assert_refused(spawn("--port", "70000"), "--port")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: 'nan' passes the 'not negative' check (nan < 0 is False); the node starts "
-    "and its token bucket never runs dry (min(burst, nan) == burst): no rate limit at all",
-)
 async def test_nan_is_not_a_rate(spawn: Spawn) -> None:
     """Guards against --rate-per-second nan silently switching the rate limit off."""
     port = free_port()

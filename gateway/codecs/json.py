@@ -24,6 +24,15 @@ MAX_REF_CHARS = 64
 MAX_ID_CHARS = 64
 
 
+def _is_unicode(value: str) -> bool:
+    """False for strings with lone surrogates, which JSON allows and UTF-8 does not."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class _Fields:
     """Typed access to one decoded frame's fields; a wrong type is a bad_frame."""
 
@@ -38,6 +47,8 @@ class _Fields:
         value = self._frame.get(key)
         if not isinstance(value, str):
             raise self._fail(f"'{key}' must be a string")
+        if not _is_unicode(value):
+            raise self._fail(f"'{key}' is not valid Unicode")
         return value
 
     def optional_text(self, key: str, max_chars: int | None = None) -> str | None:
@@ -48,6 +59,8 @@ class _Fields:
             raise self._fail(f"'{key}' must be a string or absent")
         if max_chars is not None and len(value) > max_chars:
             raise self._fail(f"'{key}' must be at most {max_chars} characters")
+        if not _is_unicode(value):
+            raise self._fail(f"'{key}' is not valid Unicode")
         return value
 
     def optional_int(self, key: str, low: int, high: int) -> int | None:
@@ -103,7 +116,9 @@ class JsonCodec:
         if not isinstance(data, dict):
             raise ProtocolError(ErrorCode.BAD_FRAME, "a frame must be a JSON object")
         ref = data.get("ref")
-        if ref is not None and (not isinstance(ref, str) or len(ref) > MAX_REF_CHARS):
+        if ref is not None and (
+            not isinstance(ref, str) or len(ref) > MAX_REF_CHARS or not _is_unicode(ref)
+        ):
             raise ProtocolError(
                 ErrorCode.BAD_FRAME, f"'ref' must be a string of at most {MAX_REF_CHARS} characters"
             )
