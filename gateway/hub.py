@@ -11,7 +11,7 @@ import asyncio
 from gateway.broker.base import Broker
 from gateway.events import Direct, RoomEvent
 from gateway.metrics import Metrics
-from gateway.names import name_key
+from gateway.names import name_key as _key
 from gateway.session import FrameCache, Session
 
 
@@ -82,14 +82,11 @@ class Hub:
             session.deliver_room(event, cache)
         self._metrics.frames_sent.inc(len(members))
 
-    def on_direct(self, event: Direct) -> None:
-        sender_key, to_key = name_key(event.sender), name_key(event.to)
+    def on_direct(self, event: Direct, name_key: str) -> None:
+        outgoing = name_key != _key(event.to)
         cache: FrameCache = {}
-        for session in list(self._by_name.get(to_key, {}).values()):
-            session.deliver_direct(event, cache, outgoing=False)
-        if sender_key != to_key:
-            for session in list(self._by_name.get(sender_key, {}).values()):
-                session.deliver_direct(event, cache, outgoing=True)
+        for session in list(self._by_name.get(name_key, {}).values()):
+            session.deliver_direct(event, cache, outgoing=outgoing)
 
     def on_kick(self, connection: str) -> None:
         session = self._by_ref.get(connection)

@@ -19,8 +19,8 @@ class BrokerListener(Protocol):
     def on_room_event(self, event: RoomEvent) -> None:
         """A message or presence change in a room this node subscribed to, in offset order."""
 
-    def on_direct(self, event: Direct) -> None:
-        """A direct message; deliver to local connections of its sender and recipient."""
+    def on_direct(self, event: Direct, name_key: str) -> None:
+        """A direct message for the connections of `name_key` (its recipient or sender)."""
 
     def on_kick(self, connection: str) -> None:
         """Another connection took over `connection`'s name: close it with 4000."""

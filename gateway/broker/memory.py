@@ -39,6 +39,10 @@ class _NameOwner:
     session: str
 
 
+def _direct_to(event: Direct, key: str) -> Callable[[BrokerListener], None]:
+    return lambda listener: listener.on_direct(event, key)
+
+
 class MemoryBroker:
     """All state in this process; history is lost when it stops (a new epoch)."""
 
@@ -214,7 +218,9 @@ class MemoryBroker:
             del self._names[key]
 
     async def send_direct(self, event: Direct) -> bool:
-        if name_key(event.to) not in self._names:
+        to_key, sender_key = name_key(event.to), name_key(event.sender)
+        if to_key not in self._names:
             return False
-        self._deliver(lambda listener: listener.on_direct(event))
+        for key in {to_key, sender_key}:
+            self._deliver(_direct_to(event, key))
         return True
