@@ -73,7 +73,7 @@ class TerminalUI:
             if reader in done:
                 code = reader.result()
                 if not await client.drain(QUIT_DRAIN_SECONDS):
-                    self._error(f"{client.unacked} message(s) not sent")
+                    self._error(f"{client.unacked} unanswered message(s) or command(s) dropped")
         finally:
             reader.cancel()
             await asyncio.wait({reader})
