@@ -153,11 +153,11 @@ class ChatClient:
     def say(self, text: str) -> None:
         """Send `text` to the current room (queued until acked, resent after a drop)."""
         msg_id = uuid4().hex
-        self._queue({"type": "send", "text": text, "id": msg_id}, ref=msg_id)
+        self._queue({"type": "send", "text": _utf8(text), "id": msg_id}, ref=msg_id)
 
     def direct(self, to: str, text: str) -> None:
         """Send a direct message to the user `to`."""
-        self._queue({"type": "dm", "to": to, "text": text})
+        self._queue({"type": "dm", "to": _utf8(to), "text": _utf8(text)})
 
     def join(self, room: str) -> None:
         """Enter `room`; once the server confirms, leave the current one."""
@@ -321,3 +321,8 @@ class ChatClient:
         if not self._finished.is_set():
             self._finished.set()
             self._events.put_nowait(None)
+
+
+def _utf8(text: str) -> str:
+    """`text` made encodable: lone surrogates (undecodable input bytes) become "?"."""
+    return text.encode("utf-8", errors="replace").decode("utf-8")
