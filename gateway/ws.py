@@ -22,6 +22,7 @@ from gateway.session import Session
 log = logging.getLogger(__name__)
 
 NODE = web.AppKey("node", Node)
+UNAVAILABLE_MESSAGE = "the chat backend is unavailable; try again later"
 
 
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
@@ -60,9 +61,13 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
 
 
 def _refuse(session: Session, error: ProtocolError) -> bool:
-    """Answer a handshake error and close with 1008; returns False for the caller."""
+    """Answer a handshake error and close; returns False for the caller.
+
+    A broken rule closes with 1008; an unavailable backend with 1011, so the client
+    knows to try again later.
+    """
     session.send(ErrorReply(error.code, error.message))
-    session.close(1008, error.message)
+    session.close(1011 if error.code is ErrorCode.UNAVAILABLE else 1008, error.message)
     return False
 
 
@@ -98,7 +103,7 @@ async def _handshake(node: Node, session: Session, query: MultiMapping[str]) -> 
     try:
         await enter_room(node, session, room, since)
     except BrokerUnavailable:
-        session.send(ErrorReply(ErrorCode.UNAVAILABLE, "the chat backend is unavailable"))
+        return _refuse(session, ProtocolError(ErrorCode.UNAVAILABLE, UNAVAILABLE_MESSAGE))
     return True
 
 
@@ -110,9 +115,7 @@ async def _claim(node: Node, session: Session, raw_name: str, secret: str | None
     except NameTaken:
         raise ProtocolError(ErrorCode.NAME_TAKEN, f"the name {name} is taken") from None
     except BrokerUnavailable:
-        raise ProtocolError(
-            ErrorCode.UNAVAILABLE, "the chat backend is unavailable; try again later"
-        ) from None
+        raise ProtocolError(ErrorCode.UNAVAILABLE, UNAVAILABLE_MESSAGE) from None
     session.name, session.name_key = name, name_key(name)
     return session_secret
 
