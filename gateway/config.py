@@ -31,6 +31,21 @@ class Settings:
         default_factory=_default_node_id,
         metadata={"help": "this node's name, shown in welcome (default: random)"},
     )
+    redis_prefix: str = field(
+        default="chat:", metadata={"help": "prefix of every Redis key and channel"}
+    )
+    presence_timeout: float = field(
+        default=15.0,
+        metadata={"help": "seconds before a dead node's members are removed (Redis only)"},
+    )
+    probe_interval: float = field(
+        default=2.0,
+        metadata={"help": "seconds between readiness probes through the node's own channel"},
+    )
+    room_ttl: float = field(
+        default=7 * 24 * 3600.0,
+        metadata={"help": "seconds an idle room's history is kept in Redis"},
+    )
     max_message_chars: int = field(
         default=4000, metadata={"help": "longest message text, in characters"}
     )

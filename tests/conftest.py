@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -18,11 +18,14 @@ from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
 from gateway.config import Settings
+from tests.redis_backend import REDIS_SERVER, RedisBackend
 
 WAIT = 5.0  # the most any single expectation waits, in seconds
 JSON_PROTOCOL = "chat.v1.json"
 
-TEST_SETTINGS = Settings(node_id="test-node", grace_period=0.05, heartbeat=0)
+TEST_SETTINGS = Settings(
+    node_id="test-node", grace_period=0.05, heartbeat=0, probe_interval=0.2, presence_timeout=2.0
+)
 
 
 class PeerClosed(AssertionError):
@@ -60,11 +63,13 @@ class Peer:
                     return frame
 
     async def close_code(self, timeout: float = WAIT) -> int | None:
-        """Read until the server closes; the close code it sent."""
+        """Read until the server closes; the code of its close frame (else the socket's)."""
         async with asyncio.timeout(timeout):
             while True:
                 msg = await self.ws.receive()
-                if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING):
+                if msg.type is WSMsgType.CLOSE:
+                    return int(msg.data)  # the code in the server's close frame
+                if msg.type in (WSMsgType.CLOSED, WSMsgType.CLOSING):
                     return self.ws.close_code
                 if msg.type is WSMsgType.ERROR:
                     return self.ws.close_code
@@ -119,13 +124,50 @@ class TextPeer(Peer):
 Connect = Callable[..., Awaitable[Any]]
 
 
+@pytest.fixture(scope="session")
+def redis_backend() -> Iterator[RedisBackend]:
+    """The suite's Redis: one real redis-server (or fakeredis) for the whole run."""
+    backend = RedisBackend()
+    yield backend
+    backend.close()
+
+
+def _redis_mode() -> str:
+    if REDIS_SERVER is None:
+        return "redis: NO redis-server on PATH, so the Redis tests ran on fakeredis"
+    return f"redis: the Redis tests ran on a real redis-server ({REDIS_SERVER})"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return _redis_mode()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    terminalreporter.write_line(_redis_mode())
+
+
+@pytest.fixture(params=["memory", "redis"])
+def broker_kind(request: pytest.FixtureRequest) -> str:
+    """Each protocol test runs on the in-process broker and on Redis."""
+    return str(request.param)
+
+
 @pytest.fixture
-async def gateway(aiohttp_client: Any) -> Callable[..., Awaitable[TestClient]]:
-    """Start a gateway app (settings overridable) and give its test client."""
+async def gateway(
+    aiohttp_client: Any, broker_kind: str, redis_backend: RedisBackend
+) -> Callable[..., Awaitable[TestClient]]:
+    """Start a gateway node (settings overridable) and give its test client.
+
+    Nodes started in one test share one chat: on Redis, one key prefix of their own.
+    """
+    prefix = redis_backend.new_prefix()
 
     async def start(**overrides: Any) -> TestClient:
         settings = replace(TEST_SETTINGS, **overrides)
-        client: TestClient = await aiohttp_client(create_app(settings))
+        broker = None
+        if broker_kind == "redis":
+            settings, broker = redis_backend.broker(settings, prefix)
+        client: TestClient = await aiohttp_client(create_app(settings, broker))
         return client
 
     return start

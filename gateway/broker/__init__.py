@@ -14,5 +14,7 @@ def create_broker(settings: Settings) -> Broker:
 
         return MemoryBroker(settings)
     if url.startswith(("redis://", "rediss://", "unix://")):
-        raise ValueError("the Redis broker is not built yet; run without --redis-url")
+        from gateway.broker.redis import RedisBroker
+
+        return RedisBroker(settings)
     raise ValueError(f"unsupported broker URL {url!r}: expected redis://, rediss:// or unix://")

@@ -1,0 +1,383 @@
+"""The Redis broker: many nodes, one chat.
+
+Publishing is one Lua script (offset, XADD, idempotency key, PUBLISH); history and
+resume read the room's stream; presence and names live in sets and hashes owned by
+nodes whose heartbeat key expires when they die. The node's one subscription lives in
+`redis_subscriber`; heartbeats and the crash reaper in `redis_liveness`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from gateway.broker import redis_scripts as scripts
+from gateway.broker.base import BrokerListener, NameTaken, Published, Replay
+from gateway.broker.redis_liveness import Liveness
+from gateway.broker.redis_scripts import Keys
+from gateway.broker.redis_subscriber import Subscriber
+from gateway.config import Settings
+from gateway.errors import BrokerUnavailable
+from gateway.events import Direct, Message, PresenceChange
+from gateway.names import name_key
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _unavailable_on_error() -> Iterator[None]:
+    """Any Redis or socket error is BrokerUnavailable: the operation did not happen."""
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        raise BrokerUnavailable(str(exc)) from exc
+
+
+def connect(url: str) -> Redis:
+    """A client that fails fast: no retries (a retried publish could run twice)."""
+    return Redis.from_url(
+        url, socket_timeout=2.0, socket_connect_timeout=1.0, retry=Retry(NoBackoff(), 0)
+    )
+
+
+class RedisBroker:
+    """The Broker protocol on Redis; one instance per node."""
+
+    def __init__(self, settings: Settings, redis: Redis | None = None) -> None:
+        assert settings.redis_url or redis is not None
+        self._settings = settings
+        # redis-py's reply types are unions of everything; replies are parsed by hand.
+        self._redis: Any = redis if redis is not None else connect(settings.redis_url or "")
+        self._keys = Keys(settings.redis_prefix)
+        self._node = settings.node_id
+        self._publish = self._redis.register_script(scripts.PUBLISH)
+        self._presence_add = self._redis.register_script(scripts.PRESENCE_ADD)
+        self._presence_remove = self._redis.register_script(scripts.PRESENCE_REMOVE)
+        self._claim = self._redis.register_script(scripts.CLAIM_NAME)
+        self._release = self._redis.register_script(scripts.RELEASE_NAME)
+        self._direct = self._redis.register_script(scripts.DIRECT)
+        self._listener: BrokerListener | None = None
+        self._rooms: dict[str, tuple[str, int] | None] = {}  # room -> last delivered position
+        self._user_channels: Counter[str] = Counter()  # name key -> local claims
+        self._present: dict[tuple[str, str], str] = {}  # (room, name key) -> display name
+        self._subscriber = Subscriber(
+            self._redis,
+            self._keys.node_channel(self._node),
+            self._on_channel_message,
+            self._after_reconnect,
+            probe_interval=settings.probe_interval,
+        )
+        self._liveness = Liveness(self._redis, self._keys, settings)
+
+    @property
+    def probe_rtt(self) -> float | None:
+        """Seconds the last readiness probe took to come back, if one did."""
+        return self._subscriber.probe_rtt
+
+    async def start(self, listener: BrokerListener) -> None:
+        self._listener = listener
+        await self._liveness.start()
+        self._subscriber.start()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(5.0):
+                await self._subscriber.wait_live()
+
+    async def close(self) -> None:
+        await self._subscriber.close()
+        await self._liveness.close()
+        with contextlib.suppress(RedisError, OSError):
+            await self._redis.aclose()
+
+    def is_ready(self) -> bool:
+        return self._subscriber.healthy and self._liveness.healthy
+
+    # the live path ------------------------------------------------------------
+
+    async def subscribe(self, room: str) -> None:
+        with _unavailable_on_error():
+            await self._subscriber.subscribe(self._keys.room_channel(room))
+            self._rooms[room] = await self._position(room)
+
+    async def unsubscribe(self, room: str) -> None:
+        self._rooms.pop(room, None)
+        await self._subscriber.unsubscribe(self._keys.room_channel(room))
+
+    async def _position(self, room: str) -> tuple[str, int] | None:
+        epoch, seq = await self._redis.hmget(self._keys.meta(room), ["epoch", "seq"])
+        return (epoch.decode(), int(seq)) if epoch is not None and seq is not None else None
+
+    def _on_channel_message(self, channel: str, data: bytes) -> None:
+        if self._listener is None:
+            return
+        kind, body = data[:1], data[1:]
+        try:
+            if kind == b"m":
+                offset, _, payload = body.partition(b"\n")
+                self._deliver_message(self._decode_message(offset.decode(), payload))
+            elif kind == b"p":
+                fields = json.loads(body)
+                event = PresenceChange(fields["room"], fields["event"], fields["name"])
+                self._listener.on_room_event(event)
+            elif kind == b"d":
+                fields = json.loads(body)
+                key = channel.removeprefix(self._keys.user_channel(""))
+                direct = Direct(fields["from"], fields["to"], fields["text"], fields["ts"])
+                self._listener.on_direct(
+                    Direct(direct.sender, direct.to, direct.text, direct.ts, fields["origin"]), key
+                )
+            elif kind == b"k":
+                self._listener.on_kick(body.decode())
+        except (ValueError, KeyError):
+            log.exception("dropped a malformed message on %s", channel)
+
+    @staticmethod
+    def _decode_message(offset: str, payload: bytes) -> Message:
+        fields = json.loads(payload)
+        return Message(
+            fields["room"], fields["from"], fields["text"], offset, fields["ts"], fields["origin"]
+        )
+
+    def _deliver_message(self, message: Message) -> None:
+        """Deliver once, in order: skip what the node already delivered (after a gap fill)."""
+        epoch, _, seq_text = message.offset.rpartition("-")
+        seq = int(seq_text)
+        if message.room not in self._rooms:
+            return
+        last = self._rooms[message.room]
+        if last is not None and last[0] == epoch and seq <= last[1]:
+            return
+        self._rooms[message.room] = (epoch, seq)
+        assert self._listener is not None
+        self._listener.on_room_event(message)
+
+    async def _after_reconnect(self) -> None:
+        """After a new subscription: fill each room's gap, then re-register presence."""
+        for room, last in list(self._rooms.items()):
+            start = f"{last[1] + 1}-0" if last is not None else "-"
+            entries = await self._redis.xrange(self._keys.log(room), min=start)
+            epoch = await self._redis.hget(self._keys.meta(room), "epoch")
+            if epoch is None:
+                continue
+            for entry_id, fields in entries:
+                seq = entry_id.decode().split("-")[0]
+                self._deliver_message(self._decode_message(f"{epoch.decode()}-{seq}", fields[b"m"]))
+        await self._liveness.beat()
+        for (room, key), display in list(self._present.items()):
+            await self._presence_call(self._presence_add, room, key, display)
+
+    # publishing and history ------------------------------------------------------
+
+    async def publish(
+        self,
+        room: str,
+        sender: str,
+        text: str,
+        *,
+        origin: str,
+        message_id: str | None = None,
+    ) -> Published:
+        payload = json.dumps(
+            {
+                "room": room,
+                "from": sender,
+                "text": text,
+                "ts": int(time.time() * 1000),
+                "origin": origin,
+            },
+            ensure_ascii=False,
+        )
+        id_key = self._keys.message_id(name_key(sender), message_id) if message_id else ""
+        with _unavailable_on_error():
+            offset, duplicate = await self._publish(
+                keys=[self._keys.meta(room), self._keys.log(room), id_key],
+                args=[
+                    secrets.token_hex(4),
+                    self._settings.history_size,
+                    payload,
+                    int(self._settings.idempotency_ttl * 1000),
+                    self._keys.room_channel(room),
+                    int(self._settings.room_ttl * 1000),
+                ],
+            )
+        return Published(offset.decode(), bool(duplicate))
+
+    async def publish_presence(self, event: PresenceChange) -> None:
+        body = json.dumps(
+            {"room": event.room, "event": event.event, "name": event.name}, ensure_ascii=False
+        )
+        with _unavailable_on_error():
+            await self._redis.publish(self._keys.room_channel(event.room), "p" + body)
+
+    async def _read_log(self, room: str, low: str, high: str, count: int | None) -> list[Message]:
+        with _unavailable_on_error():
+            epoch = await self._redis.hget(self._keys.meta(room), "epoch")
+            if epoch is None:
+                return []
+            if count is None:
+                entries = await self._redis.xrange(self._keys.log(room), min=low, max=high)
+            else:
+                entries = await self._redis.xrevrange(
+                    self._keys.log(room), max=high, min=low, count=count
+                )
+                entries.reverse()
+        prefix = epoch.decode()
+        return [
+            self._decode_message(f"{prefix}-{entry_id.decode().split('-')[0]}", fields[b"m"])
+            for entry_id, fields in entries
+        ]
+
+    async def _parse(self, room: str, offset: str | None) -> int | None:
+        """The sequence number of `offset` in the room's current epoch, else None."""
+        if offset is None:
+            return None
+        epoch, _, seq = offset.rpartition("-")
+        if not seq.isdecimal():
+            return None
+        with _unavailable_on_error():
+            current = await self._redis.hget(self._keys.meta(room), "epoch")
+        return int(seq) if current is not None and current.decode() == epoch else None
+
+    async def history(self, room: str, before: str | None, limit: int) -> list[Message]:
+        if before is None:
+            return await self._read_log(room, "-", "+", limit)
+        seq = await self._parse(room, before)
+        if seq is None or seq <= 1:
+            return []
+        return await self._read_log(room, "-", f"{seq - 1}-0", limit)
+
+    async def replay(self, room: str, since: str | None, limit: int) -> Replay:
+        with _unavailable_on_error():
+            position = await self._position(room)
+        newest = f"{position[0]}-{position[1]}" if position else None
+        if since is None:
+            return Replay(False, [], newest)
+        seq = await self._parse(room, since)
+        if seq is None or position is None or seq > position[1]:
+            return Replay(False, await self.history(room, None, limit), newest)
+        if seq == position[1]:
+            return Replay(True, [], newest)
+        messages = await self._read_log(room, f"{seq + 1}-0", "+", None)
+        if not messages or messages[0].offset != f"{position[0]}-{seq + 1}":
+            return Replay(False, await self.history(room, None, limit), newest)  # trimmed
+        return Replay(True, messages, newest)
+
+    # presence and names ----------------------------------------------------------
+
+    async def _presence_call(self, script: Any, room: str, key: str, display: str) -> bool:
+        keys = self._keys
+        with _unavailable_on_error():
+            result = await script(
+                keys=[
+                    keys.presence(room),
+                    keys.presence(room) + ":refs",
+                    keys.presence(room) + ":shown",
+                    keys.node(self._node) + ":presence",
+                ],
+                args=[key, display, f"{room}\n{key}\n{display}"],
+            )
+        return bool(result)
+
+    async def presence_add(self, room: str, name: str) -> bool:
+        key = name_key(name)
+        added = await self._presence_call(self._presence_add, room, key, name)
+        self._present[(room, key)] = name
+        return added
+
+    async def presence_remove(self, room: str, name: str) -> bool:
+        key = name_key(name)
+        self._present.pop((room, key), None)
+        return await self._presence_call(self._presence_remove, room, key, name)
+
+    async def members(self, room: str) -> list[str]:
+        with _unavailable_on_error():
+            names = await self._redis.smembers(self._keys.presence(room))
+        return sorted((n.decode() for n in names), key=lambda n: (name_key(n), n))
+
+    async def rooms(self) -> list[tuple[str, int]]:
+        prefix = self._keys.presence("")
+        counts = []
+        with _unavailable_on_error():
+            async for raw in self._redis.scan_iter(match=prefix + "*", count=500):
+                key = raw.decode()
+                room = key.removeprefix(prefix)
+                if ":" in room:
+                    continue  # the refs and shown hashes beside each set
+                counts.append((room, await self._redis.scard(key)))
+        return sorted(c for c in counts if c[1] > 0)
+
+    async def claim_name(self, name: str, connection: str, session: str | None) -> str:
+        key = name_key(name)
+        channel = self._keys.user_channel(key)
+        with _unavailable_on_error():
+            await self._subscriber.subscribe(channel)
+            self._user_channels[key] += 1
+            try:
+                result = await self._claim(
+                    keys=[self._keys.name(key), self._keys.node(self._node) + ":names"],
+                    args=[
+                        key,
+                        name,
+                        connection,
+                        self._node,
+                        secrets.token_urlsafe(18),
+                        session or "",
+                        self._keys.node(""),
+                        channel,
+                    ],
+                )
+            except BaseException:
+                await self._drop_user_channel(key)
+                raise
+        if not result:
+            await self._drop_user_channel(key)
+            raise NameTaken(name)
+        return str(result[0].decode())
+
+    async def _drop_user_channel(self, key: str) -> None:
+        self._user_channels[key] -= 1
+        if self._user_channels[key] <= 0:
+            del self._user_channels[key]
+            await self._subscriber.unsubscribe(self._keys.user_channel(key))
+
+    async def release_name(self, name: str, connection: str) -> None:
+        key = name_key(name)
+        try:
+            with _unavailable_on_error():
+                await self._release(
+                    keys=[self._keys.name(key), self._keys.node(self._node) + ":names"],
+                    args=[key, connection],
+                )
+        finally:
+            await self._drop_user_channel(key)
+
+    async def send_direct(self, event: Direct) -> bool:
+        to_key, sender_key = name_key(event.to), name_key(event.sender)
+        body = json.dumps(
+            {
+                "from": event.sender,
+                "to": event.to,
+                "text": event.text,
+                "ts": event.ts,
+                "origin": event.origin,
+            },
+            ensure_ascii=False,
+        )
+        sender_channel = self._keys.user_channel(sender_key) if sender_key != to_key else ""
+        with _unavailable_on_error():
+            delivered = await self._direct(
+                keys=[self._keys.name(to_key)],
+                args=[self._keys.user_channel(to_key), sender_channel, body],
+            )
+        return bool(delivered)

@@ -1,0 +1,185 @@
+"""The node's one Redis subscription: a single PubSub connection and its reader task.
+
+redis-py's PubSub does not reliably come back after its connection dies, so on any
+error this task throws the PubSub away, waits (capped, doubling backoff), makes a new
+one, subscribes every channel again and then asks the broker to fill the gap before it
+reads anything live. A probe published to the node's own channel must come back in
+time; a subscription that stays connected but deaf is torn down the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+
+BACKOFF_FIRST = 0.1  # seconds before the first reconnect
+BACKOFF_CAP = 5.0  # the longest wait between reconnects
+
+
+class Subscriber:
+    """Keeps `channels` subscribed and hands every message to `on_message`."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        probe_channel: str,
+        on_message: Callable[[str, bytes], None],
+        on_reconnect: Callable[[], Awaitable[None]],
+        *,
+        probe_interval: float,
+    ) -> None:
+        self._redis = redis
+        self._probe_channel = probe_channel
+        self._on_message = on_message
+        self._on_reconnect = on_reconnect
+        self._probe_interval = probe_interval
+        self._channels: set[str] = {probe_channel}  # what must be subscribed
+        self._pubsub: PubSub | None = None
+        self._live = asyncio.Event()  # set while subscribed and reading
+        self._confirmed: dict[str, asyncio.Future[None]] = {}  # channel -> subscribe ack
+        self._probe_sent: dict[str, float] = {}  # probe token -> monotonic time sent
+        self._last_probe_back = time.monotonic()
+        self.probe_rtt: float | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        """Start the reader and the probe."""
+        self._tasks = [
+            asyncio.create_task(self._run(), name="redis-subscriber"),
+            asyncio.create_task(self._probe(), name="redis-probe"),
+        ]
+
+    async def close(self) -> None:
+        """Stop both tasks and drop the connection."""
+        self._live.clear()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._drop()
+
+    @property
+    def healthy(self) -> bool:
+        """Subscribed, reading, and the last probe came back in time."""
+        deadline = self._probe_interval * 3
+        return self._live.is_set() and time.monotonic() - self._last_probe_back < deadline
+
+    async def wait_live(self) -> None:
+        """Wait until the subscription is up."""
+        await self._live.wait()
+
+    async def subscribe(self, channel: str) -> None:
+        """Subscribe `channel` and return once Redis confirmed it."""
+        self._channels.add(channel)
+        if self._live.is_set() and self._pubsub is not None:
+            await self._subscribe_now(self._pubsub, [channel])
+
+    async def unsubscribe(self, channel: str) -> None:
+        """Drop `channel`."""
+        self._channels.discard(channel)
+        if self._live.is_set() and self._pubsub is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._pubsub.unsubscribe(channel)
+
+    async def _subscribe_now(self, pubsub: PubSub, channels: list[str]) -> None:
+        loop = asyncio.get_running_loop()
+        waiting = []
+        for channel in channels:
+            future = self._confirmed.get(channel)
+            if future is None or future.done():
+                future = self._confirmed[channel] = loop.create_future()
+            waiting.append(future)
+        await pubsub.subscribe(*channels)
+        async with asyncio.timeout(5.0):
+            await asyncio.gather(*(asyncio.shield(f) for f in waiting))
+
+    async def _run(self) -> None:
+        backoff = BACKOFF_FIRST
+        while True:
+            pubsub = self._redis.pubsub()
+            self._pubsub = pubsub
+            try:
+                reader = asyncio.create_task(self._read(pubsub), name="redis-reader")
+                try:
+                    await self._subscribe_now(pubsub, sorted(self._channels))
+                    await self._on_reconnect()
+                    self._last_probe_back = time.monotonic()
+                    self._live.set()
+                    backoff = BACKOFF_FIRST
+                    await reader
+                finally:
+                    reader.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
+                        await reader
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("redis subscription lost (%s); reconnecting in %.1fs", exc, backoff)
+            self._live.clear()
+            self._fail_confirmations()
+            await self._drop()
+            await asyncio.sleep(backoff * (0.5 + random.random()))
+            backoff = min(backoff * 2, BACKOFF_CAP)
+
+    async def _read(self, pubsub: PubSub) -> None:
+        while True:
+            message: Any = await pubsub.get_message(timeout=None)
+            if message is None:
+                continue
+            kind, channel = message["type"], message["channel"].decode()
+            if kind == "subscribe":
+                future = self._confirmed.get(channel)
+                if future is not None and not future.done():
+                    future.set_result(None)
+            elif kind == "message":
+                if channel == self._probe_channel:
+                    self._probe_returned(message["data"])
+                else:
+                    self._on_message(channel, message["data"])
+
+    def _probe_returned(self, data: bytes) -> None:
+        sent = self._probe_sent.pop(data.decode().removeprefix("q"), None)
+        if sent is not None:
+            self._last_probe_back = time.monotonic()
+            self.probe_rtt = self._last_probe_back - sent
+
+    async def _probe(self) -> None:
+        """Publish a token to our own channel; a subscription that never hears it is deaf."""
+        while True:
+            await asyncio.sleep(self._probe_interval)
+            if not self._live.is_set():
+                continue
+            if time.monotonic() - self._last_probe_back > self._probe_interval * 3:
+                log.warning("redis subscription is deaf: no probe came back; reconnecting")
+                await self._drop()
+                continue
+            token = secrets.token_hex(6)
+            self._probe_sent = {token: time.monotonic()}
+            with contextlib.suppress(RedisError, OSError):
+                await self._redis.publish(self._probe_channel, "q" + token)
+
+    def _fail_confirmations(self) -> None:
+        for future in self._confirmed.values():
+            if not future.done():
+                future.set_exception(ConnectionError("redis subscription lost"))
+                future.exception()  # retrieved: nobody may be waiting
+        self._confirmed.clear()
+
+    async def _drop(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await pubsub.aclose()
