@@ -8,7 +8,8 @@ import sys
 from collections.abc import Sequence
 
 from cli.client import ClientConfig
-from cli.commands import ROOM_PATTERN
+from gateway.errors import ProtocolError
+from gateway.names import validate_room
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,9 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _room(value: str) -> str:
-    if not ROOM_PATTERN.fullmatch(value):
-        raise argparse.ArgumentTypeError("letters, digits, _ and -, 1 to 64 of them")
-    return value
+    try:
+        return validate_room(value)
+    except ProtocolError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

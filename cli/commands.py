@@ -1,15 +1,24 @@
-"""Input lines: `/command` parsing and running, shared by the terminal and pipe modes."""
+"""Input lines, shared by the terminal and pipe modes: parsed by the server's text-mode
+parser (`TextCodec`), so both speak one command language, then run on the client."""
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-
 from cli.client import ChatClient
 from cli.events import ErrorLine, HelpText
-
-ROOM_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
-HISTORY_DEFAULT, HISTORY_MAX = 20, 100
+from gateway.codecs.text import DEFAULT_HISTORY_LINES, MAX_HISTORY_LINES, TextCodec
+from gateway.commands import (
+    Command,
+    DirectSend,
+    HistoryQuery,
+    Join,
+    ListRooms,
+    Quit,
+    Send,
+    ShowHelp,
+    Who,
+)
+from gateway.errors import ProtocolError
+from gateway.names import validate_room
 
 HELP = (
     "commands:",
@@ -17,112 +26,48 @@ HELP = (
     "  /join ROOM        leave the current room and enter ROOM",
     "  /who              members of the current room",
     "  /rooms            rooms with their member counts",
-    "  /msg NAME TEXT    a direct message to NAME",
-    "  /history [N]      the last N messages of the room (default 20, at most 100)",
+    '  /msg NAME TEXT    a direct message to NAME (/msg "A NAME" TEXT if it has spaces)',
+    f"  /history [N]      the last N messages of the room "
+    f"(default {DEFAULT_HISTORY_LINES}, at most {MAX_HISTORY_LINES})",
     "  /help             this list",
     "  /quit             leave (Ctrl-D too)",
 )
 
-
-@dataclass(frozen=True, slots=True)
-class Say:
-    """A message to the current room."""
-
-    text: str
+_CODEC = TextCodec()
 
 
-@dataclass(frozen=True, slots=True)
-class Direct:
-    """/msg NAME TEXT."""
+def run_line(client: ChatClient, line: str) -> bool:
+    """Parse and run one input line on `client`; True when it asks to quit.
 
-    to: str
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class JoinRoom:
-    """/join ROOM."""
-
-    room: str
-
-
-@dataclass(frozen=True, slots=True)
-class Simple:
-    """A command without arguments: who, rooms, help or quit."""
-
-    name: str
+    A bad command is shown as a local error line (the server's usage message) and
+    nothing is sent; a blank line does nothing.
+    """
+    try:
+        command = _CODEC.decode(line)
+        if isinstance(command, Join):
+            validate_room(command.room)  # refused here, before the view awaits its answer
+    except ProtocolError as exc:
+        client.notify(ErrorLine(exc.message))
+        return False
+    return command is not None and _execute(client, command)
 
 
-@dataclass(frozen=True, slots=True)
-class ShowHistory:
-    """/history [N]."""
-
-    limit: int
-
-
-@dataclass(frozen=True, slots=True)
-class Invalid:
-    """A line that is not a valid command; `message` says why."""
-
-    message: str
-
-
-Command = Say | Direct | JoinRoom | Simple | ShowHistory | Invalid
-SIMPLE = frozenset({"who", "rooms", "help", "quit"})
-
-
-def parse(line: str) -> Command | None:
-    """What an input line asks for; None for a blank line."""
-    line = line.rstrip("\r\n")
-    if not line.strip():
-        return None
-    if line.startswith("//"):
-        return Say(line[1:])
-    if not line.startswith("/"):
-        return Say(line)
-    word, _, rest = line[1:].partition(" ")
-    word, rest = word.lower(), rest.strip()
-    if word in SIMPLE:
-        return Simple(word) if not rest else Invalid(f"/{word} takes no arguments")
-    if word == "join":
-        if not ROOM_PATTERN.fullmatch(rest):
-            return Invalid("usage: /join ROOM (letters, digits, _ and -, at most 64)")
-        return JoinRoom(rest)
-    if word == "msg":
-        to, _, text = rest.partition(" ")
-        return Direct(to, text.strip()) if to and text.strip() else Invalid("usage: /msg NAME TEXT")
-    if word == "history":
-        return _history(rest)
-    return Invalid(f"unknown command /{word}; /help lists them")
-
-
-def _history(arg: str) -> Command:
-    if not arg:
-        return ShowHistory(HISTORY_DEFAULT)
-    if arg.isdigit() and 1 <= int(arg) <= HISTORY_MAX:
-        return ShowHistory(int(arg))
-    return Invalid(f"usage: /history [N], N from 1 to {HISTORY_MAX}")
-
-
-def execute(client: ChatClient, command: Command) -> bool:
-    """Run one command on `client`; True when it asks to quit."""
+def _execute(client: ChatClient, command: Command) -> bool:
     match command:
-        case Say(text):
+        case Send(text=text):
             client.say(text)
-        case Direct(to, text):
+        case DirectSend(to=to, text=text):
             client.direct(to, text)
-        case JoinRoom(room):
+        case Join(room=room):
             client.join(room)
-        case ShowHistory(limit):
-            client.history(limit)
-        case Invalid(message):
-            client.notify(ErrorLine(message))
-        case Simple("who"):
+        case HistoryQuery(limit=limit):
+            client.history(limit or DEFAULT_HISTORY_LINES)
+        case Who():
             client.who()
-        case Simple("rooms"):
+        case ListRooms():
             client.rooms()
-        case Simple("help"):
+        case ShowHelp():
             client.notify(HelpText(HELP))
-        case Simple("quit"):
+        case Quit():
             return True
     return False

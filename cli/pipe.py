@@ -15,7 +15,7 @@ from contextlib import suppress
 from typing import TextIO
 
 from cli.client import ChatClient, ClientConfig
-from cli.commands import execute, parse
+from cli.commands import run_line
 from cli.connection import ConnectFailed, Rejected
 from cli.render import plain, render
 
@@ -100,8 +100,7 @@ async def _send_input(client: ChatClient, lines: StdinLines) -> bool:
                 await asyncio.wait({reading})
                 return True
             line = reading.result()
-            command = parse(line) if line is not None else None
-            if line is None or (command is not None and execute(client, command)):
+            if line is None or run_line(client, line):
                 return False
     finally:
         stopped.cancel()

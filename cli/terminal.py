@@ -13,7 +13,7 @@ from prompt_toolkit.shortcuts import print_formatted_text
 from prompt_toolkit.styles import Style
 
 from cli.client import ChatClient, ClientConfig
-from cli.commands import execute, parse
+from cli.commands import run_line
 from cli.connection import ConnectFailed, NameRejected, Rejected
 from cli.render import STYLE, render
 
@@ -94,8 +94,7 @@ class TerminalUI:
                 return 0
             except KeyboardInterrupt:
                 return EXIT_INTERRUPTED
-            command = parse(line)
-            if command is not None and execute(client, command):
+            if run_line(client, line):
                 return 0
 
     async def _print_events(self, client: ChatClient) -> None:
