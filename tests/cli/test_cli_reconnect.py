@@ -4,7 +4,7 @@ that the test cuts, or a gateway that restarts."""
 from __future__ import annotations
 
 import pytest
-from chat_helpers import unique
+from chat_helpers import TcpProxy, unique
 
 
 @pytest.mark.parametrize("seen_before", [True, False], ids=["after-a-message", "empty-room"])
@@ -110,11 +110,17 @@ async def test_name_taken_while_away_ends_the_client_with_exit_1(own_gateway, ch
     Guards against: retrying a refused name forever (a hung script), or exiting 0.
     """
     carol = unique("carol")
-    chat = await chat_procs(own_gateway.url, "--name", carol)
-    await chat.expect(r"^\* you are in lobby: ")
-    own_gateway.stop()
-    await chat.expect(r"^\* reconnecting\.\.\.$")
-    own_gateway.start()
-    await observe(own_gateway.url, carol)  # the impostor gets there first
-    assert await chat.wait() == 1, chat.stderr
-    assert "taken" in chat.stderr
+    relay = await TcpProxy(own_gateway.port).start()
+    try:
+        chat = await chat_procs(relay.url, "--name", carol)
+        await chat.expect(r"^\* you are in lobby: ")
+        relay.accepting = False  # so the impostor surely gets there first
+        own_gateway.stop()
+        await chat.expect(r"^\* reconnecting\.\.\.$")
+        own_gateway.start()
+        await observe(own_gateway.url, carol)
+        relay.accepting = True
+        assert await chat.wait() == 1, chat.stderr
+        assert "taken" in chat.stderr
+    finally:
+        await relay.close()
