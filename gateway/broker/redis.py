@@ -72,6 +72,7 @@ class RedisBroker:
         self._rooms: dict[str, tuple[str, int] | None] = {}  # room -> last delivered position
         self._user_channels: Counter[str] = Counter()  # name key -> local claims
         self._present: dict[tuple[str, str], str] = {}  # (room, name key) -> display name
+        self._owned: dict[str, tuple[str, str]] = {}  # connection -> (name, session secret)
         self._subscriber = Subscriber(
             self._redis,
             self._keys.node_channel(self._node),
@@ -106,9 +107,15 @@ class RedisBroker:
     # the live path ------------------------------------------------------------
 
     async def subscribe(self, room: str) -> None:
+        # The baseline is read before subscribing and registered before the first live
+        # message can arrive: nothing published after it is skipped.
         with _unavailable_on_error():
-            await self._subscriber.subscribe(self._keys.room_channel(room))
             self._rooms[room] = await self._position(room)
+            try:
+                await self._subscriber.subscribe(self._keys.room_channel(room))
+            except BaseException:
+                self._rooms.pop(room, None)
+                raise
 
     async def unsubscribe(self, room: str) -> None:
         self._rooms.pop(room, None)
@@ -176,6 +183,8 @@ class RedisBroker:
         await self._liveness.beat()
         for (room, key), display in list(self._present.items()):
             await self._presence_call(self._presence_add, room, key, display)
+        for connection, (name, secret) in list(self._owned.items()):
+            await self._claim_call(name, connection, secret, secret)
 
     # publishing and history ------------------------------------------------------
 
@@ -317,25 +326,30 @@ class RedisBroker:
                 counts.append((room, await self._redis.scard(key)))
         return sorted(c for c in counts if c[1] > 0)
 
+    async def _claim_call(self, name: str, connection: str, new: str, given: str) -> Any:
+        key = name_key(name)
+        return await self._claim(
+            keys=[self._keys.name(key), self._keys.node(self._node) + ":names"],
+            args=[
+                key,
+                name,
+                connection,
+                self._node,
+                new,
+                given,
+                self._keys.node(""),
+                self._keys.user_channel(key),
+            ],
+        )
+
     async def claim_name(self, name: str, connection: str, session: str | None) -> str:
         key = name_key(name)
-        channel = self._keys.user_channel(key)
         with _unavailable_on_error():
-            await self._subscriber.subscribe(channel)
+            await self._subscriber.subscribe(self._keys.user_channel(key))
             self._user_channels[key] += 1
             try:
-                result = await self._claim(
-                    keys=[self._keys.name(key), self._keys.node(self._node) + ":names"],
-                    args=[
-                        key,
-                        name,
-                        connection,
-                        self._node,
-                        secrets.token_urlsafe(18),
-                        session or "",
-                        self._keys.node(""),
-                        channel,
-                    ],
+                result = await self._claim_call(
+                    name, connection, secrets.token_urlsafe(18), session or ""
                 )
             except BaseException:
                 await self._drop_user_channel(key)
@@ -343,7 +357,9 @@ class RedisBroker:
         if not result:
             await self._drop_user_channel(key)
             raise NameTaken(name)
-        return str(result[0].decode())
+        secret = str(result[0].decode())
+        self._owned[connection] = (name, secret)
+        return secret
 
     async def _drop_user_channel(self, key: str) -> None:
         self._user_channels[key] -= 1
@@ -353,6 +369,7 @@ class RedisBroker:
 
     async def release_name(self, name: str, connection: str) -> None:
         key = name_key(name)
+        self._owned.pop(connection, None)
         try:
             with _unavailable_on_error():
                 await self._release(

@@ -111,6 +111,7 @@ return 1
 # Returns {session, display} or {} when the name is taken.
 CLAIM_NAME = """
 local owner = redis.call('HMGET', KEYS[1], 'conn', 'node', 'session', 'display')
+if owner[1] == ARGV[3] then return {owner[3], owner[4]} end  -- already ours (a re-claim)
 local free = not owner[1]
 if not free and redis.call('EXISTS', ARGV[7] .. owner[2] .. ':alive') == 0 then
   free = true  -- its node is dead: the reaper has not caught up yet

@@ -49,6 +49,7 @@ class Subscriber:
         self._pubsub: PubSub | None = None
         self._live = asyncio.Event()  # set while subscribed and reading
         self._confirmed: dict[str, asyncio.Future[None]] = {}  # channel -> subscribe ack
+        self._held: list[tuple[str, bytes]] | None = None  # live messages held during a gap fill
         self._probe_sent: dict[str, float] = {}  # probe token -> monotonic time sent
         self._last_probe_back = time.monotonic()
         self.probe_rtt: float | None = None
@@ -94,7 +95,7 @@ class Subscriber:
             with contextlib.suppress(RedisError, OSError):
                 await self._pubsub.unsubscribe(channel)
 
-    async def _subscribe_now(self, pubsub: PubSub, channels: list[str]) -> None:
+    def _expect_confirmations(self, channels: list[str]) -> list[asyncio.Future[None]]:
         loop = asyncio.get_running_loop()
         waiting = []
         for channel in channels:
@@ -102,9 +103,17 @@ class Subscriber:
             if future is None or future.done():
                 future = self._confirmed[channel] = loop.create_future()
             waiting.append(future)
-        await pubsub.subscribe(*channels)
+        return waiting
+
+    @staticmethod
+    async def _confirmed_all(waiting: list[asyncio.Future[None]]) -> None:
         async with asyncio.timeout(5.0):
             await asyncio.gather(*(asyncio.shield(f) for f in waiting))
+
+    async def _subscribe_now(self, pubsub: PubSub, channels: list[str]) -> None:
+        waiting = self._expect_confirmations(channels)
+        await pubsub.subscribe(*channels)
+        await self._confirmed_all(waiting)
 
     async def _run(self) -> None:
         backoff = BACKOFF_FIRST
@@ -112,10 +121,17 @@ class Subscriber:
             pubsub = self._redis.pubsub()
             self._pubsub = pubsub
             try:
+                self._held = []  # live messages wait until the gap is filled
+                channels = sorted(self._channels)
+                waiting = self._expect_confirmations(channels)
+                await pubsub.subscribe(*channels)  # sets the connection the reader reads
                 reader = asyncio.create_task(self._read(pubsub), name="redis-reader")
                 try:
-                    await self._subscribe_now(pubsub, sorted(self._channels))
+                    await self._confirmed_all(waiting)
                     await self._on_reconnect()
+                    held, self._held = self._held, None
+                    for channel, data in held:
+                        self._on_message(channel, data)
                     self._last_probe_back = time.monotonic()
                     self._live.set()
                     backoff = BACKOFF_FIRST
@@ -129,6 +145,7 @@ class Subscriber:
             except Exception as exc:
                 log.warning("redis subscription lost (%s); reconnecting in %.1fs", exc, backoff)
             self._live.clear()
+            self._held = None
             self._fail_confirmations()
             await self._drop()
             await asyncio.sleep(backoff * (0.5 + random.random()))
@@ -147,6 +164,8 @@ class Subscriber:
             elif kind == "message":
                 if channel == self._probe_channel:
                     self._probe_returned(message["data"])
+                elif self._held is not None:
+                    self._held.append((channel, message["data"]))
                 else:
                     self._on_message(channel, message["data"])
 

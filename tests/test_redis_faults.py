@@ -1,0 +1,241 @@
+"""Faults on the Redis path: each ends with no acked message lost and none delivered twice."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+from typing import Any
+
+import fakeredis
+import pytest
+from aiohttp.test_utils import TestClient
+
+from gateway.app import create_app
+from gateway.broker.redis import RedisBroker
+from tests.conftest import TEST_SETTINGS, WAIT, JsonPeer, join_json
+from tests.redis_backend import REDIS_SERVER, RedisBackend, RedisServer
+from tests.tcp_proxy import TcpProxy
+
+needs_redis_server = pytest.mark.skipif(
+    REDIS_SERVER is None, reason="needs a real redis-server (CI installs one)"
+)
+StartNode = Callable[..., Awaitable[TestClient]]
+
+
+async def wait_ready(client: TestClient, ready: bool, timeout: float = 15.0) -> None:
+    """Poll /readyz (bounded) until it says `ready`."""
+    async with asyncio.timeout(timeout):
+        while True:
+            response = await client.get("/readyz")
+            if (response.status == 200) == ready:
+                return
+            await asyncio.sleep(0.05)
+
+
+async def send_until_acked(peer: JsonPeer, text: str, timeout: float = 15.0) -> dict[str, Any]:
+    """Send with one id until it is acked (as a client retrying after `unavailable` does)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            answer = await peer.request("send", room="lobby", text=text, id=text)
+            if answer["type"] == "ack":
+                return answer
+            assert answer["code"] == "unavailable", answer
+            await asyncio.sleep(0.05)
+
+
+def delivered(peer: JsonPeer) -> list[str]:
+    return [f["offset"] for f in peer.frames if f["type"] == "message"]
+
+
+@pytest.fixture
+async def own_redis() -> AsyncIterator[RedisServer]:
+    """A redis-server of this test's own, which it may stop and start again."""
+    if REDIS_SERVER is None:
+        pytest.skip("needs a real redis-server (CI installs one)")
+    server = RedisServer().start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def node_on(aiohttp_client: Any) -> Callable[..., Awaitable[TestClient]]:
+    """Start a node whose Redis is at `url` (a server, or a proxy in front of one)."""
+
+    async def start(url: str, node_id: str, **overrides: Any) -> TestClient:
+        settings = replace(TEST_SETTINGS, node_id=node_id, redis_url=url, **overrides)
+        client: TestClient = await aiohttp_client(create_app(settings))
+        return client
+
+    return start
+
+
+@needs_redis_server
+async def test_redis_stopped_and_restarted(
+    own_redis: RedisServer, node_on: Callable[..., Awaitable[TestClient]]
+) -> None:
+    """Guards against a node that loses its clients, acks what it did not store, or stays
+    deaf after Redis comes back (Socket.IO's adapter loses every packet meanwhile)."""
+    a = await node_on(own_redis.url, "n0")
+    b = await node_on(own_redis.url, "n1")
+    alice = await join_json(a, "alice")
+    bob = await join_json(b, "bob")
+    before = await send_until_acked(alice, "before")
+    await bob.expect("message", text="before")
+
+    own_redis.stop()
+    refused = await alice.request("send", room="lobby", text="during")
+    assert refused["type"] == "error" and refused["code"] == "unavailable"
+    await wait_ready(a, False)
+    assert (await alice.request("ping"))["type"] == "pong"  # the connection stays open
+
+    own_redis.start()
+    await wait_ready(a, True)
+    await wait_ready(b, True)
+    after = await send_until_acked(alice, "after")
+    await bob.expect("message", text="after")
+    assert delivered(bob) == [before["offset"], after["offset"]]
+    assert (await bob.request("who", room="lobby"))["members"] == ["alice", "bob"]
+    stranger = await b.ws_connect("/ws", params={"name": "alice"}, protocols=("chat.v1.json",))
+    assert (await JsonPeer(stranger).recv())["code"] == "name_taken"  # names re-registered
+
+
+@needs_redis_server
+async def test_killed_pubsub_connections_lose_and_repeat_nothing(
+    own_redis: RedisServer, node_on: Callable[..., Awaitable[TestClient]]
+) -> None:
+    """Guards against messages lost in the gap while a node resubscribes, or delivered
+    twice when the gap fill and the live stream overlap."""
+    a = await node_on(own_redis.url, "n0", rate_per_second=0)
+    b = await node_on(own_redis.url, "n1", rate_per_second=0)
+    sender = await join_json(a, "sender")
+    receivers = [await join_json(a, "r0"), await join_json(b, "r1")]
+    total = 1000
+
+    async def flood() -> None:  # pipelined: publishes go on while a node reconnects
+        for i in range(total):
+            await sender.send(type="send", room="lobby", text=str(i))
+
+    flooding = asyncio.create_task(flood())
+    killer = own_redis.client()
+    acked: list[str] = []
+    try:
+        while len(acked) < total:
+            answer = await sender.expect("ack")
+            acked.append(answer["offset"])
+            if len(acked) in (100, 400, 401, 700):
+                killer.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+    finally:
+        killer.close()
+        await flooding
+    for peer in receivers:
+        async with asyncio.timeout(WAIT * 3):
+            while len(delivered(peer)) < total:
+                await peer.expect("message")
+        assert delivered(peer) == acked
+
+
+@needs_redis_server
+async def test_a_deaf_subscription_is_caught_by_the_probe(
+    own_redis: RedisServer, node_on: Callable[..., Awaitable[TestClient]]
+) -> None:
+    """Guards against a node that stays 'ready' while its subscription hears nothing
+    (Centrifugo's health stayed green after a failover)."""
+    proxy = await TcpProxy(own_redis.port).start()
+    try:
+        deaf = await node_on(proxy.redis_url, "n0", probe_interval=0.2)
+        other = await node_on(own_redis.url, "n1")
+        listener = await join_json(deaf, "listener")
+        talker = await join_json(other, "talker")
+        first = await send_until_acked(talker, "first")
+        await listener.expect("message", text="first")
+
+        proxy.silence_subscribers()  # connected, but nothing reaches the node any more
+        during = await send_until_acked(talker, "during")
+        await wait_ready(deaf, False, timeout=5)
+        await wait_ready(deaf, True, timeout=10)  # it reconnected by itself
+        after = await send_until_acked(talker, "after")
+        await listener.expect("message", text="after")
+        assert delivered(listener) == [first["offset"], during["offset"], after["offset"]]
+    finally:
+        await proxy.close()
+
+
+@pytest.fixture
+def fake_node(aiohttp_client: Any) -> Callable[..., Awaitable[tuple[TestClient, Any]]]:
+    """A node on fakeredis, with the FakeServer to switch off (`connected = False`)."""
+    server = fakeredis.FakeServer()
+
+    async def start(node_id: str) -> tuple[TestClient, Any]:
+        settings = replace(
+            TEST_SETTINGS, node_id=node_id, redis_url="redis://fakeredis", redis_prefix="f:"
+        )
+        broker = RedisBroker(settings, fakeredis.FakeAsyncRedis(server=server))
+        client: TestClient = await aiohttp_client(create_app(settings, broker))
+        return client, server
+
+    return start
+
+
+async def test_sends_during_an_outage_are_refused_not_lost(
+    fake_node: Callable[..., Awaitable[tuple[TestClient, Any]]],
+) -> None:
+    """Guards against acking a message the backend never stored, or dropping the client."""
+    a, server = await fake_node("n0")
+    b, _ = await fake_node("n1")
+    alice = await join_json(a, "alice")
+    bob = await join_json(b, "bob")
+    server.connected = False
+    answer = await alice.request("send", room="lobby", text="lost?")
+    assert answer["code"] == "unavailable"
+    assert (await alice.request("ping"))["type"] == "pong"
+    assert (await (await a.get("/api/rooms")).json())["error"]["code"] == "unavailable"
+    server.connected = True
+    ack = await send_until_acked(alice, "kept")
+    await bob.expect("message", text="kept")
+    assert delivered(bob) == [ack["offset"]]
+
+
+async def test_a_connection_refused_during_an_outage_is_told_to_retry(
+    fake_node: Callable[..., Awaitable[tuple[TestClient, Any]]],
+) -> None:
+    """Guards against closing a client for 'policy' when the backend is merely down."""
+    a, server = await fake_node("n0")
+    server.connected = False
+    ws = await a.ws_connect("/ws", params={"name": "alice"}, protocols=("chat.v1.json",))
+    peer = JsonPeer(ws)
+    assert (await peer.recv())["code"] == "unavailable"
+    assert await peer.close_code() == 1011
+
+
+async def test_a_dead_nodes_members_leave_once(
+    redis_backend: RedisBackend, aiohttp_client: Any
+) -> None:
+    """Guards against a crashed node's users staying 'online' forever, or their leave
+    announced by every surviving node.
+
+    The dead node is stopped without any cleanup (its heartbeat simply stops), which
+    is what the other nodes see of a kill -9; test_redis_processes does the real kill.
+    """
+    prefix = redis_backend.new_prefix()
+    nodes = []
+    for i in range(3):
+        settings = replace(TEST_SETTINGS, node_id=f"n{i}", presence_timeout=0.6)
+        settings, broker = redis_backend.broker(settings, prefix)
+        nodes.append((await aiohttp_client(create_app(settings, broker)), broker))
+    doomed = await join_json(nodes[0][0], "doomed")
+    watchers = [await join_json(nodes[i][0], f"w{i}") for i in (1, 2)]
+    for watcher in watchers:
+        await watcher.expect("presence", event="join", name="w2")
+    await nodes[0][1].close()  # heartbeat and subscription stop; nothing is cleaned up
+    for watcher in watchers:
+        await watcher.expect("presence", event="leave", name="doomed", timeout=5)
+    await watchers[0].send(type="send", room="lobby", text="marker", ref="m")
+    for watcher in watchers:
+        await watcher.expect("message", text="marker")
+        leaves = [f for f in watcher.frames if f.get("event") == "leave"]
+        assert len(leaves) == 1
+    assert (await watchers[0].request("who", room="lobby"))["members"] == ["w1", "w2"]
+    again = await join_json(nodes[1][0], "doomed")  # the name was freed too
+    assert again.welcome["name"] == "doomed"
+    del doomed
