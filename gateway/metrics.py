@@ -38,6 +38,13 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.probe_rtt = Gauge(
+            "chat_broker_probe_rtt_seconds",
+            "Round trip of the last readiness probe through this node's subscription "
+            "(NaN on the in-process broker or before the first one)",
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.registry)

@@ -14,6 +14,10 @@ from gateway.metrics import Metrics
 from gateway.presence import Presence
 
 
+def _or_nan(value: float | None) -> float:
+    return float("nan") if value is None else value
+
+
 class Node:
     """Settings, broker, hub, presence and metrics of one gateway process."""
 
@@ -21,6 +25,7 @@ class Node:
         self.settings = settings
         self.broker = broker
         self.metrics = Metrics()
+        self.metrics.probe_rtt.set_function(lambda: _or_nan(getattr(broker, "probe_rtt", None)))
         self.hub = Hub(broker, self.metrics)
         self.presence = Presence(broker, settings.grace_period)
         self.json_codec: Codec = JsonCodec()

@@ -193,3 +193,16 @@ async def test_keys_are_bounded_and_under_the_prefix(
             assert r.pttl(key) > 0, key
     finally:
         r.close()
+
+
+async def test_the_probe_round_trip_is_a_metric(cluster: Cluster) -> None:
+    """Guards against a readiness probe nobody can watch."""
+    (a,) = await cluster(1, probe_interval=0.05)
+    async with asyncio.timeout(5):
+        while True:
+            text = await (await a.get("/metrics")).text()
+            line = next(x for x in text.splitlines() if x.startswith("chat_broker_probe_rtt"))
+            if line.split()[-1] != "NaN":
+                break
+            await asyncio.sleep(0.05)
+    assert 0 < float(line.split()[-1]) < 5
