@@ -9,19 +9,18 @@ import contextlib
 import json
 import os
 import re
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+from tests.processes import GatewayProcess, free_port
+
+__all__ = ["GatewayProcess", "free_port"]
 
 WAIT = 8.0  # the most any single expectation waits, in seconds
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,66 +30,6 @@ CHAT = [sys.executable, "-m", "cli"]
 def unique(prefix: str) -> str:
     """A name or room no other test uses."""
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class GatewayProcess:
-    """`python -m gateway` on a free port, ready once /healthz answers."""
-
-    def __init__(self, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
-
-    def start(self) -> GatewayProcess:
-        args = ["--port", str(self.port), "--grace-period", "0.2", "--log-level", "WARNING"]
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", *args],
-            cwd=ROOT,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"the gateway exited early:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1):
-                    return self
-            except OSError:
-                time.sleep(0.05)  # a bounded poll of a process starting up
-        self.stop()
-        raise RuntimeError(f"the gateway did not answer /healthz within 15 s:\n{self.log()}")
-
-    def stop(self) -> None:
-        """SIGTERM (the gateway closes its sockets with 1001), then wait."""
-        if self._proc is None:
-            return
-        if self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGTERM)
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        self._proc = None
-
-    def log(self) -> str:
-        self._log.seek(0)
-        return self._log.read().decode(errors="replace")
-
-    def close(self) -> None:
-        self.stop()
-        self._log.close()
 
 
 class ChatProcess:
