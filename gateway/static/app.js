@@ -1,0 +1,312 @@
+// The page: the name form, the sidebar, the conversation, the keyboard.
+
+import { Chat, ROOM_PATTERN } from "./chat.js";
+import { ChatView } from "./render.js";
+
+const $ = (id) => document.getElementById(id);
+const ROOMS_REFRESH_MS = 15000;
+const NAME_STORE = "chat-gateway.name";
+const STATUS_TEXT = {
+  connecting: "Connecting",
+  connected: "Connected",
+  reconnecting: "Reconnecting",
+  offline: "Offline",
+};
+
+const wsUrl = new URL("ws", window.location.href);
+wsUrl.protocol = window.location.protocol === "https:" ? "wss:" : "ws:";
+const chat = new Chat(wsUrl.href, changed);
+const view = new ChatView(chat, {
+  open: (target, join) => openConversation(target, join),
+  openDirect: (name) => {
+    chat.openDirect(name);
+    afterNavigation();
+  },
+});
+let lastStop = null; // the close code that stopped reconnecting, until the user reconnects
+
+// ------------------------------------------------------------------------- name form
+
+/** The room in the address (`/#dev`), else lobby. */
+function startRoom() {
+  const wanted = window.location.hash.slice(1);
+  return ROOM_PATTERN.test(wanted) ? wanted : "lobby";
+}
+
+/** The last name used here, to fill in (storage may be off: then nothing). */
+function storedName(name = undefined) {
+  try {
+    if (name === undefined) return localStorage.getItem(NAME_STORE) ?? "";
+    localStorage.setItem(NAME_STORE, name);
+  } catch {
+    /* private mode or storage disabled: the name is simply not remembered */
+  }
+  return name ?? "";
+}
+
+$("name-input").value = storedName();
+$("name-input").focus();
+
+$("login-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const name = $("name-input").value.trim();
+  if (!name) {
+    showNameError("Type a name first.");
+    return;
+  }
+  showNameError("");
+  lastStop = null;
+  $("login-button").disabled = true;
+  $("login-button").textContent = "Joining…";
+  chat.login(name, startRoom());
+});
+
+function showNameError(message) {
+  $("name-error").textContent = message;
+  $("name-error").hidden = !message;
+  $("name-input").setAttribute("aria-invalid", message ? "true" : "false");
+}
+
+function backToLogin(message) {
+  $("app").hidden = true;
+  $("login").hidden = false;
+  $("login-button").disabled = false;
+  $("login-button").textContent = "Join the chat";
+  showNameError(message);
+  $("name-input").focus();
+  $("name-input").select();
+}
+
+// ------------------------------------------------------------------------- what changed
+
+function changed(what, detail = {}) {
+  switch (what) {
+    case "status":
+      return showStatus(detail.state);
+    case "welcome":
+      return enterChat();
+    case "rewelcome":
+      return view.header();
+    case "login-failed":
+      return backToLogin(capitalize(detail.message));
+    case "stopped":
+      return stopped(detail);
+    case "dropped":
+      return undefined; // the status turns to reconnecting, with its banner
+    case "active":
+      return view.all();
+    case "rooms":
+    case "unread":
+    case "dms":
+      return view.sidebar();
+    case "members":
+      return detail.room === view.activeRoom() && view.members();
+    case "message":
+      return view.append(detail.conversation, detail.entry);
+    case "history":
+      return detail.room === view.activeRoom() && view.log({ keepPosition: true });
+    case "outbox":
+      return view.pending();
+    case "room-error":
+      return showRoomError(capitalize(detail.message));
+    case "error":
+      return showBanner(capitalize(detail.message), null, 6000);
+    default:
+      return undefined;
+  }
+}
+
+function enterChat() {
+  storedName(chat.name);
+  $("login").hidden = true;
+  $("app").hidden = false;
+  view.all();
+  $("message-input").focus();
+}
+
+function stopped({ code, error }) {
+  lastStop = code;
+  if (code === 1008 && error?.code === "name_taken") {
+    const choose = ["Choose a name", () => backToLogin("")];
+    showBanner(`The name ${chat.name} was taken while you were away.`, choose);
+  } else if (code === 4000) {
+    showBanner("This chat was opened in another window.", ["Use it here", reconnect]);
+  } else {
+    const why = error?.message ?? "the server closed the connection";
+    showBanner(`Disconnected: ${why}.`, ["Reconnect", reconnect]);
+  }
+}
+
+function reconnect() {
+  lastStop = null;
+  hideBanner();
+  chat.reconnect();
+}
+
+// ------------------------------------------------------------------------- status and banner
+
+function showStatus(state) {
+  const status = $("status");
+  status.dataset.state = state;
+  status.textContent = STATUS_TEXT[state] ?? state;
+  if (state === "connected") {
+    hideBanner();
+  } else if (state === "reconnecting" && !$("app").hidden) {
+    showBanner("Connection lost. Reconnecting… Messages you send now go out once it is back.");
+  } else if (state === "offline" && lastStop === null && !$("app").hidden) {
+    showBanner("You are offline. The chat reconnects when the network is back.");
+  }
+}
+
+let bannerTimer = null;
+
+function showBanner(text, action = null, hideAfterMs = 0) {
+  clearTimeout(bannerTimer);
+  $("banner-text").textContent = text;
+  const button = $("banner-action");
+  button.hidden = !action;
+  if (action) {
+    button.textContent = action[0];
+    button.onclick = action[1];
+  }
+  $("banner").hidden = false;
+  if (hideAfterMs) bannerTimer = setTimeout(hideBanner, hideAfterMs);
+}
+
+function hideBanner() {
+  $("banner").hidden = true;
+}
+
+// ------------------------------------------------------------------------- small things
+
+function showRoomError(message) {
+  $("room-error").textContent = message;
+  $("room-error").hidden = !message;
+}
+
+function capitalize(text) {
+  return text ? text[0].toUpperCase() + text.slice(1) : text;
+}
+
+// ------------------------------------------------------------------------- navigation
+
+function openConversation(target, join = false) {
+  if (join || target.kind === "room") chat.join(target.id);
+  else chat.show(target);
+  afterNavigation();
+}
+
+function afterNavigation() {
+  closeDrawer();
+  $("message-input").focus();
+}
+
+/** Alt+Up / Alt+Down: the previous or next conversation in the sidebar. */
+function step(delta) {
+  const all = [
+    ...[...chat.rooms.keys()].map((id) => ({ kind: "room", id })),
+    ...[...chat.dms.keys()].map((id) => ({ kind: "dm", id })),
+  ];
+  const at = all.findIndex((t) => t.kind === chat.active.kind && t.id === chat.active.id);
+  const next = all[(at + delta + all.length) % all.length];
+  if (next) openConversation(next);
+}
+
+$("room-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const room = $("room-input").value.trim().replace(/^#/, "");
+  if (!ROOM_PATTERN.test(room)) {
+    showRoomError("A room name is 1 to 64 letters, digits, _ or -.");
+    return;
+  }
+  showRoomError("");
+  $("room-input").value = "";
+  openConversation({ kind: "room", id: room }, true);
+});
+
+$("load-older").addEventListener("click", () => {
+  const room = chat.conversation();
+  if (chat.active.kind === "room" && room) chat.loadOlder(room);
+});
+
+$("jump").addEventListener("click", () => {
+  view.scrollToBottom();
+  $("message-input").focus();
+});
+
+$("messages").addEventListener("scroll", () => {
+  if (view.nearBottom()) $("jump").hidden = true;
+});
+
+// ------------------------------------------------------------------------- composer
+
+function sendTyped() {
+  const input = $("message-input");
+  const text = input.value;
+  if (!text.trim()) return;
+  chat.send(text);
+  input.value = "";
+  view.scrollToBottom();
+}
+
+$("composer").addEventListener("submit", (event) => {
+  event.preventDefault();
+  sendTyped();
+  $("message-input").focus();
+});
+
+$("message-input").addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+    event.preventDefault(); // Enter sends; Shift+Enter is a new line
+    sendTyped();
+  }
+});
+
+document.addEventListener("keydown", (event) => {
+  if ($("app").hidden) return;
+  if (event.altKey && (event.key === "ArrowUp" || event.key === "ArrowDown")) {
+    event.preventDefault();
+    step(event.key === "ArrowUp" ? -1 : 1);
+  } else if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "k") {
+    event.preventDefault();
+    openDrawer();
+    $("room-input").focus();
+  } else if (event.key === "Escape" && document.body.classList.contains("drawer-open")) {
+    closeDrawer();
+    $("menu-button").focus();
+  }
+});
+
+// ------------------------------------------------------------------------- phone layout
+
+function openDrawer() {
+  document.body.classList.add("drawer-open");
+  $("scrim").hidden = false;
+  $("menu-button").setAttribute("aria-expanded", "true");
+}
+
+function closeDrawer() {
+  document.body.classList.remove("drawer-open");
+  $("scrim").hidden = true;
+  $("menu-button").setAttribute("aria-expanded", "false");
+}
+
+$("menu-button").addEventListener("click", () => {
+  if (document.body.classList.contains("drawer-open")) {
+    closeDrawer();
+  } else {
+    openDrawer();
+    $("sidebar").querySelector("button")?.focus();
+  }
+});
+$("scrim").addEventListener("click", closeDrawer);
+
+// ------------------------------------------------------------------------- housekeeping
+
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden && chat.active && !$("app").hidden) {
+    chat.show(chat.active); // what was unread while hidden is read now
+  }
+});
+
+setInterval(() => chat.refreshRooms(), ROOMS_REFRESH_MS);

@@ -1,0 +1,389 @@
+// The chat as this page knows it: rooms with their messages and members, direct
+// conversations, and the outbox of messages not yet confirmed. It speaks the JSON
+// protocol (docs/protocol.md) through a Connection and tells the page what changed
+// through `onChange(what, detail)`; it touches no element itself.
+//
+// No gap, no duplicate: every room keeps the offsets it has shown (`seen`) and the
+// newest offset it holds everything up to (`cursor`). A reconnect joins each room with
+// `since=cursor`, so the server replays exactly what was missed; anything seen twice
+// (a replay racing a live message, history overlapping live) is dropped by offset.
+
+import { Connection } from "./connection.js";
+import { Outbox } from "./outbox.js";
+
+export const ROOM_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+const HISTORY_PAGE = 50;
+const KEEP_MESSAGES = 1000; // per conversation; older ones are dropped from memory
+
+/** Names compare NFC-normalised and case-folded, as on the server. */
+export const nameKey = (name) => name.normalize("NFC").toLowerCase();
+
+class Room {
+  constructor(name) {
+    this.name = name;
+    this.subscribed = false; // on the current connection
+    this.joining = false; // a join is on its way
+    this.cursor = null; // every message up to this offset is held (or was never there)
+    this.joinedWith = null; // the `since` of the current join
+    this.historyLoaded = false;
+    this.moreHistory = false; // older messages may exist on the server
+    this.seen = new Set();
+    this.messages = []; // {kind: "message", from, text, ts, offset} | {kind: "notice", text, ts}
+    this.members = [];
+    this.unread = 0;
+  }
+}
+
+class DirectConversation {
+  constructor(peer) {
+    this.peer = peer;
+    this.messages = []; // {kind: "message", from, to, text, ts}
+    this.unread = 0;
+  }
+}
+
+export class Chat {
+  constructor(wsUrl, onChange) {
+    this.wsUrl = wsUrl;
+    this.onChange = onChange;
+    this.name = "";
+    this.session = null;
+    this.node = null;
+    this.welcomed = false; // ever, in this page
+    this.rooms = new Map(); // room name -> Room, in the order joined
+    this.dms = new Map(); // name key -> DirectConversation
+    this.otherRooms = []; // from `rooms`: [{room, members}]
+    this.outbox = this.#newOutbox();
+    this.active = null; // {kind: "room"|"dm", id}
+    this.answers = new Map(); // ref -> handler of the answer
+    this.refs = 0;
+    this.conn = new Connection({
+      url: () => this.#url(),
+      onFrame: (frame) => this.#frame(frame),
+      onClose: (close) => this.#closed(close),
+      onStatus: (state) => this.onChange("status", { state }),
+    });
+  }
+
+  // ---------------------------------------------------------------- what the page asks
+
+  /** Connect as `name`, first in `room`. */
+  login(name, room) {
+    this.name = name;
+    this.session = null;
+    this.welcomed = false;
+    this.outbox.clear();
+    this.dms = new Map();
+    this.rooms = new Map([[room, new Room(room)]]);
+    this.active = { kind: "room", id: room };
+    this.conn.start("connecting");
+  }
+
+  /** Reconnect after the server closed for good (the user asked). */
+  reconnect() {
+    this.conn.start("reconnecting");
+  }
+
+  /** Join `room` (or just show it, when already in it). */
+  join(room) {
+    if (!this.rooms.has(room)) {
+      this.rooms.set(room, new Room(room));
+      if (this.conn.ready) this.#join(this.rooms.get(room));
+    }
+    this.show({ kind: "room", id: room });
+  }
+
+  leave(room) {
+    if (!this.rooms.has(room) || this.rooms.size === 1) return; // always in one room
+    const wasSubscribed = this.rooms.get(room).subscribed;
+    this.rooms.delete(room);
+    this.outbox.roomLeft(room);
+    if (wasSubscribed) this.#request({ type: "leave", room }, () => {});
+    if (this.active.kind === "room" && this.active.id === room) {
+      this.show({ kind: "room", id: this.rooms.keys().next().value });
+    }
+    this.onChange("rooms");
+  }
+
+  /** Open the direct conversation with `peer`. */
+  openDirect(peer) {
+    const key = nameKey(peer);
+    if (!this.dms.has(key)) this.dms.set(key, new DirectConversation(peer));
+    this.show({ kind: "dm", id: key });
+  }
+
+  show(target) {
+    this.active = target;
+    const conversation = this.conversation(target);
+    if (conversation) conversation.unread = 0;
+    this.onChange("active");
+  }
+
+  /** The Room or DirectConversation `target` names (the active one by default). */
+  conversation(target = this.active) {
+    if (!target) return undefined;
+    return target.kind === "room" ? this.rooms.get(target.id) : this.dms.get(target.id);
+  }
+
+  /** Send `text` to the active conversation; it waits in the outbox until confirmed. */
+  send(text) {
+    if (this.active.kind === "room") this.outbox.sendToRoom(this.active.id, text);
+    else this.outbox.sendDirect(this.dms.get(this.active.id).peer, text);
+  }
+
+  /** Ask for the page of messages before the oldest one shown. */
+  loadOlder(room) {
+    const oldest = room.messages.find((m) => m.offset);
+    if (!oldest || !this.conn.ready) return;
+    this.#request(
+      { type: "history", room: room.name, before: oldest.offset, limit: HISTORY_PAGE },
+      (answer) => {
+        if (answer.type !== "history") return;
+        room.moreHistory = answer.messages.length === HISTORY_PAGE;
+        this.#prepend(room, answer.messages);
+      },
+    );
+  }
+
+  refreshRooms() {
+    if (this.conn.ready) this.#request({ type: "rooms" }, (answer) => this.#roomList(answer));
+  }
+
+  // ---------------------------------------------------------------- the connection
+
+  #url() {
+    // The first room rides in the URL (with its `since`); the others are joined after.
+    const first = this.#firstRoom();
+    const query = new URLSearchParams({ name: this.name, room: first.name });
+    if (first.cursor !== null) query.set("since", first.cursor);
+    if (this.session) query.set("session", this.session);
+    first.joinedWith = first.cursor;
+    first.joining = true;
+    this.urlRoom = first;
+    return `${this.wsUrl}?${query}`;
+  }
+
+  #firstRoom() {
+    const active = this.active?.kind === "room" ? this.rooms.get(this.active.id) : undefined;
+    return active ?? this.rooms.values().next().value;
+  }
+
+  #closed({ code, reason, welcomed, error }) {
+    this.answers.clear(); // answers on a closed socket never come
+    for (const room of this.rooms.values()) {
+      room.subscribed = false;
+      room.joining = false;
+    }
+    this.outbox.connectionLost(code);
+    if (!this.welcomed) {
+      // Never in: the name (or the server) said no. Back to the name form.
+      const message = error?.message ?? `could not connect (${code || "no answer"})`;
+      this.onChange("login-failed", { message, code: error?.code });
+      return false;
+    }
+    const detail = { code, reason, error };
+    if (code === 1008 || code === 4000 || code === 1000) {
+      this.onChange("stopped", detail); // policy, taken over, or a deliberate close
+      return false;
+    }
+    this.onChange("dropped", detail); // 1001 going away, 1006 network, 1011 try again
+    return true;
+  }
+
+  #newOutbox() {
+    return new Outbox({
+      request: (frame, onAnswer) => this.#request(frame, onAnswer),
+      canSend: (item) =>
+        this.conn.ready && (item.kind === "dm" || Boolean(this.rooms.get(item.room)?.subscribed)),
+      shown: (room, offset) => Boolean(this.rooms.get(room)?.seen.has(offset)),
+      directSent: ({ to, text }) => this.#direct({ from: this.name, to, text, ts: Date.now() }),
+      changed: () => this.onChange("outbox"),
+    });
+  }
+
+  #request(frame, onAnswer) {
+    const ref = `r${++this.refs}`;
+    this.answers.set(ref, onAnswer);
+    if (!this.conn.send({ ...frame, ref })) this.answers.delete(ref);
+    return ref;
+  }
+
+  #join(room) {
+    if (room.joining || room.subscribed) return;
+    room.joining = true;
+    room.joinedWith = room.cursor;
+    const frame = { type: "join", room: room.name };
+    if (room.cursor !== null) frame.since = room.cursor;
+    this.#request(frame, (answer) => {
+      room.joining = false;
+      if (answer.type === "error") this.#joinRefused(room, answer);
+      else this.#subscribed(answer);
+    });
+  }
+
+  #joinRefused(room, error) {
+    if (this.rooms.get(room.name) !== room) return;
+    if (error.code === "unavailable") {
+      // The backend could not take us in right now: the room stays, the join is tried again.
+      const again = () => this.conn.ready && this.rooms.get(room.name) === room && this.#join(room);
+      setTimeout(again, 2000);
+      return;
+    }
+    this.rooms.delete(room.name);
+    if (this.active.kind === "room" && this.active.id === room.name) {
+      this.show({ kind: "room", id: this.rooms.keys().next().value });
+    }
+    this.onChange("rooms");
+    this.onChange("room-error", { message: error.message });
+  }
+
+  #frame(frame) {
+    const handler = frame.ref !== undefined ? this.answers.get(frame.ref) : undefined;
+    if (handler) {
+      this.answers.delete(frame.ref);
+      handler(frame);
+      return;
+    }
+    const handlers = {
+      welcome: (f) => this.#welcome(f),
+      subscribed: (f) => this.#subscribed(f),
+      message: (f) => this.#message(f),
+      presence: (f) => this.#presence(f),
+      dm: (f) => this.#direct(f),
+      rooms: (f) => this.#roomList(f),
+      members: (f) => this.#members(f.room, f.members),
+      error: (f) => this.welcomed && this.onChange("error", { message: f.message }),
+    };
+    handlers[frame.type]?.(frame);
+  }
+
+  #welcome(frame) {
+    const first = !this.welcomed;
+    this.welcomed = true;
+    this.name = frame.name; // as the server spells it (trimmed, normalised)
+    this.session = frame.session;
+    this.node = frame.node;
+    for (const room of this.rooms.values()) {
+      if (room !== this.urlRoom) this.#join(room); // the URL's room is being entered already
+    }
+    this.onChange(first ? "welcome" : "rewelcome");
+    this.refreshRooms();
+    this.outbox.flush();
+  }
+
+  #subscribed(frame) {
+    const room = this.rooms.get(frame.room);
+    if (!room) {
+      this.#request({ type: "leave", room: frame.room }, () => {}); // left while joining
+      return;
+    }
+    room.subscribed = true;
+    room.joining = false;
+    if (room.joinedWith !== null && !frame.recovered) {
+      this.#notice(room, "Some messages from while you were away could not be recovered.");
+    }
+    if (room.cursor === null) room.cursor = frame.offset; // live messages follow it
+    // Without a `since` the server replays nothing: what came before is read as history.
+    if (!room.historyLoaded || room.joinedWith === null) this.#loadHistory(room, frame.offset);
+    this.#members(room.name, frame.members);
+    this.onChange("rooms");
+    this.refreshRooms();
+    this.outbox.flush();
+  }
+
+  #loadHistory(room, upTo) {
+    if (upTo === null) {
+      room.historyLoaded = true; // an empty room
+      return;
+    }
+    this.#request({ type: "history", room: room.name, limit: HISTORY_PAGE }, (answer) => {
+      if (answer.type !== "history") return;
+      // Only what came up to the join's offset: newer ones arrive live (or already did).
+      const end = answer.messages.findIndex((m) => m.offset === upTo);
+      const older = end === -1 ? [] : answer.messages.slice(0, end + 1);
+      room.historyLoaded = true;
+      room.moreHistory = answer.messages.length === HISTORY_PAGE;
+      this.#prepend(room, older);
+    });
+  }
+
+  #prepend(room, messages) {
+    const fresh = messages.filter((m) => !room.seen.has(m.offset));
+    for (const m of fresh) room.seen.add(m.offset);
+    room.messages.unshift(...fresh.map(toEntry));
+    this.onChange("history", { room: room.name });
+  }
+
+  #message(frame) {
+    const room = this.rooms.get(frame.room);
+    if (!room || room.seen.has(frame.offset)) return; // not ours, or shown already
+    room.seen.add(frame.offset);
+    room.cursor = frame.offset;
+    const entry = toEntry(frame);
+    this.#append(room, entry);
+    const own = nameKey(frame.from) === nameKey(this.name);
+    if (own) this.outbox.delivered(frame.offset);
+    if (!own && !this.#isVisible({ kind: "room", id: room.name })) {
+      room.unread += 1;
+      this.onChange("unread");
+    }
+  }
+
+  #append(conversation, entry) {
+    conversation.messages.push(entry);
+    if (conversation.messages.length > KEEP_MESSAGES) {
+      const dropped = conversation.messages.shift();
+      if (conversation.seen && dropped.offset) conversation.seen.delete(dropped.offset);
+      if (conversation.moreHistory !== undefined) conversation.moreHistory = true;
+    }
+    this.onChange("message", { conversation, entry });
+  }
+
+  #notice(room, text) {
+    this.#append(room, { kind: "notice", text, ts: Date.now() });
+  }
+
+  #presence(frame) {
+    const room = this.rooms.get(frame.room);
+    if (!room) return;
+    const others = room.members.filter((n) => nameKey(n) !== nameKey(frame.name));
+    this.#members(room.name, frame.event === "join" ? [...others, frame.name] : others);
+    if (nameKey(frame.name) !== nameKey(this.name)) {
+      this.#notice(room, `${frame.name} ${frame.event === "join" ? "joined" : "left"}`);
+    }
+  }
+
+  #members(roomName, members) {
+    const room = this.rooms.get(roomName);
+    if (!room) return;
+    room.members = [...members].sort((a, b) => a.localeCompare(b));
+    this.onChange("members", { room: roomName });
+  }
+
+  #roomList(frame) {
+    if (frame.type !== "rooms") return;
+    this.otherRooms = frame.rooms;
+    this.onChange("rooms");
+  }
+
+  #direct(frame) {
+    const fromMe = nameKey(frame.from) === nameKey(this.name);
+    const peer = fromMe ? frame.to : frame.from;
+    const key = nameKey(peer);
+    if (!this.dms.has(key)) this.dms.set(key, new DirectConversation(peer));
+    const conversation = this.dms.get(key);
+    const { from, text, ts } = frame;
+    this.#append(conversation, { kind: "message", from, text, ts });
+    if (!fromMe && !this.#isVisible({ kind: "dm", id: key })) conversation.unread += 1;
+    this.onChange("dms");
+  }
+
+  #isVisible(target) {
+    const a = this.active;
+    return !document.hidden && a && a.kind === target.kind && a.id === target.id;
+  }
+}
+
+function toEntry(m) {
+  return { kind: "message", from: m.from, text: m.text, ts: m.ts, offset: m.offset };
+}

@@ -1,0 +1,214 @@
+// Drawing the chat: header, sidebar (rooms, direct conversations, members), the
+// conversation's log and its pending messages. Reads the Chat; changes nothing in it.
+
+import { nameKey } from "./chat.js";
+import { avatar, el, entryItems, fill, messageItem, navButton } from "./view.js";
+
+const $ = (id) => document.getElementById(id);
+const NEAR_BOTTOM_PX = 80; // this close to the end, a new message scrolls into view
+
+export class ChatView {
+  /**
+   * @param {import("./chat.js").Chat} chat
+   * @param {object} actions  what a click does: `open(target, join)`, `openDirect(name)`
+   */
+  constructor(chat, actions) {
+    this.chat = chat;
+    this.actions = actions;
+    this.rendered = []; // the entries of the open conversation shown in #log, in order
+  }
+
+  activeRoom() {
+    return this.chat.active?.kind === "room" ? this.chat.active.id : null;
+  }
+
+  all() {
+    this.header();
+    this.sidebar();
+    this.members();
+    this.log();
+    this.pending();
+    this.title();
+  }
+
+  header() {
+    const me = $("me-avatar");
+    me.replaceWith(Object.assign(avatar(this.chat.name), { id: "me-avatar" }));
+    $("me-name").textContent = this.chat.name;
+    $("me-node").textContent = this.chat.node ? `on node ${this.chat.node}` : "";
+    const conversation = this.chat.conversation();
+    if (!conversation) return;
+    const input = $("message-input");
+    if (this.chat.active.kind === "room") {
+      $("conversation-title").textContent = `# ${conversation.name}`;
+      const count = conversation.members.length;
+      $("conversation-info").textContent = `${count} ${count === 1 ? "member" : "members"} online`;
+      input.placeholder = `Message #${conversation.name}`;
+    } else {
+      $("conversation-title").textContent = `@ ${conversation.peer}`;
+      $("conversation-info").textContent =
+        "Direct messages reach them while they are online; they are not kept.";
+      input.placeholder = `Message ${conversation.peer}`;
+    }
+  }
+
+  sidebar() {
+    const rooms = [...this.chat.rooms.values()].map((room) => {
+      const item = el("li", "nav-item");
+      const current = this.chat.active.kind === "room" && this.chat.active.id === room.name;
+      const button = navButton({ label: room.name, prefix: "#", badge: room.unread, current });
+      button.dataset.room = room.name;
+      button.addEventListener("click", () => this.actions.open({ kind: "room", id: room.name }));
+      item.append(button);
+      if (this.chat.rooms.size > 1) {
+        const leave = el("button", "leave-button", "×");
+        leave.type = "button";
+        leave.title = `Leave #${room.name}`;
+        leave.setAttribute("aria-label", `Leave #${room.name}`);
+        leave.addEventListener("click", () => this.chat.leave(room.name));
+        item.append(leave);
+      }
+      return item;
+    });
+    fill($("rooms"), rooms);
+
+    const more = this.chat.otherRooms
+      .filter((r) => !this.chat.rooms.has(r.room) && r.members > 0)
+      .sort((a, b) => b.members - a.members || a.room.localeCompare(b.room))
+      .slice(0, 12)
+      .map((r) => {
+        const item = el("li", "nav-item");
+        const button = navButton({ label: r.room, prefix: "#", extra: "muted-button" });
+        button.append(el("span", "count", `${r.members}`));
+        button.title = `Join #${r.room} (${r.members} online)`;
+        const target = { kind: "room", id: r.room };
+        button.addEventListener("click", () => this.actions.open(target, true));
+        item.append(button);
+        return item;
+      });
+    fill($("more-rooms"), more);
+    $("more-rooms-section").hidden = more.length === 0;
+
+    const dms = [...this.chat.dms.entries()].map(([key, conversation]) => {
+      const item = el("li", "nav-item");
+      const current = this.chat.active.kind === "dm" && this.chat.active.id === key;
+      const button = navButton({ label: conversation.peer, badge: conversation.unread, current });
+      button.dataset.peer = conversation.peer;
+      button.prepend(avatar(conversation.peer, "small"));
+      button.addEventListener("click", () => this.actions.open({ kind: "dm", id: key }));
+      item.append(button);
+      return item;
+    });
+    fill($("dms"), dms);
+    $("dms-section").hidden = dms.length === 0;
+    this.title();
+  }
+
+  /** The members of the open room (of the first room while a direct conversation is open). */
+  members() {
+    const rooms = this.chat.rooms;
+    const room = rooms.get(this.activeRoom() ?? "") ?? rooms.values().next().value;
+    if (!room) return;
+    $("members-heading").textContent = `In #${room.name} · ${room.members.length}`;
+    const me = nameKey(this.chat.name);
+    const members = room.members.map((name) => {
+      const item = el("li", "nav-item");
+      const self = nameKey(name) === me;
+      const button = navButton({ label: self ? `${name} (you)` : name });
+      button.prepend(avatar(name, "small"));
+      button.dataset.name = name;
+      if (self) {
+        button.disabled = true;
+      } else {
+        button.title = `Send ${name} a direct message`;
+        button.addEventListener("click", () => this.actions.openDirect(name));
+      }
+      item.append(button);
+      return item;
+    });
+    fill($("members"), members);
+    if (this.chat.active.kind === "room") this.header();
+  }
+
+  /** The open conversation's log, redrawn; `keepPosition` keeps the view (older added above). */
+  log({ keepPosition = false } = {}) {
+    const box = $("messages");
+    const fromBottom = box.scrollHeight - box.scrollTop;
+    const conversation = this.chat.conversation();
+    const entries = conversation ? conversation.messages : [];
+    const me = nameKey(this.chat.name);
+    const items = [];
+    entries.forEach((entry, i) => items.push(...entryItems(entry, entries[i - 1], me, nameKey)));
+    fill($("log"), items);
+    this.rendered = [...entries];
+    $("load-older").hidden = !(this.chat.active.kind === "room" && conversation?.moreHistory);
+    if (keepPosition) box.scrollTop = box.scrollHeight - fromBottom;
+    else this.scrollToBottom();
+  }
+
+  /** A new entry of `conversation`: added to the log if open, else counted in the sidebar. */
+  append(conversation, entry) {
+    if (conversation !== this.chat.conversation()) return this.sidebar();
+    const nearBottom = this.nearBottom();
+    const previous = this.rendered.at(-1);
+    $("log").append(...entryItems(entry, previous, nameKey(this.chat.name), nameKey));
+    this.rendered.push(entry);
+    if (this.rendered.length > 2 * conversation.messages.length) this.log(); // drop the oldest
+    const own = entry.kind === "message" && nameKey(entry.from) === nameKey(this.chat.name);
+    if (nearBottom || own) this.scrollToBottom();
+    else $("jump").hidden = false;
+    return undefined;
+  }
+
+  /** The outbox's messages for the open conversation, below the log. */
+  pending() {
+    const target = this.chat.active;
+    if (!target) return;
+    const peer = target.kind === "dm" ? this.chat.dms.get(target.id)?.peer : null;
+    const items = this.chat.outbox.items
+      .filter((item) => (target.kind === "room" ? item.room === target.id : item.to === peer))
+      .map((item) => {
+        const entry = { from: this.chat.name, text: item.text, ts: item.ts };
+        const { state, error } = item;
+        const li = messageItem(entry, { own: true, continued: false, state, error });
+        if (state === "failed") {
+          const actions = el("div", "send-actions");
+          const outbox = this.chat.outbox;
+          const choices = [
+            ["Retry", () => outbox.retry(item)],
+            ["Discard", () => outbox.discard(item)],
+          ];
+          for (const [label, act] of choices) {
+            const button = el("button", "link-button", label);
+            button.type = "button";
+            button.addEventListener("click", act);
+            actions.append(button);
+          }
+          li.append(actions);
+        }
+        return li;
+      });
+    const nearBottom = this.nearBottom();
+    fill($("pending"), items);
+    if (nearBottom) this.scrollToBottom();
+  }
+
+  /** True when the log is scrolled to (nearly) its end. */
+  nearBottom() {
+    const box = $("messages");
+    return box.scrollHeight - box.scrollTop - box.clientHeight < NEAR_BOTTOM_PX;
+  }
+
+  scrollToBottom() {
+    const box = $("messages");
+    box.scrollTop = box.scrollHeight;
+    $("jump").hidden = true;
+  }
+
+  title() {
+    let unread = 0;
+    for (const c of [...this.chat.rooms.values(), ...this.chat.dms.values()]) unread += c.unread;
+    const where = $("conversation-title").textContent;
+    document.title = `${unread ? `(${unread}) ` : ""}${where ? `${where} · ` : ""}chat-gateway`;
+  }
+}

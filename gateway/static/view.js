@@ -1,0 +1,156 @@
+// Building the page's elements. Everything that came over the wire is put in with
+// textContent (or as a text node), never as HTML: a message is shown, never run.
+
+const GROUP_WITHIN_MS = 5 * 60 * 1000; // same sender within this: one group, one header
+const HUES = 8;
+const URL_PATTERN = /\bhttps?:\/\/[^\s<>"']+[^\s<>"'.,;:!?)\]]/g;
+
+/** A new element with classes and (optional) text. */
+export function el(tag, className = "", text = undefined) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+/** One of HUES colour classes, the same for a name everywhere. */
+export function hueClass(name) {
+  let hash = 0;
+  for (const ch of name.normalize("NFC").toLowerCase()) {
+    hash = (hash * 31 + ch.codePointAt(0)) >>> 0;
+  }
+  return `hue-${hash % HUES}`;
+}
+
+/** A round avatar with the name's first letter. */
+export function avatar(name, extra = "") {
+  const node = el("span", `avatar ${hueClass(name)} ${extra}`.trim(), initial(name));
+  node.setAttribute("aria-hidden", "true");
+  return node;
+}
+
+function initial(name) {
+  const first = Array.from(name.trim())[0] ?? "?";
+  return first.toLocaleUpperCase();
+}
+
+const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+const fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "medium" });
+const dayFormat = new Intl.DateTimeFormat(undefined, {
+  weekday: "long",
+  month: "long",
+  day: "numeric",
+});
+
+function timeElement(ts, label = undefined) {
+  const date = new Date(ts);
+  const node = el("time", "time", label ?? timeFormat.format(date));
+  node.dateTime = date.toISOString();
+  node.title = fullFormat.format(date);
+  return node;
+}
+
+function dayKey(ts) {
+  const d = new Date(ts);
+  return `${d.getFullYear()}-${d.getMonth()}-${d.getDate()}`;
+}
+
+function dayLabel(ts) {
+  const today = new Date();
+  const yesterday = new Date(today.getFullYear(), today.getMonth(), today.getDate() - 1);
+  if (dayKey(ts) === dayKey(today.getTime())) return "Today";
+  if (dayKey(ts) === dayKey(yesterday.getTime())) return "Yesterday";
+  return dayFormat.format(new Date(ts));
+}
+
+/** The text of a message as text nodes, with http(s) links made clickable. */
+function messageText(text) {
+  const node = el("div", "text");
+  let last = 0;
+  for (const match of text.matchAll(URL_PATTERN)) {
+    node.append(document.createTextNode(text.slice(last, match.index)));
+    const link = el("a", "", match[0]);
+    link.href = match[0];
+    link.rel = "noopener noreferrer nofollow";
+    link.target = "_blank";
+    node.append(link);
+    last = match.index + match[0].length;
+  }
+  node.append(document.createTextNode(text.slice(last)));
+  return node;
+}
+
+/**
+ * The list items for `entry` after `previous` (a day divider first when the day
+ * changed). `me` is the name key of this page's user; `nameKey` compares names.
+ */
+export function entryItems(entry, previous, me, nameKey) {
+  const items = [];
+  if (!previous || dayKey(previous.ts) !== dayKey(entry.ts)) {
+    const divider = el("li", "divider");
+    divider.append(el("span", "", dayLabel(entry.ts)));
+    items.push(divider);
+  }
+  if (entry.kind === "notice") {
+    const notice = el("li", "notice");
+    notice.append(el("span", "", entry.text));
+    items.push(notice);
+    return items;
+  }
+  const own = nameKey(entry.from) === me;
+  const continued =
+    previous?.kind === "message" &&
+    nameKey(previous.from) === nameKey(entry.from) &&
+    entry.ts - previous.ts < GROUP_WITHIN_MS &&
+    dayKey(previous.ts) === dayKey(entry.ts);
+  items.push(messageItem(entry, { own, continued }));
+  return items;
+}
+
+/** A message bubble: avatar, sender, text, time. */
+export function messageItem(entry, { own, continued, state = "", error = "" }) {
+  const item = el("li", "message");
+  item.classList.toggle("own", own);
+  item.classList.toggle("continued", continued);
+  if (state) item.classList.add(state);
+  item.dataset.from = entry.from;
+  if (entry.offset) item.dataset.offset = entry.offset;
+  if (!own) item.append(avatar(entry.from, continued ? "hidden-avatar" : ""));
+  const bubble = el("div", "bubble");
+  const sender = el("span", `sender ${hueClass(entry.from)}`, own ? "You" : entry.from);
+  if (own || continued) sender.classList.add("sr-only"); // still read out, not shown
+  bubble.append(sender, messageText(entry.text));
+  const label = state === "queued" || state === "sending" ? "Sending…" : undefined;
+  bubble.append(timeElement(entry.ts, label));
+  item.append(bubble);
+  if (error) {
+    const problem = el("div", "send-error");
+    problem.append(el("span", "", `Not sent: ${error}`));
+    item.append(problem);
+  }
+  return item;
+}
+
+/** A sidebar button with a label, an optional count badge and an optional prefix. */
+export function navButton({ label, prefix = "", badge = 0, current = false, extra = "" }) {
+  const button = el("button", `nav-button ${extra}`.trim());
+  button.type = "button";
+  if (current) button.setAttribute("aria-current", "true");
+  if (prefix) {
+    const mark = el("span", "prefix", prefix);
+    mark.setAttribute("aria-hidden", "true");
+    button.append(mark);
+  }
+  button.append(el("span", "label", label));
+  if (badge) {
+    const count = el("span", "badge", badge > 99 ? "99+" : String(badge));
+    count.setAttribute("aria-label", `${badge} unread`);
+    button.append(count);
+  }
+  return button;
+}
+
+/** Replace the children of `list` with `items`. */
+export function fill(list, items) {
+  list.replaceChildren(...items);
+}
