@@ -68,16 +68,20 @@ async def handle_send(node: Node, session: Session, command: Send) -> None:
     room = _room_of(session, command.room, must_be_in=True)
     text = validate_text(command.text, node.settings.max_message_chars)
     _spend_rate(node, session, command.ref)
+    session.begin_send()
+    ack = None
     try:
         with node.metrics.publish_seconds.time():
             published = await node.broker.publish(
                 room, session.name, text, origin=session.ref, message_id=command.id
             )
+        ack = Ack(command.ref, published.offset)
     except BrokerUnavailable:
         raise _unavailable() from None
+    finally:
+        session.end_send(ack)
     if not published.duplicate:
         node.metrics.messages_published.inc()
-    session.send(Ack(command.ref, published.offset))
 
 
 async def handle_direct(node: Node, session: Session, command: DirectSend) -> None:

@@ -51,12 +51,21 @@ async def leave_room(
 
 
 async def leave_everything(node: Node, session: Session) -> None:
-    """A connection ended: leave its rooms, forget it, free its name."""
+    """A connection ended: leave its rooms, forget it, free its name.
+
+    Each step runs even when one before it failed, so a broker fault cannot leave
+    a closed connection registered or its name taken.
+    """
     for room in list(session.rooms):
-        await leave_room(node, session, room, announce=False)
+        try:
+            await leave_room(node, session, room, announce=False)
+        except Exception:
+            log.exception("leaving %s for %s failed", room, session.ref)
     node.hub.remove(session)
     if session.name:
         try:
             await node.broker.release_name(session.name, session.ref)
         except BrokerUnavailable:
-            log.warning("could not release the name %s: broker unavailable", session.name)
+            log.warning("could not release the name %s now; retried later", session.name)
+        except Exception:
+            log.exception("releasing the name %s failed", session.name)

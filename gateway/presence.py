@@ -28,6 +28,7 @@ class Presence:
         self._local: Counter[tuple[str, str]] = Counter()  # (room, name key) -> connections
         self._leaving: dict[tuple[str, str], asyncio.Task[None]] = {}  # in their grace period
         self._cancelled: set[asyncio.Task[None]] = set()  # cancelled leaves not yet finished
+        self._committed: set[tuple[str, str]] = set()  # leaves past their grace period
 
     async def enter(self, room: str, name: str) -> None:
         """A connection of `name` entered `room`."""
@@ -37,15 +38,20 @@ class Presence:
             return
         leaving = self._leaving.pop(key, None)
         if leaving is not None:
-            leaving.cancel()  # back within the grace period: no leave, no join
-            self._cancelled.add(leaving)
-            leaving.add_done_callback(self._cancelled.discard)
-            return
+            if key not in self._committed:
+                leaving.cancel()  # back within the grace period: no leave, no join
+                self._cancelled.add(leaving)
+                leaving.add_done_callback(self._cancelled.discard)
+                return
+            # The grace period is over and the leave is on its way: let it finish,
+            # then this is a new arrival.
+            with contextlib.suppress(BrokerUnavailable):
+                await asyncio.shield(leaving)
         try:
             if await self._broker.presence_add(room, name):
                 await self._broker.publish_presence(PresenceChange(room, "join", name))
         except BrokerUnavailable:
-            self._drop(key)
+            self.exit(room, name)  # whatever was stored is removed like any leave
             raise
 
     def exit(self, room: str, name: str) -> None:
@@ -67,13 +73,15 @@ class Presence:
     async def _leave_later(self, key: tuple[str, str], room: str, name: str) -> None:
         try:
             await asyncio.sleep(self._grace)
+            self._committed.add(key)
             if await self._broker.presence_remove(room, name):
                 await self._broker.publish_presence(PresenceChange(room, "leave", name))
         except BrokerUnavailable:
-            log.warning("could not announce that %s left %s: broker unavailable", name, room)
+            log.warning("%s left %s while the broker was unavailable; retried later", name, room)
         finally:
             if self._leaving.get(key) is asyncio.current_task():
                 del self._leaving[key]
+                self._committed.discard(key)
 
     async def close(self) -> None:
         """Cancel every pending leave and wait for them."""

@@ -18,6 +18,7 @@ from aiohttp import web
 from gateway.codecs import Codec
 from gateway.events import Direct, Event, Message, RoomEvent, Subscribed
 from gateway.metrics import Metrics
+from gateway.offsets import parse_offset
 from gateway.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,9 @@ class Session:
         self.rate_strikes = 0
         self._metrics = metrics
         self._pending: dict[str, list[RoomEvent]] = {}  # room -> events held during a join
-        self._replayed: dict[str, set[str]] = {}  # room -> offsets replayed, not yet passed live
+        self._floors: dict[str, tuple[str, int]] = {}  # room -> newest offset sent at join
+        self._acking = False  # a send of this connection awaits its ack
+        self._ack_held: list[RoomEvent] = []  # room events that arrived before that ack
         self._queue: deque[str] = deque()
         self._queued_chars = 0
         self._queue_limit = queue_limit
@@ -140,22 +143,40 @@ class Session:
             return
         if event.room not in self.rooms:
             return
-        if isinstance(event, Message) and self._already_replayed(event):
+        if self._acking:
+            self._ack_held.append(event)  # the ack comes first; order is kept behind it
             return
-        if self.is_text and isinstance(event, Message) and event.origin == self.ref:
-            return  # a text-mode connection does not get its own messages back
+        if isinstance(event, Message):
+            if self._at_or_below_floor(event):
+                return
+            if self.is_text and event.origin == self.ref:
+                return  # a text-mode connection does not get its own messages back
         self._send_cached(event, cache, outgoing=False)
 
-    def _already_replayed(self, message: Message) -> bool:
-        """True for a live message the replay sent; live order is offset order, so the
-        first live message not in the replay ends the check for its room."""
-        replayed = self._replayed.get(message.room)
-        if replayed is None:
+    def _at_or_below_floor(self, message: Message) -> bool:
+        """True for a live message at or before what the join already sent (the newest
+        offset then); the first one past it ends the check for its room."""
+        floor = self._floors.get(message.room)
+        if floor is None:
             return False
-        if message.offset in replayed:
+        position = parse_offset(message.offset)
+        if position is not None and position[0] == floor[0] and position[1] <= floor[1]:
             return True
-        del self._replayed[message.room]
+        del self._floors[message.room]
         return False
+
+    def begin_send(self) -> None:
+        """A send is on its way: hold room events (its own message among them) until its ack."""
+        self._acking = True
+
+    def end_send(self, ack: Event | None) -> None:
+        """Queue the send's ack (if any), then the room events held behind it."""
+        self._acking = False
+        if ack is not None:
+            self.send(ack)
+        held, self._ack_held = self._ack_held, []
+        for event in held:
+            self.deliver_room(event, {})
 
     def deliver_direct(self, event: Direct, cache: FrameCache, *, outgoing: bool) -> None:
         """A direct message to or from this connection's name (not the sending one)."""
@@ -174,15 +195,17 @@ class Session:
         self.send(subscribed)
         for message in replay:
             self.send(message)
-        if replay:
-            self._replayed[room] = {message.offset for message in replay}
+        newest = replay[-1].offset if replay else subscribed.offset
+        floor = parse_offset(newest) if newest else None
+        if floor is not None:
+            self._floors[room] = floor
         for event in held:
             self.deliver_room(event, {})
 
     def abandon_join(self, room: str) -> None:
         """Forget `room`: undo `begin_join`, or leave."""
         self._pending.pop(room, None)
-        self._replayed.pop(room, None)
+        self._floors.pop(room, None)
         self.rooms.pop(room, None)
 
     # closing -----------------------------------------------------------------

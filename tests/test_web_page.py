@@ -111,6 +111,7 @@ async def test_two_pages_on_two_nodes_chat_through_redis(cluster: Cluster, pages
 
     await say(bob, "and hello from node one")
     await expect(message_text(alice, "and hello from node one")).to_have_count(1)
+    await expect(alice.locator("#pending .message")).to_have_count(0)
     assert await shown_texts(alice) == [
         "said before the pages came",
         "hello from node zero",
@@ -206,6 +207,7 @@ async def test_the_page_survives_its_node_being_killed_and_restarted(
             await expect(message_text(page, "before dave came")).to_have_count(1)
             await say(page, "dave was here")
             await carol.expect("message", text="dave was here")
+            await expect(page.locator("#pending .message")).to_have_count(0)  # acked
 
             await asyncio.to_thread(doomed.kill if death == "kill" else doomed.stop)
             await expect(page.get_by_test_id("status")).to_have_text("Reconnecting")

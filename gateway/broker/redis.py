@@ -14,7 +14,6 @@ import json
 import logging
 import secrets
 import time
-from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -70,9 +69,11 @@ class RedisBroker:
         self._direct = self._redis.register_script(scripts.DIRECT)
         self._listener: BrokerListener | None = None
         self._rooms: dict[str, tuple[str, int] | None] = {}  # room -> last delivered position
-        self._user_channels: Counter[str] = Counter()  # name key -> local claims
         self._present: dict[tuple[str, str], str] = {}  # (room, name key) -> display name
-        self._owned: dict[str, tuple[str, str]] = {}  # connection -> (name, session secret)
+        self._owned: dict[str, str] = {}  # connection -> the name it owns
+        self._listening: dict[str, str] = {}  # connection -> the user channel it keeps open
+        self._unreleased: dict[str, str] = {}  # connection -> name whose release failed
+        self._unremoved: set[tuple[str, str]] = set()  # (room, name) whose removal failed
         self._subscriber = Subscriber(
             self._redis,
             self._keys.node_channel(self._node),
@@ -111,11 +112,7 @@ class RedisBroker:
         # message can arrive: nothing published after it is skipped.
         with _unavailable_on_error():
             self._rooms[room] = await self._position(room)
-            try:
-                await self._subscriber.subscribe(self._keys.room_channel(room))
-            except BaseException:
-                self._rooms.pop(room, None)
-                raise
+        await self._subscriber.subscribe(self._keys.room_channel(room))
 
     async def unsubscribe(self, room: str) -> None:
         self._rooms.pop(room, None)
@@ -145,6 +142,7 @@ class RedisBroker:
                     Direct(direct.sender, direct.to, direct.text, direct.ts, fields["origin"]), key
                 )
             elif kind == b"k":
+                self._owned.pop(body.decode(), None)
                 self._listener.on_kick(body.decode())
         except (ValueError, KeyError):
             log.exception("dropped a malformed message on %s", channel)
@@ -170,21 +168,37 @@ class RedisBroker:
         self._listener.on_room_event(message)
 
     async def _after_reconnect(self) -> None:
-        """After a new subscription: fill each room's gap, then re-register presence."""
+        """After a new subscription: fill each room's gap, re-register, retry cleanups."""
         for room, last in list(self._rooms.items()):
-            start = f"{last[1] + 1}-0" if last is not None else "-"
-            entries = await self._redis.xrange(self._keys.log(room), min=start)
             epoch = await self._redis.hget(self._keys.meta(room), "epoch")
             if epoch is None:
                 continue
-            for entry_id, fields in entries:
+            same_epoch = last is not None and last[0] == epoch.decode()
+            start = f"{last[1] + 1}-0" if last is not None and same_epoch else "-"
+            for entry_id, fields in await self._redis.xrange(self._keys.log(room), min=start):
                 seq = entry_id.decode().split("-")[0]
                 self._deliver_message(self._decode_message(f"{epoch.decode()}-{seq}", fields[b"m"]))
         await self._liveness.beat()
+        await self.reregister()
+
+    async def reregister(self) -> None:
+        """Put this node's presence and names back (after Redis lost them, or reaped us).
+
+        A name someone else took meanwhile is not taken back: its connection here is
+        closed as taken over. Cleanups that failed earlier are retried.
+        """
         for (room, key), display in list(self._present.items()):
             await self._presence_call(self._presence_add, room, key, display)
-        for connection, (name, secret) in list(self._owned.items()):
-            await self._claim_call(name, connection, secret, secret)
+        for connection, name in list(self._owned.items()):
+            if not await self._claim_call(name, connection, secrets.token_urlsafe(18), ""):
+                del self._owned[connection]
+                if self._listener is not None:
+                    self._listener.on_kick(connection)
+        for connection, name in list(self._unreleased.items()):
+            await self.release_name(name, connection)
+        for room, name in list(self._unremoved):
+            if await self.presence_remove(room, name):
+                await self.publish_presence(PresenceChange(room, "leave", name))
 
     # publishing and history ------------------------------------------------------
 
@@ -277,7 +291,7 @@ class RedisBroker:
             return Replay(False, await self.history(room, None, limit), newest)
         if seq == position[1]:
             return Replay(True, [], newest)
-        messages = await self._read_log(room, f"{seq + 1}-0", "+", None)
+        messages = await self._read_log(room, f"{seq + 1}-0", f"{position[1]}-0", None)
         if not messages or messages[0].offset != f"{position[0]}-{seq + 1}":
             return Replay(False, await self.history(room, None, limit), newest)  # trimmed
         return Replay(True, messages, newest)
@@ -294,20 +308,27 @@ class RedisBroker:
                     keys.presence(room) + ":shown",
                     keys.node(self._node) + ":presence",
                 ],
-                args=[key, display, f"{room}\n{key}\n{display}"],
+                args=[key, display, f"{room}\n{key}"],
             )
         return bool(result)
 
     async def presence_add(self, room: str, name: str) -> bool:
         key = name_key(name)
+        self._unremoved.discard((room, name))
         added = await self._presence_call(self._presence_add, room, key, name)
         self._present[(room, key)] = name
         return added
 
     async def presence_remove(self, room: str, name: str) -> bool:
         key = name_key(name)
-        self._present.pop((room, key), None)
-        return await self._presence_call(self._presence_remove, room, key, name)
+        display = self._present.pop((room, key), name)
+        try:
+            removed = await self._presence_call(self._presence_remove, room, key, display)
+        except BrokerUnavailable:
+            self._unremoved.add((room, display))  # retried after the next reconnect
+            raise
+        self._unremoved.discard((room, display))
+        return removed
 
     async def members(self, room: str) -> list[str]:
         with _unavailable_on_error():
@@ -343,41 +364,39 @@ class RedisBroker:
         )
 
     async def claim_name(self, name: str, connection: str, session: str | None) -> str:
-        key = name_key(name)
-        with _unavailable_on_error():
-            await self._subscriber.subscribe(self._keys.user_channel(key))
-            self._user_channels[key] += 1
-            try:
+        channel = self._keys.user_channel(name_key(name))
+        await self._subscriber.subscribe(channel)  # before the claim: no kick or DM is missed
+        try:
+            with _unavailable_on_error():
                 result = await self._claim_call(
                     name, connection, secrets.token_urlsafe(18), session or ""
                 )
-            except BaseException:
-                await self._drop_user_channel(key)
-                raise
+        except BaseException:
+            await self._subscriber.unsubscribe(channel)
+            raise
         if not result:
-            await self._drop_user_channel(key)
+            await self._subscriber.unsubscribe(channel)
             raise NameTaken(name)
-        secret = str(result[0].decode())
-        self._owned[connection] = (name, secret)
-        return secret
-
-    async def _drop_user_channel(self, key: str) -> None:
-        self._user_channels[key] -= 1
-        if self._user_channels[key] <= 0:
-            del self._user_channels[key]
-            await self._subscriber.unsubscribe(self._keys.user_channel(key))
+        self._owned[connection] = name
+        self._listening[connection] = channel
+        return str(result[0].decode())
 
     async def release_name(self, name: str, connection: str) -> None:
         key = name_key(name)
         self._owned.pop(connection, None)
+        self._unreleased.pop(connection, None)
+        channel = self._listening.pop(connection, None)
+        if channel is not None:
+            await self._subscriber.unsubscribe(channel)
         try:
             with _unavailable_on_error():
                 await self._release(
                     keys=[self._keys.name(key), self._keys.node(self._node) + ":names"],
                     args=[key, connection],
                 )
-        finally:
-            await self._drop_user_channel(key)
+        except BrokerUnavailable:
+            self._unreleased[connection] = name  # retried after the next reconnect
+            raise
 
     async def send_direct(self, event: Direct) -> bool:
         to_key, sender_key = name_key(event.to), name_key(event.sender)

@@ -10,7 +10,7 @@ Keys, under a prefix P (default `chat:`):
     P name:{key}            hash   conn, node, session, display: who owns a name
     P id:{n}:{sender}:{id}  string offset of an idempotent send (n = len(sender))
     P node:{id}:alive       string heartbeat; expires after the presence timeout
-    P node:{id}:presence    set    "room\\nname key\\ndisplay" entries this node holds
+    P node:{id}:presence    set    "room\\nname key" entries this node holds
     P node:{id}:names       set    name keys this node's connections own
     P nodes                 set    node ids that may hold entries
 
@@ -71,6 +71,7 @@ end
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
   epoch = ARGV[1]
+  redis.call('DEL', KEYS[2])  -- a log without its meta belongs to a lost epoch
   redis.call('HSET', KEYS[1], 'epoch', epoch)
 end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
@@ -83,7 +84,8 @@ redis.call('PEXPIRE', KEYS[2], ARGV[6])
 return {offset, 0}
 """
 
-# KEYS: presence set, refs, shown, node presence set. ARGV: name key, display, entry.
+# KEYS: presence set, refs, shown, node presence set. ARGV: name key, display,
+# entry ("room\nname key": the same for every spelling of the name).
 # Returns 1 when the name was absent from the room everywhere, else 0.
 PRESENCE_ADD = """
 if redis.call('SADD', KEYS[4], ARGV[3]) == 0 then return 0 end
@@ -164,11 +166,11 @@ end
 local leaves = 0
 local entries = redis.call('SMEMBERS', p .. 'node:' .. node .. ':presence')
 for _, entry in ipairs(entries) do
-  local room, key, display = string.match(entry, '^([^\\n]*)\\n([^\\n]*)\\n(.*)$')
+  local room, key = string.match(entry, '^([^\\n]*)\\n(.*)$')
   local refs = redis.call('HINCRBY', p .. 'presence:' .. room .. ':refs', key, -1)
   if refs <= 0 then
     redis.call('HDEL', p .. 'presence:' .. room .. ':refs', key)
-    local shown = redis.call('HGET', p .. 'presence:' .. room .. ':shown', key) or display
+    local shown = redis.call('HGET', p .. 'presence:' .. room .. ':shown', key) or key
     redis.call('HDEL', p .. 'presence:' .. room .. ':shown', key)
     redis.call('SREM', p .. 'presence:' .. room, shown)
     redis.call('PUBLISH', p .. 'ch:room:' .. room, 'p' .. cjson.encode(

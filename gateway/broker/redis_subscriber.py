@@ -15,12 +15,12 @@ import logging
 import random
 import secrets
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
-from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,9 @@ class Subscriber:
         self._on_message = on_message
         self._on_reconnect = on_reconnect
         self._probe_interval = probe_interval
-        self._channels: set[str] = {probe_channel}  # what must be subscribed
+        self._wanted: Counter[str] = Counter({probe_channel: 1})  # channel -> its users
+        self._on_connection: set[str] = set()  # channels SUBSCRIBEd on the current PubSub
+        self._lock = asyncio.Lock()  # one SUBSCRIBE/UNSUBSCRIBE at a time, in order
         self._pubsub: PubSub | None = None
         self._live = asyncio.Event()  # set while subscribed and reading
         self._confirmed: dict[str, asyncio.Future[None]] = {}  # channel -> subscribe ack
@@ -83,17 +85,43 @@ class Subscriber:
         await self._live.wait()
 
     async def subscribe(self, channel: str) -> None:
-        """Subscribe `channel` and return once Redis confirmed it."""
-        self._channels.add(channel)
-        if self._live.is_set() and self._pubsub is not None:
-            await self._subscribe_now(self._pubsub, [channel])
+        """Want `channel`; returns once Redis confirmed it, or (while reconnecting) once it
+        is listed for the next connection, whose gap fill covers the wait. Never raises."""
+        self._wanted[channel] += 1
+        async with self._lock:
+            pubsub = self._pubsub
+            if channel in self._on_connection or pubsub is None or pubsub.connection is None:
+                waiting = self._confirmed.get(channel)
+            else:
+                (waiting,) = self._expect_confirmations([channel])
+                try:
+                    await pubsub.subscribe(channel)
+                    self._on_connection.add(channel)
+                except Exception as exc:
+                    log.warning("SUBSCRIBE %s failed (%s); resubscribing everything", channel, exc)
+                    await self._drop()  # the reader fails, and the next connection has it
+                    return
+        if waiting is not None:
+            with contextlib.suppress(Exception):
+                await self._confirmed_all([waiting])
 
     async def unsubscribe(self, channel: str) -> None:
-        """Drop `channel`."""
-        self._channels.discard(channel)
-        if self._live.is_set() and self._pubsub is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await self._pubsub.unsubscribe(channel)
+        """One user less of `channel`; UNSUBSCRIBE once nobody wants it. Never raises."""
+        self._wanted[channel] -= 1
+        if self._wanted[channel] <= 0:
+            del self._wanted[channel]
+        async with self._lock:
+            if channel in self._wanted or channel not in self._on_connection:
+                return
+            self._on_connection.discard(channel)
+            self._confirmed.pop(channel, None)
+            pubsub = self._pubsub
+            if pubsub is not None and pubsub.connection is not None:
+                try:
+                    await pubsub.unsubscribe(channel)
+                except Exception as exc:
+                    log.warning("UNSUBSCRIBE %s failed (%s); resubscribing the rest", channel, exc)
+                    await self._drop()
 
     def _expect_confirmations(self, channels: list[str]) -> list[asyncio.Future[None]]:
         loop = asyncio.get_running_loop()
@@ -110,11 +138,6 @@ class Subscriber:
         async with asyncio.timeout(5.0):
             await asyncio.gather(*(asyncio.shield(f) for f in waiting))
 
-    async def _subscribe_now(self, pubsub: PubSub, channels: list[str]) -> None:
-        waiting = self._expect_confirmations(channels)
-        await pubsub.subscribe(*channels)
-        await self._confirmed_all(waiting)
-
     async def _run(self) -> None:
         backoff = BACKOFF_FIRST
         while True:
@@ -122,9 +145,11 @@ class Subscriber:
             self._pubsub = pubsub
             try:
                 self._held = []  # live messages wait until the gap is filled
-                channels = sorted(self._channels)
-                waiting = self._expect_confirmations(channels)
-                await pubsub.subscribe(*channels)  # sets the connection the reader reads
+                async with self._lock:
+                    channels = sorted(self._wanted)
+                    waiting = self._expect_confirmations(channels)
+                    await pubsub.subscribe(*channels)  # sets the connection the reader reads
+                    self._on_connection = set(channels)
                 reader = asyncio.create_task(self._read(pubsub), name="redis-reader")
                 try:
                     await self._confirmed_all(waiting)
@@ -138,7 +163,7 @@ class Subscriber:
                     await reader
                 finally:
                     reader.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
+                    with contextlib.suppress(BaseException):
                         await reader
             except asyncio.CancelledError:
                 raise
@@ -146,6 +171,7 @@ class Subscriber:
                 log.warning("redis subscription lost (%s); reconnecting in %.1fs", exc, backoff)
             self._live.clear()
             self._held = None
+            self._on_connection = set()
             self._fail_confirmations()
             await self._drop()
             await asyncio.sleep(backoff * (0.5 + random.random()))
@@ -158,7 +184,7 @@ class Subscriber:
                 continue
             kind, channel = message["type"], message["channel"].decode()
             if kind == "subscribe":
-                future = self._confirmed.get(channel)
+                future = self._confirmed.pop(channel, None)
                 if future is not None and not future.done():
                     future.set_result(None)
             elif kind == "message":
@@ -187,7 +213,7 @@ class Subscriber:
                 continue
             token = secrets.token_hex(6)
             self._probe_sent = {token: time.monotonic()}
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(Exception):  # a lost probe is what the check is for
                 await self._redis.publish(self._probe_channel, "q" + token)
 
     def _fail_confirmations(self) -> None:
@@ -200,5 +226,6 @@ class Subscriber:
     async def _drop(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await pubsub.aclose()
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
+                    await pubsub.aclose()
