@@ -15,6 +15,7 @@ from gateway.broker.base import Broker
 from gateway.errors import BrokerUnavailable
 from gateway.events import PresenceChange
 from gateway.names import name_key
+from gateway.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +88,4 @@ class Presence:
         """Cancel every pending leave and wait for them."""
         tasks = [*self._leaving.values(), *self._cancelled]
         self._leaving.clear()
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(*tasks)

@@ -20,6 +20,7 @@ from gateway.events import Direct, Event, Message, RoomEvent, Subscribed
 from gateway.metrics import Metrics
 from gateway.offsets import parse_offset
 from gateway.ratelimit import TokenBucket
+from gateway.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -237,14 +238,10 @@ class Session:
             transport.abort()
 
     async def _stop_writer(self) -> None:
-        if self._writer is not None:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
+        await stop_tasks(self._writer)
 
     async def finish(self) -> None:
         """Wait for a close in progress, then stop the writer."""
         if self._closer is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._closer
+            await asyncio.wait([self._closer])  # bounded by its own timeouts
         await self._stop_writer()

@@ -8,7 +8,6 @@ and the hub's resume logic meets the same races it meets with Redis.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import logging
 import secrets
@@ -21,6 +20,7 @@ from gateway.broker.base import BrokerListener, NameTaken, Published, Replay
 from gateway.config import Settings
 from gateway.events import Direct, Message, PresenceChange, RoomEvent
 from gateway.names import name_key
+from gateway.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +64,14 @@ class MemoryBroker:
         self._dispatcher = asyncio.create_task(self._dispatch(), name="memory-broker-dispatch")
 
     async def close(self) -> None:
-        if self._dispatcher is not None:
-            self._dispatcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._dispatcher
-            self._dispatcher = None
+        await stop_tasks(self._dispatcher)
+        self._dispatcher = None
 
     def is_ready(self) -> bool:
         return self._dispatcher is not None and not self._dispatcher.done()
+
+    async def hand_over(self, grace: float) -> None:
+        """Nothing to hand over: presence ends with the process, as does everything else."""
 
     async def _dispatch(self) -> None:
         while True:

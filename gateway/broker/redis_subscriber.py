@@ -22,6 +22,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
+from gateway.tasks import stop_tasks
+
 log = logging.getLogger(__name__)
 
 BACKOFF_FIRST = 0.1  # seconds before the first reconnect
@@ -67,11 +69,7 @@ class Subscriber:
     async def close(self) -> None:
         """Stop both tasks and drop the connection."""
         self._live.clear()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(*self._tasks)
         await self._drop()
 
     @property
@@ -162,9 +160,7 @@ class Subscriber:
                     backoff = BACKOFF_FIRST
                     await reader
                 finally:
-                    reader.cancel()
-                    with contextlib.suppress(BaseException):
-                        await reader
+                    await stop_tasks(reader)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
