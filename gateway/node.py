@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import secrets
 
 from gateway.broker.base import Broker
 from gateway.codecs import JSON_SUBPROTOCOL, Codec
@@ -31,6 +32,8 @@ class Node:
         self.json_codec: Codec = JsonCodec()
         self.text_codec: Codec = TextCodec()
         self._refs = itertools.count(1)
+        # A token per process: a node restarted with the same id makes new refs.
+        self._ref_prefix = f"{settings.node_id}/{secrets.token_hex(3)}"
 
     def codec_for(self, subprotocol: str | None) -> Codec:
         """JSON mode when the client offered its subprotocol, text mode otherwise."""
@@ -38,7 +41,7 @@ class Node:
 
     def next_ref(self) -> str:
         """A connection ref unique in the cluster: node id and a counter."""
-        return f"{self.settings.node_id}/{next(self._refs)}"
+        return f"{self._ref_prefix}/{next(self._refs)}"
 
     async def start(self) -> None:
         """Connect the broker and start receiving its events."""

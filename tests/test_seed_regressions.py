@@ -30,7 +30,12 @@ async def test_a_clean_close_is_announced_once_and_leaves_no_work(client: TestCl
     await watcher.expect("message", text="marker")
     leaves = [f for f in watcher.frames if f["type"] == "presence" and f["event"] == "leave"]
     assert len(leaves) == 1
-    bobs = [t for t in asyncio.all_tasks() if t.get_name().endswith("test-node/2")]
+    bobs = [
+        t
+        for t in asyncio.all_tasks()
+        if t.get_name().startswith(("writer-test-node/", "closer-test-node/"))
+        and t.get_name().endswith("/2")  # bob's is the node's second connection
+    ]
     if bobs:
         await asyncio.wait(bobs, timeout=WAIT)
     assert all(t.done() for t in bobs), "bob's tasks still run after his connection closed"
