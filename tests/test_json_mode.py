@@ -154,3 +154,22 @@ async def test_ordering_in_a_room_is_the_same_for_every_member(client: TestClien
         seen.append([m["offset"] for m in messages])
     assert seen[0] == seen[1] == seen[2]
     assert len(set(seen[0])) == 40
+
+
+async def test_the_ack_comes_before_the_message_and_order_holds(client: TestClient) -> None:
+    """Guards against a sender seeing its message before the ack (PROTOCOL 3.1), and
+    against the ack-first rule reordering a room for the sender."""
+    alice = await join_json(client, "alice")
+    bob = await join_json(client, "bob")
+    for i in range(10):
+        await alice.send(type="send", room="lobby", text=f"a{i}", ref=f"a{i}")
+        await bob.send(type="send", room="lobby", text=f"b{i}")
+    for _ in range(20):
+        await bob.expect("message")
+    for _ in range(20):
+        await alice.expect("message")
+    kinds = [(f["type"], f.get("ref") or f.get("text")) for f in alice.frames]
+    for i in range(10):
+        assert kinds.index(("ack", f"a{i}")) < kinds.index(("message", f"a{i}"))
+    order = [f["offset"] for f in alice.frames if f["type"] == "message"]
+    assert order == [f["offset"] for f in bob.frames if f["type"] == "message"]

@@ -74,3 +74,15 @@ async def test_a_name_is_free_again_after_its_connection_closed(client: TestClie
     await alice.ws.close()
     again = await join_json(client, "alice")
     assert again.welcome["name"] == "alice"
+
+
+async def test_direct_messages_reach_a_name_after_quick_reconnects(client: TestClient) -> None:
+    """Guards against DMs lost after quick reconnects of the same name (the name's
+    channel must stay subscribed while the old connection is released)."""
+    bob = await join_json(client, "bob")
+    alice = await join_json(client, "alice")
+    for i in range(5):
+        await alice.ws.close()
+        alice = await join_json(client, "alice", session=alice.welcome["session"])
+        assert (await bob.request("dm", to="alice", text=f"psst {i}"))["type"] == "ack"
+        assert (await alice.expect("dm"))["text"] == f"psst {i}"

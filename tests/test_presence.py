@@ -61,3 +61,16 @@ async def test_presence_follows_rooms_not_connections(client: TestClient) -> Non
     await alice.expect("presence", event="leave", name="bob", room="dev")
     assert (await alice.request("who", room="lobby"))["members"] == ["alice", "bob"]
     assert (await alice.request("who", room="dev"))["members"] == ["alice"]
+
+
+async def test_a_name_back_in_another_case_still_leaves(gateway: StartGateway) -> None:
+    """Guards against a leave that never comes when 'Alice' returns as 'alice' within the
+    grace period (the leave looked for the other spelling, and she stayed forever)."""
+    client = await gateway(grace_period=0.3)
+    watcher = await join_json(client, "watcher")
+    first = await join_json(client, "Alice")
+    await first.ws.close()
+    second = await join_json(client, "alice")
+    await second.ws.close()
+    await watcher.expect("presence", event="leave", timeout=5)
+    assert (await watcher.request("who", room="lobby"))["members"] == ["watcher"]
