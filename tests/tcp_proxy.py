@@ -1,4 +1,4 @@
-"""A TCP proxy in front of redis-server that can make subscriptions deaf."""
+"""A TCP proxy for tests: cut connections, swallow replies, or make subscriptions deaf."""
 
 from __future__ import annotations
 
@@ -7,64 +7,88 @@ import contextlib
 
 
 class TcpProxy:
-    """Relays 127.0.0.1:port -> target; `silence_subscribers()` stops the server->client
-    bytes of every connection that has sent SUBSCRIBE, leaving the socket open."""
+    """A TCP relay in front of a server (a gateway, or redis-server) that a test controls.
+
+    `cut()` aborts every relayed connection; while `accepting` is False new ones are
+    dropped at once; with `drop_downstream` the server's bytes never reach any client;
+    `silence_subscribers()` makes every connection that has sent SUBSCRIBE deaf for good,
+    leaving its socket open (a subscription that hears nothing).
+    """
 
     def __init__(self, target_port: int) -> None:
-        self._target = target_port
-        self._server: asyncio.Server | None = None
-        self._subscribers: list[asyncio.Event] = []  # per subscriber connection: silenced
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._writers: list[asyncio.StreamWriter] = []
+        self.target_port = target_port
+        self.accepting = True
+        self.drop_downstream = False
         self.port = 0
+        self.accepted = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._subscribers: set[asyncio.StreamWriter] = set()  # client sides that subscribed
+        self._silenced: set[asyncio.StreamWriter] = set()
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
 
     @property
     def redis_url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    def silence_subscribers(self) -> None:
+        self._silenced |= self._subscribers
 
     async def start(self) -> TcpProxy:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
-    def silence_subscribers(self) -> None:
-        for silenced in self._subscribers:
-            silenced.set()
-
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self._target)
-        self._writers += [writer, upstream_writer]
-        silenced = asyncio.Event()
-        up = asyncio.create_task(self._pipe(reader, upstream_writer, silenced, watch=True))
-        down = asyncio.create_task(self._pipe(upstream_reader, writer, silenced, watch=False))
-        self._tasks |= {up, down}
-        await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
+        if not self.accepting:
+            writer.transport.abort()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.transport.abort()
+            return
+        self.accepted += 1
+        self._writers |= {writer, up_writer}
+        pipes = (
+            self._pipe(reader, up_writer, writer, False),
+            self._pipe(up_reader, writer, writer, True),
+        )
+        for task in pipes:
+            self._tasks.add(asyncio.create_task(task))
 
     async def _pipe(
         self,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        silenced: asyncio.Event,
-        *,
-        watch: bool,
+        client: asyncio.StreamWriter,
+        downstream: bool,
     ) -> None:
-        with contextlib.suppress(ConnectionError, OSError):
+        with contextlib.suppress(OSError):
             while data := await reader.read(65536):
-                if watch and b"SUBSCRIBE" in data.upper() and silenced not in self._subscribers:
-                    self._subscribers.append(silenced)
-                if not watch and silenced.is_set():
-                    continue  # deaf: swallow what the server says
+                if not downstream and b"SUBSCRIBE" in data.upper():
+                    self._subscribers.add(client)
+                if downstream and (self.drop_downstream or client in self._silenced):
+                    continue
                 writer.write(data)
                 await writer.drain()
-        writer.close()
+        writer.transport.abort()
+
+    def cut(self) -> None:
+        """Abort every relayed connection, both sides."""
+        for writer in self._writers:
+            writer.transport.abort()
+        self._writers.clear()
 
     async def close(self) -> None:
+        self.cut()
         if self._server is not None:
             self._server.close()
-        for writer in self._writers:
-            writer.close()
+            await self._server.wait_closed()
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, ConnectionError, OSError):
-                await task
+        await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -25,8 +25,8 @@ from gateway.app import create_app
 from tests.conftest import JSON_PROTOCOL, TEST_SETTINGS, JsonPeer, join_json
 from tests.processes import GatewayProcess
 from tests.redis_backend import REDIS_SERVER, RedisBackend
+from tests.tcp_proxy import TcpProxy
 from tests.web_support import (
-    CuttableProxy,
     Pages,
     chromium,
     join,
@@ -244,7 +244,7 @@ async def test_a_send_whose_ack_was_lost_is_retried_with_its_id_and_lands_once(
     """Guards against a page that, after a reconnect, sends again a message the server
     had stored (its ack lost with the connection) without its id, so everyone sees it
     twice; or that shows it twice itself (once replayed, once as its own pending copy)."""
-    proxy = await CuttableProxy(node.port).start()  # type: ignore[arg-type]
+    proxy = await TcpProxy(node.port).start()  # type: ignore[arg-type]
     try:
         page = await pages.open(f"http://127.0.0.1:{proxy.port}/", "sender")
         await join(page, "sender")

@@ -5,7 +5,6 @@ observer and a TCP proxy that can cut connections. Every wait is bounded by WAIT
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import re
@@ -19,8 +18,9 @@ from typing import Any
 import aiohttp
 
 from tests.processes import GatewayProcess, free_port
+from tests.tcp_proxy import TcpProxy
 
-__all__ = ["GatewayProcess", "free_port"]
+__all__ = ["GatewayProcess", "TcpProxy", "free_port"]
 
 WAIT = 8.0  # the most any single expectation waits, in seconds
 ROOT = Path(__file__).resolve().parents[2]
@@ -146,72 +146,6 @@ class Observer:
 
     def texts(self, sender: str) -> list[str]:
         return [f["text"] for f in self.frames if f["type"] == "message" and f["from"] == sender]
-
-
-class TcpProxy:
-    """A TCP relay between `chat` and the gateway that a test can cut.
-
-    `cut()` aborts every relayed connection; while `accepting` is False new ones are
-    dropped at once; with `drop_downstream` the server's bytes never reach the client.
-    """
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.accepting = True
-        self.drop_downstream = False
-        self.port = 0
-        self.accepted = 0
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
-
-    async def start(self) -> TcpProxy:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if not self.accepting:
-            writer.transport.abort()
-            return
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        except OSError:
-            writer.transport.abort()
-            return
-        self.accepted += 1
-        self._writers |= {writer, up_writer}
-        for task in (self._pipe(reader, up_writer, False), self._pipe(up_reader, writer, True)):
-            self._tasks.add(asyncio.create_task(task))
-
-    async def _pipe(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, downstream: bool
-    ) -> None:
-        with contextlib.suppress(OSError):
-            while data := await reader.read(65536):
-                if not (downstream and self.drop_downstream):
-                    writer.write(data)
-                    await writer.drain()
-        writer.transport.abort()
-
-    def cut(self) -> None:
-        """Abort every relayed connection, both sides."""
-        for writer in self._writers:
-            writer.transport.abort()
-        self._writers.clear()
-
-    async def close(self) -> None:
-        self.cut()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 def chat_env(**extra: str) -> dict[str, str]:
