@@ -78,6 +78,13 @@ class Settings:
             "help": "pending outgoing frames per connection, in characters; over it: close 1008"
         },
     )
+    drain_seconds: float = field(
+        default=10.0,
+        metadata={
+            "help": "seconds a node stopping on SIGTERM spreads its 1001 closes over "
+            "(it refuses new connections meanwhile)"
+        },
+    )
     idempotency_ttl: float = field(
         default=600.0, metadata={"help": "seconds a message id is remembered"}
     )

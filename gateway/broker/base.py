@@ -59,6 +59,14 @@ class Broker(Protocol):
     def is_ready(self) -> bool:
         """True while the backend is reachable and deliveries arrive."""
 
+    async def hand_over(self, grace: float) -> None:
+        """This node stops on purpose, after its connections closed: keep its presence
+        for `grace` seconds, then let the other nodes remove what nobody re-added.
+
+        A user who reconnects to another node within `grace` is then neither left nor
+        joined. Call it before `close`; it never raises.
+        """
+
     async def subscribe(self, room: str) -> None:
         """Start delivering `room`'s events to this node; returns once live."""
 

@@ -105,6 +105,9 @@ class RedisBroker:
     def is_ready(self) -> bool:
         return self._subscriber.healthy and self._liveness.healthy
 
+    async def hand_over(self, grace: float) -> None:
+        await self._liveness.hand_over(grace)
+
     # the live path ------------------------------------------------------------
 
     async def subscribe(self, room: str) -> None:

@@ -4,6 +4,11 @@ Each node refreshes `P node:{id}:alive` (it expires after the presence timeout) 
 lists itself in `P nodes`. Every beat, a node looks for listed nodes whose key has
 expired and runs the reap script on each: one atomic step that removes the dead
 node's presence and names and publishes each leave once.
+
+A node that stops on purpose hands over instead of deleting anything: it stops beating
+and keeps its heartbeat key for the grace period more, marked `handover`. A user who
+reconnects to another node meanwhile is present there too (refs > 1), so when the key
+expires and a reaper removes the stopped node's entries, no leave is sent for them.
 """
 
 from __future__ import annotations
@@ -20,8 +25,12 @@ from redis.exceptions import RedisError
 from gateway.broker import redis_scripts as scripts
 from gateway.broker.redis_scripts import Keys
 from gateway.config import Settings
+from gateway.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
+
+HANDED_OVER = b"handover"  # the heartbeat key's value while a stopped node's grace runs
+REAP_FLOOR = 0.5  # seconds: beat and reap at least once per grace period, not more often
 
 
 class Liveness:
@@ -32,24 +41,71 @@ class Liveness:
         self._keys = keys
         self._node = settings.node_id
         self._timeout = settings.presence_timeout
-        self._interval = max(settings.presence_timeout / 3, 0.05)
+        # A handed-over node is reaped by the first beat after its grace period: beat
+        # once per grace period when that is shorter than a third of the timeout.
+        grace_step = max(settings.grace_period, REAP_FLOOR)
+        self._interval = max(min(settings.presence_timeout / 3, grace_step), 0.05)
         self._reap = redis.register_script(scripts.REAP_NODE)
         self._last_beat = 0.0
         self._task: asyncio.Task[None] | None = None
+        self._handed_over = False  # then nothing may refresh the heartbeat any more
+
+    @property
+    def _alive(self) -> str:
+        return self._keys.node(self._node) + ":alive"
 
     async def start(self) -> None:
         """Clear what a former run of this node id left, beat once, start beating."""
         with contextlib.suppress(RedisError, OSError):
+            await self._wait_for_handover()
             await self._reap_node(self._node, own=True)
             await self.beat()
         self._task = asyncio.create_task(self._run(), name="redis-liveness")
 
     async def close(self) -> None:
         """Stop beating (the entries stay until a graceful handover or the reaper)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        task, self._task = self._task, None
+        # Cancelled again until it ends: on Python 3.11 redis-py's asyncio.wait_for can
+        # swallow a cancel that meets a command's completion, and the beat went on.
+        await stop_tasks(task)
+
+    async def hand_over(self, grace: float) -> None:
+        """Stop beating and keep the heartbeat `grace` seconds more, marked handed over.
+
+        Called once this node's connections are closed; a node that was closed without
+        it (a crash, as the other nodes see it) is left to expire. Never raises.
+        """
+        if self._task is None:
+            return  # not running: nothing to hand over
+        self._handed_over = True
+        await self.close()
+        try:
+            if grace > 0:
+                px = max(round(grace * 1000), 1)
+                await self._redis.set(self._alive, HANDED_OVER, px=px, xx=True)
+            else:
+                await self._redis.delete(self._alive)
+        except (RedisError, OSError) as exc:
+            log.warning(
+                "could not hand over presence (%s); it expires after the presence timeout", exc
+            )
+            return
+        log.info("presence handed over: the other nodes reap it in %.1fs", grace)
+
+    async def _wait_for_handover(self) -> None:
+        """Wait while a former run of this node id hands over (its grace is running).
+
+        Reaping it at once would announce leaves for its users who are still on their
+        way to another node. The wait is bounded by the presence timeout.
+        """
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.get(self._alive)
+            pipe.pttl(self._alive)
+            value, ttl = await pipe.execute()
+        if value == HANDED_OVER and ttl > 0:
+            wait = min(ttl / 1000, self._timeout)
+            log.info("a former run of %s handed over; waiting %.1fs for it", self._node, wait)
+            await asyncio.sleep(wait)
 
     @property
     def healthy(self) -> bool:
@@ -58,9 +114,10 @@ class Liveness:
 
     async def beat(self) -> None:
         """Refresh this node's heartbeat key and its place in the node list."""
-        alive = self._keys.node(self._node) + ":alive"
+        if self._handed_over:
+            return  # a resubscription while stopping must not undo the hand-over
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(alive, "1", px=int(self._timeout * 1000))
+            pipe.set(self._alive, "1", px=int(self._timeout * 1000))
             pipe.sadd(self._keys.nodes, self._node)
             await pipe.execute()
         self._last_beat = time.monotonic()
@@ -76,7 +133,7 @@ class Liveness:
 
     async def _reap_node(self, node: str, *, own: bool = False) -> int:
         if own:  # our own leftovers: take us off the list first so the script runs
-            await self._redis.delete(self._keys.node(node) + ":alive")
+            await self._redis.delete(self._alive)
             await self._redis.sadd(self._keys.nodes, node)
         leaves = int(await self._reap(keys=[self._keys.nodes], args=[node, self._keys.prefix]))
         if leaves:
