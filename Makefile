@@ -3,8 +3,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+CLUSTER_PORT ?= 8080
 
-.PHONY: run test lint clean
+.PHONY: run test lint clean cluster
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +15,9 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)  ## one node on the embedded broker: page and /ws on 127.0.0.1:8080
 	$(BIN)/chat-gateway
+
+cluster: $(STAMP)  ## redis, 3 nodes and nginx as local processes on CLUSTER_PORT; Ctrl-C stops all
+	$(BIN)/python deploy/cluster.py --port $(CLUSTER_PORT)
 
 test: $(STAMP)  ## the whole suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

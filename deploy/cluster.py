@@ -1,0 +1,509 @@
+"""`make cluster`: the docker-compose topology as local processes, for development.
+
+A redis-server on a free port (temp dir, nothing saved), three gateway nodes on free
+ports (node ids gateway1..3, as in docker-compose.yml), and nginx with deploy/nginx.conf
+rendered for those ports, listening on CLUSTER_PORT (default 8080). Every process is a
+child of this one, in a temp dir of its own; Ctrl-C or SIGTERM stops them all.
+
+    .venv/bin/python deploy/cluster.py [--port 8080] [--nodes 3] [-- gateway flags...]
+
+CHAT_* variables in the environment reach every node (CHAT_NODE_ID, CHAT_PORT,
+CHAT_HOST and CHAT_REDIS_URL are set per node). The tests use `Cluster` from here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import IO, Any
+
+ROOT = Path(__file__).resolve().parents[1]
+NGINX_CONF = ROOT / "deploy" / "nginx.conf"
+INSTALL = {
+    "redis-server": "apt-get install redis-server  (macOS: brew install redis)",
+    "nginx": "apt-get install nginx  (macOS: brew install nginx)",
+}
+START_TIMEOUT = 20.0  # seconds for one process to become ready
+STOP_TIMEOUT = 10.0  # seconds for one process to exit before it is killed
+POLL = 0.05  # seconds between two readiness checks (every wait has a deadline)
+
+# The lines of deploy/nginx.conf that differ between compose and the local cluster.
+LISTEN_LINE = re.compile(r"^(\s*)listen\s+8080;$", re.MULTILINE)
+UPSTREAM_LINE = re.compile(r"^(\s*)server\s+gateway\d+:8080(\s[^;]*)?;\n", re.MULTILINE)
+
+
+class ClusterError(Exception):
+    """The cluster could not start (a tool is missing, a process failed)."""
+
+
+class Interrupted(ClusterError):
+    """A signal asked to stop while the cluster was starting."""
+
+
+def find_tool(name: str) -> str | None:
+    """`name` on PATH, or in the sbin directories a user's PATH often lacks (Debian's nginx)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    for directory in ("/usr/sbin", "/usr/local/sbin", "/sbin"):
+        candidate = Path(directory) / name
+        if os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
+def missing_tools() -> list[str]:
+    """The tools the cluster needs that are not installed, with how to install each."""
+    return [f"{tool}: {hint}" for tool, hint in INSTALL.items() if find_tool(tool) is None]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def render_nginx_conf(template: str, listen: str, upstreams: Sequence[str]) -> str:
+    """deploy/nginx.conf with `listen`, and each upstream's servers set to `upstreams`.
+
+    The compose lines are found by pattern: every block of `server gatewayN:8080 ...;`
+    lines becomes one line per address, with the block's parameters. A file without
+    exactly one `listen 8080;` or without such a block is an error, so the two
+    deployments cannot silently drift apart.
+    """
+    if len(LISTEN_LINE.findall(template)) != 1:
+        raise ClusterError(f"{NGINX_CONF} must have exactly one `listen 8080;` line")
+    blocks: list[list[re.Match[str]]] = []
+    for match in UPSTREAM_LINE.finditer(template):
+        if blocks and blocks[-1][-1].end() == match.start():
+            blocks[-1].append(match)
+        else:
+            blocks.append([match])
+    if not blocks:
+        raise ClusterError(f"{NGINX_CONF} has no `server gatewayN:8080` lines")
+    parts, done = [], 0
+    for block in blocks:
+        indent, params = block[0].group(1), block[0].group(2) or ""
+        parts.append(template[done : block[0].start()])
+        parts.extend(f"{indent}server {address}{params};\n" for address in upstreams)
+        done = block[-1].end()
+    parts.append(template[done:])
+    return LISTEN_LINE.sub(lambda m: f"{m.group(1)}listen {listen};", "".join(parts))
+
+
+def _die_with_parent(sig: signal.Signals) -> None:  # runs in the child, before exec
+    """Linux: the child gets `sig` if this process dies without stopping it (kill -9)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(sig))  # PR_SET_PDEATHSIG
+
+
+class Process:
+    """One child process in a session of its own (the terminal's Ctrl-C reaches only
+    the cluster, which stops the children in order)."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        stop_signal: signal.Signals = signal.SIGTERM,
+        env: dict[str, str] | None = None,
+        log: Path | None = None,
+        die_with_parent: bool = False,
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.stop_signal = stop_signal
+        self.env = env
+        self.log = log
+        self.die_with_parent = die_with_parent
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log_file: IO[bytes] | None = None
+
+    def start(self) -> Process:
+        out: Any = None
+        if self.log is not None:
+            self._log_file = self.log.open("ab")
+            out = self._log_file
+        self.proc = subprocess.Popen(
+            self.argv,
+            cwd=ROOT,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT if out is not None else None,
+            start_new_session=True,
+            preexec_fn=partial(_die_with_parent, self.stop_signal)
+            if self.die_with_parent
+            else None,
+        )
+        return self
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.proc.poll() if self.proc is not None else None
+
+    def signal(self, sig: signal.Signals) -> None:
+        if self.running:
+            assert self.proc is not None
+            self.proc.send_signal(sig)
+
+    def wait(self, timeout: float) -> int | None:
+        """The exit code, or None if it still runs after `timeout` seconds."""
+        if self.proc is None:
+            return None
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
+        """Send its stop signal and wait; if it hangs, SIGTERM, then SIGKILL to its whole
+        process group (nginx's workers too). Returns the exit code."""
+        if self.proc is None:
+            return None
+        for sig in (self.stop_signal, signal.SIGTERM):
+            if not self.running:
+                break
+            self.signal(sig)
+            if self.wait(timeout) is None:
+                print(f"cluster: {self.name} did not stop in {timeout:g}s after {sig.name}")
+        if self.running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        return self.proc.returncode
+
+    def tail(self, lines: int = 30) -> str:
+        """The end of its log, when it has one."""
+        if self.log is None or not self.log.exists():
+            return ""
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _get(url: str) -> int | None:
+    """The status of GET `url`, or None when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=1.0) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+    except (OSError, ValueError):
+        return None
+
+
+class Cluster:
+    """Redis, `nodes` gateway processes and nginx in front of them, all children of ours."""
+
+    def __init__(
+        self,
+        port: int = 8080,
+        *,
+        nodes: int = 3,
+        host: str = "127.0.0.1",
+        gateway_args: Sequence[str] = (),
+        quiet: bool = False,
+        die_with_parent: bool = False,
+        stop_requested: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.port = port
+        self.host = host
+        self.node_count = nodes
+        self.gateway_args = list(gateway_args)
+        self.quiet = quiet  # logs to files in the temp dir instead of our stdout
+        self.die_with_parent = die_with_parent
+        self.stop_requested = stop_requested
+        self.dir = Path(tempfile.mkdtemp(prefix="chat-cluster-"))
+        self.redis_port = free_port()
+        self.node_ports = [free_port() for _ in range(nodes)]
+        self.redis: Process | None = None
+        self.nodes: list[Process] = []
+        self.nginx: Process | None = None
+
+    # --- addresses ---------------------------------------------------------------
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def url(self) -> str:
+        """The balancer's WebSocket endpoint."""
+        return f"ws://{self.host}:{self.port}/ws"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def node_id(self, index: int) -> str:
+        return f"gateway{index + 1}"
+
+    # --- starting ----------------------------------------------------------------
+
+    def start(self) -> Cluster:
+        """Start Redis, the nodes and nginx, each ready before the next; raises ClusterError."""
+        missing = missing_tools()
+        if missing:
+            raise ClusterError(
+                "missing: " + "; ".join(missing) + " (the cluster needs both on PATH)"
+            )
+        if not port_is_free(self.port, self.host):
+            raise ClusterError(
+                f"port {self.port} is taken; choose another: make cluster CLUSTER_PORT=8081"
+            )
+        try:
+            self._start_redis()
+            self.nodes = [self._gateway(i) for i in range(self.node_count)]
+            for node in self.nodes:
+                node.start()
+            for index in range(self.node_count):
+                self.wait_node_ready(index)
+            self._start_nginx()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_redis(self) -> None:
+        data = self.dir / "redis"
+        data.mkdir()
+        redis_server = find_tool("redis-server") or "redis-server"
+        self.redis = Process(
+            "redis",
+            [redis_server, "--port", str(self.redis_port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", str(data),
+             "--logfile", str(data / "redis.log")],
+            log=self._log("redis"),
+            die_with_parent=self.die_with_parent,
+        ).start()  # fmt: skip
+        self._wait("redis", self.redis, self._redis_answers)
+
+    def _redis_answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.redis_port), timeout=1.0) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def _gateway(self, index: int) -> Process:
+        env = {
+            **os.environ,
+            "CHAT_NODE_ID": self.node_id(index),
+            "CHAT_HOST": "127.0.0.1",
+            "CHAT_PORT": str(self.node_ports[index]),
+            "CHAT_REDIS_URL": self.redis_url,
+            "PYTHONUNBUFFERED": "1",
+        }
+        return Process(
+            self.node_id(index),
+            [sys.executable, "-m", "gateway", *self.gateway_args],
+            stop_signal=signal.SIGINT,  # the cluster stops as a whole: no drain needed
+            env=env,
+            log=self._log(self.node_id(index)),
+            die_with_parent=self.die_with_parent,
+        )
+
+    def node_url(self, index: int, path: str = "/readyz") -> str:
+        return f"http://127.0.0.1:{self.node_ports[index]}{path}"
+
+    def wait_node_ready(self, index: int, timeout: float = START_TIMEOUT) -> None:
+        """Wait until node `index` answers /readyz with 200."""
+        self._wait(
+            self.node_id(index),
+            self.nodes[index],
+            lambda: _get(self.node_url(index)) == 200,
+            timeout,
+        )
+
+    def restart_node(self, index: int) -> None:
+        """Start node `index` again, on the same port and with the same id (not waiting)."""
+        if self.nodes[index].running:
+            raise ClusterError(f"{self.node_id(index)} is still running")
+        self.nodes[index].stop()  # reaped already: this closes its log
+        self.nodes[index] = self._gateway(index).start()
+
+    def render_nginx_conf(self) -> str:
+        upstreams = [f"127.0.0.1:{port}" for port in self.node_ports]
+        return render_nginx_conf(NGINX_CONF.read_text(), f"{self.host}:{self.port}", upstreams)
+
+    def nginx_argv(self, conf: Path) -> list[str]:
+        """nginx in the foreground, with its prefix, temp dirs and pid file under ours."""
+        prefix = conf.parent
+        nginx = find_tool("nginx") or "nginx"
+        return [nginx, "-p", f"{prefix}/", "-c", str(conf), "-e", "stderr",
+                "-g", f"daemon off; pid {prefix / 'nginx.pid'};"]  # fmt: skip
+
+    def _start_nginx(self) -> None:
+        prefix = self.dir / "nginx"
+        prefix.mkdir()
+        conf = prefix / "nginx.conf"
+        conf.write_text(self.render_nginx_conf())
+        self.nginx = Process(
+            "nginx",
+            self.nginx_argv(conf),
+            stop_signal=signal.SIGQUIT,  # graceful; the nodes have closed every WebSocket
+            log=self._log("nginx"),
+            die_with_parent=self.die_with_parent,
+        ).start()
+        self._wait("nginx", self.nginx, lambda: _get(f"{self.http_url}/readyz") == 200)
+
+    def _log(self, name: str) -> Path | None:
+        return self.dir / f"{name}.log" if self.quiet else None
+
+    def _wait(
+        self, name: str, process: Process, ready: Callable[[], bool], timeout: float = START_TIMEOUT
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if self.stop_requested():
+                raise Interrupted(f"stopped while {name} was starting")
+            if not process.running:
+                raise ClusterError(
+                    f"{name} exited with {process.exit_code} while starting\n{process.tail()}"
+                )
+            if time.monotonic() > deadline:
+                raise ClusterError(f"{name} was not ready within {timeout:g}s\n{process.tail()}")
+            time.sleep(POLL)
+
+    # --- running and stopping --------------------------------------------------------
+
+    def processes(self) -> list[Process]:
+        return [p for p in (self.nginx, *self.nodes, self.redis) if p is not None]
+
+    def stop(self) -> None:
+        """Stop every process: the nodes first (each closes its WebSockets with 1001 and
+        hands its presence over), then nginx, then Redis; remove the temp dir."""
+        for node in self.nodes:
+            node.signal(node.stop_signal)
+        for node in self.nodes:
+            node.stop()
+        for process in (self.nginx, self.redis):
+            if process is not None:
+                process.stop(timeout=5.0)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> Cluster:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="make cluster",
+        description="Redis, gateway nodes and nginx as local processes; Ctrl-C stops them all.",
+    )
+    parser.add_argument("--port", type=int, default=int(os.environ.get("CLUSTER_PORT") or 8080))
+    parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument("gateway_args", nargs="*", help="flags for every node, after --")
+    args = parser.parse_args(argv)
+
+    missing = missing_tools()
+    if missing:
+        print(
+            "make cluster needs redis-server and nginx. Install what is missing:", file=sys.stderr
+        )
+        for line in missing:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    cluster = Cluster(
+        args.port,
+        nodes=args.nodes,
+        gateway_args=args.gateway_args,
+        die_with_parent=True,
+        stop_requested=stop.is_set,
+    )
+    code = 0
+    try:
+        cluster.start()
+        _print_banner(cluster)
+        code = _watch(cluster, stop)
+    except Interrupted:
+        pass
+    except ClusterError as error:
+        print(f"cluster: {error}", file=sys.stderr)
+        code = 1
+    finally:
+        print("cluster: stopping every process", flush=True)
+        cluster.stop()
+        left = [p.name for p in cluster.processes() if p.running]
+        print("cluster: stopped" + (f"; still running: {left}" if left else ""), flush=True)
+    return code
+
+
+def _print_banner(cluster: Cluster) -> None:
+    nodes = ", ".join(f"{cluster.node_id(i)} :{port}" for i, port in enumerate(cluster.node_ports))
+    print(
+        f"\ncluster: up on {cluster.http_url}  (WebSocket {cluster.url})\n"
+        f"  nodes: {nodes}; redis :{cluster.redis_port}; files in {cluster.dir}\n"
+        f"  chat:  .venv/bin/chat --url {cluster.url}\n"
+        "  Ctrl-C stops everything.\n",
+        flush=True,
+    )
+
+
+def _watch(cluster: Cluster, stop: threading.Event) -> int:
+    """Run until a signal; a node that dies is reported (nginx routes around it), a
+    dead nginx or Redis ends the cluster."""
+    reported: set[str] = set()
+    while not stop.wait(0.5):
+        for process in cluster.processes():
+            if process.running or process.name in reported:
+                continue
+            reported.add(process.name)
+            print(f"cluster: {process.name} exited with {process.exit_code}", flush=True)
+            if process in (cluster.nginx, cluster.redis):
+                return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
