@@ -1,0 +1,225 @@
+"""The deployment files (issue #4): docker-compose.yml, deploy/Dockerfile, deploy/nginx.conf.
+
+Docker cannot run here, so the compose file is checked as YAML and the Dockerfile by its
+key lines; nginx.conf, rendered for the local cluster, must pass `nginx -t`. Set
+CHAT_TEST_NGINX=require (CI does) to fail instead of skipping where nginx is missing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+from gateway.config import Settings
+from gateway.metrics import Metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "deploy" / "Dockerfile"
+NGINX_CONF = ROOT / "deploy" / "nginx.conf"
+GATEWAYS = ("gateway1", "gateway2", "gateway3")
+
+
+def load_cluster_module() -> ModuleType:
+    """deploy/cluster.py (a script, not a package), imported by path, once."""
+    name = "deploy_cluster"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "deploy" / "cluster.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+cluster = load_cluster_module()
+
+
+def nginx_or_skip() -> str:
+    """The nginx binary; skips without one unless CHAT_TEST_NGINX=require."""
+    nginx = cluster.find_tool("nginx")
+    if nginx is None:
+        if os.environ.get("CHAT_TEST_NGINX") == "require":
+            pytest.fail("CHAT_TEST_NGINX=require, but nginx is not installed")
+        pytest.skip("needs nginx (apt-get install nginx); CI installs it")
+    return str(nginx)
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
+    return data
+
+
+def test_compose_has_redis_three_gateways_and_nginx(compose: dict[str, Any]) -> None:
+    """Guards against a compose file that lost a service or names them differently from
+    the upstream in nginx.conf."""
+    assert set(compose["services"]) == {"redis", *GATEWAYS, "nginx"}
+    assert compose["services"]["redis"]["image"].startswith("redis:7")
+    upstreams = re.findall(r"^\s*server\s+(\S+?):8080\b", NGINX_CONF.read_text(), re.MULTILINE)
+    assert upstreams == [*GATEWAYS, *GATEWAYS]  # the HTTP and the WebSocket upstream
+
+
+def test_every_service_has_a_healthcheck(compose: dict[str, Any]) -> None:
+    """Guards against depends_on: service_healthy waiting on a service that never says so."""
+    for name, service in compose["services"].items():
+        test = service.get("healthcheck", {}).get("test")
+        assert test and test[0] in ("CMD", "CMD-SHELL"), name
+    assert compose["services"]["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    assert any(
+        "/healthz" in part for part in compose["services"]["gateway1"]["healthcheck"]["test"]
+    )
+
+
+def test_gateways_wait_for_redis_and_nginx_for_the_gateways(compose: dict[str, Any]) -> None:
+    """Guards against nodes starting before Redis answers, or nginx before its upstreams."""
+    services = compose["services"]
+    for name in GATEWAYS:
+        assert services[name]["depends_on"] == {"redis": {"condition": "service_healthy"}}
+    assert services["nginx"]["depends_on"] == {
+        name: {"condition": "service_healthy"} for name in GATEWAYS
+    }
+
+
+def test_gateways_have_distinct_node_ids_and_reach_redis(compose: dict[str, Any]) -> None:
+    """Guards against two nodes sharing an id (they would reap each other's presence)."""
+    envs = [compose["services"][name]["environment"] for name in GATEWAYS]
+    assert [env["CHAT_NODE_ID"] for env in envs] == list(GATEWAYS)
+    for env in envs:
+        assert env["CHAT_REDIS_URL"] == "redis://redis:6379/0"
+        assert env["CHAT_HOST"] == "0.0.0.0"
+        assert str(env.get("CHAT_PORT", "8080")) == "8080"
+    for name in GATEWAYS:
+        build = compose["services"][name]["build"]
+        assert (build["context"], build["dockerfile"]) == (".", "deploy/Dockerfile")
+
+
+def test_nginx_mounts_the_shared_conf_on_8080(compose: dict[str, Any]) -> None:
+    """Guards against a second, drifting nginx config for compose."""
+    nginx = compose["services"]["nginx"]
+    assert "./deploy/nginx.conf:/etc/nginx/nginx.conf:ro" in nginx["volumes"]
+    assert "8080:8080" in [str(port) for port in nginx["ports"]]
+    command = nginx["command"]
+    assert command[command.index("-c") + 1] == "/etc/nginx/nginx.conf"
+    assert "daemon off;" in command[command.index("-g") + 1]
+
+
+def test_gateways_get_time_to_drain(compose: dict[str, Any]) -> None:
+    """Guards against docker killing a node (SIGKILL) in the middle of its drain."""
+    for name in GATEWAYS:
+        service = compose["services"][name]
+        grace = int(str(service["stop_grace_period"]).removesuffix("s"))
+        assert grace > float(service["environment"]["CHAT_DRAIN_SECONDS"]) + 5
+
+
+def _instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) per Dockerfile line, continuation lines joined."""
+    joined = re.sub(r"\\\n\s*", " ", text)
+    rows = []
+    for line in joined.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            rows.append((keyword.upper(), rest.strip()))
+    return rows
+
+
+def test_dockerfile_is_small_non_root_healthchecked_and_exec_form() -> None:
+    """Guards against a root container, no health check, and a shell-form entrypoint
+    (sh as PID 1 swallows SIGTERM: the node would be killed, never drained)."""
+    rows = _instructions(DOCKERFILE.read_text())
+    first = [args for keyword, args in rows if keyword == "FROM"]
+    assert first == ["python:3.11-slim"]
+    users = [args for keyword, args in rows if keyword == "USER"]
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    checks = [args for keyword, args in rows if keyword == "HEALTHCHECK"]
+    assert len(checks) == 1 and "/healthz" in checks[0]
+    entry = [args for keyword, args in rows if keyword in ("ENTRYPOINT", "CMD")]
+    assert entry and all(isinstance(json.loads(args), list) for args in entry)
+    assert json.loads(entry[-1]) == ["chat-gateway"]
+    assert any(keyword == "RUN" and "pip install" in args for keyword, args in rows)
+
+
+def test_rendering_replaces_only_the_addresses() -> None:
+    """Guards against the local cluster's nginx differing from compose's in anything but
+    where the nodes and the balancer listen."""
+    template = NGINX_CONF.read_text()
+    rendered = cluster.render_nginx_conf(
+        template, "127.0.0.1:9999", ["127.0.0.1:1001", "127.0.0.1:1002"]
+    )
+    assert not re.search(r"^[^#]*gateway\d", rendered, re.MULTILINE)  # comments may
+    servers = re.findall(r"^\s*server (\S+) (.*);$", rendered, re.MULTILINE)
+    assert [address for address, _ in servers] == ["127.0.0.1:1001", "127.0.0.1:1002"] * 2
+    assert [params for _, params in servers] == ["max_fails=1 fail_timeout=5s"] * 2 + [
+        "max_fails=0"
+    ] * 2
+    assert "listen 127.0.0.1:9999;" in rendered
+    addresses = re.compile(r"^\s*(server \S+:\d+ .*|listen .*);\n", re.MULTILINE)
+    assert addresses.sub("", rendered) == addresses.sub("", template)
+
+
+def test_nginx_conf_speaks_websocket_and_skips_nodes_that_are_down() -> None:
+    """Guards against a balancer that drops the upgrade, cuts idle WebSockets after 60 s,
+    or keeps sending clients to a node that is down or draining; and against marking
+    WebSocket nodes failed (nginx would then give a restarted node one WebSocket per
+    fail_timeout, and after a rolling restart answer "no live upstreams")."""
+    conf = NGINX_CONF.read_text()
+    ws_location = conf[conf.index("location = /ws") :]
+    assert "proxy_pass http://gateways_ws;" in ws_location.split("}")[0]
+    ws_upstream = conf[conf.index("upstream gateways_ws") :].split("}")[0]
+    assert re.findall(r"server gateway\d:8080 (.*);", ws_upstream) == ["max_fails=0"] * 3
+    for directive in (
+        "proxy_http_version 1.1;",
+        "proxy_set_header Upgrade $http_upgrade;",
+        "proxy_set_header Connection $connection_upgrade;",
+        "proxy_read_timeout 1h;",
+        "proxy_next_upstream error timeout http_502 http_503;",
+    ):
+        assert directive in conf
+    assert re.search(r"server gateway1:8080 max_fails=\d+ fail_timeout=\d+s;", conf)
+
+
+def test_nginx_accepts_the_conf_rendered_for_the_local_cluster(tmp_path: Path) -> None:
+    """Guards against a conf nginx refuses (make cluster and compose would both fail)."""
+    nginx_or_skip()
+    local = cluster.Cluster(cluster.free_port())
+    try:
+        conf = tmp_path / "nginx.conf"
+        conf.write_text(local.render_nginx_conf())
+        argv = local.nginx_argv(conf)
+        result = subprocess.run(
+            [argv[0], "-t", *argv[1:]], capture_output=True, text=True, timeout=30
+        )
+    finally:
+        local.stop()  # nothing started: removes its temp dir
+    assert result.returncode == 0, result.stderr
+    assert "test is successful" in result.stderr
+
+
+OPERATIONS = (ROOT / "docs" / "operations.md").read_text()
+
+
+def test_the_operations_guide_lists_every_setting() -> None:
+    """Guards against a setting the operations guide does not explain."""
+    for f in fields(Settings):
+        assert f"| `--{f.name.replace('_', '-')}` | `CHAT_{f.name.upper()}` |" in OPERATIONS
+
+
+def test_the_operations_guide_explains_every_metric() -> None:
+    """Guards against a metric on /metrics that the operations guide does not explain."""
+    exposed = re.findall(r"^# TYPE (\S+) ", Metrics().render().decode(), re.MULTILINE)
+    names = {name for name in exposed if not name.endswith("_created")}
+    assert names
+    for name in names:
+        assert f"`{name}" in OPERATIONS, name
