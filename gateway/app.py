@@ -25,6 +25,7 @@ from gateway.broker.base import Broker
 from gateway.config import Settings
 from gateway.http import add_routes, api_errors
 from gateway.node import Node
+from gateway.session import Session
 from gateway.tasks import stop_tasks
 from gateway.ws import NODE, websocket_handler
 
@@ -100,9 +101,7 @@ async def drain(app: web.Application) -> None:
         low, high = len(sessions) * index // batches, len(sessions) * (index + 1) // batches
         for session in sessions[low:high]:
             session.close(1001, GOING_AWAY)
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(SHUTDOWN_CLOSE_TIMEOUT):
-            await asyncio.gather(*(s.finish() for s in sessions), return_exceptions=True)
+    await _closed(sessions)
     log.info("drained in %.1fs", loop.time() - started)
 
 
@@ -114,8 +113,16 @@ async def _close_connections(app: web.Application) -> None:
     sessions = app[NODE].hub.sessions()
     for session in sessions:
         session.close(1001, GOING_AWAY)
-    async with asyncio.timeout(SHUTDOWN_CLOSE_TIMEOUT):
-        await asyncio.gather(*(s.finish() for s in sessions), return_exceptions=True)
+    await _closed(sessions)
+
+
+async def _closed(sessions: list[Session]) -> None:
+    """Wait for `sessions` to finish closing, at most SHUTDOWN_CLOSE_TIMEOUT. One still
+    closing then is left to aiohttp's shutdown, which cuts it: a timeout raised here
+    would abort the shutdown before the hand-over and the broker's close."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(SHUTDOWN_CLOSE_TIMEOUT):
+            await asyncio.gather(*(s.finish() for s in sessions), return_exceptions=True)
 
 
 async def _take_over_sigterm(app: web.Application) -> None:

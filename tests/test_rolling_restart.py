@@ -31,7 +31,9 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
+from gateway import app as gateway_app
 from gateway.app import create_app, drain
+from gateway.ws import NODE
 from tests.conftest import JSON_PROTOCOL, TEST_SETTINGS, WAIT, JsonPeer, join_json
 from tests.redis_backend import RedisBackend
 from tests.test_deploy import cluster, nginx_or_skip
@@ -487,3 +489,22 @@ async def test_the_heartbeat_stops_even_when_a_cancel_is_swallowed(
     async with asyncio.timeout(2):
         await liveness.close()
     assert swallowed.is_set()
+
+
+async def test_a_connection_slow_to_close_does_not_abort_the_shutdown(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Guards against a shutdown that gives up half-way (no hand-over, the broker left
+    open) because one connection took longer to close than the shutdown waits for."""
+    monkeypatch.setattr(gateway_app, "SHUTDOWN_CLOSE_TIMEOUT", 0.1)
+    await join_json(client, "slow")
+    (session,) = client.app[NODE].hub.sessions()
+    finish = session.finish
+
+    async def slow_finish() -> None:
+        await asyncio.sleep(0.5)  # longer than the shutdown waits
+        await finish()
+
+    monkeypatch.setattr(session, "finish", slow_finish)
+    async with asyncio.timeout(WAIT):
+        await client.app.shutdown()  # raised TimeoutError
