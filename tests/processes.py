@@ -72,6 +72,11 @@ class GatewayProcess:
                 self._proc.wait()
         self._proc = None
 
+    def send_signal(self, sig: signal.Signals) -> None:
+        """Send `sig` to the process (SIGSTOP and SIGCONT pause and resume it)."""
+        assert self._proc is not None
+        self._proc.send_signal(sig)
+
     def kill(self) -> None:
         """SIGKILL: the node dies without a word, as in a crash."""
         if self._proc is not None:

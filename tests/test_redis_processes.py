@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 
 import aiohttp
@@ -64,3 +65,26 @@ async def test_kill_9_of_a_node_sends_each_leave_once(nodes: list[GatewayProcess
         assert (await watchers[1].request("who", room="lobby"))["members"] == ["w1", "w2"]
         back = await connect(http, nodes[1], "doomed")  # its name was freed as well
         assert back.welcome["node"] == "p1"
+
+
+async def test_a_node_that_stalled_past_the_timeout_comes_back(
+    nodes: list[GatewayProcess],
+) -> None:
+    """Guards against a node that was reaped while merely stalled (SIGSTOP) and, once it
+    runs again, keeps serving users nobody can see or whose names others can take."""
+    async with aiohttp.ClientSession() as http:
+        sleeper = await connect(http, nodes[0], "sleeper")
+        watcher = await connect(http, nodes[1], "watcher")
+        nodes[0].send_signal(signal.SIGSTOP)
+        try:
+            await watcher.expect("presence", event="leave", name="sleeper", timeout=8)
+        finally:
+            nodes[0].send_signal(signal.SIGCONT)
+        await watcher.expect("presence", event="join", name="sleeper", timeout=8)
+        assert (await watcher.request("who", room="lobby"))["members"] == ["sleeper", "watcher"]
+        ws = await http.ws_connect(
+            nodes[2].url, params={"name": "sleeper"}, protocols=(JSON_PROTOCOL,)
+        )
+        assert (await JsonPeer(ws).recv())["code"] == "name_taken"
+        await sleeper.send(type="send", room="lobby", text="i am back")
+        await watcher.expect("message", text="i am back")

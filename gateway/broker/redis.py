@@ -81,7 +81,7 @@ class RedisBroker:
             self._after_reconnect,
             probe_interval=settings.probe_interval,
         )
-        self._liveness = Liveness(self._redis, self._keys, settings)
+        self._liveness = Liveness(self._redis, self._keys, settings, self.reregister)
 
     @property
     def probe_rtt(self) -> float | None:
@@ -184,14 +184,18 @@ class RedisBroker:
         await self._liveness.beat()
         await self.reregister()
 
-    async def reregister(self) -> None:
+    async def reregister(self, announce: bool = False) -> None:
         """Put this node's presence and names back (after Redis lost them, or reaped us).
 
-        A name someone else took meanwhile is not taken back: its connection here is
-        closed as taken over. Cleanups that failed earlier are retried.
+        With `announce` (we were reaped, and the others were told we left) each name
+        put back in a room is announced as a join. A name someone else took meanwhile
+        is not taken back: its connection here is closed as taken over. Cleanups that
+        failed earlier are retried.
         """
         for (room, key), display in list(self._present.items()):
-            await self._presence_call(self._presence_add, room, key, display)
+            added = await self._presence_call(self._presence_add, room, key, display)
+            if added and announce:
+                await self.publish_presence(PresenceChange(room, "join", display))
         for connection, name in list(self._owned.items()):
             if not await self._claim_call(name, connection, secrets.token_urlsafe(18), ""):
                 del self._owned[connection]

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.asyncio import Redis
@@ -36,7 +37,13 @@ REAP_FLOOR = 0.5  # seconds: beat and reap at least once per grace period, not m
 class Liveness:
     """Heartbeat and reaper task of one node."""
 
-    def __init__(self, redis: Redis, keys: Keys, settings: Settings) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        settings: Settings,
+        on_lost: Callable[[bool], Awaitable[None]],
+    ) -> None:
         self._redis: Any = redis  # replies are parsed by hand
         self._keys = keys
         self._node = settings.node_id
@@ -45,6 +52,11 @@ class Liveness:
         # once per grace period when that is shorter than a third of the timeout.
         grace_step = max(settings.grace_period, REAP_FLOOR)
         self._interval = max(min(settings.presence_timeout / 3, grace_step), 0.05)
+        # A dead node's key expires within the timeout less one interval, so the next
+        # beat of another node reaps it, at the latest, when the presence timeout ends.
+        self._ttl = max(self._timeout - self._interval, 2 * self._interval)
+        self._on_lost = on_lost  # re-register; True: we were reaped while alive
+        self._beaten = False
         self._reap = redis.register_script(scripts.REAP_NODE)
         self._last_beat = 0.0
         self._task: asyncio.Task[None] | None = None
@@ -116,11 +128,22 @@ class Liveness:
         """Refresh this node's heartbeat key and its place in the node list."""
         if self._handed_over:
             return  # a resubscription while stopping must not undo the hand-over
+        reaped_key = self._keys.node(self._node) + ":reaped"
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(self._alive, "1", px=int(self._timeout * 1000))
+            pipe.set(self._alive, "1", px=int(self._ttl * 1000))
             pipe.sadd(self._keys.nodes, self._node)
-            await pipe.execute()
+            pipe.getdel(reaped_key)
+            _, added, reaped = await pipe.execute()
         self._last_beat = time.monotonic()
+        if added and self._beaten:
+            # Our entries are gone: reaped while we stalled (the others saw us leave),
+            # or Redis lost its data (nobody saw anything). Put them back.
+            log.warning(
+                "this node's presence was lost (%s); re-registering",
+                "reaped while alive" if reaped else "Redis lost it",
+            )
+            await self._on_lost(reaped is not None)
+        self._beaten = True
 
     async def reap(self) -> int:
         """Reap every listed node whose heartbeat expired; the number of leaves sent."""

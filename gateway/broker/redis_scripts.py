@@ -12,6 +12,8 @@ Keys, under a prefix P (default `chat:`):
     P node:{id}:alive       string heartbeat; expires after the presence timeout
     P node:{id}:presence    set    "room\\nname key" entries this node holds
     P node:{id}:names       set    name keys this node's connections own
+    P node:{id}:reaped      string set when the node was reaped: if it was only stalled,
+                                   it finds this on its next beat and re-registers
     P nodes                 set    node ids that may hold entries
 
 Channels: `P ch:room:{room}` (messages and presence), `P ch:user:{key}` (direct
@@ -184,5 +186,6 @@ for _, key in ipairs(redis.call('SMEMBERS', p .. 'node:' .. node .. ':names')) d
   end
 end
 redis.call('DEL', p .. 'node:' .. node .. ':presence', p .. 'node:' .. node .. ':names')
+redis.call('SET', p .. 'node:' .. node .. ':reaped', '1', 'EX', 3600)  -- if it was alive
 return leaves
 """
