@@ -23,6 +23,7 @@ from aiohttp import web
 from gateway.broker import create_broker
 from gateway.broker.base import Broker
 from gateway.config import Settings
+from gateway.guard import GUARD, Guard, guard_websockets
 from gateway.http import add_routes, api_errors
 from gateway.node import Node
 from gateway.session import Session
@@ -52,9 +53,10 @@ STOPPING = web.AppKey("stopping", Stopping)
 def create_app(settings: Settings, broker: Broker | None = None) -> web.Application:
     """A node serving /ws and the HTTP routes, on `broker` or the one `settings` name."""
     node = Node(settings, broker if broker is not None else create_broker(settings))
-    app = web.Application(middlewares=[_refuse_while_stopping, api_errors])
+    app = web.Application(middlewares=[_refuse_while_stopping, guard_websockets, api_errors])
     app[NODE] = node
     app[STOPPING] = Stopping()
+    app[GUARD] = Guard(settings)
     app.router.add_get("/ws", websocket_handler)
     add_routes(app)
     app.cleanup_ctx.append(_run_node)

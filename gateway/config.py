@@ -95,6 +95,13 @@ class Settings:
         default=None,
         metadata={"help": "key for POST /api/rooms/{room}/messages; unset: endpoint off"},
     )
+    allowed_origins: str = field(
+        default="",
+        metadata={
+            "help": "comma-separated Origins browsers may open /ws from (403 otherwise); "
+            "empty: no check"
+        },
+    )
     log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING, ERROR"})
 
     @classmethod

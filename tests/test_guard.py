@@ -1,0 +1,64 @@
+"""Admission to /ws (gateway/guard.py): refusals before the upgrade, nobody else harmed."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient
+
+from tests.conftest import JsonPeer, join_json
+
+Gateway = Callable[..., Awaitable[TestClient]]
+SITE = "https://chat.example.com"
+
+
+async def refused_status(client: TestClient, **kwargs: Any) -> int:
+    """The HTTP status a /ws handshake was refused with (fails if it was upgraded)."""
+    with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+        await client.ws_connect("/ws", params={"name": "mallory"}, **kwargs)
+    return info.value.status
+
+
+async def still_chatting(a: JsonPeer, b: JsonPeer) -> None:
+    await a.request("send", room="lobby", text="still here")
+    await b.expect("message", room="lobby", text="still here")
+
+
+async def test_a_foreign_origin_is_refused_403_before_the_upgrade(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Guards against cross-site WebSocket hijacking: a page on another site opening /ws
+    from a visitor's browser (with the visitor's cookies) must get 403, not a socket."""
+    client = await gateway(allowed_origins=f"{SITE}, https://other.example.com")
+    alice = await join_json(client, "alice")
+    bob = await join_json(client, "bob")
+    with caplog.at_level(logging.WARNING, logger="gateway.guard"):
+        assert await refused_status(client, headers={"Origin": "https://evil.example"}) == 403
+    assert any("origin" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
+    await still_chatting(alice, bob)
+
+
+async def test_a_listed_origin_and_no_origin_are_admitted(gateway: Gateway) -> None:
+    """Guards against the origin check locking out the site itself (any case, a trailing
+    slash) or non-browser clients, which send no Origin."""
+    client = await gateway(allowed_origins=SITE)
+    ws = await client.ws_connect("/ws", params={"name": "carol"}, headers={"Origin": SITE})
+    await ws.close()
+    ws = await client.ws_connect(
+        "/ws", params={"name": "dave"}, headers={"Origin": "HTTPS://Chat.Example.com/"}
+    )
+    await ws.close()
+    await join_json(client, "erin")  # no Origin header
+
+
+async def test_without_a_list_every_origin_is_admitted(gateway: Gateway) -> None:
+    """Guards against the default (empty list) refusing browsers."""
+    client = await gateway()
+    ws = await client.ws_connect(
+        "/ws", params={"name": "frank"}, headers={"Origin": "https://anywhere.example"}
+    )
+    await ws.close()
