@@ -102,6 +102,10 @@ class Settings:
             "empty: no check"
         },
     )
+    max_connections: int = field(
+        default=10000,
+        metadata={"help": "open WebSocket connections on this node; over it: 503; 0: unlimited"},
+    )
     log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING, ERROR"})
 
     @classmethod

@@ -1,10 +1,16 @@
 """Admission to /ws: who may open a WebSocket here, checked before the upgrade.
 
-One `Guard` per app (`app[GUARD]`); nothing is kept at module level. Its middleware
-refuses an `Origin` not in `--allowed-origins` (when the list is set) with 403, so a
-page on another site cannot open a WebSocket with a visitor's browser and cookies
-(cross-site WebSocket hijacking). A request without `Origin` is not a browser's and
-passes.
+One `Guard` per app (`app[GUARD]`) holds the open-connection counts; nothing is kept
+at module level. Its middleware refuses, in this order:
+
+- an `Origin` not in `--allowed-origins` (when the list is set): 403, so a page on
+  another site cannot open a WebSocket with a visitor's browser and cookies (cross-site
+  WebSocket hijacking). A request without `Origin` is not a browser's and passes;
+- a request over `--max-connections` on this node: 503 (another node may take it).
+
+An admitted request is counted until its handler returns, that is until its WebSocket
+has ended. Checking and counting happen with no await in between, so handshakes
+arriving together cannot all slip under a limit.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from gateway.config import Settings
 log = logging.getLogger(__name__)
 
 GUARDED_PATH = "/ws"
+RETRY = {"Retry-After": "1"}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -37,6 +44,8 @@ class Guard:
 
     def __init__(self, settings: Settings) -> None:
         self.allowed_origins = parse_origins(settings.allowed_origins)
+        self.max_connections = settings.max_connections
+        self.total = 0  # /ws requests admitted and not yet ended
 
     def refusal(self, request: web.Request) -> web.Response | None:
         """Why `request` may not open a WebSocket now, as the response; None: admitted."""
@@ -45,7 +54,17 @@ class Guard:
         if allowed and origin is not None and _normal(origin) not in allowed:
             log.warning("refused /ws from %s: origin %r not allowed", request.remote, origin)
             return web.Response(status=403, text="origin not allowed\n")
+        if self.max_connections and self.total >= self.max_connections:
+            log.warning("refused /ws from %s: %d connections open", request.remote, self.total)
+            return web.Response(status=503, text="this node is full\n", headers=RETRY)
         return None
+
+    def enter(self, request: web.Request) -> None:
+        """Count an admitted request until `leave`."""
+        self.total += 1
+
+    def leave(self, request: web.Request) -> None:
+        self.total -= 1
 
 
 GUARD = web.AppKey("guard", Guard)
@@ -53,10 +72,16 @@ GUARD = web.AppKey("guard", Guard)
 
 @web.middleware
 async def guard_websockets(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Refuse a /ws request the guard does not admit, before the upgrade."""
+    """Refuse a /ws request the guard does not admit, before the upgrade; count an
+    admitted one while it runs."""
     if request.path != GUARDED_PATH:
         return await handler(request)
-    refused = request.app[GUARD].refusal(request)
+    guard = request.app[GUARD]
+    refused = guard.refusal(request)
     if refused is not None:
         return refused
-    return await handler(request)
+    guard.enter(request)
+    try:
+        return await handler(request)
+    finally:
+        guard.leave(request)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -10,7 +11,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import JsonPeer, join_json
+from tests.conftest import WAIT, JsonPeer, join_json
 
 Gateway = Callable[..., Awaitable[TestClient]]
 SITE = "https://chat.example.com"
@@ -21,6 +22,19 @@ async def refused_status(client: TestClient, **kwargs: Any) -> int:
     with pytest.raises(aiohttp.WSServerHandshakeError) as info:
         await client.ws_connect("/ws", params={"name": "mallory"}, **kwargs)
     return info.value.status
+
+
+async def join_once_the_node_lets_in(client: TestClient, name: str) -> JsonPeer:
+    """Join as `name`, retrying 503/429 while a closed connection's handler finishes
+    (its slot is freed when the handler returns); fails after WAIT seconds."""
+    async with asyncio.timeout(WAIT):
+        while True:
+            try:
+                return await join_json(client, name)
+            except aiohttp.WSServerHandshakeError as error:
+                if error.status not in (503, 429):
+                    raise
+            await asyncio.sleep(0.02)
 
 
 async def still_chatting(a: JsonPeer, b: JsonPeer) -> None:
@@ -62,3 +76,26 @@ async def test_without_a_list_every_origin_is_admitted(gateway: Gateway) -> None
         "/ws", params={"name": "frank"}, headers={"Origin": "https://anywhere.example"}
     )
     await ws.close()
+
+
+async def test_over_max_connections_a_new_one_gets_503_and_a_freed_slot_is_reused(
+    gateway: Gateway,
+) -> None:
+    """Guards against a node taking connections without bound (memory, file descriptors)
+    and against the count leaking: a slot freed by a closed connection is usable again."""
+    client = await gateway(max_connections=2)
+    alice = await join_json(client, "alice")
+    bob = await join_json(client, "bob")
+    assert await refused_status(client) == 503
+    await still_chatting(alice, bob)
+    assert (await client.get("/healthz")).status == 200  # other routes are not limited
+    await bob.ws.close()
+    carol = await join_once_the_node_lets_in(client, "carol")
+    await still_chatting(alice, carol)
+
+
+async def test_max_connections_zero_is_unlimited(gateway: Gateway) -> None:
+    """Guards against 0 (documented as unlimited) refusing everyone."""
+    client = await gateway(max_connections=0)
+    await join_json(client, "alice")
+    await join_json(client, "bob")
