@@ -106,6 +106,12 @@ class Settings:
         default=10000,
         metadata={"help": "open WebSocket connections on this node; over it: 503; 0: unlimited"},
     )
+    max_connections_per_ip: int = field(
+        default=100,
+        metadata={
+            "help": "open WebSocket connections per client address; over it: 429; 0: unlimited"
+        },
+    )
     log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING, ERROR"})
 
     @classmethod

@@ -6,7 +6,8 @@ at module level. Its middleware refuses, in this order:
 - an `Origin` not in `--allowed-origins` (when the list is set): 403, so a page on
   another site cannot open a WebSocket with a visitor's browser and cookies (cross-site
   WebSocket hijacking). A request without `Origin` is not a browser's and passes;
-- a request over `--max-connections` on this node: 503 (another node may take it).
+- a request over `--max-connections` on this node: 503 (another node may take it);
+- a request over `--max-connections-per-ip` from one `request.remote`: 429.
 
 An admitted request is counted until its handler returns, that is until its WebSocket
 has ended. Checking and counting happen with no await in between, so handshakes
@@ -45,7 +46,9 @@ class Guard:
     def __init__(self, settings: Settings) -> None:
         self.allowed_origins = parse_origins(settings.allowed_origins)
         self.max_connections = settings.max_connections
+        self.max_per_ip = settings.max_connections_per_ip
         self.total = 0  # /ws requests admitted and not yet ended
+        self.per_ip: dict[str, int] = {}  # the same, by request.remote (no zero entries)
 
     def refusal(self, request: web.Request) -> web.Response | None:
         """Why `request` may not open a WebSocket now, as the response; None: admitted."""
@@ -57,14 +60,32 @@ class Guard:
         if self.max_connections and self.total >= self.max_connections:
             log.warning("refused /ws from %s: %d connections open", request.remote, self.total)
             return web.Response(status=503, text="this node is full\n", headers=RETRY)
+        ip = _address(request)
+        if self.max_per_ip and self.per_ip.get(ip, 0) >= self.max_per_ip:
+            log.warning("refused /ws from %s: %d connections open from it", ip, self.per_ip[ip])
+            return web.Response(
+                status=429, text="too many connections from your address\n", headers=RETRY
+            )
         return None
 
     def enter(self, request: web.Request) -> None:
         """Count an admitted request until `leave`."""
         self.total += 1
+        ip = _address(request)
+        self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
 
     def leave(self, request: web.Request) -> None:
         self.total -= 1
+        ip = _address(request)
+        left = self.per_ip[ip] - 1
+        if left:
+            self.per_ip[ip] = left
+        else:
+            del self.per_ip[ip]  # an address gone is forgotten: the map stays bounded
+
+
+def _address(request: web.Request) -> str:
+    return request.remote or ""
 
 
 GUARD = web.AppKey("guard", Guard)

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import WAIT, JsonPeer, join_json
+from tests.conftest import JSON_PROTOCOL, WAIT, JsonPeer, join_json
 
 Gateway = Callable[..., Awaitable[TestClient]]
 SITE = "https://chat.example.com"
@@ -99,3 +99,35 @@ async def test_max_connections_zero_is_unlimited(gateway: Gateway) -> None:
     client = await gateway(max_connections=0)
     await join_json(client, "alice")
     await join_json(client, "bob")
+
+
+async def test_over_max_connections_per_ip_that_address_gets_429_and_others_are_let_in(
+    gateway: Gateway,
+) -> None:
+    """Guards against one address holding every connection of a node (a flood from one
+    host), and against the per-address count leaking when connections end."""
+    client = await gateway(max_connections_per_ip=2)
+    alice = await join_json(client, "alice")
+    bob = await join_json(client, "bob")
+    assert await refused_status(client) == 429
+    await still_chatting(alice, bob)
+    # Another address (127.0.0.2, loopback on Linux) is not held to 127.0.0.1's count.
+    connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+    async with aiohttp.ClientSession(connector=connector) as other_host:
+        ws = await other_host.ws_connect(
+            client.make_url("/ws"), params={"name": "carol"}, protocols=(JSON_PROTOCOL,)
+        )
+        carol = JsonPeer(ws)
+        await carol.expect("subscribed", room="lobby")
+        await still_chatting(alice, carol)
+        await ws.close()
+    await bob.ws.close()
+    dave = await join_once_the_node_lets_in(client, "dave")
+    await still_chatting(alice, dave)
+
+
+async def test_max_connections_per_ip_zero_is_unlimited(gateway: Gateway) -> None:
+    """Guards against 0 (documented as unlimited) refusing everyone."""
+    client = await gateway(max_connections_per_ip=0)
+    for name in ("alice", "bob", "carol"):
+        await join_json(client, name)
