@@ -112,6 +112,10 @@ class Settings:
             "help": "open WebSocket connections per client address; over it: 429; 0: unlimited"
         },
     )
+    name_timeout: float = field(
+        default=30.0,
+        metadata={"help": "seconds a text-mode connection has to give a name; then 1008; 0: off"},
+    )
     log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING, ERROR"})
 
     @classmethod

@@ -9,6 +9,10 @@ at module level. Its middleware refuses, in this order:
 - a request over `--max-connections` on this node: 503 (another node may take it);
 - a request over `--max-connections-per-ip` from one `request.remote`: 429.
 
+After the upgrade, `name_deadline` bounds how long a text-mode connection may take to
+give a valid name (`--name-timeout`): one that never answers "Your name:" would
+otherwise hold a connection slot for ever.
+
 An admitted request is counted until its handler returns, that is until its WebSocket
 has ended. Checking and counting happen with no await in between, so handshakes
 arriving together cannot all slip under a limit.
@@ -16,6 +20,7 @@ arriving together cannot all slip under a limit.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -26,9 +31,17 @@ from gateway.config import Settings
 log = logging.getLogger(__name__)
 
 GUARDED_PATH = "/ws"
+NAME_TIMEOUT_MESSAGE = "! no name given in time"
 RETRY = {"Retry-After": "1"}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def name_deadline(settings: Settings) -> float | None:
+    """The loop time by which a connection must have a name; None: no limit."""
+    if not settings.name_timeout:
+        return None
+    return asyncio.get_running_loop().time() + settings.name_timeout
 
 
 def parse_origins(raw: str) -> frozenset[str]:

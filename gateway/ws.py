@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import WSMsgType, web
@@ -12,6 +13,7 @@ from gateway.codecs import JSON_SUBPROTOCOL
 from gateway.codecs.text import NAME_QUESTION
 from gateway.errors import BrokerUnavailable, ErrorCode, ProtocolError
 from gateway.events import ErrorReply, Welcome
+from gateway.guard import NAME_TIMEOUT_MESSAGE, name_deadline
 from gateway.handlers import handle
 from gateway.membership import enter_room, leave_everything
 from gateway.names import name_key, validate_name, validate_room
@@ -73,6 +75,7 @@ def _refuse(session: Session, error: ProtocolError) -> bool:
 
 async def _handshake(node: Node, session: Session, query: MultiMapping[str]) -> bool:
     """Name the connection, welcome it and enter its first room; False if it closed."""
+    deadline = name_deadline(node.settings)
     try:
         room = validate_room(query.get("room", "lobby"))
     except ProtocolError as error:
@@ -87,7 +90,13 @@ async def _handshake(node: Node, session: Session, query: MultiMapping[str]) -> 
     while True:
         if raw_name is None:
             session.send_raw(NAME_QUESTION)
-            raw_name = await _next_text(session)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    raw_name = await _next_text(session)
+            except TimeoutError:
+                session.send_raw(NAME_TIMEOUT_MESSAGE)
+                session.close(1008, "no name given in time")
+                return False
             if raw_name is None:
                 return False
         try:

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import JSON_PROTOCOL, WAIT, JsonPeer, join_json
+from tests.conftest import JSON_PROTOCOL, WAIT, JsonPeer, TextPeer, join_json
 
 Gateway = Callable[..., Awaitable[TestClient]]
 SITE = "https://chat.example.com"
@@ -131,3 +131,38 @@ async def test_max_connections_per_ip_zero_is_unlimited(gateway: Gateway) -> Non
     client = await gateway(max_connections_per_ip=0)
     for name in ("alice", "bob", "carol"):
         await join_json(client, name)
+
+
+async def test_a_text_connection_that_gives_no_name_in_time_is_closed_1008(
+    gateway: Gateway,
+) -> None:
+    """Guards against unnamed text-mode sockets (never answering "Your name:", or only
+    with bad names) holding a connection slot for ever; the deadline is not reset by a
+    refused name, and named users are not touched."""
+    client = await gateway(name_timeout=0.3)
+    alice = await join_json(client, "alice")
+    bob = await join_json(client, "bob")
+    silent = TextPeer(await client.ws_connect("/ws"))
+    await silent.expect_line("Your name:")
+    stubborn = TextPeer(await client.ws_connect("/ws"))
+    await stubborn.expect_line("Your name:")
+    await stubborn.say("in\u200bvisible")
+    await stubborn.expect_line("! ...")
+    for peer in (silent, stubborn):
+        await peer.expect_line("! no name given in time")
+        assert await peer.close_code() == 1008
+    await still_chatting(alice, bob)
+
+
+async def test_a_name_given_in_time_is_kept_past_the_timeout(gateway: Gateway) -> None:
+    """Guards against the timeout firing after the name was given (the deadline must only
+    bound the naming)."""
+    client = await gateway(name_timeout=0.3)
+    alice = await join_json(client, "alice")
+    peer = TextPeer(await client.ws_connect("/ws"))
+    await peer.expect_line("Your name:")
+    await peer.say("carol")
+    await peer.expect_line("* welcome, carol! ...")
+    await asyncio.sleep(0.5)
+    await peer.say("still here")
+    await alice.expect("message", room="lobby", text="still here")
