@@ -331,6 +331,8 @@ class Cluster:
             "CHAT_HOST": "127.0.0.1",
             "CHAT_PORT": str(self.node_ports[index]),
             "CHAT_REDIS_URL": self.redis_url,
+            # Behind nginx every client has nginx's address: a per-IP cap would cap the node.
+            "CHAT_MAX_CONNECTIONS_PER_IP": os.environ.get("CHAT_MAX_CONNECTIONS_PER_IP", "0"),
             "PYTHONUNBUFFERED": "1",
         }
         return Process(

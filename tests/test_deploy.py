@@ -223,3 +223,13 @@ def test_the_operations_guide_explains_every_metric() -> None:
     assert names
     for name in names:
         assert f"`{name}" in OPERATIONS, name
+
+
+def test_nodes_behind_the_balancer_have_no_per_ip_cap() -> None:
+    """Guards against capping every node at --max-connections-per-ip in total: behind
+    nginx all clients share its address."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    for name, service in compose["services"].items():
+        if name.startswith("gateway"):
+            assert str(service["environment"]["CHAT_MAX_CONNECTIONS_PER_IP"]) == "0"
+    assert '"CHAT_MAX_CONNECTIONS_PER_IP"' in (ROOT / "deploy" / "cluster.py").read_text()
