@@ -9,6 +9,8 @@ from gateway.errors import ErrorCode, ProtocolError
 
 MAX_NAME_CHARS = 32
 ROOM_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b-\x1f\x7f]")  # all but tab and newline
+LONE_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 def name_key(name: str) -> str:
@@ -45,8 +47,8 @@ def validate_text(text: str, max_chars: int) -> str:
         raise ProtocolError(ErrorCode.BAD_FRAME, "a message needs some text")
     if len(text) > max_chars:
         raise ProtocolError(ErrorCode.TOO_LONG, f"a message is at most {max_chars} characters")
-    if any((ord(c) < 32 and c not in "\n\t") or c == "\x7f" for c in text):
+    if CONTROL_CHARACTERS.search(text):
         raise ProtocolError(ErrorCode.BAD_FRAME, "a message may not contain control characters")
-    if any(0xD800 <= ord(c) <= 0xDFFF for c in text):
+    if LONE_SURROGATES.search(text):
         raise ProtocolError(ErrorCode.BAD_FRAME, "a message may not contain lone surrogates")
     return text

@@ -26,7 +26,7 @@ class Node:
         self.settings = settings
         self.broker = broker
         self.metrics = Metrics()
-        self.metrics.probe_rtt.set_function(lambda: _or_nan(getattr(broker, "probe_rtt", None)))
+        self.metrics.probe_rtt.set_function(lambda: _or_nan(broker.probe_rtt))
         self.hub = Hub(broker, self.metrics)
         self.presence = Presence(broker, settings.grace_period)
         self.json_codec: Codec = JsonCodec()

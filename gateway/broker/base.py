@@ -59,6 +59,10 @@ class Broker(Protocol):
     def is_ready(self) -> bool:
         """True while the backend is reachable and deliveries arrive."""
 
+    @property
+    def probe_rtt(self) -> float | None:
+        """Seconds the last readiness probe took to come back; None without probes."""
+
     async def hand_over(self, grace: float) -> None:
         """This node stops on purpose, after its connections closed: keep its presence
         for `grace` seconds, then let the other nodes remove what nobody re-added.

@@ -67,6 +67,10 @@ class MemoryBroker:
         await stop_tasks(self._dispatcher)
         self._dispatcher = None
 
+    @property
+    def probe_rtt(self) -> float | None:
+        return None  # nothing to probe: delivery is in-process
+
     def is_ready(self) -> bool:
         return self._dispatcher is not None and not self._dispatcher.done()
 

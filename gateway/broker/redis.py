@@ -140,10 +140,10 @@ class RedisBroker:
             elif kind == b"d":
                 fields = json.loads(body)
                 key = channel.removeprefix(self._keys.user_channel(""))
-                direct = Direct(fields["from"], fields["to"], fields["text"], fields["ts"])
-                self._listener.on_direct(
-                    Direct(direct.sender, direct.to, direct.text, direct.ts, fields["origin"]), key
+                direct = Direct(
+                    fields["from"], fields["to"], fields["text"], fields["ts"], fields["origin"]
                 )
+                self._listener.on_direct(direct, key)
             elif kind == b"k":
                 self._owned.pop(body.decode(), None)
                 self._listener.on_kick(body.decode())
