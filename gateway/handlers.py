@@ -76,8 +76,6 @@ async def handle_send(node: Node, session: Session, command: Send) -> None:
                 room, session.name, text, origin=session.ref, message_id=command.id
             )
         ack = Ack(command.ref, published.offset)
-    except BrokerUnavailable:
-        raise _unavailable() from None
     finally:
         session.end_send(ack)
     if not published.duplicate:
@@ -89,10 +87,7 @@ async def handle_direct(node: Node, session: Session, command: DirectSend) -> No
     text = validate_text(command.text, node.settings.max_message_chars)
     _spend_rate(node, session, command.ref)
     event = Direct(session.name, to, text, int(time.time() * 1000), session.ref)
-    try:
-        delivered = await node.broker.send_direct(event)
-    except BrokerUnavailable:
-        raise _unavailable() from None
+    delivered = await node.broker.send_direct(event)
     if not delivered:
         raise ProtocolError(ErrorCode.USER_NOT_FOUND, f"{to} is not online")
     node.metrics.direct_messages.inc()
@@ -112,10 +107,7 @@ async def handle_join(node: Node, session: Session, command: Join) -> None:
             ErrorCode.BAD_FRAME,
             f"a connection may be in at most {node.settings.max_rooms_per_connection} rooms",
         )
-    try:
-        await enter_room(node, session, room, command.since, command.ref)
-    except BrokerUnavailable:
-        raise _unavailable() from None
+    await enter_room(node, session, room, command.since, command.ref)
 
 
 async def handle_leave(node: Node, session: Session, command: Leave) -> None:
@@ -125,28 +117,19 @@ async def handle_leave(node: Node, session: Session, command: Leave) -> None:
 
 async def handle_who(node: Node, session: Session, command: Who) -> None:
     room = _room_of(session, command.room, must_be_in=False)
-    try:
-        members = await node.broker.members(room)
-    except BrokerUnavailable:
-        raise _unavailable() from None
+    members = await node.broker.members(room)
     session.send(Members(room, members, command.ref))
 
 
 async def handle_rooms(node: Node, session: Session, command: ListRooms) -> None:
-    try:
-        rooms = await node.broker.rooms()
-    except BrokerUnavailable:
-        raise _unavailable() from None
+    rooms = await node.broker.rooms()
     session.send(RoomList(rooms, command.ref))
 
 
 async def handle_history(node: Node, session: Session, command: HistoryQuery) -> None:
     room = _room_of(session, command.room, must_be_in=False)
     limit = command.limit or DEFAULT_HISTORY_LIMIT
-    try:
-        messages = await node.broker.history(room, command.before, limit)
-    except BrokerUnavailable:
-        raise _unavailable() from None
+    messages = await node.broker.history(room, command.before, limit)
     session.send(History(room, messages, command.ref))
 
 
@@ -177,5 +160,9 @@ HANDLERS: dict[type[Command], Handler] = {
 
 
 async def handle(node: Node, session: Session, command: Command) -> None:
-    """Run `command`; raises ProtocolError for the client to see."""
-    await HANDLERS[type(command)](node, session, command)
+    """Run `command`; raises ProtocolError for the client to see (`unavailable` when
+    the broker could not do its part: nothing was stored)."""
+    try:
+        await HANDLERS[type(command)](node, session, command)
+    except BrokerUnavailable:
+        raise _unavailable() from None
