@@ -1,20 +1,32 @@
-"""chat-gateway: flags and environment -> Settings -> a running node."""
+"""chat-gateway: flags and environment -> Settings -> a running node.
+
+`chat-gateway token NAME` instead prints a token for NAME (see `token_main`).
+"""
 
 from __future__ import annotations
 
+import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
 from aiohttp import web
 
 from gateway.app import create_app
+from gateway.auth import mint
 from gateway.config import Settings
+from gateway.errors import ProtocolError
+
+DEFAULT_TOKEN_TTL = 24 * 3600.0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one gateway node until SIGINT or SIGTERM."""
-    settings = Settings.from_sources(argv)
+    """Run one gateway node until SIGINT or SIGTERM (or run the `token` subcommand)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["token"]:
+        return token_main(args[1:])
+    settings = Settings.from_sources(args)
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -28,6 +40,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     broker = "redis " + settings.redis_url if settings.redis_url else "in-process broker"
     log.info("node %s on http://%s:%d (%s)", settings.node_id, settings.host, settings.port, broker)
     web.run_app(app, host=settings.host, port=settings.port, print=None, shutdown_timeout=10.0)
+    return 0
+
+
+def token_main(argv: Sequence[str], env: dict[str, str] | None = None) -> int:
+    """`chat-gateway token NAME [--ttl SECONDS]`: print a token for NAME.
+
+    It is signed with the secret the nodes use (`--jwt-secret` or CHAT_JWT_SECRET).
+    """
+    environ = os.environ if env is None else env
+    parser = argparse.ArgumentParser(
+        prog="chat-gateway token",
+        description="Print an HS256 token whose sub is NAME, for a gateway run with "
+        "--jwt-secret. Give it to the client: chat --token, the page's token field, "
+        "or ?token= in the /ws URL.",
+    )
+    parser.add_argument("name", metavar="NAME", help="the name the token proves")
+    parser.add_argument(
+        "--ttl",
+        type=float,
+        default=DEFAULT_TOKEN_TTL,
+        help=f"seconds the token is valid (default: {DEFAULT_TOKEN_TTL:.0f})",
+    )
+    parser.add_argument(
+        "--jwt-secret",
+        default=environ.get("CHAT_JWT_SECRET") or None,
+        help="the nodes' secret [CHAT_JWT_SECRET]",
+    )
+    args = parser.parse_args(argv)
+    if not args.jwt_secret:
+        parser.error("no secret: pass --jwt-secret or set CHAT_JWT_SECRET")
+    if not 0 < args.ttl < 10 * 365 * 24 * 3600:
+        parser.error("--ttl must be more than 0 and less than ten years")
+    try:
+        Settings(jwt_secret=args.jwt_secret)  # the nodes' own check of the secret
+        token = mint(args.jwt_secret, args.name, args.ttl)
+    except (ValueError, ProtocolError) as exc:
+        parser.error(str(exc))
+    print(token)
     return 0
 
 

@@ -56,7 +56,7 @@ def create_app(settings: Settings, broker: Broker | None = None) -> web.Applicat
     app = web.Application(middlewares=[_refuse_while_stopping, guard_websockets, api_errors])
     app[NODE] = node
     app[STOPPING] = Stopping()
-    app[GUARD] = Guard(settings)
+    app[GUARD] = Guard(settings, node.metrics)
     app.router.add_get("/ws", websocket_handler)
     add_routes(app)
     app.cleanup_ctx.append(_run_node)

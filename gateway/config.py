@@ -11,6 +11,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+MIN_JWT_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key at least as long as the hash
 
 
 def _default_node_id() -> str:
@@ -95,6 +96,13 @@ class Settings:
         default=None,
         metadata={"help": "key for POST /api/rooms/{room}/messages; unset: endpoint off"},
     )
+    jwt_secret: str | None = field(
+        default=None,
+        metadata={
+            "help": "HS256 secret (at least 32 bytes): every connection then needs a JWT "
+            "whose sub is its name; unset: no auth"
+        },
+    )
     allowed_origins: str = field(
         default="",
         metadata={
@@ -143,6 +151,16 @@ class Settings:
             raise ValueError(f"--log-level must be one of {', '.join(LOG_LEVELS)}")
         if self.max_message_chars < 1 or self.max_frame_bytes < 1024:
             raise ValueError("--max-message-chars must be >= 1 and --max-frame-bytes >= 1024")
+        if self.jwt_secret is not None and len(self.jwt_secret.encode()) < MIN_JWT_SECRET_BYTES:
+            raise ValueError(
+                f"--jwt-secret must be at least {MIN_JWT_SECRET_BYTES} bytes (make one with: "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+
+    @property
+    def auth(self) -> bool:
+        """True when connections must present a token (`--jwt-secret` is set)."""
+        return self.jwt_secret is not None
 
 
 def _env_name(name: str) -> str:

@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from gateway.config import Settings
+from gateway.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,8 @@ def _normal(origin: str) -> str:
 class Guard:
     """What a node admits to /ws."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self._metrics = metrics
         self.allowed_origins = parse_origins(settings.allowed_origins)
         self.max_connections = settings.max_connections
         self.max_per_ip = settings.max_connections_per_ip
@@ -64,22 +66,38 @@ class Guard:
         self.per_ip: dict[str, int] = {}  # the same, by request.remote (no zero entries)
 
     def refusal(self, request: web.Request) -> web.Response | None:
-        """Why `request` may not open a WebSocket now, as the response; None: admitted."""
+        """Why `request` may not open a WebSocket now, as the response; None: admitted.
+
+        Each refusal is logged and counted in `chat_handshakes_refused{reason}`.
+        """
         origin = request.headers.get("Origin")
         allowed = self.allowed_origins
         if allowed and origin is not None and _normal(origin) not in allowed:
-            log.warning("refused /ws from %s: origin %r not allowed", request.remote, origin)
-            return web.Response(status=403, text="origin not allowed\n")
+            return self._refuse(
+                "origin", f"origin {origin!r} not allowed", request, 403, "origin not allowed"
+            )
         if self.max_connections and self.total >= self.max_connections:
-            log.warning("refused /ws from %s: %d connections open", request.remote, self.total)
-            return web.Response(status=503, text="this node is full\n", headers=RETRY)
+            return self._refuse(
+                "full", f"{self.total} connections open", request, 503, "this node is full"
+            )
         ip = _address(request)
         if self.max_per_ip and self.per_ip.get(ip, 0) >= self.max_per_ip:
-            log.warning("refused /ws from %s: %d connections open from it", ip, self.per_ip[ip])
-            return web.Response(
-                status=429, text="too many connections from your address\n", headers=RETRY
+            return self._refuse(
+                "per_ip",
+                f"{self.per_ip[ip]} connections open from it",
+                request,
+                429,
+                "too many connections from your address",
             )
         return None
+
+    def _refuse(
+        self, reason: str, why: str, request: web.Request, status: int, text: str
+    ) -> web.Response:
+        log.warning("refused /ws from %s: %s", request.remote, why)
+        self._metrics.handshakes_refused.labels(reason=reason).inc()
+        headers = RETRY if status != 403 else None
+        return web.Response(status=status, text=text + "\n", headers=headers)
 
     def enter(self, request: web.Request) -> None:
         """Count an admitted request until `leave`."""

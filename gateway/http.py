@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.auth import bearer
 from gateway.errors import BrokerUnavailable, ErrorCode, ProtocolError
 from gateway.names import validate_name, validate_room, validate_text
 from gateway.ws import NODE
@@ -121,8 +122,8 @@ async def post_message(request: web.Request) -> web.Response:
     key = node.settings.api_key
     if not key:
         return _error(403, ErrorCode.UNAUTHORIZED, "publishing is off: start with --api-key")
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), key.encode()):
+    given = bearer(request)
+    if given is None or not hmac.compare_digest(given.encode(), key.encode()):
         return _error(401, ErrorCode.UNAUTHORIZED, "send the API key as Authorization: Bearer")
     room = validate_room(request.match_info["room"])
     try:

@@ -32,6 +32,13 @@ class Metrics:
         self.errors = Counter(
             "chat_errors", "Error answers sent to clients", ["code"], registry=self.registry
         )
+        self.handshakes_refused = Counter(
+            "chat_handshakes_refused",
+            "WebSocket handshakes refused, before the upgrade (origin, full, per_ip) or "
+            "after it, before any welcome (unauthorized, invalid_name, name_timeout, ...)",
+            ["reason"],
+            registry=self.registry,
+        )
         self.publish_seconds = Histogram(
             "chat_publish_seconds",
             "Time for the broker to accept a message",

@@ -6,8 +6,8 @@ import asyncio
 import logging
 
 from aiohttp import WSMsgType, web
-from multidict import MultiMapping
 
+from gateway.auth import authenticate, presented_token
 from gateway.broker.base import NameTaken
 from gateway.codecs import JSON_SUBPROTOCOL
 from gateway.codecs.text import NAME_QUESTION
@@ -51,7 +51,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     gauge = node.metrics.connections.labels(mode=codec.name)
     gauge.inc()
     try:
-        if await _handshake(node, session, request.query):
+        if await _handshake(node, session, request):
             await _read_loop(node, session)
     finally:
         gauge.dec()
@@ -62,31 +62,40 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
-def _refuse(session: Session, error: ProtocolError) -> bool:
-    """Answer a handshake error and close; returns False for the caller.
+def _refuse(node: Node, session: Session, error: ProtocolError, peer: str | None) -> bool:
+    """Answer a handshake error, log and count it, and close; returns False.
 
     A broken rule closes with 1008; an unavailable backend with 1011, so the client
     knows to try again later.
     """
+    log.log(
+        logging.WARNING if error.code is ErrorCode.UNAUTHORIZED else logging.INFO,
+        "refused /ws from %s before welcome: %s (%s)",
+        peer,
+        error.code,
+        error.message,
+    )
+    node.metrics.handshakes_refused.labels(reason=error.code).inc()
     session.send(ErrorReply(error.code, error.message))
     session.close(1011 if error.code is ErrorCode.UNAVAILABLE else 1008, error.message)
     return False
 
 
-async def _handshake(node: Node, session: Session, query: MultiMapping[str]) -> bool:
+async def _handshake(node: Node, session: Session, request: web.Request) -> bool:
     """Name the connection, welcome it and enter its first room; False if it closed."""
-    deadline = name_deadline(node.settings)
+    settings, query, peer = node.settings, request.query, request.remote
+    deadline = name_deadline(settings)
+    raw_name = query.get("name")
     try:
         room = validate_room(query.get("room", "lobby"))
+        if settings.jwt_secret is not None:
+            raw_name = authenticate(settings.jwt_secret, presented_token(request), raw_name)
+        elif raw_name is None and not session.is_text:
+            raise ProtocolError(ErrorCode.INVALID_NAME, "JSON mode needs ?name= in the URL")
     except ProtocolError as error:
-        return _refuse(session, error)
+        return _refuse(node, session, error, peer)
     since = query.get("since") or None
     secret = query.get("session") or None
-    raw_name = query.get("name")
-    if raw_name is None and not session.is_text:
-        return _refuse(
-            session, ProtocolError(ErrorCode.INVALID_NAME, "JSON mode needs ?name= in the URL")
-        )
     while True:
         if raw_name is None:
             session.send_raw(NAME_QUESTION)
@@ -94,6 +103,8 @@ async def _handshake(node: Node, session: Session, query: MultiMapping[str]) -> 
                 async with asyncio.timeout_at(deadline):
                     raw_name = await _next_text(session)
             except TimeoutError:
+                log.info("closed /ws from %s: no name given in time", peer)
+                node.metrics.handshakes_refused.labels(reason="name_timeout").inc()
                 session.send_raw(NAME_TIMEOUT_MESSAGE)
                 session.close(1008, "no name given in time")
                 return False
@@ -103,24 +114,30 @@ async def _handshake(node: Node, session: Session, query: MultiMapping[str]) -> 
             session_secret = await _claim(node, session, raw_name, secret)
             break
         except ProtocolError as error:
-            if not session.is_text or error.code is ErrorCode.UNAVAILABLE:
-                return _refuse(session, error)
+            if not session.is_text or settings.auth or error.code is ErrorCode.UNAVAILABLE:
+                return _refuse(node, session, error, peer)
             session.send(ErrorReply(error.code, error.message))
             raw_name = None
     node.hub.add_name(session)
-    session.send(Welcome(session.name, node.settings.node_id, session_secret))
+    session.send(Welcome(session.name, settings.node_id, session_secret))
     try:
         await enter_room(node, session, room, since)
     except BrokerUnavailable:
-        return _refuse(session, ProtocolError(ErrorCode.UNAVAILABLE, UNAVAILABLE_MESSAGE))
+        unavailable = ProtocolError(ErrorCode.UNAVAILABLE, UNAVAILABLE_MESSAGE)
+        return _refuse(node, session, unavailable, peer)
     return True
 
 
 async def _claim(node: Node, session: Session, raw_name: str, secret: str | None) -> str:
-    """Validate `raw_name` and make it this connection's; returns the session secret."""
+    """Validate `raw_name` and make it this connection's; returns the session secret.
+
+    With auth the name is shared by every connection presenting a token for it.
+    """
     name = validate_name(raw_name)
     try:
-        session_secret = await node.broker.claim_name(name, session.ref, secret)
+        session_secret = await node.broker.claim_name(
+            name, session.ref, secret, shared=node.settings.auth
+        )
     except NameTaken:
         raise ProtocolError(ErrorCode.NAME_TAKEN, f"the name {name} is taken") from None
     except BrokerUnavailable:

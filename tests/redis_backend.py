@@ -113,6 +113,12 @@ class RedisBackend:
         settings = replace(settings, redis_url="redis://fakeredis", redis_prefix=prefix)
         return settings, RedisBroker(settings, fakeredis.FakeAsyncRedis(server=self.fake))
 
+    def client(self) -> redis.Redis:
+        """A plain synchronous client of this backend, for the tests' own checks."""
+        if self.server is not None:
+            return self.server.client()
+        return fakeredis.FakeRedis(server=self.fake)
+
     def close(self) -> None:
         if self.server is not None:
             self.server.close()

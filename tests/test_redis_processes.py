@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from collections.abc import Iterator
 
 import aiohttp
 import pytest
 
+from gateway.auth import mint
 from tests.conftest import JSON_PROTOCOL, JsonPeer
 from tests.processes import GatewayProcess
 from tests.redis_backend import REDIS_SERVER, RedisBackend
@@ -36,8 +38,11 @@ def nodes(redis_backend: RedisBackend) -> Iterator[list[GatewayProcess]]:
             node.close()
 
 
-async def connect(http: aiohttp.ClientSession, node: GatewayProcess, name: str) -> JsonPeer:
-    ws = await http.ws_connect(node.url, params={"name": name}, protocols=(JSON_PROTOCOL,))
+async def connect(
+    http: aiohttp.ClientSession, node: GatewayProcess, name: str, **query: str
+) -> JsonPeer:
+    params = {"name": name, **query}
+    ws = await http.ws_connect(node.url, params=params, protocols=(JSON_PROTOCOL,))
     peer = JsonPeer(ws)
     peer.welcome = await peer.expect("welcome")
     peer.subscribed = await peer.expect("subscribed")
@@ -88,3 +93,55 @@ async def test_a_node_that_stalled_past_the_timeout_comes_back(
         assert (await JsonPeer(ws).recv())["code"] == "name_taken"
         await sleeper.send(type="send", room="lobby", text="i am back")
         await watcher.expect("message", text="i am back")
+
+
+async def test_kill_9_keeps_a_user_who_is_also_on_another_node(
+    redis_backend: RedisBackend,
+) -> None:
+    """Guards against the reaper of a crashed node removing an authenticated user's
+    connections on the other nodes (their name, their presence), or leaving the dead
+    node's share of the name behind for ever."""
+    assert redis_backend.server is not None
+    prefix = redis_backend.new_prefix()
+    secret = "a-secret-for-the-reaper-test-of-32-bytes-or-more"
+    args = ("--redis-url", redis_backend.server.url, "--redis-prefix", prefix,
+            "--presence-timeout", "1.5", "--jwt-secret", secret)  # fmt: skip
+    nodes = [GatewayProcess(None, *args, "--node-id", f"p{i}") for i in range(2)]
+    redis = redis_backend.client()
+    name_hash = f"{prefix}name:alice"
+
+    def holders() -> list[bytes]:
+        fields = redis.hgetall(name_hash)
+        return sorted(node for field, node in fields.items() if field.startswith(b"c:"))
+
+    try:
+        for node in nodes:
+            node.start()
+        async with aiohttp.ClientSession() as http:
+            bob = await connect(http, nodes[1], "bob", token=mint(secret, "bob", 60))
+            alice = [
+                await connect(http, node, "alice", token=mint(secret, "alice", 60))
+                for node in nodes
+            ]
+            await bob.expect("presence", event="join", name="alice")
+            assert holders() == [b"p0", b"p1"]
+            nodes[0].kill()
+            async with asyncio.timeout(8):
+                while redis.sismember(f"{prefix}nodes", "p0"):
+                    await asyncio.sleep(0.05)  # a bounded poll for the reaper
+            assert holders() == [b"p1"]
+            await bob.request("dm", to="alice", text="are you there")
+            await alice[1].expect("dm", text="are you there")
+            assert (await bob.request("who", room="lobby"))["members"] == ["alice", "bob"]
+            await alice[1].ws.close()
+            await bob.expect("presence", event="leave", name="alice")
+            assert [f["event"] for f in bob.frames if f.get("name") == "alice"] == [
+                "join",
+                "leave",
+            ]
+            async with asyncio.timeout(5):
+                while redis.exists(name_hash):
+                    await asyncio.sleep(0.05)  # released right after the leave
+    finally:
+        for node in nodes:
+            node.close()

@@ -113,15 +113,21 @@ class Broker(Protocol):
     async def rooms(self) -> list[tuple[str, int]]:
         """Rooms with anyone present, with their member counts, sorted by name."""
 
-    async def claim_name(self, name: str, connection: str, session: str | None) -> str:
-        """Make `connection` the owner of `name`; returns the name's session secret.
+    async def claim_name(
+        self, name: str, connection: str, session: str | None, *, shared: bool = False
+    ) -> str:
+        """Make `connection` an owner of `name`; returns the name's session secret.
 
-        Raises NameTaken when another connection owns it and `session` does not match;
-        with a matching session the old owner is kicked (`BrokerListener.on_kick`).
+        Exclusive (the default, no auth): one connection owns the name. Raises NameTaken
+        when another connection owns it and `session` does not match; with a matching
+        session the old owner is kicked (`BrokerListener.on_kick`).
+
+        `shared` (auth: the token proved the name): `connection` joins the name's other
+        connections, on any node; NameTaken only if an exclusive owner holds it.
         """
 
     async def release_name(self, name: str, connection: str) -> None:
-        """Free `name` if `connection` still owns it."""
+        """Free `name` from `connection`; the name is free once no connection owns it."""
 
     async def send_direct(self, event: Direct) -> bool:
         """Deliver a direct message; False when its recipient is not online."""

@@ -34,13 +34,22 @@ class _RoomLog:
 
 
 @dataclass
-class _NameOwner:
-    connection: str
+class _NameOwners:
+    connections: set[str]
     session: str
+    shared: bool
 
 
 def _direct_to(event: Direct, key: str) -> Callable[[BrokerListener], None]:
     return lambda listener: listener.on_direct(event, key)
+
+
+def _kick(connection: str) -> Callable[[BrokerListener], None]:
+    return lambda listener: listener.on_kick(connection)
+
+
+def _matches(given: str | None, session: str) -> bool:
+    return given is not None and hmac.compare_digest(given, session)
 
 
 class MemoryBroker:
@@ -53,7 +62,7 @@ class MemoryBroker:
         self._logs: dict[str, _RoomLog] = {}  # room -> its history
         self._subscribed: set[str] = set()  # rooms this node listens to
         self._presence: dict[str, dict[str, str]] = {}  # room -> name key -> display name
-        self._names: dict[str, _NameOwner] = {}  # name key -> owning connection
+        self._names: dict[str, _NameOwners] = {}  # name key -> owning connections
         self._seen_ids: dict[tuple[str, str], tuple[str, float]] = {}  # (sender, id) -> offset
         self._queue: asyncio.Queue[Callable[[BrokerListener], None]] = asyncio.Queue()
         self._dispatcher: asyncio.Task[None] | None = None
@@ -202,24 +211,32 @@ class MemoryBroker:
         await asyncio.sleep(0)  # a read yields, as a round trip to Redis does
         return [(room, len(self._presence[room])) for room in sorted(self._presence)]
 
-    async def claim_name(self, name: str, connection: str, session: str | None) -> str:
+    async def claim_name(
+        self, name: str, connection: str, session: str | None, *, shared: bool = False
+    ) -> str:
         key = name_key(name)
-        owner = self._names.get(key)
-        if owner is None:
-            self._names[key] = _NameOwner(connection, secrets.token_urlsafe(18))
-            return self._names[key].session
-        if session is None or not hmac.compare_digest(session, owner.session):
+        owners = self._names.get(key)
+        if owners is None:
+            owners = _NameOwners({connection}, secrets.token_urlsafe(18), shared)
+            self._names[key] = owners
+            return owners.session
+        if shared and owners.shared:
+            owners.connections.add(connection)
+            return owners.session
+        if shared or owners.shared or not _matches(session, owners.session):
             raise NameTaken(name)
-        displaced = owner.connection
-        owner.connection = connection
-        self._deliver(lambda listener: listener.on_kick(displaced))
-        return owner.session
+        displaced, owners.connections = owners.connections, {connection}
+        for old in displaced:
+            self._deliver(_kick(old))
+        return owners.session
 
     async def release_name(self, name: str, connection: str) -> None:
         key = name_key(name)
-        owner = self._names.get(key)
-        if owner is not None and owner.connection == connection:
-            del self._names[key]
+        owners = self._names.get(key)
+        if owners is not None:
+            owners.connections.discard(connection)
+            if not owners.connections:
+                del self._names[key]
 
     async def send_direct(self, event: Direct) -> bool:
         to_key, sender_key = name_key(event.to), name_key(event.sender)

@@ -65,12 +65,13 @@ class RedisBroker:
         self._presence_add = self._redis.register_script(scripts.PRESENCE_ADD)
         self._presence_remove = self._redis.register_script(scripts.PRESENCE_REMOVE)
         self._claim = self._redis.register_script(scripts.CLAIM_NAME)
+        self._claim_shared = self._redis.register_script(scripts.CLAIM_SHARED)
         self._release = self._redis.register_script(scripts.RELEASE_NAME)
         self._direct = self._redis.register_script(scripts.DIRECT)
         self._listener: BrokerListener | None = None
         self._rooms: dict[str, tuple[str, int] | None] = {}  # room -> last delivered position
         self._present: dict[tuple[str, str], str] = {}  # (room, name key) -> display name
-        self._owned: dict[str, str] = {}  # connection -> the name it owns
+        self._owned: dict[str, tuple[str, bool]] = {}  # connection -> its name, shared
         self._listening: dict[str, str] = {}  # connection -> the user channel it keeps open
         self._unreleased: dict[str, str] = {}  # connection -> name whose release failed
         self._unremoved: set[tuple[str, str]] = set()  # (room, name) whose removal failed
@@ -196,8 +197,9 @@ class RedisBroker:
             added = await self._presence_call(self._presence_add, room, key, display)
             if added and announce:
                 await self.publish_presence(PresenceChange(room, "join", display))
-        for connection, name in list(self._owned.items()):
-            if not await self._claim_call(name, connection, secrets.token_urlsafe(18), ""):
+        for connection, (name, shared) in list(self._owned.items()):
+            new = secrets.token_urlsafe(18)
+            if not await self._claim_call(name, connection, new, "", shared=shared):
                 del self._owned[connection]
                 if self._listener is not None:
                     self._listener.on_kick(connection)
@@ -354,9 +356,12 @@ class RedisBroker:
                 counts.append((room, await self._redis.scard(key)))
         return sorted(c for c in counts if c[1] > 0)
 
-    async def _claim_call(self, name: str, connection: str, new: str, given: str) -> Any:
+    async def _claim_call(
+        self, name: str, connection: str, new: str, given: str, *, shared: bool
+    ) -> Any:
         key = name_key(name)
-        return await self._claim(
+        script = self._claim_shared if shared else self._claim
+        return await script(
             keys=[self._keys.name(key), self._keys.node(self._node) + ":names"],
             args=[
                 key,
@@ -370,13 +375,15 @@ class RedisBroker:
             ],
         )
 
-    async def claim_name(self, name: str, connection: str, session: str | None) -> str:
+    async def claim_name(
+        self, name: str, connection: str, session: str | None, *, shared: bool = False
+    ) -> str:
         channel = self._keys.user_channel(name_key(name))
         await self._subscriber.subscribe(channel)  # before the claim: no kick or DM is missed
         try:
             with _unavailable_on_error():
                 result = await self._claim_call(
-                    name, connection, secrets.token_urlsafe(18), session or ""
+                    name, connection, secrets.token_urlsafe(18), session or "", shared=shared
                 )
         except BaseException:
             await self._subscriber.unsubscribe(channel)
@@ -384,7 +391,7 @@ class RedisBroker:
         if not result:
             await self._subscriber.unsubscribe(channel)
             raise NameTaken(name)
-        self._owned[connection] = name
+        self._owned[connection] = (name, shared)
         self._listening[connection] = channel
         return str(result[0].decode())
 
@@ -399,7 +406,7 @@ class RedisBroker:
             with _unavailable_on_error():
                 await self._release(
                     keys=[self._keys.name(key), self._keys.node(self._node) + ":names"],
-                    args=[key, connection],
+                    args=[key, connection, self._node],
                 )
         except BrokerUnavailable:
             self._unreleased[connection] = name  # retried after the next reconnect

@@ -114,6 +114,7 @@ return 1
 # given session ("" for none), node key prefix, kick channel.
 # Returns {session, display} or {} when the name is taken.
 CLAIM_NAME = """
+if redis.call('HEXISTS', KEYS[1], 'shared') == 1 then return {} end  -- shared (auth)
 local owner = redis.call('HMGET', KEYS[1], 'conn', 'node', 'session', 'display')
 if owner[1] == ARGV[3] then return {owner[3], owner[4]} end  -- already ours (a re-claim)
 local free = not owner[1]
@@ -136,14 +137,59 @@ redis.call('PUBLISH', ARGV[8], 'k' .. owner[1])
 return {owner[3], owner[4]}
 """
 
-# KEYS: name, this node's names set. ARGV: name key, conn.
-RELEASE_NAME = """
+# A name shared by the connections of an authenticated user: the hash holds 'shared',
+# 'session', 'display' and one field 'c:<conn>' = node per connection.
+# The same keys and arguments as CLAIM_NAME (the given session and the kick channel are
+# unused). Returns {session, display}, or {} when an exclusive owner holds the name.
+CLAIM_SHARED = """
+local owner = redis.call('HGET', KEYS[1], 'node')
+if owner then
+  if redis.call('EXISTS', ARGV[7] .. owner .. ':alive') == 1 then return {} end
+  redis.call('DEL', KEYS[1])  -- its node is dead: the reaper has not caught up yet
+end
+redis.call('HSETNX', KEYS[1], 'session', ARGV[5])
+redis.call('HSETNX', KEYS[1], 'display', ARGV[2])
+redis.call('HSET', KEYS[1], 'shared', '1', 'c:' .. ARGV[3], ARGV[4])
+redis.call('SADD', KEYS[2], ARGV[1])
+return redis.call('HMGET', KEYS[1], 'session', 'display')
+"""
+
+# Shared by RELEASE_NAME and REAP_NODE: drop a shared name's connections for which
+# `gone(conn, node)` holds; the name is deleted once none is left. Returns whether
+# one of `node`'s connections is still there.
+_DROP_SHARED = """
+local function drop_shared(name, gone, node)
+  local fields = redis.call('HGETALL', name)
+  local left, mine = 0, false
+  for i = 1, #fields, 2 do
+    if string.sub(fields[i], 1, 2) == 'c:' then
+      if gone(string.sub(fields[i], 3), fields[i + 1]) then
+        redis.call('HDEL', name, fields[i])
+      else
+        left = left + 1
+        if fields[i + 1] == node then mine = true end
+      end
+    end
+  end
+  if left == 0 then redis.call('DEL', name) end
+  return mine
+end
+"""
+
+# KEYS: name, this node's names set. ARGV: name key, conn, node.
+RELEASE_NAME = (
+    _DROP_SHARED
+    + """
 if redis.call('HGET', KEYS[1], 'conn') == ARGV[2] then
   redis.call('DEL', KEYS[1])
   redis.call('SREM', KEYS[2], ARGV[1])
+elseif redis.call('HEXISTS', KEYS[1], 'c:' .. ARGV[2]) == 1 then
+  local gone = function(conn, node) return conn == ARGV[2] end
+  if not drop_shared(KEYS[1], gone, ARGV[3]) then redis.call('SREM', KEYS[2], ARGV[1]) end
 end
 return 0
 """
+)
 
 # KEYS: recipient name. ARGV: recipient channel, sender channel ("" when the same), JSON.
 # Returns 0 when the recipient is not online.
@@ -157,7 +203,9 @@ return 1
 # KEYS: nodes set. ARGV: dead node id, key prefix. Removes everything the dead node
 # held and announces each leave once (the node leaves `nodes` in the same step, so a
 # second reaper finds nothing). Returns the number of leaves announced.
-REAP_NODE = """
+REAP_NODE = (
+    _DROP_SHARED
+    + """
 local node = ARGV[1]
 local p = ARGV[2]
 if redis.call('SREM', KEYS[1], node) == 0 then return 0 end
@@ -181,11 +229,15 @@ for _, entry in ipairs(entries) do
   end
 end
 for _, key in ipairs(redis.call('SMEMBERS', p .. 'node:' .. node .. ':names')) do
-  if redis.call('HGET', p .. 'name:' .. key, 'node') == node then
-    redis.call('DEL', p .. 'name:' .. key)
+  local name = p .. 'name:' .. key
+  if redis.call('HGET', name, 'node') == node then
+    redis.call('DEL', name)
+  elseif redis.call('HEXISTS', name, 'shared') == 1 then
+    drop_shared(name, function(conn, holder) return holder == node end, '')
   end
 end
 redis.call('DEL', p .. 'node:' .. node .. ':presence', p .. 'node:' .. node .. ':names')
 redis.call('SET', p .. 'node:' .. node .. ':reaped', '1', 'EX', 3600)  -- if it was alive
 return leaves
 """
+)

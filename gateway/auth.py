@@ -1,0 +1,69 @@
+"""Auth (PROTOCOL.md section 8): HS256 JWTs whose `sub` is the user's name.
+
+With `--jwt-secret` every WebSocket must present a token, as `?token=` (browsers
+cannot set headers on a WebSocket) or as `Authorization: Bearer`. The token decides
+the name; `exp`, `nbf` and `iat` are checked when present. Tokens are checked once,
+at the handshake: a connection outlives its token's expiry.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jwt
+from aiohttp import web
+
+from gateway.errors import ErrorCode, ProtocolError
+from gateway.names import name_key, validate_name
+
+ALGORITHM = "HS256"
+
+
+def bearer(request: web.Request) -> str | None:
+    """The credential of an `Authorization: Bearer` header, if there is one."""
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        return None
+    return given.strip()
+
+
+def presented_token(request: web.Request) -> str | None:
+    """The token a handshake carries: `?token=` first, then `Authorization: Bearer`."""
+    return request.query.get("token") or bearer(request)
+
+
+def authenticate(secret: str, token: str | None, asked_name: str | None) -> str:
+    """The name `token` proves; ProtocolError(unauthorized) for a missing or bad one.
+
+    `asked_name` (a `?name=` given as well) must be the token's name, compared
+    case-folded, so a client cannot believe it is someone else.
+    """
+    if not token:
+        raise _unauthorized("this gateway needs a token: ?token= or Authorization: Bearer")
+    try:
+        claims = jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["sub"]})
+    except jwt.ExpiredSignatureError:
+        raise _unauthorized("the token has expired") from None
+    except jwt.InvalidTokenError as exc:
+        raise _unauthorized(f"the token is not valid ({exc})") from None
+    subject = claims["sub"]
+    if not isinstance(subject, str):
+        raise _unauthorized("the token's sub must be a name")
+    try:
+        name = validate_name(subject)
+    except ProtocolError as exc:
+        raise _unauthorized(f"the token's sub is not a valid name: {exc.message}") from None
+    if asked_name is not None and name_key(asked_name.strip()) != name_key(name):
+        raise _unauthorized(f"the token is for {name}, not {asked_name.strip()}")
+    return name
+
+
+def mint(secret: str, name: str, ttl: float, now: float | None = None) -> str:
+    """A token for `name`, valid for `ttl` seconds (for operators and tests)."""
+    issued = int(time.time() if now is None else now)
+    claims = {"sub": validate_name(name), "iat": issued, "exp": issued + max(1, int(ttl))}
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def _unauthorized(message: str) -> ProtocolError:
+    return ProtocolError(ErrorCode.UNAUTHORIZED, message)

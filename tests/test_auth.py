@@ -1,0 +1,271 @@
+"""Auth (PROTOCOL.md section 8): with --jwt-secret the token decides the name."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import jwt
+import pytest
+from aiohttp.test_utils import TestClient
+
+from gateway.__main__ import main
+from gateway.auth import mint
+from gateway.ws import NODE
+from tests.conftest import JSON_PROTOCOL, WAIT, JsonPeer, TextPeer
+from tests.redis_backend import RedisBackend
+
+SECRET = "a-test-secret-of-at-least-64-bytes-so-that-HS512-tokens-can-be-forged"
+OTHER_SECRET = "another-secret-of-at-least-32-bytes"
+
+Gateway = Callable[..., Awaitable[TestClient]]
+
+
+@pytest.fixture
+async def authed(gateway: Gateway) -> TestClient:
+    """A node that requires tokens."""
+    return await gateway(jwt_secret=SECRET)
+
+
+async def connect_json(client: TestClient, **query: str) -> JsonPeer:
+    ws = await client.ws_connect("/ws", params=query, protocols=(JSON_PROTOCOL,))
+    return JsonPeer(ws)
+
+
+async def login(client: TestClient, name: str, room: str = "lobby") -> JsonPeer:
+    """A JSON connection with a fresh token for `name`, welcomed and in `room`."""
+    peer = await connect_json(client, token=mint(SECRET, name, 60), room=room)
+    peer.welcome = await peer.expect("welcome")
+    peer.subscribed = await peer.expect("subscribed", room=room)
+    return peer
+
+
+async def refused_json(client: TestClient, **query: str) -> str:
+    """Connect, expect `unauthorized` as the first frame and close 1008; its message."""
+    peer = await connect_json(client, **query)
+    first = await peer.recv()
+    assert first["type"] == "error" and first["code"] == "unauthorized", first
+    assert await peer.close_code() == 1008
+    return str(first["message"])
+
+
+def signed(claims: dict[str, Any], secret: str = SECRET, algorithm: str = "HS256") -> str:
+    return jwt.encode(claims, secret, algorithm=algorithm)
+
+
+async def refused_count(client: TestClient, reason: str) -> float:
+    text = await (await client.get("/metrics")).text()
+    found = re.search(rf'chat_handshakes_refused_total\{{reason="{reason}"\}} (\S+)', text)
+    return float(found.group(1)) if found else 0.0
+
+
+# refusals -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "reason"),
+    [
+        ({"name": "alice"}, "needs a token"),
+        ({"token": "not-a-jwt"}, "not valid"),
+        ({"token": signed({"sub": "alice"}, OTHER_SECRET)}, "not valid"),
+        ({"token": signed({"sub": "alice", "exp": int(time.time()) - 60})}, "expired"),
+        ({"token": signed({"sub": "alice", "nbf": int(time.time()) + 3600})}, "not valid"),
+        ({"token": signed({"name": "alice"})}, "not valid"),  # no sub
+        ({"token": signed({"sub": "alice"}, algorithm="HS512")}, "not valid"),
+        ({"token": jwt.encode({"sub": "alice"}, None, algorithm="none")}, "not valid"),
+        ({"token": signed({"sub": "al\u202eice"})}, "not a valid name"),
+        ({"token": signed({"sub": "alice"}), "name": "mallory"}, "for alice, not mallory"),
+    ],
+    ids=[
+        "missing",
+        "garbage",
+        "other-secret",
+        "expired",
+        "not-yet-valid",
+        "no-sub",
+        "wrong-algorithm",
+        "alg-none",
+        "invisible-sub",
+        "other-name",
+    ],
+)
+async def test_a_bad_token_is_refused_1008_before_welcome(
+    authed: TestClient, query: dict[str, str], reason: str
+) -> None:
+    """Guards against anyone speaking as someone they are not: a missing, forged,
+    expired or mismatched token never gets a welcome."""
+    assert reason in await refused_json(authed, **query)
+
+
+async def test_text_mode_without_a_token_gets_an_error_line_and_1008(authed: TestClient) -> None:
+    """Guards against text mode asking for a name when the token must decide it."""
+    peer = TextPeer(await authed.ws_connect("/ws", params={"name": "alice"}))
+    line = await peer.recv()
+    assert line.startswith("! this gateway needs a token")
+    assert await peer.close_code() == 1008
+
+
+async def test_refusals_are_logged_and_counted(
+    authed: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Guards against an attack nobody can see: each refusal is a log line and a metric."""
+    before = await refused_count(authed, "unauthorized")
+    with caplog.at_level(logging.WARNING, logger="gateway.ws"):
+        await refused_json(authed, token=signed({"sub": "alice"}, OTHER_SECRET))
+    assert any("unauthorized" in r.getMessage() for r in caplog.records)
+    assert await refused_count(authed, "unauthorized") == before + 1
+
+
+async def test_a_refused_token_leaves_the_node_serving_others(authed: TestClient) -> None:
+    """Guards against a refusal that harms the node or the people already chatting."""
+    alice = await login(authed, "alice")
+    await refused_json(authed, token="forged")
+    ack = await alice.request("send", room="lobby", text="still here")
+    await alice.expect("message", text="still here", offset=ack["offset"])
+
+
+# good tokens -----------------------------------------------------------------------------
+
+
+async def test_the_token_decides_the_name(authed: TestClient) -> None:
+    """Guards against ?name= overriding the token: the welcome's name is its sub."""
+    peer = await connect_json(authed, token=mint(SECRET, "Alice", 60), name="alice")
+    assert (await peer.expect("welcome"))["name"] == "Alice"
+
+
+async def test_a_token_in_the_authorization_header_works(authed: TestClient) -> None:
+    """Guards against bots and the CLI, which send headers, being refused."""
+    headers = {"Authorization": f"Bearer {mint(SECRET, 'bot', 60)}"}
+    ws = await authed.ws_connect("/ws", headers=headers, protocols=(JSON_PROTOCOL,))
+    assert (await JsonPeer(ws).expect("welcome"))["name"] == "bot"
+
+
+async def test_text_mode_with_a_token_is_not_asked_for_a_name(authed: TestClient) -> None:
+    """Guards against the name question in text mode when the token gave the name."""
+    peer = TextPeer(await authed.ws_connect("/ws", params={"token": mint(SECRET, "ann", 60)}))
+    assert await peer.recv() == "* welcome, ann! /help lists the commands"
+
+
+async def test_several_connections_of_one_user_count_once(gateway: Gateway) -> None:
+    """Guards against a second tab kicking the first (no 4000 with auth) and against a
+    user shown twice, or leaving while one of their connections is still there."""
+    node = await gateway(jwt_secret=SECRET, grace_period=0.0)
+    bob = await login(node, "bob")
+    first = await login(node, "alice")
+    second = await login(node, "alice")
+    await bob.expect("presence", event="join", name="alice")
+    assert (await bob.request("who", room="lobby"))["members"] == ["alice", "bob"]
+
+    await bob.request("dm", to="alice", text="to both tabs")
+    for tab in (first, second):
+        await tab.expect("dm", text="to both tabs")
+
+    await first.ws.close()
+    await until(lambda: len(node.app[NODE].hub.sessions()) == 2)  # first is gone
+    await bob.request("dm", to="alice", text="to the tab left")
+    await second.expect("dm", text="to the tab left")
+    await second.request("send", room="lobby", text="one tab left")
+    await bob.expect("message", text="one tab left")
+    assert (await bob.request("who", room="lobby"))["members"] == ["alice", "bob"]
+    assert not [f for f in bob.frames if f.get("event") == "leave"]
+    assert not second.ws.closed
+
+    await second.ws.close()
+    await bob.expect("presence", event="leave", name="alice")
+    assert (await bob.request("dm", to="alice", text="gone"))["code"] == "user_not_found"
+
+
+@pytest.mark.parametrize("broker_kind", ["redis"])
+async def test_one_user_on_two_nodes_is_one_member(
+    gateway: Gateway, redis_backend: RedisBackend
+) -> None:
+    """Guards against names being exclusive across nodes under auth, and against a
+    user's connection on one node freeing the name its other node still holds."""
+    a = await gateway(jwt_secret=SECRET, grace_period=0.0, node_id="a")
+    b = await gateway(jwt_secret=SECRET, grace_period=0.0, node_id="b")
+    bob = await login(b, "bob")
+    on_a = await login(a, "alice")
+    on_b = await login(b, "alice")
+    await bob.expect("presence", event="join", name="alice")
+    name_hash = a.app[NODE].settings.redis_prefix + "name:alice"
+    redis = redis_backend.client()
+
+    def holders() -> list[bytes]:
+        fields = redis.hgetall(name_hash)
+        return sorted(node for field, node in fields.items() if field.startswith(b"c:"))
+
+    assert holders() == [b"a", b"b"]
+    await on_a.ws.close()
+    await until(lambda: holders() == [b"b"])  # a's connection released, b's kept
+    await bob.request("dm", to="alice", text="still online")
+    await on_b.expect("dm", text="still online")
+    assert (await bob.request("who", room="lobby"))["members"] == ["alice", "bob"]
+    await on_b.ws.close()
+    await bob.expect("presence", event="leave", name="alice")
+    assert [f["event"] for f in bob.frames if f.get("name") == "alice"] == ["join", "leave"]
+    await until(lambda: not redis.exists(name_hash))
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Poll `condition` until it holds, for at most WAIT seconds."""
+    async with asyncio.timeout(WAIT):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+async def test_without_a_secret_names_stay_exclusive(client: TestClient) -> None:
+    """Guards against the shared names of auth leaking into the default mode."""
+    peer = await connect_json(client, name="carol")
+    await peer.expect("welcome")
+    second = await connect_json(client, name="carol")
+    assert (await second.recv())["code"] == "name_taken"
+
+
+# settings and the token command ------------------------------------------------------------
+
+
+def test_a_short_secret_is_refused_at_start(capsys: pytest.CaptureFixture[str]) -> None:
+    """Guards against a guessable HS256 key (RFC 7518 wants at least 32 bytes)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--jwt-secret", "short"])
+    assert exit_info.value.code == 2
+    assert "--jwt-secret must be at least 32 bytes" in capsys.readouterr().err
+
+
+def test_the_token_command_prints_a_token_the_gateway_accepts(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Guards against operators minting tokens the nodes refuse or that never expire."""
+    monkeypatch.setenv("CHAT_JWT_SECRET", SECRET)
+    assert main(["token", "Zoë", "--ttl", "120"]) == 0
+    claims = jwt.decode(capsys.readouterr().out.strip(), SECRET, algorithms=["HS256"])
+    assert claims["sub"] == "Zoë"
+    assert 110 <= claims["exp"] - time.time() <= 121
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["token", "alice"], "no secret"),
+        (["token", "alice", "--jwt-secret", "short"], "at least 32 bytes"),
+        (["token", "a\u200bb", "--jwt-secret", SECRET], "invisible"),
+        (["token", "alice", "--jwt-secret", SECRET, "--ttl", "0"], "--ttl"),
+    ],
+)
+def test_the_token_command_refuses_bad_input(
+    argv: list[str],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Guards against a token minted for a name no node would accept."""
+    monkeypatch.delenv("CHAT_JWT_SECRET", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
