@@ -28,6 +28,17 @@ TEST_SETTINGS = Settings(
 )
 
 
+async def poll_until(condition: Callable[[], bool], timeout: float = WAIT) -> None:
+    """Re-check `condition` (state outside any connection: Redis keys, a node's tables)
+    every 20 ms until it holds; AssertionError after `timeout` seconds."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not condition():  # noqa: ASYNC110 (no event to wait on: a poll)
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"still not true after {timeout:g}s") from None
+
+
 class PeerClosed(AssertionError):
     """The server closed the connection while a frame was expected."""
 

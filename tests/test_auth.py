@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import time
@@ -16,7 +15,7 @@ from aiohttp.test_utils import TestClient
 from gateway.__main__ import main
 from gateway.auth import mint
 from gateway.ws import NODE
-from tests.conftest import JSON_PROTOCOL, WAIT, JsonPeer, TextPeer
+from tests.conftest import JSON_PROTOCOL, JsonPeer, TextPeer, poll_until
 from tests.redis_backend import RedisBackend
 
 SECRET = "a-test-secret-of-at-least-64-bytes-so-that-HS512-tokens-can-be-forged"
@@ -165,7 +164,7 @@ async def test_several_connections_of_one_user_count_once(gateway: Gateway) -> N
         await tab.expect("dm", text="to both tabs")
 
     await first.ws.close()
-    await until(lambda: len(node.app[NODE].hub.sessions()) == 2)  # first is gone
+    await poll_until(lambda: len(node.app[NODE].hub.sessions()) == 2)  # first is gone
     await bob.request("dm", to="alice", text="to the tab left")
     await second.expect("dm", text="to the tab left")
     await second.request("send", room="lobby", text="one tab left")
@@ -200,21 +199,14 @@ async def test_one_user_on_two_nodes_is_one_member(
 
     assert holders() == [b"a", b"b"]
     await on_a.ws.close()
-    await until(lambda: holders() == [b"b"])  # a's connection released, b's kept
+    await poll_until(lambda: holders() == [b"b"])  # a's connection released, b's kept
     await bob.request("dm", to="alice", text="still online")
     await on_b.expect("dm", text="still online")
     assert (await bob.request("who", room="lobby"))["members"] == ["alice", "bob"]
     await on_b.ws.close()
     await bob.expect("presence", event="leave", name="alice")
     assert [f["event"] for f in bob.frames if f.get("name") == "alice"] == ["join", "leave"]
-    await until(lambda: not redis.exists(name_hash))
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    """Poll `condition` until it holds, for at most WAIT seconds."""
-    async with asyncio.timeout(WAIT):
-        while not condition():
-            await asyncio.sleep(0.01)
+    await poll_until(lambda: not redis.exists(name_hash))
 
 
 async def test_without_a_secret_names_stay_exclusive(client: TestClient) -> None:
@@ -268,4 +260,3 @@ def test_the_token_command_refuses_bad_input(
         main(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
-

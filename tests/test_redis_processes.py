@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
 from collections.abc import Iterator
 
@@ -10,7 +9,7 @@ import aiohttp
 import pytest
 
 from gateway.auth import mint
-from tests.conftest import JSON_PROTOCOL, JsonPeer
+from tests.conftest import JSON_PROTOCOL, JsonPeer, poll_until
 from tests.processes import GatewayProcess
 from tests.redis_backend import REDIS_SERVER, RedisBackend
 
@@ -126,9 +125,7 @@ async def test_kill_9_keeps_a_user_who_is_also_on_another_node(
             await bob.expect("presence", event="join", name="alice")
             assert holders() == [b"p0", b"p1"]
             nodes[0].kill()
-            async with asyncio.timeout(8):
-                while redis.sismember(f"{prefix}nodes", "p0"):
-                    await asyncio.sleep(0.05)  # a bounded poll for the reaper
+            await poll_until(lambda: not redis.sismember(f"{prefix}nodes", "p0"), 8)  # reaped
             assert holders() == [b"p1"]
             await bob.request("dm", to="alice", text="are you there")
             await alice[1].expect("dm", text="are you there")
@@ -139,9 +136,7 @@ async def test_kill_9_keeps_a_user_who_is_also_on_another_node(
                 "join",
                 "leave",
             ]
-            async with asyncio.timeout(5):
-                while redis.exists(name_hash):
-                    await asyncio.sleep(0.05)  # released right after the leave
+            await poll_until(lambda: not redis.exists(name_hash))  # released after the leave
     finally:
         for node in nodes:
             node.close()
