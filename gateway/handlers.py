@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -31,6 +32,8 @@ DEFAULT_HISTORY_LIMIT = 50
 
 Handler = Callable[[Node, Session, Any], Awaitable[None]]
 
+log = logging.getLogger(__name__)
+
 
 def _room_of(session: Session, room: str | None, *, must_be_in: bool) -> str:
     """The room a command is about: the current one when None (text mode)."""
@@ -53,6 +56,8 @@ def _spend_rate(node: Node, session: Session, ref: str | None) -> None:
     session.rate_strikes += 1
     error = ProtocolError(ErrorCode.RATE_LIMITED, "slow down: too many messages", ref)
     if session.rate_strikes >= node.settings.rate_strikes:
+        log.warning("closing %s (%s): rate limited %d times in a row", session.ref,
+                    session.name, session.rate_strikes)  # fmt: skip
         session.send(ErrorReply(error.code, error.message, ref))
         session.close(1008, "rate limit exceeded again and again")
     raise error

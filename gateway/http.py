@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import time
 from importlib import resources
 from typing import Any
@@ -16,6 +17,8 @@ from gateway.names import validate_name, validate_room, validate_text
 from gateway.ws import NODE
 
 MAX_API_LIMIT = 100
+
+log = logging.getLogger(__name__)
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -124,6 +127,7 @@ async def post_message(request: web.Request) -> web.Response:
         return _error(403, ErrorCode.UNAUTHORIZED, "publishing is off: start with --api-key")
     given = bearer(request)
     if given is None or not hmac.compare_digest(given.encode(), key.encode()):
+        log.warning("refused POST %s from %s: no or wrong API key", request.path, request.remote)
         return _error(401, ErrorCode.UNAUTHORIZED, "send the API key as Authorization: Bearer")
     room = validate_room(request.match_info["room"])
     try:

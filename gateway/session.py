@@ -52,6 +52,7 @@ class Session:
         self.rooms: dict[str, None] = {}  # rooms in join order (a set that keeps order)
         self.rate = rate
         self.rate_strikes = 0
+        self.broken: object = None  # why aiohttp dropped the connection, if it did
         self._metrics = metrics
         self._pending: dict[str, list[RoomEvent]] = {}  # room -> events held during a join
         self._floors: dict[str, tuple[str, int]] = {}  # room -> newest offset sent at join

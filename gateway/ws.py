@@ -55,6 +55,11 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
             await _read_loop(node, session)
     finally:
         gauge.dec()
+        # A frame over the limit (1009), invalid UTF-8 (1007), or no pong within the
+        # heartbeat: aiohttp closed the connection (or, in tests, cancelled this task).
+        broken = session.broken or ws.exception()
+        if broken is not None:
+            log.info("closed %s (%s): %s", session.ref, session.name or "no name", broken)
         await leave_everything(node, session)
         if not ws.closed:
             session.close(1000, "bye")
@@ -155,6 +160,7 @@ async def _next_text(session: Session) -> str | None:
         if msg.type is WSMsgType.BINARY:
             session.send(ErrorReply(ErrorCode.BAD_FRAME, "send text frames, not binary"))
             continue
+        session.broken = msg.data if msg.type is WSMsgType.ERROR else None
         return None
 
 
@@ -167,7 +173,8 @@ async def _read_loop(node: Node, session: Session) -> None:
             session.send(ErrorReply(ErrorCode.BAD_FRAME, "send text frames, not binary"))
             node.metrics.errors.labels(code=ErrorCode.BAD_FRAME).inc()
         else:
-            break  # an ERROR: aiohttp already closed it (1009 for a frame too big)
+            session.broken = msg.data  # an ERROR: aiohttp already closed it
+            break
         if session.closing:
             break
 
@@ -180,6 +187,9 @@ async def _run_frame(node: Node, session: Session, frame: str) -> None:
             await handle(node, session, command)
     except ProtocolError as error:
         ref = error.ref if error.ref is not None else getattr(command, "ref", None)
+        # Counted at once, logged only at DEBUG: a client can make these as fast as it
+        # can send, and must not be able to flood the logs.
+        log.debug("refused a frame of %s (%s): %s", session.ref, error.code, error.message)
         session.send(ErrorReply(error.code, error.message, ref))
         node.metrics.errors.labels(code=error.code).inc()
     except Exception:
