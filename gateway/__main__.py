@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from gateway.access_log import AccessLogger
 from gateway.app import create_app
 from gateway.auth import mint
 from gateway.config import Settings
@@ -39,7 +40,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     broker = "redis " + settings.redis_url if settings.redis_url else "in-process broker"
     log.info("node %s on http://%s:%d (%s)", settings.node_id, settings.host, settings.port, broker)
-    web.run_app(app, host=settings.host, port=settings.port, print=None, shutdown_timeout=10.0)
+    web.run_app(
+        app,
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        shutdown_timeout=10.0,
+        access_log_class=AccessLogger,
+    )
     return 0
 
 

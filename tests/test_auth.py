@@ -8,6 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import jwt
 import pytest
 from aiohttp.test_utils import TestClient
@@ -16,6 +17,7 @@ from gateway.__main__ import main
 from gateway.auth import mint
 from gateway.ws import NODE
 from tests.conftest import JSON_PROTOCOL, JsonPeer, TextPeer, poll_until
+from tests.processes import GatewayProcess
 from tests.redis_backend import RedisBackend
 
 SECRET = "a-test-secret-of-at-least-64-bytes-so-that-HS512-tokens-can-be-forged"
@@ -260,3 +262,28 @@ def test_the_token_command_refuses_bad_input(
         main(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+async def test_tokens_and_session_secrets_stay_out_of_the_logs() -> None:
+    """Guards against credentials in the access log: aiohttp's default line has the
+    query string, and ?token= and ?session= are bearer secrets."""
+    token = mint(SECRET, "erin", 60)
+    node = GatewayProcess(None, "--log-level", "INFO", env={"CHAT_JWT_SECRET": SECRET}).start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            params = {"token": token, "session": "a-session-secret"}
+            ws = await http.ws_connect(node.url, params=params, protocols=(JSON_PROTOCOL,))
+            peer = JsonPeer(ws)
+            await peer.expect("welcome")
+            await ws.close()
+            refused = await http.ws_connect(
+                node.url, params={"token": token[:-4]}, protocols=(JSON_PROTOCOL,)
+            )
+            assert await JsonPeer(refused).close_code() == 1008
+        node.stop()
+        log = node.log()
+    finally:
+        node.close()
+    assert '"GET /ws"' in log and "unauthorized" in log  # the lines are there...
+    for secret in (token, token[:-4], token.split(".")[1], "a-session-secret"):
+        assert secret not in log  # ...without the secrets

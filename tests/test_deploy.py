@@ -233,3 +233,13 @@ def test_nodes_behind_the_balancer_have_no_per_ip_cap() -> None:
         if name.startswith("gateway"):
             assert str(service["environment"]["CHAT_MAX_CONNECTIONS_PER_IP"]) == "0"
     assert '"CHAT_MAX_CONNECTIONS_PER_IP"' in (ROOT / "deploy" / "cluster.py").read_text()
+
+
+def test_nginx_logs_no_query_strings() -> None:
+    """Guards against credentials in the balancer's access log: ?token= and ?session=
+    are bearer secrets, and $request, $request_uri, $args and $query_string carry them."""
+    conf = NGINX_CONF.read_text()
+    log_format = conf[conf.index("log_format") : conf.index(";", conf.index("log_format"))]
+    assert "$uri" in log_format
+    for variable in ("$request ", '$request"', "$request_uri", "$args", "$query_string"):
+        assert variable not in log_format
