@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 
@@ -24,9 +25,20 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--url", default="ws://127.0.0.1:8080/ws", help="gateway WebSocket URL")
-    parser.add_argument("--name", default="", help="your name (asked for when not given)")
+    parser.add_argument(
+        "--name",
+        default="",
+        help="your name (asked for when not given; with --token the token's name is yours)",
+    )
     parser.add_argument("--room", default="lobby", type=_room, help="room to enter first")
-    parser.add_argument("--token", default=None, help="auth token, when the gateway wants one")
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("CHAT_TOKEN", "").strip() or None,
+        metavar="JWT",
+        help="auth token, for a gateway run with --jwt-secret (its operator makes one with "
+        "`chat-gateway token NAME`); default: the CHAT_TOKEN environment variable, which "
+        "keeps the token out of `ps` and your shell history",
+    )
     parser.add_argument(
         "--ack-timeout",
         type=float,
@@ -51,10 +63,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.url.startswith(("ws://", "wss://")):
         parser.error("--url must start with ws:// or wss://")
-    config = ClientConfig(url=args.url, name=args.name, room=args.room, token=args.token)
+    token = (args.token or "").strip() or None
+    config = ClientConfig(url=args.url, name=args.name.strip(), room=args.room, token=token)
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
-    if not interactive and not args.name.strip():
-        parser.error("--name is required when stdin or stdout is not a terminal")
+    if not interactive and not config.name and token is None:
+        parser.error("--name (or a token) is required when stdin or stdout is not a terminal")
     try:
         if interactive:
             from cli.terminal import TerminalUI

@@ -20,7 +20,15 @@ from uuid import uuid4
 
 import aiohttp
 
-from cli.connection import ConnectFailed, NameRejected, Rejected, backoff, decode, open_connection
+from cli.connection import (
+    ConnectFailed,
+    NameRejected,
+    Rejected,
+    Unauthorized,
+    backoff,
+    decode,
+    open_connection,
+)
 from cli.events import ChatEvent, DirectMessage, ErrorLine, Status
 from cli.outbox import Outbox, Outgoing
 from cli.view import RoomView, now_ms
@@ -38,9 +46,9 @@ class ClientConfig:
     """Where and who to connect as, and the timing knobs."""
 
     url: str
-    name: str
+    name: str  # may be "" with a token: the token's name is taken
     room: str = "lobby"
-    token: str | None = None
+    token: str | None = None  # sent as `Authorization: Bearer`, on every (re)connect
     backoff_initial: float = 0.5
     backoff_max: float = 10.0
     connect_timeout: float = 10.0
@@ -185,16 +193,22 @@ class ChatClient:
     async def _open(self, *, resume: bool) -> aiohttp.ClientWebSocketResponse:
         assert self._http is not None, "start() opens the HTTP session first"
         since = self._view.since() if resume else None
-        query = {"name": self.name, "room": self.room}
-        optional = {"since": since, "session": self._session, "token": self._config.token}
+        query = {"room": self.room}
+        optional = {"name": self.name, "since": since, "session": self._session}
         query.update({key: value for key, value in optional.items() if value})
-        opened = await open_connection(
-            self._http,
-            self._config.url,
-            query,
-            wait_limit=self._config.connect_timeout,
-            heartbeat=self._config.heartbeat,
-        )
+        token = self._config.token
+        try:
+            opened = await open_connection(
+                self._http,
+                self._config.url,
+                query,
+                wait_limit=self._config.connect_timeout,
+                heartbeat=self._config.heartbeat,
+                # A header, not ?token=: URLs end up in access logs.
+                headers={"Authorization": f"Bearer {token}"} if token else None,
+            )
+        except Unauthorized as exc:
+            raise Unauthorized(_unauthorized_text(exc.message, token), exc.code) from None
         self._session = opened.welcome.get("session") or self._session
         name = str(opened.welcome.get("name") or self.name)
         backfill = self._view.connected(name, resume=resume, since=since)
@@ -321,6 +335,13 @@ class ChatClient:
         if not self._finished.is_set():
             self._finished.set()
             self._events.put_nowait(None)
+
+
+def _unauthorized_text(message: str, token: str | None) -> str:
+    """The server's reason for refusing us, with what to do about it."""
+    if token:
+        return f"the server refused the token: {message}"
+    return f"{message} (give one with --token or CHAT_TOKEN)"
 
 
 def _utf8(text: str) -> str:

@@ -14,7 +14,7 @@ from yarl import URL
 
 SUBPROTOCOL = "chat.v1.json"
 NAME_ERRORS = frozenset({"invalid_name", "name_taken"})
-FATAL_ERRORS = frozenset({"unauthorized", "invalid_room", "bad_frame"})
+FATAL_ERRORS = frozenset({"invalid_room", "bad_frame"})
 CLOSE_POLICY = 1008
 
 _CLOSED = frozenset({aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED})
@@ -31,6 +31,10 @@ class Rejected(Exception):
 
 class NameRejected(Rejected):
     """The name is invalid or taken (`invalid_name` / `name_taken`); ask for another."""
+
+
+class Unauthorized(Rejected):
+    """The server wants a token, or refused the one given (`unauthorized`)."""
 
 
 class ConnectFailed(Exception):
@@ -71,10 +75,11 @@ async def open_connection(
     *,
     wait_limit: float,
     heartbeat: float,
+    headers: Mapping[str, str] | None = None,
 ) -> Opened:
-    """Connect to `url` with `query` and read up to the `welcome` frame.
+    """Connect to `url` with `query` (and `headers`) and read up to the `welcome` frame.
 
-    Raises NameRejected or Rejected when the server refuses (an `error` then a close
+    Raises NameRejected, Unauthorized or Rejected when the server refuses (an `error` then a close
     before any `welcome`, or a 1008 close), ConnectFailed for anything transient.
     """
     target = URL(url).update_query(dict(query))
@@ -82,6 +87,7 @@ async def open_connection(
         ws = await http.ws_connect(
             target,
             protocols=(SUBPROTOCOL,),
+            headers=headers,
             heartbeat=heartbeat or None,
             timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=wait_limit),
         )
@@ -116,6 +122,8 @@ async def _await_welcome(ws: aiohttp.ClientWebSocketResponse, wait_limit: float)
     message = str(error.get("message") or f"the server closed the connection ({ws.close_code})")
     if code in NAME_ERRORS:
         raise NameRejected(message, code)
+    if code == "unauthorized":
+        raise Unauthorized(message, code)
     if code == "unavailable":  # the backend is down for now (even if closed 1008)
         raise ConnectFailed(message)
     if code in FATAL_ERRORS or ws.close_code == CLOSE_POLICY:

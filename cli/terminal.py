@@ -15,6 +15,7 @@ from prompt_toolkit.styles import Style
 from cli.client import ChatClient, ClientConfig
 from cli.commands import run_line
 from cli.connection import ConnectFailed, NameRejected, Rejected
+from cli.events import Status
 from cli.render import STYLE, render
 
 EXIT_INTERRUPTED = 130
@@ -22,7 +23,8 @@ QUIT_DRAIN_SECONDS = 2.0
 
 
 class TerminalUI:
-    """One terminal session: ask a name, then chat until /quit, Ctrl-D or a fatal close."""
+    """One terminal session: a name (asked, or the token's), then chat until /quit,
+    Ctrl-D or a fatal close."""
 
     def __init__(self, config: ClientConfig) -> None:
         self._config = config
@@ -41,11 +43,14 @@ class TerminalUI:
         print_formatted_text(FormattedText([("class:error", f"! {message}")]), style=self._style)
 
     async def _connect(self) -> ChatClient | int:
-        """A started client, asking for a name until one is taken; or an exit code."""
-        name = self._config.name.strip()
+        """A started client, asking for a name until one is taken; or an exit code.
+
+        With a token nothing is asked: the name is the token's, shown once welcomed.
+        """
+        name, token = self._config.name.strip(), self._config.token
         asker: PromptSession[str] = PromptSession()
         while True:
-            while not name:
+            while not name and not token:
                 try:
                     name = (await asker.prompt_async("Your name: ")).strip()
                 except EOFError:
@@ -57,11 +62,15 @@ class TerminalUI:
                 await client.start()
             except NameRejected as exc:
                 self._error(exc.message)
+                if token:  # another name would not match the token
+                    return 1
                 name = ""
                 continue
             except (Rejected, ConnectFailed) as exc:
                 self._error(str(exc))
                 return 1
+            if token:
+                client.notify(Status(f"signed in as {client.name}"))
             return client
 
     async def _chat(self, client: ChatClient) -> int:

@@ -25,6 +25,7 @@ __all__ = ["GatewayProcess", "TcpProxy", "free_port"]
 WAIT = 8.0  # the most any single expectation waits, in seconds
 ROOT = Path(__file__).resolve().parents[2]
 CHAT = [sys.executable, "-m", "cli"]
+JWT_SECRET = "a-secret-for-the-cli-tests-of-at-least-32-bytes"
 
 
 def unique(prefix: str) -> str:
@@ -47,13 +48,21 @@ class ChatProcess:
         ]
 
     @classmethod
-    async def start(cls, url: str, *args: str, command: list[str] | None = None) -> ChatProcess:
+    async def start(
+        cls,
+        url: str,
+        *args: str,
+        command: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> ChatProcess:
+        """`chat --url URL ARGS`; `env` is added to this process's environment."""
         proc = await asyncio.create_subprocess_exec(
             *(command or CHAT),
             "--url",
             url,
             *args,
             cwd=ROOT,
+            env={**os.environ, **(env or {})},
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -165,7 +174,7 @@ class Terminal:
     matched after stripping them; `expect` moves a cursor, so order is checked too.
     """
 
-    def __init__(self, url: str, *args: str) -> None:
+    def __init__(self, url: str, *args: str, env: dict[str, str] | None = None) -> None:
         import pexpect
 
         self._pexpect = pexpect
@@ -173,7 +182,7 @@ class Terminal:
             CHAT[0],
             [*CHAT[1:], "--url", url, *args],
             cwd=str(ROOT),
-            env=chat_env(),
+            env=chat_env(**(env or {})),
             dimensions=(40, 120),
             encoding="utf-8",
             codec_errors="replace",

@@ -7,7 +7,14 @@ from typing import Any
 
 import aiohttp
 import pytest
-from chat_helpers import ChatProcess, GatewayProcess, Observer, TcpProxy, Terminal
+from chat_helpers import (
+    JWT_SECRET,
+    ChatProcess,
+    GatewayProcess,
+    Observer,
+    TcpProxy,
+    Terminal,
+)
 
 
 @pytest.fixture(scope="session")
@@ -22,6 +29,22 @@ def gateway_server() -> Iterator[GatewayProcess]:
 def own_gateway() -> Iterator[GatewayProcess]:
     """A gateway for one test, which may stop and restart it on the same port."""
     server = GatewayProcess().start()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def auth_gateway() -> Iterator[GatewayProcess]:
+    """A gateway that wants tokens signed with JWT_SECRET, logging each request (INFO)."""
+    server = GatewayProcess(None, "--jwt-secret", JWT_SECRET, "--log-level", "INFO").start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def own_auth_gateway() -> Iterator[GatewayProcess]:
+    """A gateway wanting tokens for one test, which may stop and restart it."""
+    server = GatewayProcess(None, "--jwt-secret", JWT_SECRET).start()
     yield server
     server.close()
 
@@ -47,10 +70,11 @@ async def observe() -> AsyncIterator[Callable[..., Any]]:
     async with aiohttp.ClientSession() as http:
         opened: list[aiohttp.ClientWebSocketResponse] = []
 
-        async def connect(url: str, name: str, room: str = "lobby") -> Observer:
-            ws = await http.ws_connect(
-                url, params={"name": name, "room": room}, protocols=("chat.v1.json",)
-            )
+        async def connect(
+            url: str, name: str, room: str = "lobby", token: str | None = None
+        ) -> Observer:
+            params = {"name": name, "room": room} | ({"token": token} if token else {})
+            ws = await http.ws_connect(url, params=params, protocols=("chat.v1.json",))
             opened.append(ws)
             observer = Observer(ws, room)
             await observer.until(lambda f: f["type"] == "subscribed")
@@ -73,8 +97,8 @@ def terminals() -> Iterator[Callable[..., Terminal]]:
     """Starts `chat` under pseudo-terminals; kills whatever is left at the end."""
     started: list[Terminal] = []
 
-    def start(url: str, *args: str) -> Terminal:
-        term = Terminal(url, *args)
+    def start(url: str, *args: str, **kwargs: Any) -> Terminal:
+        term = Terminal(url, *args, **kwargs)
         started.append(term)
         return term
 
