@@ -10,18 +10,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
 import aiohttp
+import jwt
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from playwright.async_api import expect
+from playwright.async_api import Page, expect
+from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from gateway import http as gateway_http
 from gateway.app import create_app
+from gateway.auth import mint
 from tests.conftest import JSON_PROTOCOL, TEST_SETTINGS, JsonPeer, join_json
 from tests.processes import GatewayProcess
 from tests.redis_backend import REDIS_SERVER, RedisBackend
@@ -440,3 +444,149 @@ async def test_keyboard_only_with_a_taken_and_an_invalid_name(
     await expect(message_text(page, "in kbd now")).to_have_count(1)
     await expect(page.locator("#pending .message")).to_have_count(0)
     assert (await holder.request("history", room="kbd"))["messages"][0]["text"] == "in kbd now"
+
+
+# auth: a node run with --jwt-secret ------------------------------------------------------
+
+JWT_SECRET = "a-secret-for-the-page-tests-of-at-least-32-bytes"
+
+
+@pytest.fixture
+async def auth_node(aiohttp_client: Any) -> TestClient:
+    """One gateway node that wants a token signed with JWT_SECRET on every /ws."""
+    settings = replace(TEST_SETTINGS, jwt_secret=JWT_SECRET)
+    client: TestClient = await aiohttp_client(create_app(settings))
+    return client
+
+
+def count_websockets(page: Page) -> list[str]:
+    """The URLs of the WebSockets `page` opens from now on (a growing list)."""
+    opened: list[str] = []
+    page.on("websocket", lambda ws: opened.append(ws.url))
+    return opened
+
+
+async def no_more_websockets(page: Page, opened: list[str], count: int) -> None:
+    """`opened` stays at `count` for a second (short and bounded: nothing reconnects)."""
+    with pytest.raises(PlaywrightTimeout):
+        await page.wait_for_event("websocket", timeout=1000)
+    assert len(opened) == count
+
+
+@pytest.mark.parametrize(
+    ("fragment", "room", "left"),
+    [("#token={}", "lobby", "/"), ("#room=dev&token={}", "dev", "/#dev")],
+    ids=["token", "room-and-token"],
+)
+async def test_a_token_in_the_address_logs_in_as_its_name_and_leaves_the_address(
+    auth_node: TestClient, pages: Pages, fragment: str, room: str, left: str
+) -> None:
+    """Guards against a page that cannot join a node with auth from a link, that shows
+    or sends a name other than the token's (the remembered one: the server would
+    refuse it), or that leaves the token in the address bar, the history or storage,
+    where a copied address or a screenshot passes it on."""
+    token = mint(JWT_SECRET, "Zoë", 600)
+    watcher = await join_json(auth_node, "watch", room, token=mint(JWT_SECRET, "watch", 600))
+    remembered = "origin !== 'null' && localStorage.setItem('chat-gateway.name', 'someone else')"
+    page = await pages.open(
+        page_url(auth_node) + fragment.format(token), "zoe", init_script=remembered
+    )
+    await expect(page.get_by_test_id("status")).to_have_text("Connected")
+    await expect(page.locator("#me-name")).to_have_text("Zoë")
+    await expect(page.get_by_role("heading", name=f"# {room}")).to_be_visible()
+    await say(page, "signed in by a link")
+    assert (await watcher.expect("message", text="signed in by a link"))["from"] == "Zoë"
+
+    assert await page.evaluate("location.href") == page_url(auth_node).rstrip("/") + left
+    stored = await page.evaluate("JSON.stringify([{...localStorage}, {...sessionStorage}])")
+    assert token not in stored
+    assert token not in await page.content()
+    await pages.screenshot(page)
+    await page.go_back()  # Back does not bring it back either: the entry was replaced
+    assert token not in page.url
+
+
+async def test_the_form_asks_for_a_token_with_the_servers_reason_and_a_pasted_one_joins(
+    auth_node: TestClient, pages: Pages
+) -> None:
+    """Guards against a page whose users cannot log in to a node with auth: the token
+    field must appear when the server refuses for want of one (saying why), take a
+    pasted token from the keyboard alone, and join as the token's name."""
+    page = await pages.open(page_url(auth_node), "ann")
+    keys = page.keyboard
+    token_input = page.get_by_test_id("token-input")
+    await expect(token_input).to_be_hidden()
+    await keys.type("ann")
+    await keys.press("Enter")
+    await expect(page.get_by_test_id("name-error")).to_contain_text("needs a token")
+    await expect(token_input).to_be_visible()
+    await expect(token_input).to_be_focused()
+    await expect(token_input).to_have_attribute("aria-invalid", "true")
+
+    await keys.insert_text(mint(JWT_SECRET, "Ann", 600))  # as a paste does
+    await keys.press("Enter")
+    await expect(page.get_by_test_id("status")).to_have_text("Connected")
+    await expect(page.locator("#me-name")).to_have_text("Ann")
+    await expect(page.get_by_test_id("message-input")).to_be_focused()
+
+
+async def test_a_bad_token_shows_the_servers_reason_and_is_not_tried_again(
+    auth_node: TestClient, pages: Pages
+) -> None:
+    """Guards against a page that loops reconnecting with a token the server refused,
+    or that swallows the reason."""
+    forged = jwt.encode({"sub": "mallory"}, "not-the-secret-but-at-least-32-bytes!!")
+    page = await pages.open("about:blank", "forged")  # to listen before the page loads
+    opened = count_websockets(page)
+    await page.goto(f"{page_url(auth_node)}#token={forged}")
+    error = page.get_by_test_id("name-error")
+    await expect(error).to_contain_text("The token was refused: the token is not valid")
+    await expect(page.get_by_test_id("token-input")).to_be_focused()
+    await expect(page.locator("#app")).to_be_hidden()
+    await no_more_websockets(page, opened, 1)
+    assert forged not in await page.evaluate("location.href")
+
+
+async def test_an_expired_token_on_reconnect_goes_back_to_the_form_and_a_new_one_resumes(
+    auth_node: TestClient, pages: Pages
+) -> None:
+    """Guards against a page that, its token expired, reconnects forever (or stops with
+    nothing to do but reload), and against a renewal that loses what was on the page or
+    a message typed while it was away."""
+    proxy = await TcpProxy(auth_node.port).start()  # type: ignore[arg-type]
+    try:
+        watcher = await join_json(auth_node, "watch", token=mint(JWT_SECRET, "watch", 600))
+        token = mint(JWT_SECRET, "kim", 2)
+        page = await pages.open(f"http://127.0.0.1:{proxy.port}/#token={token}", "kim")
+        opened = count_websockets(page)
+        await expect(page.get_by_test_id("status")).to_have_text("Connected")
+        await say(page, "said before it expired")
+        await watcher.expect("message", text="said before it expired")
+
+        expires = jwt.decode(token, options={"verify_signature": False})["exp"]
+        await asyncio.sleep(max(0.0, expires + 0.1 - time.time()))  # a clock, not an event
+        proxy.accepting = False
+        proxy.cut()
+        await expect(page.get_by_test_id("status")).to_have_text("Reconnecting")
+        await say(page, "typed while away")
+        await expect(page.locator("#pending .message")).to_have_count(1)
+        proxy.accepting = True  # the next attempt is refused: the token has expired
+        await expect(page.locator("#login")).to_be_visible(timeout=10000)
+        error = page.get_by_test_id("name-error")
+        await expect(error).to_have_text("The token was refused: the token has expired")
+        await expect(page.get_by_test_id("token-input")).to_be_focused()
+        await no_more_websockets(page, opened, len(opened))
+
+        await page.keyboard.insert_text(mint(JWT_SECRET, "kim", 600))
+        await page.keyboard.press("Enter")
+        await expect(page.get_by_test_id("status")).to_have_text("Connected")
+        await watcher.expect("message", text="typed while away")
+        await expect(page.locator("#pending .message")).to_have_count(0)
+        assert await shown_texts(page) == ["said before it expired", "typed while away"]
+        assert [f["text"] for f in watcher.frames if f.get("type") == "message"] == [
+            "said before it expired",
+            "typed while away",
+        ]
+        await pages.close(page)
+    finally:
+        await proxy.close()

@@ -1,6 +1,6 @@
-// The page: the name form, the sidebar, the conversation, the keyboard.
+// The page: the login form (a name, or a token), the sidebar, the conversation, the keyboard.
 
-import { Chat, ROOM_PATTERN } from "./chat.js";
+import { Chat, ROOM_PATTERN, nameKey } from "./chat.js";
 import { ChatView } from "./render.js";
 
 const $ = (id) => document.getElementById(id);
@@ -33,6 +33,50 @@ function startRoom() {
   return ROOM_PATTERN.test(wanted) ? wanted : "lobby";
 }
 
+/**
+ * A token handed over in the address (`/#token=...`, or `/#room=dev&token=...`), taken
+ * once and at once removed from the address bar (replacing the history entry), so that
+ * copying the address or a screenshot does not pass it on. A fragment never goes to a
+ * server: the token is sent only to /ws, and kept only in memory.
+ */
+function takeUrlToken() {
+  const params = new URLSearchParams(window.location.hash.slice(1));
+  const token = params.get("token");
+  if (token === null) return "";
+  const room = params.get("room") ?? "";
+  const keep = ROOM_PATTERN.test(room) ? `#${room}` : "";
+  const { pathname, search } = window.location;
+  history.replaceState(history.state, "", `${pathname}${search}${keep}`);
+  return token.trim();
+}
+
+/** The name a token is for (its `sub`), read without checking it: the server does. */
+function tokenName(token) {
+  try {
+    const payload = token.split(".")[1].replaceAll("-", "+").replaceAll("_", "/");
+    const bytes = Uint8Array.from(atob(payload), (c) => c.charCodeAt(0));
+    const { sub } = JSON.parse(new TextDecoder().decode(bytes));
+    return typeof sub === "string" ? sub : null;
+  } catch {
+    return null; // not a JWT: the server will say so
+  }
+}
+
+/** The token field, shown once the server wants a token or the address brought one. */
+function showTokenField() {
+  $("token-label").hidden = false;
+  $("token-input").hidden = false;
+  $("login-intro").textContent = "This chat needs a token: paste yours. Your name comes with it.";
+  $("name-input").placeholder = "Your name (optional with a token)";
+}
+
+/** Log in with `token` from the address: nothing to type. */
+function loginWithToken(token) {
+  showTokenField();
+  $("token-input").value = token;
+  $("login-form").requestSubmit();
+}
+
 /** The last name used here, to fill in (storage may be off: then nothing). */
 function storedName(name = undefined) {
   try {
@@ -44,37 +88,70 @@ function storedName(name = undefined) {
   return name ?? "";
 }
 
-$("name-input").value = storedName();
-$("name-input").focus();
-
 $("login-form").addEventListener("submit", (event) => {
   event.preventDefault();
   const name = $("name-input").value.trim();
-  if (!name) {
-    showNameError("Type a name first.");
+  const token = $("token-input").hidden ? "" : $("token-input").value.trim();
+  if (!name && !token) {
+    showLoginError($("token-input").hidden ? "Type a name first." : "Paste your token first.");
     return;
   }
-  showNameError("");
+  showLoginError("");
   lastStop = null;
   $("login-button").disabled = true;
   $("login-button").textContent = "Joining…";
-  chat.login(name, startRoom());
+  if (canRenew(name, token)) chat.renew(token);
+  else chat.login(name, startRoom(), token);
 });
 
-function showNameError(message) {
-  $("name-error").textContent = message;
-  $("name-error").hidden = !message;
-  $("name-input").setAttribute("aria-invalid", message ? "true" : "false");
+// After the submit handler: a submit without it would load /?token=... from the server.
+const addressToken = takeUrlToken();
+if (addressToken) {
+  loginWithToken(addressToken); // the token names us: the stored name is not filled in
+} else {
+  $("name-input").value = storedName();
+  $("name-input").focus();
 }
 
-function backToLogin(message) {
+window.addEventListener("hashchange", () => {
+  const token = takeUrlToken();
+  if (token && !$("login").hidden && !$("login-button").disabled) loginWithToken(token);
+});
+
+/** A new token for the name we had (the old one expired): go on where we were. */
+function canRenew(name, token) {
+  const renewed = token && chat.welcomed ? tokenName(token) : null;
+  const same = (other) => nameKey(other) === nameKey(chat.name);
+  return renewed !== null && same(renewed) && (!name || same(name));
+}
+
+/** Show `message` under the form, marking `field` (the name or the token) as the culprit. */
+function showLoginError(message, field = "name-input") {
+  $("name-error").textContent = message;
+  $("name-error").hidden = !message;
+  for (const id of ["name-input", "token-input"]) {
+    $(id).setAttribute("aria-invalid", message && id === field ? "true" : "false");
+  }
+}
+
+function backToLogin(message, field = "name-input") {
   $("app").hidden = true;
   $("login").hidden = false;
   $("login-button").disabled = false;
   $("login-button").textContent = "Join the chat";
-  showNameError(message);
-  $("name-input").focus();
-  $("name-input").select();
+  showLoginError(message, field);
+  $(field).focus();
+  $(field).select();
+}
+
+function loginFailed({ message, code }) {
+  if (code !== "unauthorized") {
+    backToLogin(capitalize(message));
+    return;
+  }
+  showTokenField(); // the server wants a token, or a better one
+  const refused = chat.token ? `The token was refused: ${message}` : capitalize(message);
+  backToLogin(refused, "token-input");
 }
 
 // ------------------------------------------------------------------------- what changed
@@ -86,9 +163,9 @@ function changed(what, detail = {}) {
     case "welcome":
       return enterChat();
     case "rewelcome":
-      return view.header();
+      return $("app").hidden ? enterChat() : view.header(); // shown again after a renewal
     case "login-failed":
-      return backToLogin(capitalize(detail.message));
+      return loginFailed(detail);
     case "stopped":
       return stopped(detail);
     case "dropped":
@@ -118,6 +195,7 @@ function changed(what, detail = {}) {
 
 function enterChat() {
   storedName(chat.name);
+  $("token-input").value = ""; // the chat keeps it (in memory) for reconnects
   $("login").hidden = true;
   $("app").hidden = false;
   view.all();

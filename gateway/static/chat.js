@@ -47,6 +47,7 @@ export class Chat {
     this.wsUrl = wsUrl;
     this.onChange = onChange;
     this.name = "";
+    this.token = ""; // with auth: sent on every connection; kept in memory only
     this.session = null;
     this.node = null;
     this.welcomed = false; // ever, in this page
@@ -67,9 +68,10 @@ export class Chat {
 
   // ---------------------------------------------------------------- what the page asks
 
-  /** Connect as `name`, first in `room`. */
-  login(name, room) {
+  /** Connect as `name` (or, with a `token`, as the token says), first in `room`. */
+  login(name, room, token = "") {
     this.name = name;
+    this.token = token;
     this.session = null;
     this.welcomed = false;
     this.outbox.clear();
@@ -81,6 +83,13 @@ export class Chat {
 
   /** Reconnect after the server closed for good (the user asked). */
   reconnect() {
+    this.conn.start("reconnecting");
+  }
+
+  /** Go on with a new token for the same name (the last one expired): rooms, messages
+   * and the outbox are kept, and resumed as after any reconnect. */
+  renew(token) {
+    this.token = token;
     this.conn.start("reconnecting");
   }
 
@@ -154,7 +163,9 @@ export class Chat {
   #url() {
     // The first room rides in the URL (with its `since`); the others are joined after.
     const first = this.#firstRoom();
-    const query = new URLSearchParams({ name: this.name, room: first.name });
+    const query = new URLSearchParams({ room: first.name });
+    if (this.name) query.set("name", this.name); // with a token it may be left to the token
+    if (this.token) query.set("token", this.token); // a browser cannot send it as a header
     if (first.cursor !== null) query.set("since", first.cursor);
     if (this.session) query.set("session", this.session);
     first.joinedWith = first.cursor;
@@ -175,8 +186,9 @@ export class Chat {
       room.joining = false;
     }
     this.outbox.connectionLost(code);
-    if (!this.welcomed) {
-      // Never in: the name (or the server) said no. Back to the name form.
+    if (!this.welcomed || error?.code === "unauthorized") {
+      // Never in (the name, the token or the server said no), or the token no longer
+      // lets us back in (it expired): back to the form; retrying would not help.
       const message = error?.message ?? `could not connect (${code || "no answer"})`;
       this.onChange("login-failed", { message, code: error?.code });
       return false;
