@@ -35,8 +35,8 @@ def own_gateway() -> Iterator[GatewayProcess]:
 
 @pytest.fixture(scope="session")
 def auth_gateway() -> Iterator[GatewayProcess]:
-    """A gateway that wants tokens signed with JWT_SECRET, logging each request (INFO)."""
-    server = GatewayProcess(None, "--jwt-secret", JWT_SECRET, "--log-level", "INFO").start()
+    """A gateway that wants tokens signed with JWT_SECRET."""
+    server = GatewayProcess(None, "--jwt-secret", JWT_SECRET).start()
     yield server
     server.close()
 
