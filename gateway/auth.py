@@ -2,7 +2,8 @@
 
 With `--jwt-secret` every WebSocket must present a token, as `?token=` (browsers
 cannot set headers on a WebSocket) or as `Authorization: Bearer`. The token decides
-the name; `exp`, `nbf` and `iat` are checked when present. Tokens are checked once,
+the name; `exp`, `nbf` and `iat` are checked when present, allowing 30 s of clock
+skew between the token's issuer and the nodes. Tokens are checked once,
 at the handshake: a connection outlives its token's expiry.
 """
 
@@ -17,6 +18,7 @@ from gateway.errors import ErrorCode, ProtocolError
 from gateway.names import name_key, validate_name
 
 ALGORITHM = "HS256"
+LEEWAY_SECONDS = 30  # clock skew allowed between the issuer and the nodes
 
 
 def bearer(request: web.Request) -> str | None:
@@ -39,9 +41,17 @@ def authenticate(secret: str, token: str | None, asked_name: str | None) -> str:
     case-folded, so a client cannot believe it is someone else.
     """
     if not token:
-        raise _unauthorized("this gateway needs a token: ?token= or Authorization: Bearer")
+        raise _unauthorized(
+            "this chat needs a token to sign in (sent as ?token= or Authorization: Bearer)"
+        )
     try:
-        claims = jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["sub"]})
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            options={"require": ["sub"]},
+            leeway=LEEWAY_SECONDS,
+        )
     except jwt.ExpiredSignatureError:
         raise _unauthorized("the token has expired") from None
     except jwt.InvalidTokenError as exc:

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.auth import bearer
+from gateway.auth import authenticate, bearer
 from gateway.errors import BrokerUnavailable, ErrorCode, ProtocolError
 from gateway.names import validate_name, validate_room, validate_text
 from gateway.ws import NODE
@@ -35,6 +35,10 @@ async def api_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
         return await handler(request)
     except ProtocolError as error:
+        if error.code is ErrorCode.UNAUTHORIZED:
+            log.warning("refused %s %s from %s: %s", request.method, request.path,
+                        request.remote, error.message)  # fmt: skip
+            return _error(401, error.code, error.message)
         return _error(400, error.code, error.message)
     except BrokerUnavailable:
         return _error(503, ErrorCode.UNAVAILABLE, "the chat backend is unavailable")
@@ -99,18 +103,34 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
 
 
+def _authorize_read(request: web.Request) -> None:
+    """With auth on (`--jwt-secret`) the REST reads want what /ws wants: a valid token
+    (any user's) as `Authorization: Bearer`, or the API key. Raises unauthorized."""
+    settings = request.app[NODE].settings
+    if settings.jwt_secret is None:
+        return
+    given = bearer(request)
+    key = settings.api_key
+    if given is not None and key and hmac.compare_digest(given.encode(), key.encode()):
+        return
+    authenticate(settings.jwt_secret, given, None)
+
+
 async def list_rooms(request: web.Request) -> web.Response:
+    _authorize_read(request)
     rooms = await request.app[NODE].broker.rooms()
     return _json({"rooms": [{"room": room, "members": count} for room, count in rooms]})
 
 
 async def list_members(request: web.Request) -> web.Response:
+    _authorize_read(request)
     room = validate_room(request.match_info["room"])
     members = await request.app[NODE].broker.members(room)
     return _json({"room": room, "members": members})
 
 
 async def list_messages(request: web.Request) -> web.Response:
+    _authorize_read(request)
     room = validate_room(request.match_info["room"])
     raw_limit = request.query.get("limit", "50")
     if not raw_limit.isdecimal() or not 1 <= int(raw_limit) <= MAX_API_LIMIT:

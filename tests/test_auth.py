@@ -106,7 +106,7 @@ async def test_text_mode_without_a_token_gets_an_error_line_and_1008(authed: Tes
     """Guards against text mode asking for a name when the token must decide it."""
     peer = TextPeer(await authed.ws_connect("/ws", params={"name": "alice"}))
     line = await peer.recv()
-    assert line.startswith("! this gateway needs a token")
+    assert line.startswith("! this chat needs a token")
     assert await peer.close_code() == 1008
 
 
@@ -287,3 +287,38 @@ async def test_tokens_and_session_secrets_stay_out_of_the_logs() -> None:
     assert '"GET /ws"' in log and "unauthorized" in log  # the lines are there...
     for secret in (token, token[:-4], token.split(".")[1], "a-session-secret"):
         assert secret not in log  # ...without the secrets
+
+
+async def test_a_token_minted_on_a_clock_a_little_ahead_is_accepted(authed: TestClient) -> None:
+    """Guards against refusing every token of an issuer whose clock runs a few seconds
+    ahead of the node's (PyJWT refuses an `iat` in the future without leeway)."""
+    peer = await connect_json(authed, token=mint(SECRET, "skewed", 60, now=time.time() + 10))
+    assert (await peer.expect("welcome"))["name"] == "skewed"
+
+
+READS = ["/api/rooms", "/api/rooms/lobby/members", "/api/rooms/lobby/messages"]
+
+
+@pytest.mark.parametrize("path", READS)
+async def test_with_auth_the_rest_reads_want_a_token_or_the_api_key(
+    gateway: Gateway, path: str
+) -> None:
+    """Guards against history and member lists open to anyone over HTTP while /ws
+    wants a token."""
+    node = await gateway(jwt_secret=SECRET, api_key="the-api-key")
+    refused = await node.get(path)
+    assert refused.status == 401
+    assert (await refused.json())["error"]["code"] == "unauthorized"
+    forged = await node.get(
+        path, headers={"Authorization": f"Bearer {signed({'sub': 'x'}, OTHER_SECRET)}"}
+    )
+    assert forged.status == 401
+    for credential in (mint(SECRET, "reader", 60), "the-api-key"):
+        allowed = await node.get(path, headers={"Authorization": f"Bearer {credential}"})
+        assert allowed.status == 200
+
+
+async def test_without_auth_the_rest_reads_are_open(client: TestClient) -> None:
+    """Guards against the token check leaking into the default, open mode."""
+    for path in READS:
+        assert (await client.get(path)).status == 200
