@@ -200,6 +200,13 @@ async def join_json(client: TestClient, name: str, room: str = "lobby", **query:
     return peer
 
 
+async def refused_status(client: TestClient, **kwargs: Any) -> int:
+    """The HTTP status a /ws handshake was refused with (fails if it was upgraded)."""
+    with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+        await client.ws_connect("/ws", params={"name": "mallory"}, **kwargs)
+    return info.value.status
+
+
 async def join_text(client: TestClient, name: str, room: str = "lobby") -> TextPeer:
     """Connect in text mode with the name in the query; read up to the room line."""
     ws = await client.ws_connect("/ws", params={"name": name, "room": room})

@@ -5,23 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import JSON_PROTOCOL, WAIT, JsonPeer, TextPeer, join_json
+from tests.conftest import JSON_PROTOCOL, WAIT, JsonPeer, TextPeer, join_json, refused_status
 
 Gateway = Callable[..., Awaitable[TestClient]]
 SITE = "https://chat.example.com"
-
-
-async def refused_status(client: TestClient, **kwargs: Any) -> int:
-    """The HTTP status a /ws handshake was refused with (fails if it was upgraded)."""
-    with pytest.raises(aiohttp.WSServerHandshakeError) as info:
-        await client.ws_connect("/ws", params={"name": "mallory"}, **kwargs)
-    return info.value.status
 
 
 async def join_once_the_node_lets_in(client: TestClient, name: str) -> JsonPeer:

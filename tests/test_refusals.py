@@ -20,17 +20,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.auth import mint
-from tests.conftest import JSON_PROTOCOL, JsonPeer, TextPeer, join_json
+from tests.conftest import JSON_PROTOCOL, JsonPeer, TextPeer, join_json, refused_status
 
 Gateway = Callable[..., Awaitable[TestClient]]
 SECRET = "a-secret-for-the-refusal-tests-of-32-bytes-or-more"
-
-
-async def handshake_status(client: TestClient, **kwargs: Any) -> int:
-    """The HTTP status a /ws handshake was refused with (fails if it was upgraded)."""
-    with pytest.raises(aiohttp.WSServerHandshakeError) as info:
-        await client.ws_connect("/ws", params={"name": "mallory"}, **kwargs)
-    return info.value.status
 
 
 async def json_close(client: TestClient, query: dict[str, str]) -> tuple[str, int | None]:
@@ -45,11 +38,11 @@ async def json_close(client: TestClient, query: dict[str, str]) -> tuple[str, in
 
 
 async def foreign_origin(client: TestClient) -> Any:
-    return await handshake_status(client, headers={"Origin": "https://evil.example"})
+    return await refused_status(client, headers={"Origin": "https://evil.example"})
 
 
 async def one_too_many(client: TestClient) -> Any:
-    return await handshake_status(client)  # the bystanders hold the node's two slots
+    return await refused_status(client)  # the bystanders hold the node's two slots
 
 
 async def bad_token(client: TestClient) -> Any:
