@@ -242,3 +242,46 @@ async def test_a_dead_nodes_members_leave_once(
     again = await join_json(nodes[1][0], "doomed")  # the name was freed too
     assert again.welcome["name"] == "doomed"
     del doomed
+
+
+class _Listener:
+    """The node side of a bare broker: nothing to deliver to in this test."""
+
+    def on_room_event(self, event: object) -> None: ...
+
+    def on_direct(self, event: object, name_key: str) -> None: ...
+
+    def on_kick(self, connection: str) -> None: ...
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["exclusive", "shared"])
+async def test_what_leaves_while_the_node_reregisters_stays_gone(
+    redis_backend: RedisBackend, shared: bool
+) -> None:
+    """Guards against re-registration (after every resubscription) putting back a name
+    or a presence released meanwhile: the user would stay online for good, their name
+    taken and their DMs acked into the void, until the node restarts.
+
+    Re-registration walks its tables one round trip per entry; the release starts while
+    it is at the first of a hundred users, so a walk over a copy would re-add bob."""
+    settings, broker = redis_backend.broker(TEST_SETTINGS, redis_backend.new_prefix())
+    await broker.start(_Listener())
+    try:
+        others = [f"user{i}" for i in range(100)]
+        for name in others:
+            await broker.presence_add("a", name)
+            await broker.claim_name(name, f"conn-{name}", None, shared=shared)
+        await broker.presence_add("b", "bob")
+        await broker.claim_name("bob", "conn-b", None, shared=shared)
+        walk = asyncio.create_task(broker.reregister())
+        await asyncio.sleep(0)  # the walk now waits on Redis for user0's presence
+        assert await broker.presence_remove("b", "bob")
+        await broker.release_name("bob", "conn-b")
+        await walk
+        redis = redis_backend.client()
+        assert await broker.members("b") == []
+        assert not redis.exists(f"{settings.redis_prefix}name:bob")
+        assert await broker.members("a") == sorted(others)  # the others are still there
+        assert redis.exists(f"{settings.redis_prefix}name:user99")
+    finally:
+        await broker.close()

@@ -193,13 +193,26 @@ class RedisBroker:
         is not taken back: its connection here is closed as taken over. Cleanups that
         failed earlier are retried.
         """
+        # A connection may leave or close during any await below: an entry gone from
+        # the tables is skipped, and one gone while its call ran is undone again.
         for (room, key), display in list(self._present.items()):
+            if self._present.get((room, key)) != display:
+                continue
             added = await self._presence_call(self._presence_add, room, key, display)
             if added and announce:
                 await self.publish_presence(PresenceChange(room, "join", display))
+            if (room, key) not in self._present:
+                removed = await self._presence_call(self._presence_remove, room, key, display)
+                if removed and added and announce:
+                    await self.publish_presence(PresenceChange(room, "leave", display))
         for connection, (name, shared) in list(self._owned.items()):
+            if connection not in self._owned:
+                continue
             new = secrets.token_urlsafe(18)
-            if not await self._claim_call(name, connection, new, "", shared=shared):
+            claimed = await self._claim_call(name, connection, new, "", shared=shared)
+            if connection not in self._owned:
+                await self._release_call(name, connection)
+            elif not claimed:
                 del self._owned[connection]
                 if self._listener is not None:
                     self._listener.on_kick(connection)
@@ -395,8 +408,14 @@ class RedisBroker:
         self._listening[connection] = channel
         return str(result[0].decode())
 
-    async def release_name(self, name: str, connection: str) -> None:
+    async def _release_call(self, name: str, connection: str) -> None:
         key = name_key(name)
+        await self._release(
+            keys=[self._keys.name(key), self._keys.node(self._node) + ":names"],
+            args=[key, connection, self._node],
+        )
+
+    async def release_name(self, name: str, connection: str) -> None:
         self._owned.pop(connection, None)
         self._unreleased.pop(connection, None)
         channel = self._listening.pop(connection, None)
@@ -404,10 +423,7 @@ class RedisBroker:
             await self._subscriber.unsubscribe(channel)
         try:
             with _unavailable_on_error():
-                await self._release(
-                    keys=[self._keys.name(key), self._keys.node(self._node) + ":names"],
-                    args=[key, connection, self._node],
-                )
+                await self._release_call(name, connection)
         except BrokerUnavailable:
             self._unreleased[connection] = name  # retried after the next reconnect
             raise
