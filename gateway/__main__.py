@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from aiohttp import web
+from yarl import URL
 
 from gateway.access_log import AccessLogger
 from gateway.app import create_app
@@ -20,6 +21,16 @@ from gateway.config import Settings
 from gateway.errors import ProtocolError
 
 DEFAULT_TOKEN_TTL = 24 * 3600.0
+
+
+def describe(settings: Settings) -> str:
+    """The node's first log line: where it listens, its broker (a Redis URL without its
+    password) and whether auth is on."""
+    broker = "in-process broker"
+    if settings.redis_url:
+        broker = "redis " + str(URL(settings.redis_url).with_password(None))
+    auth = "auth on (JWT)" if settings.auth else "auth off: names are first come, first served"
+    return f"node {settings.node_id} on http://{settings.host}:{settings.port} ({broker}; {auth})"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,8 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"chat-gateway: {exc}", file=sys.stderr)
         return 2
-    broker = "redis " + settings.redis_url if settings.redis_url else "in-process broker"
-    log.info("node %s on http://%s:%d (%s)", settings.node_id, settings.host, settings.port, broker)
+    log.info("%s", describe(settings))
     web.run_app(
         app,
         host=settings.host,

@@ -2,9 +2,10 @@
 
 With `--jwt-secret` every WebSocket must present a token, as `?token=` (browsers
 cannot set headers on a WebSocket) or as `Authorization: Bearer`. The token decides
-the name; `exp`, `nbf` and `iat` are checked when present, allowing 30 s of clock
-skew between the token's issuer and the nodes. Tokens are checked once,
-at the handshake: a connection outlives its token's expiry.
+the name. `exp` is required (there is no revocation: tokens must expire); `nbf` and
+`iat` are checked when present; each allows `--jwt-leeway` (30 s) of clock skew
+between the token's issuer and the nodes. Tokens are checked once, at the handshake: a
+connection outlives its token's expiry.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from gateway.errors import ErrorCode, ProtocolError
 from gateway.names import name_key, validate_name
 
 ALGORITHM = "HS256"
-LEEWAY_SECONDS = 30  # clock skew allowed between the issuer and the nodes
 
 
 def bearer(request: web.Request) -> str | None:
@@ -34,11 +34,14 @@ def presented_token(request: web.Request) -> str | None:
     return request.query.get("token") or bearer(request)
 
 
-def authenticate(secret: str, token: str | None, asked_name: str | None) -> str:
+def authenticate(
+    secret: str, token: str | None, asked_name: str | None, leeway: float = 0.0
+) -> str:
     """The name `token` proves; ProtocolError(unauthorized) for a missing or bad one.
 
     `asked_name` (a `?name=` given as well) must be the token's name, compared
-    case-folded, so a client cannot believe it is someone else.
+    case-folded, so a client cannot believe it is someone else. `leeway` is the clock
+    skew allowed on `exp`, `nbf` and `iat`, in seconds.
     """
     if not token:
         raise _unauthorized(
@@ -49,8 +52,8 @@ def authenticate(secret: str, token: str | None, asked_name: str | None) -> str:
             token,
             secret,
             algorithms=[ALGORITHM],
-            options={"require": ["sub"]},
-            leeway=LEEWAY_SECONDS,
+            options={"require": ["sub", "exp"]},
+            leeway=leeway,
         )
     except jwt.ExpiredSignatureError:
         raise _unauthorized("the token has expired") from None
@@ -64,7 +67,7 @@ def authenticate(secret: str, token: str | None, asked_name: str | None) -> str:
     except ProtocolError as exc:
         raise _unauthorized(f"the token's sub is not a valid name: {exc.message}") from None
     if asked_name is not None and name_key(asked_name.strip()) != name_key(name):
-        raise _unauthorized(f"the token is for {name}, not {asked_name.strip()}")
+        raise _unauthorized(f"the token is for {name}, not for the name in the URL")
     return name
 
 

@@ -11,6 +11,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+SECRETS = frozenset({"jwt_secret", "api_key"})  # an empty one is a mistake, never "off"
 MIN_JWT_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key at least as long as the hash
 
 
@@ -103,6 +104,10 @@ class Settings:
             "whose sub is its name; unset: no auth"
         },
     )
+    jwt_leeway: float = field(
+        default=30.0,
+        metadata={"help": "seconds of clock skew allowed on a token's exp, nbf and iat"},
+    )
     allowed_origins: str = field(
         default="",
         metadata={
@@ -190,6 +195,8 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         env_name = _env_name(f.name)
         raw = env.get(env_name)
         default: Any = None
+        if raw == "" and f.name in SECRETS:
+            parser.error(f"{env_name} is set but empty: unset it, or give the secret")
         if raw is not None and raw != "":
             try:
                 default = kind(raw)

@@ -36,7 +36,7 @@ async def api_errors(request: web.Request, handler: Any) -> web.StreamResponse:
         return await handler(request)
     except ProtocolError as error:
         if error.code is ErrorCode.UNAUTHORIZED:
-            log.warning("refused %s %s from %s: %s", request.method, request.path,
+            log.warning("refused %s %s from %s: %r", request.method, request.rel_url.raw_path,
                         request.remote, error.message)  # fmt: skip
             return _error(401, error.code, error.message)
         return _error(400, error.code, error.message)
@@ -113,7 +113,7 @@ def _authorize_read(request: web.Request) -> None:
     key = settings.api_key
     if given is not None and key and hmac.compare_digest(given.encode(), key.encode()):
         return
-    authenticate(settings.jwt_secret, given, None)
+    authenticate(settings.jwt_secret, given, None, settings.jwt_leeway)
 
 
 async def list_rooms(request: web.Request) -> web.Response:
@@ -147,7 +147,9 @@ async def post_message(request: web.Request) -> web.Response:
         return _error(403, ErrorCode.UNAUTHORIZED, "publishing is off: start with --api-key")
     given = bearer(request)
     if given is None or not hmac.compare_digest(given.encode(), key.encode()):
-        log.warning("refused POST %s from %s: no or wrong API key", request.path, request.remote)
+        log.warning(
+            "refused POST %s from %s: no or wrong API key", request.rel_url.raw_path, request.remote
+        )
         return _error(401, ErrorCode.UNAUTHORIZED, "send the API key as Authorization: Bearer")
     room = validate_room(request.match_info["room"])
     try:

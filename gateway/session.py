@@ -31,6 +31,16 @@ CLOSE_TIMEOUT = 2.0  # seconds for the closing handshake before the socket is cu
 FrameCache = dict[tuple[str, bool], str | None]
 
 
+MAX_CLOSE_REASON_BYTES = 123  # RFC 6455 5.5: 125 bytes of payload, 2 for the code
+
+
+def close_reason(reason: str) -> bytes:
+    """`reason` as UTF-8 within the close frame's limit, never cutting a character in two
+    (a broken one makes the client fail the close with 1007 instead of its code)."""
+    cut = reason.encode()[:MAX_CLOSE_REASON_BYTES]
+    return cut.decode(errors="ignore").encode()
+
+
 class Session:
     """A connection's state. Its room membership is kept by the hub and presence."""
 
@@ -228,7 +238,7 @@ class Session:
         self._queue.clear()
         try:
             async with asyncio.timeout(CLOSE_TIMEOUT):
-                await self.ws.close(code=code, message=reason.encode()[:120])
+                await self.ws.close(code=code, message=close_reason(reason))
         except TimeoutError:
             self._abort()
 

@@ -75,7 +75,7 @@ def _refuse(node: Node, session: Session, error: ProtocolError, peer: str | None
     """
     log.log(
         logging.WARNING if error.code is ErrorCode.UNAUTHORIZED else logging.INFO,
-        "refused /ws from %s before welcome: %s (%s)",
+        "refused /ws from %s before welcome: %s %r",  # %r: the message may echo input
         peer,
         error.code,
         error.message,
@@ -94,7 +94,9 @@ async def _handshake(node: Node, session: Session, request: web.Request) -> bool
     try:
         room = validate_room(query.get("room", "lobby"))
         if settings.jwt_secret is not None:
-            raw_name = authenticate(settings.jwt_secret, presented_token(request), raw_name)
+            raw_name = authenticate(
+                settings.jwt_secret, presented_token(request), raw_name, settings.jwt_leeway
+            )
         elif raw_name is None and not session.is_text:
             raise ProtocolError(ErrorCode.INVALID_NAME, "JSON mode needs ?name= in the URL")
     except ProtocolError as error:

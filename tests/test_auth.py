@@ -11,10 +11,12 @@ from typing import Any
 import aiohttp
 import jwt
 import pytest
+import yarl
 from aiohttp.test_utils import TestClient
 
-from gateway.__main__ import main
+from gateway.__main__ import describe, main
 from gateway.auth import mint
+from gateway.config import Settings
 from gateway.ws import NODE
 from tests.conftest import JSON_PROTOCOL, JsonPeer, TextPeer, poll_until
 from tests.processes import GatewayProcess
@@ -54,7 +56,13 @@ async def refused_json(client: TestClient, **query: str) -> str:
     return str(first["message"])
 
 
-def signed(claims: dict[str, Any], secret: str = SECRET, algorithm: str = "HS256") -> str:
+def signed(
+    claims: dict[str, Any], secret: str = SECRET, algorithm: str = "HS256", expires: bool = True
+) -> str:
+    """A token of `claims`, with an `exp` ten minutes ahead unless they set one (or not
+    `expires`), so each refusal below is for its own reason."""
+    if expires:
+        claims = {"exp": int(time.time()) + 600, **claims}
     return jwt.encode(claims, secret, algorithm=algorithm)
 
 
@@ -77,9 +85,13 @@ async def refused_count(client: TestClient, reason: str) -> float:
         ({"token": signed({"sub": "alice", "nbf": int(time.time()) + 3600})}, "not valid"),
         ({"token": signed({"name": "alice"})}, "not valid"),  # no sub
         ({"token": signed({"sub": "alice"}, algorithm="HS512")}, "not valid"),
-        ({"token": jwt.encode({"sub": "alice"}, None, algorithm="none")}, "not valid"),
+        (
+            {"token": jwt.encode({"sub": "alice", "exp": 2**40}, None, algorithm="none")},
+            "not valid",
+        ),
         ({"token": signed({"sub": "al\u202eice"})}, "not a valid name"),
-        ({"token": signed({"sub": "alice"}), "name": "mallory"}, "for alice, not mallory"),
+        ({"token": signed({"sub": "alice"}, expires=False)}, 'missing the "exp" claim'),
+        ({"token": signed({"sub": "alice"}), "name": "mallory"}, "for alice, not"),
     ],
     ids=[
         "missing",
@@ -91,6 +103,7 @@ async def refused_count(client: TestClient, reason: str) -> float:
         "wrong-algorithm",
         "alg-none",
         "invisible-sub",
+        "no-exp",
         "other-name",
     ],
 )
@@ -264,9 +277,10 @@ def test_the_token_command_refuses_bad_input(
     assert message in capsys.readouterr().err
 
 
-async def test_tokens_and_session_secrets_stay_out_of_the_logs() -> None:
-    """Guards against credentials in the access log: aiohttp's default line has the
-    query string, and ?token= and ?session= are bearer secrets."""
+async def test_the_logs_hold_no_secrets_and_no_forged_lines() -> None:
+    """Guards against credentials in the logs (aiohttp's default access line has the
+    query string, and ?token= and ?session= are bearer secrets) and against a client
+    writing a line of its own into them (a %0A in the path)."""
     token = mint(SECRET, "erin", 60)
     node = GatewayProcess(None, "--log-level", "INFO", env={"CHAT_JWT_SECRET": SECRET}).start()
     try:
@@ -277,9 +291,15 @@ async def test_tokens_and_session_secrets_stay_out_of_the_logs() -> None:
             await peer.expect("welcome")
             await ws.close()
             refused = await http.ws_connect(
-                node.url, params={"token": token[:-4]}, protocols=(JSON_PROTOCOL,)
+                node.url,
+                params={"token": token[:-4]},
+                protocols=(JSON_PROTOCOL,),
             )
             assert await JsonPeer(refused).close_code() == 1008
+            base = node.url.replace("ws://", "http://").removesuffix("/ws")
+            forged = f"{base}/x%0A2099-01-01%20INFO%20aiohttp.access:%20FORGED"
+            async with http.get(yarl.URL(forged, encoded=True)) as response:
+                assert response.status == 404
         node.stop()
         log = node.log()
     finally:
@@ -287,6 +307,8 @@ async def test_tokens_and_session_secrets_stay_out_of_the_logs() -> None:
     assert '"GET /ws"' in log and "unauthorized" in log  # the lines are there...
     for secret in (token, token[:-4], token.split(".")[1], "a-session-secret"):
         assert secret not in log  # ...without the secrets
+    assert "/x%0A2099-01-01" in log  # the attempt, still encoded...
+    assert not [line for line in log.splitlines() if line.startswith(("2099", "FORGED"))]
 
 
 async def test_a_token_minted_on_a_clock_a_little_ahead_is_accepted(authed: TestClient) -> None:
@@ -322,3 +344,36 @@ async def test_without_auth_the_rest_reads_are_open(client: TestClient) -> None:
     """Guards against the token check leaking into the default, open mode."""
     for path in READS:
         assert (await client.get(path)).status == 200
+
+
+def test_the_start_line_shows_no_redis_password() -> None:
+    """Guards against the Redis password of --redis-url in every node's first log line."""
+    settings = Settings(redis_url="redis://chat:hunter2@redis.internal:6379/0")
+    line = describe(settings)
+    assert "hunter2" not in line and "redis://chat@redis.internal:6379/0" in line
+    assert "auth off" in line
+    assert "auth on" in describe(Settings(jwt_secret=SECRET))
+
+
+def test_an_empty_secret_in_the_environment_is_an_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Guards against `CHAT_JWT_SECRET: ${CHAT_JWT_SECRET}` with the host variable unset
+    (compose makes it empty) starting an open node: empty is a mistake, not "off"."""
+    monkeypatch.setenv("CHAT_JWT_SECRET", "")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--port", "1"])
+    assert exit_info.value.code == 2
+    assert "CHAT_JWT_SECRET is set but empty" in capsys.readouterr().err
+
+
+async def test_a_long_refusal_keeps_its_close_code(client: TestClient) -> None:
+    """Guards against a close reason cut inside a character (an error that echoes a
+    32-emoji name is over the 123 bytes a close frame holds): the client then fails the
+    close with 1007 and never sees 1008."""
+    name = "\N{GRINNING FACE}" * 32
+    holder = await connect_json(client, name=name)
+    await holder.expect("welcome")
+    second = await connect_json(client, name=name)
+    assert (await second.recv())["code"] == "name_taken"
+    assert await second.close_code() == 1008

@@ -454,7 +454,7 @@ JWT_SECRET = "a-secret-for-the-page-tests-of-at-least-32-bytes"
 @pytest.fixture
 async def auth_node(aiohttp_client: Any) -> TestClient:
     """One gateway node that wants a token signed with JWT_SECRET on every /ws."""
-    settings = replace(TEST_SETTINGS, jwt_secret=JWT_SECRET)
+    settings = replace(TEST_SETTINGS, jwt_secret=JWT_SECRET, jwt_leeway=0)
     client: TestClient = await aiohttp_client(create_app(settings))
     return client
 

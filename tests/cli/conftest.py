@@ -36,7 +36,7 @@ def own_gateway() -> Iterator[GatewayProcess]:
 @pytest.fixture(scope="session")
 def auth_gateway() -> Iterator[GatewayProcess]:
     """A gateway that wants tokens signed with JWT_SECRET."""
-    server = GatewayProcess(None, "--jwt-secret", JWT_SECRET).start()
+    server = GatewayProcess(None, "--jwt-secret", JWT_SECRET, "--jwt-leeway", "0").start()
     yield server
     server.close()
 
@@ -44,7 +44,7 @@ def auth_gateway() -> Iterator[GatewayProcess]:
 @pytest.fixture
 def own_auth_gateway() -> Iterator[GatewayProcess]:
     """A gateway wanting tokens for one test, which may stop and restart it."""
-    server = GatewayProcess(None, "--jwt-secret", JWT_SECRET).start()
+    server = GatewayProcess(None, "--jwt-secret", JWT_SECRET, "--jwt-leeway", "0").start()
     yield server
     server.close()
 
