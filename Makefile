@@ -19,6 +19,10 @@ run: $(STAMP)  ## one node on the embedded broker: page and /ws on 127.0.0.1:808
 cluster: $(STAMP)  ## redis, 3 nodes and nginx as local processes on CLUSTER_PORT; Ctrl-C stops all
 	$(BIN)/python deploy/cluster.py --port $(CLUSTER_PORT)
 
+.PHONY: fuzz
+fuzz: $(STAMP)  ## a bounded fuzz run against a live node; FUZZ_ARGS="--redis-url redis://..."
+	$(BIN)/python -m bench.fuzz $(FUZZ_ARGS)
+
 test: $(STAMP)  ## the whole suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -65,7 +65,8 @@ def _history(args: str) -> Command:
     args = args.strip()
     if not args:
         return HistoryQuery(room=None, limit=DEFAULT_HISTORY_LINES)
-    if not args.isdecimal() or not 1 <= int(args) <= MAX_HISTORY_LINES:
+    # int() raises ValueError past 4300 digits: a long number is refused before it.
+    if not args.isdecimal() or len(args) > 10 or not 1 <= int(args) <= MAX_HISTORY_LINES:
         raise _usage(f"/history [N], N from 1 to {MAX_HISTORY_LINES}")
     return HistoryQuery(room=None, limit=int(args))
 
