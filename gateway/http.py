@@ -13,7 +13,7 @@ from aiohttp import web
 
 from gateway.auth import authenticate, bearer
 from gateway.errors import BrokerUnavailable, ErrorCode, ProtocolError
-from gateway.names import validate_name, validate_room, validate_text
+from gateway.names import parse_count, validate_name, validate_room, validate_text
 from gateway.ws import NODE
 
 MAX_API_LIMIT = 100
@@ -133,10 +133,11 @@ async def list_messages(request: web.Request) -> web.Response:
     _authorize_read(request)
     room = validate_room(request.match_info["room"])
     raw_limit = request.query.get("limit", "50")
-    if not raw_limit.isdecimal() or not 1 <= int(raw_limit) <= MAX_API_LIMIT:
+    limit = parse_count(raw_limit, 1, MAX_API_LIMIT)
+    if limit is None:
         raise ProtocolError(ErrorCode.BAD_FRAME, f"limit must be 1 to {MAX_API_LIMIT}")
     before = request.query.get("before") or None
-    messages = await request.app[NODE].broker.history(room, before, int(raw_limit))
+    messages = await request.app[NODE].broker.history(room, before, limit)
     return _json({"room": room, "messages": [m.wire() for m in messages]})
 
 

@@ -52,3 +52,12 @@ def validate_text(text: str, max_chars: int) -> str:
     if LONE_SURROGATES.search(text):
         raise ProtocolError(ErrorCode.BAD_FRAME, "a message may not contain lone surrogates")
     return text
+
+
+def parse_count(text: str, low: int, high: int) -> int | None:
+    """`text` as a whole number from `low` to `high`; None otherwise. Long strings of
+    digits are refused before int() sees them (past 4300 digits it raises)."""
+    if not text.isdecimal() or not text.isascii() or len(text) > len(str(high)):
+        return None
+    number = int(text)
+    return number if low <= number <= high else None

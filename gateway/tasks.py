@@ -1,9 +1,12 @@
-"""Stopping background tasks: cancel, wait (bounded), and never swallow our own cancel."""
+"""Stopping background tasks: cancel, wait (bounded), and never swallow our own cancel;
+and the opposite, cleanups that a cancel must not cut short."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -22,3 +25,22 @@ async def stop_tasks(*tasks: asyncio.Task[object] | None) -> None:
         _, pending = await asyncio.wait(pending, timeout=0.5)
     for task in pending:
         log.error("task %s did not stop when cancelled", task.get_name())
+
+
+async def complete_despite_cancel(cleanup: Coroutine[Any, Any, None]) -> None:
+    """Run `cleanup` to its end even if the caller is cancelled meanwhile (a connection's
+    handler is, when its peer goes away), then pass the cancel on.
+
+    A cleanup cut in the middle leaves state behind: rooms a closed connection is still
+    counted in, a name never released.
+    """
+    task = asyncio.ensure_future(cleanup)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    task.result()

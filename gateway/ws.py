@@ -20,6 +20,7 @@ from gateway.names import name_key, validate_name, validate_room
 from gateway.node import Node
 from gateway.ratelimit import TokenBucket
 from gateway.session import Session
+from gateway.tasks import complete_despite_cancel
 
 log = logging.getLogger(__name__)
 
@@ -55,16 +56,22 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
             await _read_loop(node, session)
     finally:
         gauge.dec()
-        # A frame over the limit (1009), invalid UTF-8 (1007), or no pong within the
-        # heartbeat: aiohttp closed the connection (or, in tests, cancelled this task).
-        broken = session.broken or ws.exception()
-        if broken is not None:
-            log.info("closed %s (%s): %s", session.ref, session.name or "no name", broken)
-        await leave_everything(node, session)
-        if not ws.closed:
-            session.close(1000, "bye")
-        await session.finish()
+        await complete_despite_cancel(_end(node, session))
     return ws
+
+
+async def _end(node: Node, session: Session) -> None:
+    """Log why a connection broke, if it did; leave its rooms, free its name, close it."""
+    ws = session.ws
+    # A frame over the limit (1009), invalid UTF-8 (1007), or no pong within the
+    # heartbeat: aiohttp closed the connection (or cancelled the handler).
+    broken = session.broken or ws.exception()
+    if broken is not None:
+        log.info("closed %s (%s): %s", session.ref, session.name or "no name", broken)
+    await leave_everything(node, session)
+    if not ws.closed:
+        session.close(1000, "bye")
+    await session.finish()
 
 
 def _refuse(node: Node, session: Session, error: ProtocolError, peer: str | None) -> bool:

@@ -4,9 +4,10 @@ One seeded run throws random and broken frames of every kind at a live `python -
 gateway` while two honest users chat on it, then closes everything and waits (bounded)
 for the node to let go. The bench's own figures come from `make fuzz`.
 
-Also here: the inputs the fuzz found that broke the node. The one fixed (a /history count
-of thousands of digits, in the text codec) is a regression test; the ones not fixed yet
-are strict xfails, and the fuzz run leaves their inputs out until they are fixed.
+Also here: the inputs the fuzz found that broke the node, each a regression test: a
+/history count or an offset of thousands of digits (int() raises past 4300), a non-ASCII
+session secret (hmac.compare_digest refuses such a str), and many rooms left at once on
+Redis (redis-py's default pool failed every call over 100 connections at once).
 """
 
 from __future__ import annotations
@@ -42,9 +43,8 @@ SMALL = FuzzConfig(
     time_cap=20.0,  # ~4 s on the 2-core development machine; a failing run ends in time
     settle_cap=10.0,
     linger=0.0,
-    # Bugs the fuzz found, not fixed yet: the xfail tests below. Turn these on with the fix.
-    huge_offsets=False,
-    non_ascii_sessions=False,
+    huge_offsets=True,  # bugs the fuzz found, now fixed: tested below too
+    non_ascii_sessions=True,
 )
 
 # The node's RSS after the run, every connection closed and every room gone, may exceed
@@ -151,13 +151,6 @@ async def _answer(peer: Any, ref: str) -> tuple[str, Any]:
                 return "frame", frame
 
 
-HUGE_OFFSET_BUG = (
-    "bug found by the fuzz: an offset of the room's own epoch with over 4300 digits makes "
-    "the broker's _parse call int() on it (ValueError): the node closes 1011"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=HUGE_OFFSET_BUG)
 async def test_a_before_of_thousands_of_digits_is_answered(client: TestClient) -> None:
     """history with before=EPOCH-999... (5000 digits): an empty history or a bad_frame."""
     ann = await join_json(client, "ann")
@@ -169,7 +162,6 @@ async def test_a_before_of_thousands_of_digits_is_answered(client: TestClient) -
     assert answer["type"] in ("history", "error")
 
 
-@pytest.mark.xfail(strict=True, reason=HUGE_OFFSET_BUG)
 async def test_a_since_of_thousands_of_digits_is_answered(client: TestClient) -> None:
     """join with since=EPOCH-999... (5000 digits): subscribed (not recovered) or an error."""
     ann = await join_json(client, "ann")
@@ -182,7 +174,6 @@ async def test_a_since_of_thousands_of_digits_is_answered(client: TestClient) ->
     assert answer["type"] in ("subscribed", "error")
 
 
-@pytest.mark.xfail(strict=True, reason=HUGE_OFFSET_BUG + " (here before the welcome's room)")
 async def test_a_since_of_thousands_of_digits_in_the_url_is_answered(client: TestClient) -> None:
     """?since=EPOCH-999...: the node sent welcome, then closed 1000 without subscribed
     (the ValueError escaped the handshake: aiohttp logged "Error handling request")."""
@@ -203,22 +194,6 @@ async def test_a_since_of_thousands_of_digits_in_the_url_is_answered(client: Tes
     assert kinds[-1:] in (["subscribed"], ["error"]), f"got {kinds}, then {ws.close_code}"
 
 
-@pytest.mark.parametrize(
-    "broker_kind",
-    [
-        pytest.param(
-            "memory",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="bug found by the fuzz: MemoryBroker compares ?session= with "
-                "hmac.compare_digest on str, which raises TypeError for non-ASCII: the "
-                "handshake dies (close 1000, no error frame, a traceback in the log)",
-            ),
-        ),
-        "redis",
-    ],
-    indirect=True,
-)
 async def test_a_non_ascii_session_for_a_taken_name_is_name_taken(client: TestClient) -> None:
     """?name=ann&session=é while ann is connected: name_taken and 1008, as any wrong secret."""
     await join_json(client, "ann")
@@ -234,12 +209,6 @@ async def test_a_non_ascii_session_for_a_taken_name_is_name_taken(client: TestCl
 
 @pytest.mark.skipif(REDIS_SERVER is None, reason="needs a real redis-server (not fakeredis)")
 @pytest.mark.parametrize("broker_kind", ["redis"], indirect=True)
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug found by the fuzz: redis-py's asyncio pool holds at most 100 connections and "
-    "fails at once past that (MaxConnectionsError, 'Too many connections'); the presence "
-    "leaves of 200 rooms left at once fail as unavailable and are never retried",
-)
 async def test_rooms_left_at_once_by_many_connections_are_all_left(client: TestClient) -> None:
     """Four connections in 50 rooms each close together: every room empties."""
     peers = [await join_json(client, f"p{i}", room=f"r{i}-0") for i in range(4)]

@@ -20,6 +20,7 @@ from gateway.broker.base import BrokerListener, NameTaken, Published, Replay
 from gateway.config import Settings
 from gateway.events import Direct, Message, PresenceChange, RoomEvent
 from gateway.names import name_key
+from gateway.offsets import parse_offset
 from gateway.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,8 @@ def _kick(connection: str) -> Callable[[BrokerListener], None]:
 
 
 def _matches(given: str | None, session: str) -> bool:
-    return given is not None and hmac.compare_digest(given, session)
+    # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError).
+    return given is not None and hmac.compare_digest(given.encode(), session.encode())
 
 
 class MemoryBroker:
@@ -113,12 +115,10 @@ class MemoryBroker:
 
     def _parse(self, offset: str | None) -> int | None:
         """The sequence number of one of our offsets; None when foreign or malformed."""
-        if offset is None:
+        position = parse_offset(offset) if offset is not None else None
+        if position is None or position[0] != self._epoch:
             return None
-        epoch, _, seq = offset.rpartition("-")
-        if epoch != self._epoch or not seq.isdecimal():
-            return None
-        return int(seq)
+        return position[1]
 
     def _remember_id(self, key: tuple[str, str], offset: str) -> None:
         now = self._clock()

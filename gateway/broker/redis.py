@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -31,6 +31,7 @@ from gateway.config import Settings
 from gateway.errors import BrokerUnavailable
 from gateway.events import Direct, Message, PresenceChange
 from gateway.names import name_key
+from gateway.offsets import parse_offset
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +45,25 @@ def _unavailable_on_error() -> Iterator[None]:
         raise BrokerUnavailable(str(exc)) from exc
 
 
+MAX_REDIS_CONNECTIONS = 100
+
+
 def connect(url: str) -> Redis:
-    """A client that fails fast: no retries (a retried publish could run twice)."""
-    return Redis.from_url(
-        url, socket_timeout=2.0, socket_connect_timeout=1.0, retry=Retry(NoBackoff(), 0)
+    """A client that fails fast: no retries (a retried publish could run twice).
+
+    Its pool waits (up to the socket timeout) for a free connection when all are busy:
+    redis-py's default pool fails the call over its limit at once, and a burst of
+    closing connections then left presences behind as if Redis were down.
+    """
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=MAX_REDIS_CONNECTIONS,
+        timeout=2.0,
+        socket_timeout=2.0,
+        socket_connect_timeout=1.0,
+        retry=Retry(NoBackoff(), 0),
     )
+    return Redis.from_pool(pool)
 
 
 class RedisBroker:
@@ -285,14 +300,12 @@ class RedisBroker:
 
     async def _parse(self, room: str, offset: str | None) -> int | None:
         """The sequence number of `offset` in the room's current epoch, else None."""
-        if offset is None:
-            return None
-        epoch, _, seq = offset.rpartition("-")
-        if not seq.isdecimal():
+        position = parse_offset(offset) if offset is not None else None
+        if position is None:
             return None
         with _unavailable_on_error():
             current = await self._redis.hget(self._keys.meta(room), "epoch")
-        return int(seq) if current is not None and current.decode() == epoch else None
+        return position[1] if current is not None and current.decode() == position[0] else None
 
     async def history(self, room: str, before: str | None, limit: int) -> list[Message]:
         if before is None:

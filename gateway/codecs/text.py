@@ -32,6 +32,7 @@ from gateway.events import (
     Unsubscribed,
     Welcome,
 )
+from gateway.names import parse_count
 
 NAME_QUESTION = "Your name:"
 DEFAULT_HISTORY_LINES = 20
@@ -65,10 +66,10 @@ def _history(args: str) -> Command:
     args = args.strip()
     if not args:
         return HistoryQuery(room=None, limit=DEFAULT_HISTORY_LINES)
-    # int() raises ValueError past 4300 digits: a long number is refused before it.
-    if not args.isdecimal() or len(args) > 10 or not 1 <= int(args) <= MAX_HISTORY_LINES:
+    limit = parse_count(args, 1, MAX_HISTORY_LINES)
+    if limit is None:
         raise _usage(f"/history [N], N from 1 to {MAX_HISTORY_LINES}")
-    return HistoryQuery(room=None, limit=int(args))
+    return HistoryQuery(room=None, limit=limit)
 
 
 def _direct(args: str) -> Command:
