@@ -27,8 +27,8 @@ test: $(STAMP)  ## the whole suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check gateway cli tests
-	$(BIN)/ruff format --check gateway cli tests
+	$(BIN)/ruff check gateway cli tests bench
+	$(BIN)/ruff format --check gateway cli tests bench
 	$(BIN)/mypy
 
 clean:
