@@ -103,6 +103,13 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
 
 
+def _is_api_key(given: str | None, key: str | None) -> bool:
+    """Whether `given` is the configured API key (compared in constant time)."""
+    if given is None or not key:
+        return False
+    return hmac.compare_digest(given.encode(), key.encode())
+
+
 def _authorize_read(request: web.Request) -> None:
     """With auth on (`--jwt-secret`) the REST reads want what /ws wants: a valid token
     (any user's) as `Authorization: Bearer`, or the API key. Raises unauthorized."""
@@ -110,8 +117,7 @@ def _authorize_read(request: web.Request) -> None:
     if settings.jwt_secret is None:
         return
     given = bearer(request)
-    key = settings.api_key
-    if given is not None and key and hmac.compare_digest(given.encode(), key.encode()):
+    if _is_api_key(given, settings.api_key):
         return
     authenticate(settings.jwt_secret, given, None, settings.jwt_leeway)
 
@@ -146,8 +152,7 @@ async def post_message(request: web.Request) -> web.Response:
     key = node.settings.api_key
     if not key:
         return _error(403, ErrorCode.UNAUTHORIZED, "publishing is off: start with --api-key")
-    given = bearer(request)
-    if given is None or not hmac.compare_digest(given.encode(), key.encode()):
+    if not _is_api_key(bearer(request), key):
         log.warning(
             "refused POST %s from %s: no or wrong API key", request.rel_url.raw_path, request.remote
         )

@@ -200,6 +200,24 @@ async def join_json(client: TestClient, name: str, room: str = "lobby", **query:
     return peer
 
 
+def metric(text: str, sample: str, missing: float | None = None) -> float:
+    """The value of one sample line (name with labels) of a Prometheus text page;
+    `missing` when it is absent (a labelled counter not counted yet), else a failure."""
+    for line in text.splitlines():
+        if line.startswith(sample + " "):
+            return float(line.split()[-1])
+    if missing is None:
+        raise AssertionError(f"{sample} missing from /metrics")
+    return missing
+
+
+async def read_metric(client: TestClient, sample: str, missing: float | None = None) -> float:
+    """`metric` of the node's /metrics now."""
+    response = await client.get("/metrics")
+    assert response.status == 200
+    return metric(await response.text(), sample, missing)
+
+
 async def refused_status(client: TestClient, **kwargs: Any) -> int:
     """The HTTP status a /ws handshake was refused with (fails if it was upgraded)."""
     with pytest.raises(aiohttp.WSServerHandshakeError) as info:

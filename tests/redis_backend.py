@@ -32,6 +32,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def name_holders(client: redis.Redis, name_hash: str) -> list[bytes]:
+    """The nodes holding a shared (auth) name: one `c:<connection>` field per connection."""
+    fields: dict[bytes, bytes] = client.hgetall(name_hash)  # type: ignore[assignment]
+    return sorted(node for field, node in fields.items() if field.startswith(b"c:"))
+
+
 class RedisServer:
     """A redis-server process of the test's own, in a temp dir, keeping nothing on disk."""
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import join_json, join_text
+from tests.conftest import join_json, join_text, metric
 
 StartGateway = Callable[..., Awaitable[TestClient]]
 
@@ -22,14 +22,6 @@ async def get_json(client: TestClient, path: str, status: int = 200) -> Any:
     assert response.status == status, await response.text()
     assert response.content_type == "application/json"
     return await response.json()
-
-
-def metric(text: str, sample: str) -> float:
-    """The value of one sample line (name with labels) of a Prometheus text page."""
-    for line in text.splitlines():
-        if line.startswith(sample + " "):
-            return float(line.split()[-1])
-    raise AssertionError(f"{sample} missing from /metrics")
 
 
 # Page, health, readiness, metrics ----------------------------------------------------

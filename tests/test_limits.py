@@ -19,7 +19,15 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import JSON_PROTOCOL, WAIT, JsonPeer, TextPeer, join_json, join_text
+from tests.conftest import (
+    JSON_PROTOCOL,
+    WAIT,
+    JsonPeer,
+    TextPeer,
+    join_json,
+    join_text,
+    read_metric,
+)
 
 StartGateway = Callable[..., Awaitable[TestClient]]
 
@@ -579,12 +587,7 @@ class RawWebSocket:
 
 async def slow_consumers_closed(client: TestClient) -> float:
     """`chat_slow_consumers_closed_total` from /metrics."""
-    response = await client.get("/metrics")
-    assert response.status == 200
-    for line in (await response.text()).splitlines():
-        if line.startswith("chat_slow_consumers_closed_total "):
-            return float(line.split()[1])
-    raise AssertionError("chat_slow_consumers_closed_total missing from /metrics")
+    return await read_metric(client, "chat_slow_consumers_closed_total")
 
 
 async def test_a_slow_reader_is_closed_and_nobody_else_waits(gateway: StartGateway) -> None:

@@ -11,7 +11,7 @@ import pytest
 from gateway.auth import mint
 from tests.conftest import JSON_PROTOCOL, JsonPeer, poll_until
 from tests.processes import GatewayProcess
-from tests.redis_backend import REDIS_SERVER, RedisBackend
+from tests.redis_backend import REDIS_SERVER, RedisBackend, name_holders
 
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="needs a real redis-server")
 
@@ -110,8 +110,7 @@ async def test_kill_9_keeps_a_user_who_is_also_on_another_node(
     name_hash = f"{prefix}name:alice"
 
     def holders() -> list[bytes]:
-        fields = redis.hgetall(name_hash)
-        return sorted(node for field, node in fields.items() if field.startswith(b"c:"))
+        return name_holders(redis, name_hash)
 
     try:
         for node in nodes:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +19,14 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.auth import mint
-from tests.conftest import JSON_PROTOCOL, JsonPeer, TextPeer, join_json, refused_status
+from tests.conftest import (
+    JSON_PROTOCOL,
+    JsonPeer,
+    TextPeer,
+    join_json,
+    read_metric,
+    refused_status,
+)
 
 Gateway = Callable[..., Awaitable[TestClient]]
 SECRET = "a-secret-for-the-refusal-tests-of-32-bytes-or-more"
@@ -183,9 +189,7 @@ ROWS = {
 
 
 async def sample(client: TestClient, name: str) -> float:
-    text = await (await client.get("/metrics")).text()
-    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
-    return float(found.group(1)) if found else 0.0
+    return await read_metric(client, name, 0.0)
 
 
 async def bystanders(client: TestClient, auth: bool) -> tuple[JsonPeer, JsonPeer]:
