@@ -1,7 +1,8 @@
 """Auth (PROTOCOL.md section 8): HS256 JWTs whose `sub` is the user's name.
 
-With `--jwt-secret` every WebSocket must present a token, as `?token=` (browsers
-cannot set headers on a WebSocket) or as `Authorization: Bearer`. The token decides
+With `--jwt-secret` every WebSocket must present a token: as `?token=`, as a
+`chat.token.` subprotocol (browsers cannot set headers on a WebSocket) or as
+`Authorization: Bearer` (gateway/credentials.py). The token decides
 the name. `exp` is required (there is no revocation: tokens must expire); `nbf` and
 `iat` are checked when present; each allows `--jwt-leeway` (30 s) of clock skew
 between the token's issuer and the nodes. Tokens are checked once, at the handshake: a
@@ -13,25 +14,10 @@ from __future__ import annotations
 import time
 
 import jwt
-from aiohttp import web
-
 from gateway.errors import ErrorCode, ProtocolError
 from gateway.names import name_key, validate_name
 
 ALGORITHM = "HS256"
-
-
-def bearer(request: web.Request) -> str | None:
-    """The credential of an `Authorization: Bearer` header, if there is one."""
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not given.strip():
-        return None
-    return given.strip()
-
-
-def presented_token(request: web.Request) -> str | None:
-    """The token a handshake carries: `?token=` first, then `Authorization: Bearer`."""
-    return request.query.get("token") or bearer(request)
 
 
 def authenticate(
@@ -45,7 +31,8 @@ def authenticate(
     """
     if not token:
         raise _unauthorized(
-            "this chat needs a token to sign in (sent as ?token= or Authorization: Bearer)"
+            "this chat needs a token to sign in (sent as Authorization: Bearer, a chat.token. "
+            "subprotocol or ?token=)"
         )
     try:
         claims = jwt.decode(

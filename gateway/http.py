@@ -11,7 +11,8 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.auth import authenticate, bearer
+from gateway.auth import authenticate
+from gateway.credentials import bearer
 from gateway.errors import BrokerUnavailable, ErrorCode, ProtocolError
 from gateway.names import parse_count, validate_name, validate_room, validate_text
 from gateway.ws import NODE

@@ -7,11 +7,12 @@ import logging
 
 from aiohttp import WSMsgType, web
 
-from gateway.auth import authenticate, presented_token
+from gateway.auth import authenticate
 from gateway.broker.base import NameTaken
-from gateway.codecs import JSON_SUBPROTOCOL
+from gateway.codecs import JSON_SUBPROTOCOL, TEXT_SUBPROTOCOL
 from gateway.codecs.text import NAME_QUESTION
 from gateway.errors import BrokerUnavailable, ErrorCode, ProtocolError
+from gateway.credentials import presented_session, presented_token
 from gateway.events import ErrorReply, Welcome
 from gateway.guard import NAME_TIMEOUT_MESSAGE, name_deadline
 from gateway.handlers import handle
@@ -33,7 +34,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     node = request.app[NODE]
     settings = node.settings
     ws = web.WebSocketResponse(
-        protocols=(JSON_SUBPROTOCOL,),
+        protocols=(JSON_SUBPROTOCOL, TEXT_SUBPROTOCOL),
         max_msg_size=settings.max_frame_bytes + 1,  # aiohttp refuses size >= the limit
         heartbeat=settings.heartbeat or None,
     )
@@ -109,7 +110,7 @@ async def _handshake(node: Node, session: Session, request: web.Request) -> bool
     except ProtocolError as error:
         return _refuse(node, session, error, peer)
     since = query.get("since") or None
-    secret = query.get("session") or None
+    secret = presented_session(request) or None
     while True:
         if raw_name is None:
             session.send_raw(NAME_QUESTION)

@@ -33,3 +33,4 @@ class Codec(Protocol):
 
 
 JSON_SUBPROTOCOL = "chat.v1.json"
+TEXT_SUBPROTOCOL = "chat.v1.text"  # text mode, for a client that must offer a subprotocol
