@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 
 import jwt
+
 from gateway.errors import ErrorCode, ProtocolError
 from gateway.names import name_key, validate_name
 

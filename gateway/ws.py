@@ -11,8 +11,8 @@ from gateway.auth import authenticate
 from gateway.broker.base import NameTaken
 from gateway.codecs import JSON_SUBPROTOCOL, TEXT_SUBPROTOCOL
 from gateway.codecs.text import NAME_QUESTION
-from gateway.errors import BrokerUnavailable, ErrorCode, ProtocolError
 from gateway.credentials import presented_session, presented_token
+from gateway.errors import BrokerUnavailable, ErrorCode, ProtocolError
 from gateway.events import ErrorReply, Welcome
 from gateway.guard import NAME_TIMEOUT_MESSAGE, name_deadline
 from gateway.handlers import handle
