@@ -11,6 +11,13 @@ MAX_NAME_CHARS = 32
 ROOM_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b-\x1f\x7f]")  # all but tab and newline
 LONE_SURROGATES = re.compile("[\ud800-\udfff]")
+# Embeddings, overrides and isolates reorder the text around them: "\u202eabc" shows as
+# "cba". Names refuse them as non-printable; message text refuses them too. The marks
+# (U+200E, U+200F, U+061C) only set one character's direction and stay allowed.
+BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+FORBIDDEN_IN_TEXT = re.compile(
+    "|".join(p.pattern for p in (CONTROL_CHARACTERS, LONE_SURROGATES, BIDI_CONTROLS))
+)
 
 
 def name_key(name: str) -> str:
@@ -42,15 +49,25 @@ def validate_room(room: str) -> str:
 
 
 def validate_text(text: str, max_chars: int) -> str:
-    """Message text: not blank, not over the limit, no control characters but newline/tab."""
+    """Message text: not blank, not over the limit, none of the characters it may not hold
+    (control characters but newline and tab, lone surrogates, bidi controls)."""
     if not text.strip():
         raise ProtocolError(ErrorCode.BAD_FRAME, "a message needs some text")
     if len(text) > max_chars:
         raise ProtocolError(ErrorCode.TOO_LONG, f"a message is at most {max_chars} characters")
-    if CONTROL_CHARACTERS.search(text):
-        raise ProtocolError(ErrorCode.BAD_FRAME, "a message may not contain control characters")
-    if LONE_SURROGATES.search(text):
-        raise ProtocolError(ErrorCode.BAD_FRAME, "a message may not contain lone surrogates")
+    found = FORBIDDEN_IN_TEXT.search(text)  # one scan on the hot path; the kind only if found
+    if found is not None:
+        char = found.group()
+        if CONTROL_CHARACTERS.match(char):
+            problem = "control characters"
+        elif LONE_SURROGATES.match(char):
+            problem = "lone surrogates"
+        else:
+            problem = (
+                "bidi embedding, override or isolate characters (U+202A to U+202E, "
+                "U+2066 to U+2069): they reverse what others see"
+            )
+        raise ProtocolError(ErrorCode.BAD_FRAME, f"a message may not contain {problem}")
     return text
 
 
