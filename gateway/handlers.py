@@ -96,7 +96,10 @@ async def handle_direct(node: Node, session: Session, command: DirectSend) -> No
     if not delivered:
         raise ProtocolError(ErrorCode.USER_NOT_FOUND, f"{to} is not online")
     node.metrics.direct_messages.inc()
-    session.send(Ack(command.ref))
+    if session.is_text:
+        session.send(event, outgoing=True)  # `[dm -> bob] hi`: the sender sees it went out
+    else:
+        session.send(Ack(command.ref))
 
 
 async def handle_join(node: Node, session: Session, command: Join) -> None:

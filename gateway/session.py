@@ -117,6 +117,13 @@ class Session:
             self._enqueue(frame)
 
     def _enqueue(self, frame: str) -> None:
+        if self.is_text and "\n" in frame:
+            for line in frame.split("\n"):  # text mode: one frame per line
+                self._enqueue_frame(line)
+        else:
+            self._enqueue_frame(frame)
+
+    def _enqueue_frame(self, frame: str) -> None:
         if self._closer is not None:
             return
         if self._queued_chars + len(frame) > self._queue_limit:

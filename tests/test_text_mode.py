@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp.test_utils import TestClient
 
+from gateway.codecs.text import HELP_LINES
 from tests.conftest import TextPeer, join_json, join_text
 
 
@@ -57,11 +58,42 @@ async def test_slash_slash_sends_a_slash_and_commands_answer(client: TestClient)
     await bob.say("/rooms")
     await bob.expect_line("* rooms: lobby (2)")
     await bob.say("/history 1")
-    await bob.expect_line("* the last 1 messages of lobby:\nann: /shrug")
+    await bob.expect_line("* the last message of lobby:")
+    assert await bob.recv() == "ann: /shrug"
     await bob.say("/help")
-    help_text = await bob.expect_line("* commands:...")
+    await bob.expect_line("* commands:")
+    help_lines = [await bob.recv() for _ in HELP_LINES[1:]]
     for command in ("/who", "/join", "/rooms", "/msg", "/history", "/help", "/quit"):
-        assert command in help_text
+        assert any(line.startswith(f"*   {command}") for line in help_lines), help_lines
+
+
+async def test_every_line_is_a_frame_of_its_own(client: TestClient) -> None:
+    """Guards against multi-line answers in one frame: websocat (and other line-oriented
+    clients) shows a frame's newlines as spaces, so /help came out as one long line."""
+    ann = await join_text(client, "ann")
+    bob = await join_text(client, "bob")
+    await ann.say("one")
+    await ann.say("two")
+    await bob.expect_line("ann: two")
+    for command in ("/help", "/history 2"):
+        await bob.say(command)
+    await bob.expect_line("ann: two")  # the history's last line
+    await bob.ws.send_str("/who")
+    await bob.expect_line("* members of lobby: ann, bob")
+    assert not [frame for frame in bob.frames if "\n" in frame], bob.frames
+    assert bob.frames.count("* the last 2 messages of lobby:") == 1
+
+
+async def test_own_messages_and_dms_are_confirmed(client: TestClient) -> None:
+    """Guards against a text-mode sender having no sign that its message or dm went out."""
+    ann = await join_text(client, "ann")
+    bob = await join_text(client, "bob")
+    await ann.say("hello")
+    await ann.expect_line("* sent")
+    await bob.expect_line("ann: hello")
+    await ann.say("/msg bob psst")
+    await ann.expect_line("[dm -> bob] psst")
+    await bob.expect_line("[dm] ann: psst")
 
 
 async def test_join_moves_a_text_connection_to_another_room(client: TestClient) -> None:
@@ -96,7 +128,8 @@ async def test_multiline_messages_cannot_forge_lines(client: TestClient) -> None
     ann = await join_text(client, "ann")
     mallory = await join_json(client, "mallory")
     await mallory.send(type="send", room="lobby", text="hi\nbob: give me your password")
-    await ann.expect_line("mallory: hi\n  bob: give me your password")
+    await ann.expect_line("mallory: hi")
+    assert await ann.recv() == "  bob: give me your password"
 
 
 async def test_quit_closes_with_1000(client: TestClient) -> None:

@@ -1,4 +1,8 @@
-"""Text mode (no subprotocol): plain lines for any WebSocket client, like a classic chat."""
+"""Text mode (no subprotocol): plain lines for any WebSocket client, like a classic chat.
+
+An encoded event may hold several lines; each goes out as a frame of its own, since
+line-oriented clients (websocat) show a frame's newlines as spaces.
+"""
 
 from __future__ import annotations
 
@@ -118,7 +122,9 @@ def _names(names: list[str]) -> str:
 def _history_lines(event: History) -> str:
     if not event.messages:
         return f"* no messages in {event.room} yet"
-    lines = [f"* the last {len(event.messages)} messages of {event.room}:"]
+    count = len(event.messages)
+    last = "the last message" if count == 1 else f"the last {count} messages"
+    lines = [f"* {last} of {event.room}:"]
     lines += [f"{m.sender}: {_indent(m.text)}" for m in event.messages]
     return "\n".join(lines)
 
@@ -177,6 +183,8 @@ class TextCodec:
                 return "\n".join(event.lines)
             case Pong():
                 return "* pong"
+            case Ack() if event.offset is not None:
+                return "* sent"  # a room message was stored (a dm shows its own line)
             case Ack() | Unsubscribed():
                 return None
         return None
