@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import sys
 from collections.abc import Sequence
 
@@ -33,6 +34,21 @@ def describe(settings: Settings) -> str:
     return f"node {settings.node_id} on http://{settings.host}:{settings.port} ({broker}; {auth})"
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on `host`:`port` (the first address `host` resolves to)."""
+    family, _, _, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    return socket.create_server(address, family=family, backlog=1024)
+
+
+def _reason(exc: OSError) -> str:
+    """An OSError as words: `address already in use`, `unknown host`."""
+    if isinstance(exc, socket.gaierror):
+        return f"unknown host ({exc.strerror})"
+    return (exc.strerror or str(exc)).lower()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one gateway node until SIGINT or SIGTERM (or run the `token` subcommand)."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -49,11 +65,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"chat-gateway: {exc}", file=sys.stderr)
         return 2
-    log.info("%s", describe(settings))
+    try:
+        sock = listen(settings.host, settings.port)
+    except OSError as exc:  # a busy port, an unknown host, no permission
+        print(f"chat-gateway: cannot listen on {settings.host}:{settings.port}: {_reason(exc)}",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    log.info("%s", describe(settings))  # only once it listens
     web.run_app(
         app,
-        host=settings.host,
-        port=settings.port,
+        sock=sock,
         print=None,
         shutdown_timeout=10.0,
         access_log_class=AccessLogger,

@@ -94,7 +94,7 @@ async def drain(app: web.Application) -> None:
     node = app[NODE]
     period = node.settings.drain_seconds
     sessions = node.hub.sessions()
-    log.info("draining: closing %d connections over %.1fs", len(sessions), period)
+    log.info("draining: closing %s over %.1fs", _count(len(sessions), "connection"), period)
     loop = asyncio.get_running_loop()
     started = loop.time()
     batches = max(1, min(len(sessions), int(period / DRAIN_STEP)))
@@ -166,3 +166,8 @@ def _exit_after_drain(task: asyncio.Task[None]) -> None:
 def _exit() -> None:
     """Leave `web.run_app`'s loop the way its own signal handler does (a clean shutdown)."""
     raise web.GracefulExit()
+
+
+def _count(number: int, noun: str) -> str:
+    """`1 connection`, `2 connections`."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"

@@ -15,6 +15,15 @@ SECRETS = frozenset({"jwt_secret", "api_key"})  # an empty one is a mistake, nev
 MIN_JWT_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key at least as long as the hash
 
 
+class InvalidSetting(ValueError):
+    """A setting out of its range: `name` is the field, `problem` what is wrong with it."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"--{name.replace('_', '-')} {problem}")
+        self.name = name
+        self.problem = problem
+
+
 def _default_node_id() -> str:
     return f"node-{secrets.token_hex(3)}"
 
@@ -136,30 +145,38 @@ class Settings:
         cls, argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     ) -> Settings:
         """Build settings from flags over CHAT_* environment variables over defaults."""
-        parser = build_parser(env if env is not None else os.environ)
+        environ = env if env is not None else os.environ
+        parser = build_parser(environ)
         namespace = parser.parse_args(argv)
         values = {k: v for k, v in vars(namespace).items() if v is not None}
         try:
             return cls(**values)
-        except ValueError as exc:
+        except InvalidSetting as exc:
+            flags = vars(build_parser({}).parse_args(argv))  # what the command line set
+            env_name = _env_name(exc.name)
+            if flags.get(exc.name) is None and env_name in environ:
+                shown = "" if exc.name in SECRETS else f"={environ[env_name]!r}"  # never echo one
+                parser.error(f"{env_name}{shown} {exc.problem}")
             parser.error(str(exc))
 
     def __post_init__(self) -> None:
+        if not 0 < self.port < 65536:
+            raise InvalidSetting("port", "must be from 1 to 65535")
         for f in fields(self):
             value = getattr(self, f.name)
-            flag = f"--{f.name.replace('_', '-')}"
             if isinstance(value, int | float) and not 0 <= value < math.inf:
-                raise ValueError(f"{flag} must be a finite number, not negative")
-        if not 0 < self.port < 65536:
-            raise ValueError("--port must be from 1 to 65535")
+                raise InvalidSetting(f.name, "must be a finite number, not negative")
         if self.log_level.upper() not in LOG_LEVELS:
-            raise ValueError(f"--log-level must be one of {', '.join(LOG_LEVELS)}")
-        if self.max_message_chars < 1 or self.max_frame_bytes < 1024:
-            raise ValueError("--max-message-chars must be >= 1 and --max-frame-bytes >= 1024")
+            raise InvalidSetting("log_level", f"must be one of {', '.join(LOG_LEVELS)}")
+        if self.max_message_chars < 1:
+            raise InvalidSetting("max_message_chars", "must be at least 1")
+        if self.max_frame_bytes < 1024:
+            raise InvalidSetting("max_frame_bytes", "must be at least 1024")
         if self.jwt_secret is not None and len(self.jwt_secret.encode()) < MIN_JWT_SECRET_BYTES:
-            raise ValueError(
-                f"--jwt-secret must be at least {MIN_JWT_SECRET_BYTES} bytes (make one with: "
-                "python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            raise InvalidSetting(
+                "jwt_secret",
+                f"must be at least {MIN_JWT_SECRET_BYTES} bytes (make one with: "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))')",
             )
 
     @property
@@ -189,6 +206,8 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
             "A horizontally scalable WebSocket chat gateway. Every flag can also be set "
             "as an environment variable, shown in brackets; a flag wins over its variable."
         ),
+        epilog="chat-gateway token NAME [--ttl SECONDS] prints a token for NAME instead "
+        "(see chat-gateway token --help).",
     )
     for f in fields(Settings):
         kind = _field_type(f)

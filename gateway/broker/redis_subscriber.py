@@ -138,6 +138,7 @@ class Subscriber:
 
     async def _run(self) -> None:
         backoff = BACKOFF_FIRST
+        was_live = False  # never connected yet: nothing was "lost"
         while True:
             pubsub = self._redis.pubsub()
             self._pubsub = pubsub
@@ -157,6 +158,7 @@ class Subscriber:
                         self._on_message(channel, data)
                     self._last_probe_back = time.monotonic()
                     self._live.set()
+                    was_live = True
                     backoff = BACKOFF_FIRST
                     await reader
                 finally:
@@ -164,7 +166,8 @@ class Subscriber:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("redis subscription lost (%s); reconnecting in %.1fs", exc, backoff)
+                what = "subscription lost" if was_live else "cannot subscribe yet"
+                log.warning("redis %s (%s); reconnecting in %.1fs", what, exc, backoff)
             self._live.clear()
             self._held = None
             self._on_connection = set()

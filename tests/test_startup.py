@@ -1,0 +1,95 @@
+"""Start-up failures are one clear line and exit 2, and the node says where it listens
+only once it does (issue: a busy port printed 36 lines of traceback after "on http://")."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+
+import pytest
+
+from tests import test_process
+from tests.redis_backend import REDIS_SERVER
+from tests.test_process import (
+    MODULE,
+    Node,
+    Spawn,
+    assert_refused,
+    flat,
+    free_port,
+    serving_or_exit_code,
+)
+
+spawn = test_process.spawn  # the fixture, shared
+
+
+def one_error_line(node: Node) -> str:
+    """The refusal: exit 2, no traceback, no "on http://" line; its one line."""
+    assert_refused(node)
+    lines = [line for line in node.output().splitlines() if line.strip()]
+    assert not any("on http://" in line for line in lines), lines
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_a_busy_port_is_one_line_and_exit_2(spawn: Spawn) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = one_error_line(spawn("--port", str(port)))
+    assert line.startswith(f"chat-gateway: cannot listen on 127.0.0.1:{port}: "), line
+    assert "address already in use" in line
+
+
+def test_an_unknown_host_is_one_line_and_exit_2(spawn: Spawn) -> None:
+    line = one_error_line(spawn("--host", "no-such-host.invalid", "--port", str(free_port())))
+    assert "cannot listen on no-such-host.invalid" in line and "unknown host" in line, line
+
+
+async def test_the_listening_line_comes_once_it_listens(spawn: Spawn) -> None:
+    port = free_port()
+    node = spawn("--port", str(port))
+    node.port = port
+    assert await serving_or_exit_code(node) is None
+    assert f"on http://127.0.0.1:{port}" in node.output()
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "named", "says"),
+    [
+        ([], {"CHAT_RATE_PER_SECOND": "-1"}, "CHAT_RATE_PER_SECOND='-1'", "not negative"),
+        (["--rate-per-second", "-1"], {}, "--rate-per-second", "not negative"),
+        (["--port", "-5"], {}, "--port", "from 1 to 65535"),
+        ([], {"CHAT_PORT": "0"}, "CHAT_PORT='0'", "from 1 to 65535"),
+        ([], {"CHAT_JWT_SECRET": "short-secret"}, "CHAT_JWT_SECRET", "at least 32 bytes"),
+    ],
+    ids=["env-negative", "flag-negative", "negative-port", "env-port", "env-secret"],
+)
+def test_a_bad_setting_names_where_it_came_from(
+    spawn: Spawn, args: list[str], env: dict[str, str], named: str, says: str
+) -> None:
+    """Guards against a bad CHAT_* variable reported as the flag the user never typed, and
+    --port -5 reported as "not a finite number"."""
+    node = spawn(*args, env=env)
+    assert_refused(node, named, says)
+    assert "short-secret" not in node.output()  # a secret is never echoed
+
+
+def test_help_lists_the_token_subcommand() -> None:
+    result = subprocess.run(
+        [*MODULE, "--help"], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert "chat-gateway token NAME" in flat(result.stdout)
+
+
+@pytest.mark.skipif(REDIS_SERVER is None, reason="needs a redis-server binary for a real URL")
+async def test_an_unreachable_redis_at_start_is_not_a_lost_subscription(spawn: Spawn) -> None:
+    """Guards against "subscription lost" logged by a node that never had one."""
+    port = free_port()
+    node = spawn("--port", str(port), "--redis-url", f"redis://127.0.0.1:{free_port()}/0")
+    node.port = port
+    assert await serving_or_exit_code(node) is None  # it serves (not ready) and retries
+    output = node.output()
+    assert "cannot subscribe yet" in output, output
+    assert "subscription lost" not in output, output
