@@ -2,31 +2,38 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+SERVER := $(VENV)/.installed-server
+DEV    := $(VENV)/.installed-dev
 CLUSTER_PORT ?= 8080
 
 .PHONY: run test lint clean cluster
 
-$(STAMP): pyproject.toml
+# The server alone for run, cluster and fuzz; the development tools (pytest, Playwright,
+# mypy, ...) only for test and lint.
+$(SERVER): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(SERVER)
 
-run: $(STAMP)  ## one node on the embedded broker: page and /ws on 127.0.0.1:8080
+$(DEV): $(SERVER)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(DEV)
+
+run: $(SERVER)  ## one node on the embedded broker: page and /ws on 127.0.0.1:8080
 	$(BIN)/chat-gateway
 
-cluster: $(STAMP)  ## redis, 3 nodes and nginx as local processes on CLUSTER_PORT; Ctrl-C stops all
+cluster: $(SERVER)  ## redis, 3 nodes and nginx as local processes on CLUSTER_PORT; Ctrl-C stops all
 	$(BIN)/python deploy/cluster.py --port $(CLUSTER_PORT)
 
 .PHONY: fuzz
-fuzz: $(STAMP)  ## a bounded fuzz run against a live node; FUZZ_ARGS="--redis-url redis://..."
+fuzz: $(SERVER)  ## a bounded fuzz run against a live node; FUZZ_ARGS="--redis-url redis://..."
 	$(BIN)/python -m bench.fuzz $(FUZZ_ARGS)
 
-test: $(STAMP)  ## the whole suite
+test: $(DEV)  ## the whole suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(BIN)/ruff check gateway cli tests bench
 	$(BIN)/ruff format --check gateway cli tests bench
 	$(BIN)/mypy

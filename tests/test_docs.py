@@ -1,8 +1,9 @@
-"""The README's configuration table is the Settings dataclass, row for row."""
+"""The docs match the code: the configuration table is Settings, links stay inside the repo."""
 
 from __future__ import annotations
 
 from dataclasses import fields
+import re
 from pathlib import Path
 
 from gateway.config import Settings
@@ -17,3 +18,15 @@ def test_every_setting_is_in_the_readme_table() -> None:
     assert documented == expected
     for f in fields(Settings):
         assert f"`CHAT_{f.name.upper()}`" in README
+
+
+def test_the_docs_point_at_nothing_outside_the_repository() -> None:
+    """Guards against docs that send a reader to files only the developers have (the
+    protocol page once pointed at the steering repository's shared/PROTOCOL.md)."""
+    root = Path(__file__).parent.parent
+    for page in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        text = page.read_text(encoding="utf-8")
+        assert "shared/PROTOCOL.md" not in text and "../shared" not in text, page
+        for target in re.findall(r"\]\(([^)#\s]+)", text):  # relative markdown links
+            if "://" not in target:
+                assert (page.parent / target).exists(), f"{page.name} links to {target}"

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import join_json, join_text, metric
+from tests.conftest import join_json, join_text, metric, read_metric
 
 StartGateway = Callable[..., Awaitable[TestClient]]
 
@@ -330,3 +330,10 @@ async def test_a_publish_that_is_not_valid_unicode_is_refused(gateway: StartGate
         headers={**AUTH, "Content-Type": "application/json"},
     )
     assert response.status == 400
+
+
+async def test_connections_have_a_series_per_mode_from_the_start(client: TestClient) -> None:
+    """Guards against chat_connections{mode} missing until a first connection of that mode
+    (a dashboard then shows "no data" rather than 0)."""
+    for mode in ("json", "text"):
+        assert await read_metric(client, f'chat_connections{{mode="{mode}"}}') == 0
