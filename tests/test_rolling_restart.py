@@ -65,6 +65,7 @@ class ChatUser:
         self.up = asyncio.Event()  # connected and in the room
         self.changed = asyncio.Event()  # pulses on every frame
         self.session: str | None = None
+        self.secrets: set[str] = set()  # every session secret it was given
         self.since: str | None = None  # the last message offset received
         self.offsets: list[str] = []  # every message received, in order
         self.arrivals: list[float] = []  # when each arrived (monotonic)
@@ -93,12 +94,17 @@ class ChatUser:
             await asyncio.gather(self.task, return_exceptions=True)
 
     def _query(self) -> dict[str, str]:
+        """The URL's query: no secret in it (the session goes as a subprotocol, as the
+        page and `chat` send it), since nginx logs failed requests with their query."""
         query = {"name": self.name, "room": ROOM}
-        if self.session:
-            query["session"] = self.session
         if self.since:
             query["since"] = self.since
         return query
+
+    def _protocols(self) -> tuple[str, ...]:
+        if self.session:
+            return (JSON_PROTOCOL, f"chat.session.{self.session}")
+        return (JSON_PROTOCOL,)
 
     async def _run(self) -> None:
         delay = RETRY_FIRST
@@ -106,7 +112,7 @@ class ChatUser:
         while not self.stopping:
             try:
                 ws = await self.http.ws_connect(
-                    self.url, params=self._query(), protocols=(JSON_PROTOCOL,)
+                    self.url, params=self._query(), protocols=self._protocols()
                 )
             except (aiohttp.ClientError, OSError):
                 await asyncio.sleep(delay)  # backoff: nginx had no node for us just now
@@ -151,6 +157,7 @@ class ChatUser:
         kind = frame["type"]
         if kind == "welcome":
             self.session = frame["session"]
+            self.secrets.add(self.session)
             self.nodes.append(frame["node"])
         elif kind == "subscribed":
             self.members_seen.update(frame["members"])
@@ -391,6 +398,18 @@ async def rolling_restart(running: Any, sessions: list[int], users: list[ChatUse
     assert monitor.events == []
     assert set(codes) == {1001}
     assert sorted(answer["members"]) == sorted(names)
+    assert_no_secret_in_logs(running, {s for user in users for s in user.secrets})
+
+
+def assert_no_secret_in_logs(running: Any, secrets: set[str]) -> None:
+    """No session secret in any log of the deployment: the nodes', nginx's access and
+    error logs (nginx logs a failed upstream request's whole request line), Redis's."""
+    logs = {path.name: path.read_text(errors="replace") for path in running.dir.glob("*.log")}
+    assert "nginx.log" in logs and "/ws" in logs["nginx.log"], sorted(logs)  # not vacuous
+    assert len(secrets) >= CLIENTS
+    for name, text in logs.items():
+        leaked = [secret for secret in secrets if secret in text]
+        assert not leaked, f"{name} holds {len(leaked)} session secrets, e.g. {leaked[0]}"
 
 
 # --- the same, in one process: the drain and the hand-over on their own ------------------
