@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import socket
@@ -42,6 +43,16 @@ def listen(host: str, port: int) -> socket.socket:
     return socket.create_server(address, family=family, backlog=1024)
 
 
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's event loop where it is installed (a dependency, but not on Windows),
+    else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 def _reason(exc: OSError) -> str:
     """An OSError as words: `address already in use`, `unknown host`."""
     if isinstance(exc, socket.gaierror):
@@ -75,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     web.run_app(
         app,
         sock=sock,
+        loop=new_event_loop(),
         print=None,
         shutdown_timeout=10.0,
         access_log_class=AccessLogger,

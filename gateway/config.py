@@ -86,7 +86,7 @@ class Settings:
     send_queue_limit: int = field(
         default=1024 * 1024,
         metadata={
-            "help": "pending outgoing frames per connection, in characters; over it: close 1008"
+            "help": "unsent bytes per connection (a reader too slow); over it: cut off, 1008"
         },
     )
     drain_seconds: float = field(

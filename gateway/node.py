@@ -13,6 +13,7 @@ from gateway.config import Settings
 from gateway.hub import Hub
 from gateway.metrics import Metrics
 from gateway.presence import Presence
+from gateway.wire import Corker
 
 
 def _or_nan(value: float | None) -> float:
@@ -26,6 +27,7 @@ class Node:
         self.settings = settings
         self.broker = broker
         self.metrics = Metrics()
+        self.corker = Corker()  # one write per connection per loop iteration
         self.metrics.probe_rtt.set_function(lambda: _or_nan(broker.probe_rtt))
         self.hub = Hub(broker, self.metrics)
         self.presence = Presence(broker, settings.grace_period)

@@ -1,17 +1,15 @@
-"""One WebSocket connection: who it is, its rooms, and its bounded outgoing queue.
+"""One WebSocket connection: who it is, its rooms, and what is on its way to it.
 
-A session never waits for its peer on anyone else's behalf: events are queued and a
-writer task of its own sends them. A peer that reads too slowly to keep its queue
-under the limit is closed with 1008.
+A session never waits for its peer on anyone else's behalf: frames go straight into its
+transport's buffer (gateway/wire.py), with no task of its own. A peer that reads too
+slowly to keep its unsent bytes under the limit is cut off: a 1008 close frame is
+written, the transport closed, and aborted a moment later if it has not gone.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections import deque
-from typing import Any
 
 from aiohttp import web
 
@@ -20,15 +18,15 @@ from gateway.events import Direct, Event, Message, RoomEvent, Subscribed
 from gateway.metrics import Metrics
 from gateway.offsets import parse_offset
 from gateway.ratelimit import TokenBucket
-from gateway.tasks import stop_tasks
+from gateway.wire import Outbox, text_frame
 
 log = logging.getLogger(__name__)
 
-FLUSH_TIMEOUT = 5.0  # seconds a normal close waits for the queue to drain
+FLUSH_TIMEOUT = 5.0  # seconds a normal close waits for what is queued to go out
 CLOSE_TIMEOUT = 2.0  # seconds for the closing handshake before the socket is cut
 
-# A per-event cache of encoded frames, keyed by (codec name, outgoing).
-FrameCache = dict[tuple[str, bool], str | None]
+# A per-event cache of complete frames, keyed by (codec name, outgoing).
+FrameCache = dict[tuple[str, bool], bytes | None]
 
 
 MAX_CLOSE_REASON_BYTES = 123  # RFC 6455 5.5: 125 bytes of payload, 2 for the code
@@ -50,13 +48,14 @@ class Session:
         codec: Codec,
         ref: str,
         *,
-        queue_limit: int,
+        outbox: Outbox,
         rate: TokenBucket,
         metrics: Metrics,
     ) -> None:
         self.ws = ws
         self.codec = codec
         self.ref = ref
+        self.is_text = codec.name == "text"  # one room at a time, no own echo
         self.name = ""
         self.name_key = ""
         self.rooms: dict[str, None] = {}  # rooms in join order (a set that keeps order)
@@ -64,22 +63,12 @@ class Session:
         self.rate_strikes = 0
         self.broken: object = None  # why aiohttp dropped the connection, if it did
         self._metrics = metrics
+        self._outbox = outbox
         self._pending: dict[str, list[RoomEvent]] = {}  # room -> events held during a join
         self._floors: dict[str, tuple[str, int]] = {}  # room -> newest offset sent at join
         self._acking = False  # a send of this connection awaits its ack
         self._ack_held: list[RoomEvent] = []  # room events that arrived before that ack
-        self._queue: deque[str] = deque()
-        self._queued_chars = 0
-        self._queue_limit = queue_limit
-        self._wakeup = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._writer: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
-
-    @property
-    def is_text(self) -> bool:
-        """True for a text-mode connection (one room at a time, no own echo)."""
-        return self.codec.name == "text"
 
     @property
     def current_room(self) -> str | None:
@@ -93,64 +82,30 @@ class Session:
 
     # sending -----------------------------------------------------------------
 
-    def start(self) -> None:
-        """Start the writer task."""
-        self._writer = asyncio.create_task(self._write_loop(), name=f"writer-{self.ref}")
-
     def send(self, event: Event, *, outgoing: bool = False) -> None:
         """Encode `event` for this connection alone and queue it."""
-        frame = self.codec.encode(event, outgoing=outgoing)
+        frame = self.codec.frame(event, outgoing=outgoing)
         if frame is not None:
-            self._enqueue(frame)
+            self._push(frame)
 
-    def send_raw(self, frame: str) -> None:
-        """Queue a frame that is already encoded."""
-        self._enqueue(frame)
+    def send_raw(self, line: str) -> None:
+        """Queue one text frame of `line`, already in its wire form."""
+        self._push(text_frame(line.encode()))
 
     def _send_cached(self, event: Event, cache: FrameCache, outgoing: bool) -> None:
         key = (self.codec.name, outgoing)
         if key in cache:
             frame = cache[key]
         else:
-            frame = cache[key] = self.codec.encode(event, outgoing=outgoing)
+            frame = cache[key] = self.codec.frame(event, outgoing=outgoing)
         if frame is not None:
-            self._enqueue(frame)
+            self._push(frame)
 
-    def _enqueue(self, frame: str) -> None:
-        if self.is_text and "\n" in frame:
-            for line in frame.split("\n"):  # text mode: one frame per line
-                self._enqueue_frame(line)
-        else:
-            self._enqueue_frame(frame)
-
-    def _enqueue_frame(self, frame: str) -> None:
-        if self._closer is not None:
-            return
-        if self._queued_chars + len(frame) > self._queue_limit:
+    def _push(self, frame: bytes) -> None:
+        if self._closer is None and not self._outbox.push(frame):
             log.warning("closing %s (%s): reads too slowly", self.ref, self.name)
             self._metrics.slow_consumers.inc()
             self.close(1008, "too slow: the send queue is full", flush=False)
-            return
-        self._queue.append(frame)
-        self._queued_chars += len(frame)
-        self._idle.clear()
-        self._wakeup.set()
-
-    async def _write_loop(self) -> None:
-        try:
-            while True:
-                while self._queue:
-                    frame = self._queue.popleft()
-                    self._queued_chars -= len(frame)
-                    await self.ws.send_str(frame)
-                self._idle.set()
-                self._wakeup.clear()
-                await self._wakeup.wait()
-        except (ConnectionError, RuntimeError) as exc:
-            log.debug("writer of %s stopped: %s", self.ref, exc)
-        except Exception:
-            log.exception("writer of %s failed; closing it", self.ref)
-            self.close(1011, "internal error", flush=False)
 
     # delivery from the hub ---------------------------------------------------
 
@@ -230,36 +185,28 @@ class Session:
     # closing -----------------------------------------------------------------
 
     def close(self, code: int, reason: str, *, flush: bool = True) -> None:
-        """Close the connection with `code`; with `flush`, queued frames go out first."""
-        if self._closer is None:
-            self._closer = asyncio.create_task(
-                self._close(code, reason, flush), name=f"closer-{self.ref}"
-            )
+        """Close the connection with `code`. With `flush` what is queued goes out first
+        and the peer has time to answer; without, the peer is not reading: the close
+        frame is written and the transport cut after CLOSE_TIMEOUT at the latest."""
+        if self._closer is not None:
+            return
+        if flush:
+            self._closer = asyncio.create_task(self._close(code, reason), name=f"closer-{self.ref}")
+        else:
+            self._closer = asyncio.create_task(self._cut(code, reason), name=f"cutter-{self.ref}")
 
-    async def _close(self, code: int, reason: str, flush: bool) -> None:
-        if flush and self._writer is not None and not self._writer.done():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(FLUSH_TIMEOUT):
-                    await self._idle.wait()
-        await self._stop_writer()
-        self._queue.clear()
+    async def _close(self, code: int, reason: str) -> None:
+        self._outbox.flush()
         try:
-            async with asyncio.timeout(CLOSE_TIMEOUT):
+            async with asyncio.timeout(FLUSH_TIMEOUT + CLOSE_TIMEOUT):
                 await self.ws.close(code=code, message=close_reason(reason))
         except TimeoutError:
-            self._abort()
+            self._outbox.abort()
 
-    def _abort(self) -> None:
-        request: Any = getattr(self.ws, "_req", None)
-        transport = request.transport if request is not None else None
-        if transport is not None:
-            transport.abort()
-
-    async def _stop_writer(self) -> None:
-        await stop_tasks(self._writer)
+    async def _cut(self, code: int, reason: str) -> None:
+        self._outbox.cut(code, close_reason(reason))
 
     async def finish(self) -> None:
-        """Wait for a close in progress, then stop the writer."""
+        """Wait for a close in progress (bounded by its own timeouts)."""
         if self._closer is not None:
-            await asyncio.wait([self._closer])  # bounded by its own timeouts
-        await self._stop_writer()
+            await asyncio.wait([self._closer])

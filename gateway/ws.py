@@ -22,6 +22,7 @@ from gateway.node import Node
 from gateway.ratelimit import TokenBucket
 from gateway.session import Session
 from gateway.tasks import complete_despite_cancel
+from gateway.wire import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +45,10 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         ws,
         codec,
         node.next_ref(),
-        queue_limit=settings.send_queue_limit,
+        outbox=Outbox(request.transport, node.corker, settings.send_queue_limit),
         rate=TokenBucket(settings.rate_per_second, settings.rate_burst),
         metrics=node.metrics,
     )
-    session.start()
     node.hub.connect(session)
     gauge = node.metrics.connections.labels(mode=codec.name)
     gauge.inc()

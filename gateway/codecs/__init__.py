@@ -31,6 +31,11 @@ class Codec(Protocol):
         """
         ...
 
+    def frame(self, event: Event, *, outgoing: bool = False) -> bytes | None:
+        """`encode`'s result as complete WebSocket frames, ready for the wire (built
+        once per event and mode, then written to every connection of that mode)."""
+        ...
+
 
 JSON_SUBPROTOCOL = "chat.v1.json"
 TEXT_SUBPROTOCOL = "chat.v1.text"  # text mode, for a client that must offer a subprotocol

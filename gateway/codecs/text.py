@@ -37,6 +37,7 @@ from gateway.events import (
     Welcome,
 )
 from gateway.names import parse_count
+from gateway.wire import text_frames
 
 NAME_QUESTION = "Your name:"
 DEFAULT_HISTORY_LINES = 20
@@ -155,6 +156,12 @@ class TextCodec:
                 ErrorCode.BAD_FRAME, f"unknown command /{word}; /help lists the commands"
             )
         return decoder(args)
+
+    def frame(self, event: Event, *, outgoing: bool = False) -> bytes | None:
+        text = self.encode(event, outgoing=outgoing)
+        if text is None:
+            return None
+        return text_frames(text.split("\n"))  # a frame per line
 
     def encode(self, event: Event, *, outgoing: bool = False) -> str | None:
         match event:

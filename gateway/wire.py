@@ -1,0 +1,162 @@
+"""The write path to a connection's socket: complete WebSocket frames, built once.
+
+A server-to-client frame is unmasked (RFC 6455 5.1), so it is a few header bytes and
+the payload: one `bytes` per message per mode serves every local connection of that
+mode. `Outbox` writes such frames straight to the connection's transport, with no task
+and no `await`; frames pushed to one connection within one loop iteration are joined
+and go out in one `transport.write` (the `Corker` flushes every outbox it was given
+once, at the end of the iteration). The transport's own buffer is the connection's
+queue: a connection whose unsent bytes pass its limit is over it, and its session
+closes it. This is the only module that writes to a transport; aiohttp keeps reading,
+answering pings and closing on the same one (our writes and its own stay in order,
+since both go through the same transport, and an outbox is flushed before a close).
+permessage-deflate is never negotiated, so a frame never needs compressing per
+connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import struct
+from collections.abc import Iterable
+
+OPCODE_TEXT = 0x1
+OPCODE_CLOSE = 0x8
+FIN = 0x80
+CUT_AFTER = 2.0  # seconds a cut connection's close frame has before the socket is aborted
+_LEN16 = struct.Struct("!BBH")
+_LEN64 = struct.Struct("!BBQ")
+_LINGER_ZERO = struct.pack("ii", 1, 0)  # close() resets the connection at once
+
+
+def text_frame(payload: bytes) -> bytes:
+    """One unmasked, final text frame holding `payload` (UTF-8)."""
+    return _frame(FIN | OPCODE_TEXT, payload)
+
+
+def close_frame(code: int, reason: bytes) -> bytes:
+    """A close frame with `code` and `reason` (at most 123 bytes of UTF-8)."""
+    return _frame(FIN | OPCODE_CLOSE, struct.pack("!H", code) + reason)
+
+
+def _frame(first: int, payload: bytes) -> bytes:
+    size = len(payload)
+    if size < 126:
+        return bytes((first, size)) + payload
+    if size < 65536:
+        return _LEN16.pack(first, 126, size) + payload
+    return _LEN64.pack(first, 127, size) + payload
+
+
+def text_frames(texts: Iterable[str]) -> bytes:
+    """A text frame for each string, back to back (they go out as one write)."""
+    return b"".join(text_frame(text.encode()) for text in texts)
+
+
+class Corker:
+    """Outboxes with frames waiting, flushed once at the end of this loop iteration."""
+
+    __slots__ = ("_dirty", "_loop")
+
+    def __init__(self) -> None:
+        self._dirty: list[Outbox] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def mark(self, outbox: Outbox) -> None:
+        """`outbox` has frames: flush it soon (once, however many frames it gets)."""
+        if not self._dirty:
+            if self._loop is None:
+                self._loop = asyncio.get_running_loop()
+            self._loop.call_soon(self.flush)
+        self._dirty.append(outbox)
+
+    def flush(self) -> None:
+        """Write every waiting outbox's frames to its transport."""
+        dirty, self._dirty = self._dirty, []
+        for outbox in dirty:
+            outbox.flush()
+
+
+class Outbox:
+    """One connection's frames on their way to its transport."""
+
+    __slots__ = ("_chunks", "_corker", "_limit", "_queued", "_transport")
+
+    def __init__(self, transport: asyncio.Transport | None, corker: Corker, limit: int) -> None:
+        self._transport = transport
+        self._corker = corker
+        self._limit = limit
+        self._chunks: list[bytes] = []
+        self._queued = 0  # bytes in _chunks
+
+    def push(self, frame: bytes) -> bool:
+        """Queue `frame` for this iteration's write; False when the connection's unsent
+        bytes (ours and its transport's) are over the limit: the frame is not queued."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return True  # gone: nothing to send to, nothing to hold
+        queued = self._queued + len(frame)
+        if transport.get_write_buffer_size() + queued > self._limit:
+            return False
+        chunks = self._chunks
+        if not chunks:
+            self._corker.mark(self)
+        chunks.append(frame)
+        self._queued = queued
+        return True
+
+    def flush(self) -> None:
+        """Write what is queued now (also before a close, so nothing is left behind)."""
+        chunks = self._chunks
+        if not chunks:
+            return
+        self._chunks = []
+        self._queued = 0
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+
+    def unsent(self) -> int:
+        """Bytes not yet on the wire: queued here and in the transport's buffer."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return self._queued
+        return self._queued + transport.get_write_buffer_size()
+
+    def cut(self, code: int, reason: bytes) -> None:
+        """Give up on a peer that does not read: drop what is queued, write a close
+        frame after what its transport holds, close it, and abort it after CUT_AFTER
+        seconds if it is still not gone (nothing waits for it meanwhile)."""
+        self._chunks = []
+        self._queued = 0
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        transport.write(close_frame(code, reason))
+        transport.close()
+        asyncio.get_running_loop().call_later(CUT_AFTER, _abort, transport)
+
+    def abort(self) -> None:
+        """Drop everything and cut the connection (its peer stopped reading)."""
+        self._chunks = []
+        self._queued = 0
+        if self._transport is not None:
+            _abort(self._transport)
+
+
+def _abort(transport: asyncio.Transport) -> None:
+    """Cut `transport` with a TCP reset unless it is gone already (closing with nothing
+    left to send means it has lost, or is losing, its connection, and asyncio's
+    transports fail on an abort after that). Without the reset (SO_LINGER 0) the kernel
+    would keep the socket and its unsent bytes, probing a peer that reads nothing, for
+    minutes."""
+    if transport.is_closing() and not transport.get_write_buffer_size():
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
+    transport.abort()
