@@ -1,6 +1,7 @@
 // The page: the login form (a name, or a token), the sidebar, the conversation, the keyboard.
 
 import { Chat, ROOM_PATTERN, nameKey } from "./chat.js";
+import { SUBPROTOCOL_SAFE } from "./connection.js";
 import { ChatView } from "./render.js";
 
 const $ = (id) => document.getElementById(id);
@@ -37,7 +38,8 @@ function startRoom() {
  * A token handed over in the address (`/#token=...`, or `/#room=dev&token=...`), taken
  * once and at once removed from the address bar (replacing the history entry), so that
  * copying the address or a screenshot does not pass it on. A fragment never goes to a
- * server: the token is sent only to /ws, and kept only in memory.
+ * server: the token is sent only to /ws (as a subprotocol, never in its URL), and kept
+ * only in memory.
  */
 function takeUrlToken() {
   const params = new URLSearchParams(window.location.hash.slice(1));
@@ -94,6 +96,13 @@ $("login-form").addEventListener("submit", (event) => {
   const token = $("token-input").hidden ? "" : $("token-input").value.trim();
   if (!name && !token) {
     showLoginError($("token-input").hidden ? "Type a name first." : "Paste your token first.");
+    return;
+  }
+  if (token && !SUBPROTOCOL_SAFE.test(token)) {
+    // It travels as a WebSocket subprotocol, which cannot hold such characters.
+    const message = "That is not a token: a token has only letters, digits, . _ and -.";
+    showLoginError(message, "token-input");
+    $("token-input").focus();
     return;
   }
   showLoginError("");
