@@ -654,3 +654,19 @@ async def test_a_pasted_token_that_cannot_be_one_is_refused_on_the_form(
     await expect(token_input).to_be_focused()
     await expect(token_input).to_have_attribute("aria-invalid", "true")
     await no_more_websockets(page, opened, 1)  # only the first try, which asked for a token
+
+
+@pytest.mark.parametrize("fragment", ["#room=dev", "#dev"])
+async def test_the_room_in_the_address_is_entered_first(
+    node: TestClient, pages: Pages, fragment: str
+) -> None:
+    """Guards against a page that ignores the room of its link, in either form the README
+    gives (`/#dev`, or `/#room=dev` as in `/#room=dev&token=...`) and starts in lobby."""
+    watcher = await join_json(node, "watch", "dev")
+    page = await pages.open(page_url(node) + fragment, "linked")
+    await join(page, "linked")
+    await expect(page.get_by_role("heading", name="# dev")).to_be_visible()
+    await expect(page.get_by_test_id("rooms").locator(".nav-button")).to_have_count(1)
+    await say(page, "came in by the link")
+    got = await watcher.expect("message", text="came in by the link")
+    assert (got["room"], got["from"]) == ("dev", "linked")

@@ -28,9 +28,10 @@ let lastStop = null; // the close code that stopped reconnecting, until the user
 
 // ------------------------------------------------------------------------- name form
 
-/** The room in the address (`/#dev`), else lobby. */
+/** The room in the address (`/#dev`, or `/#room=dev` as in `/#room=dev&token=...`), else lobby. */
 function startRoom() {
-  const wanted = window.location.hash.slice(1);
+  const hash = window.location.hash.slice(1);
+  const wanted = hash.includes("=") ? (new URLSearchParams(hash).get("room") ?? "") : hash;
   return ROOM_PATTERN.test(wanted) ? wanted : "lobby";
 }
 
