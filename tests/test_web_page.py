@@ -670,3 +670,43 @@ async def test_the_room_in_the_address_is_entered_first(
     await say(page, "came in by the link")
     got = await watcher.expect("message", text="came in by the link")
     assert (got["room"], got["from"]) == ("dev", "linked")
+
+
+async def test_a_paste_over_the_limit_is_kept_whole_and_flagged_until_it_fits(
+    node: TestClient, pages: Pages
+) -> None:
+    """Guards against a message box that silently cuts a long paste at the limit (the
+    textarea's maxlength did, at 4000 UTF-16 units), sends what the server will refuse,
+    or counts differently from the server (an emoji is one character there)."""
+    watcher = await join_json(node, "watcher")
+    page = await pages.open(page_url(node), "paster")
+    await join(page, "paster")
+    box = page.get_by_test_id("message-input")
+    count = page.get_by_test_id("char-count")
+    await expect(count).to_be_hidden()
+
+    pasted = "a" * 4100
+    await box.focus()
+    await page.keyboard.insert_text(pasted)  # as a paste does
+    await expect(box).to_have_value(pasted)  # nothing dropped
+    await expect(count).to_have_text("4100 / 4000: 100 characters too many. Shorten it to send.")
+    await expect(count).to_be_visible()
+    await expect(box).to_have_attribute("aria-invalid", "true")
+    await expect(page.get_by_test_id("send-button")).to_be_disabled()
+    await box.press("Enter")
+    await expect(box).to_have_value(pasted)  # not sent, not cleared
+    await expect(page.locator("#pending .message")).to_have_count(0)
+
+    fits = "a" * 3999 + "\N{GRINNING FACE}"  # 4000 characters, 4001 UTF-16 units
+    await box.fill(fits)
+    await expect(count).to_have_text("4000 / 4000")
+    await expect(box).to_have_attribute("aria-invalid", "false")
+    await expect(page.get_by_test_id("send-button")).to_be_enabled()
+    await box.press("Enter")
+    got = await watcher.expect("message", text=fits)
+    assert got["from"] == "paster"
+    await expect(box).to_have_value("")
+    await expect(count).to_be_hidden()
+    await expect(message_text(page, fits)).to_have_count(1)
+    await expect(page.locator("#pending .message")).to_have_count(0)  # nothing refused
+    assert [f["text"] for f in watcher.frames if f.get("type") == "message"] == [fits]

@@ -1,6 +1,7 @@
 // The page: the login form (a name, or a token), the sidebar, the conversation, the keyboard.
 
 import { Chat, ROOM_PATTERN, nameKey } from "./chat.js";
+import { setUpComposer } from "./composer.js";
 import { SUBPROTOCOL_SAFE } from "./connection.js";
 import { ChatView } from "./render.js";
 
@@ -328,27 +329,7 @@ $("messages").addEventListener("scroll", () => {
 
 // ------------------------------------------------------------------------- composer
 
-function sendTyped() {
-  const input = $("message-input");
-  const text = input.value;
-  if (!text.trim()) return;
-  chat.send(text);
-  input.value = "";
-  view.scrollToBottom();
-}
-
-$("composer").addEventListener("submit", (event) => {
-  event.preventDefault();
-  sendTyped();
-  $("message-input").focus();
-});
-
-$("message-input").addEventListener("keydown", (event) => {
-  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
-    event.preventDefault(); // Enter sends; Shift+Enter is a new line
-    sendTyped();
-  }
-});
+setUpComposer({ send: (text) => chat.send(text), sent: () => view.scrollToBottom() });
 
 document.addEventListener("keydown", (event) => {
   if ($("app").hidden) return;
