@@ -710,3 +710,57 @@ async def test_a_paste_over_the_limit_is_kept_whole_and_flagged_until_it_fits(
     await expect(message_text(page, fits)).to_have_count(1)
     await expect(page.locator("#pending .message")).to_have_count(0)  # nothing refused
     assert [f["text"] for f in watcher.frames if f.get("type") == "message"] == [fits]
+
+
+async def test_a_long_message_is_folded_and_show_more_opens_it_from_the_keyboard(
+    node: TestClient, pages: Pages
+) -> None:
+    """Guards against one long message taking the whole view (many lines, or one long
+    paragraph): it shows a few lines and a "Show more" button that the keyboard reaches
+    and opens, that stays open when the log is redrawn, while a short message has none;
+    folding never drops text."""
+    poster = await join_json(node, "poster")
+    page = await pages.open(page_url(node), "reader")
+    await join(page, "reader")
+    lines = "\n".join(f"line {n} of a long paste" for n in range(1, 81))
+    paragraph = " ".join(["a paragraph that goes on and on"] * 120)
+    for text in (lines, paragraph, "short and whole"):
+        await poster.request("send", room="lobby", text=text)
+    await expect(message_text(page, "short and whole")).to_have_count(1)
+
+    log = page.get_by_test_id("messages")
+    folded = log.locator(".message").filter(has_text="line 80 of a long paste")
+    long_text = folded.locator(".text")
+    assert await long_text.evaluate("t => t.textContent") == lines  # all of it is there
+    for message in (folded, log.locator(".message").filter(has_text="a paragraph that")):
+        button = message.get_by_role("button", name="Show more")
+        await expect(button).to_be_visible()
+        await expect(button).to_have_attribute("aria-expanded", "false")
+        box = await message.bounding_box()
+        assert box is not None and box["height"] < 260, box  # the view is 720 high
+    short = log.locator(".message").filter(has_text="short and whole")
+    await expect(short.get_by_role("button")).to_have_count(0)
+
+    await log.focus()  # the log, then Tab: the first "Show more"
+    await page.keyboard.press("Tab")
+    show_more = folded.get_by_role("button", name="Show more")
+    await expect(show_more).to_be_focused()
+    await page.keyboard.press("Enter")
+    show_less = folded.get_by_role("button", name="Show less")
+    await expect(show_less).to_be_focused()
+    await expect(show_less).to_have_attribute("aria-expanded", "true")
+    height, full = await long_text.evaluate("t => [t.clientHeight, t.scrollHeight]")
+    assert height >= full > 1000  # every line shows
+
+    await page.get_by_test_id("room-input").fill("elsewhere")  # away and back: redrawn
+    await page.get_by_test_id("room-input").press("Enter")
+    await expect(page.get_by_role("heading", name="# elsewhere")).to_be_visible()
+    await page.get_by_test_id("rooms").locator('[data-room="lobby"]').click()
+    await expect(folded.get_by_role("button", name="Show less")).to_be_visible()
+    await log.focus()
+    await page.keyboard.press("Tab")  # the same button, then Space folds it again
+    await expect(folded.get_by_role("button", name="Show less")).to_be_focused()
+    await page.keyboard.press("Space")
+    await expect(folded.get_by_role("button", name="Show more")).to_be_visible()
+    box = await folded.bounding_box()
+    assert box is not None and box["height"] < 260, box
