@@ -764,3 +764,42 @@ async def test_a_long_message_is_folded_and_show_more_opens_it_from_the_keyboard
     await expect(folded.get_by_role("button", name="Show more")).to_be_visible()
     box = await folded.bounding_box()
     assert box is not None and box["height"] < 260, box
+
+
+async def test_a_send_the_server_refuses_shows_its_reason_and_is_not_left_pending(
+    aiohttp_client: Any, pages: Pages
+) -> None:
+    """Guards against a page that leaves a refused message "Sending…" forever or hides
+    the server's reason (an `error` answering the send: here `too_long` from a node
+    whose limit is lower than the page's; bidi override characters, say, are refused
+    the same way): the message shows as not sent, with the reason, Retry and Discard,
+    and the connection goes on."""
+    settings = replace(TEST_SETTINGS, max_message_chars=40)
+    node: TestClient = await aiohttp_client(create_app(settings))
+    watcher = await join_json(node, "watcher")
+    page = await pages.open("about:blank", "refused")
+    async with page.expect_websocket() as opened:
+        await page.goto(page_url(node))
+        await join(page, "refused")
+    socket = await opened.value
+    await say(page, "x" * 41)
+    failed = page.locator("#pending .message.failed")
+    await expect(failed).to_have_count(1)
+    await expect(failed.locator(".send-error")).to_have_text(
+        "Not sent: a message is at most 40 characters"
+    )
+    await expect(failed.locator("time")).not_to_have_text("Sending…")
+    await expect(message_text(page, "x" * 41)).to_have_count(1)  # the text is still there
+
+    async with socket.expect_event("framereceived", lambda data: '"too_long"' in data):
+        await failed.get_by_role("button", name="Retry").click()  # tried again: refused again
+    await expect(failed).to_have_count(1)
+    await expect(failed.locator(".send-error")).to_have_text(
+        "Not sent: a message is at most 40 characters"
+    )
+    await failed.get_by_role("button", name="Discard").click()
+    await expect(page.locator("#pending .message")).to_have_count(0)
+    await say(page, "short enough")
+    await watcher.expect("message", text="short enough")
+    await expect(page.get_by_test_id("status")).to_have_text("Connected")
+    assert [f["text"] for f in watcher.frames if f.get("type") == "message"] == ["short enough"]
