@@ -26,6 +26,7 @@ from playwright.async_api import TimeoutError as PlaywrightTimeout
 from gateway import http as gateway_http
 from gateway.app import create_app
 from gateway.auth import mint
+from gateway.credentials import offered_subprotocols
 from tests.conftest import JSON_PROTOCOL, TEST_SETTINGS, JsonPeer, join_json
 from tests.processes import GatewayProcess
 from tests.redis_backend import REDIS_SERVER, RedisBackend
@@ -35,8 +36,11 @@ from tests.web_support import (
     chromium,
     join,
     message_text,
+    received_frames,
+    record_handshakes,
     say,
     shown_texts,
+    websocket_urls,
 )
 
 XSS = "<img src=x onerror=alert(1)><script>window.pwned=1</script>"
@@ -277,6 +281,7 @@ class ScriptedServer:
 
     def __init__(self) -> None:
         self.queries: list[dict[str, str]] = []
+        self.offered: list[list[str]] = []  # the subprotocols of each connection
         self.taken_over = asyncio.Event()
 
     def app(self) -> web.Application:
@@ -296,6 +301,7 @@ class ScriptedServer:
         ws = web.WebSocketResponse(protocols=(JSON_PROTOCOL,))
         await ws.prepare(request)
         self.queries.append(dict(request.query))
+        self.offered.append(offered_subprotocols(request))
         name = request.query["name"]
         await ws.send_json(frame("welcome", name=name, node="fake", session="s3cret", protocol=1))
         if len(self.queries) == 1:
@@ -343,12 +349,8 @@ async def test_the_page_shows_each_offset_once_and_stops_after_a_takeover(
     await expect(message_text(page, "message 4")).to_have_count(1)
     assert await shown_texts(page) == [f"message {n}" for n in (1, 2, 3, 4)]
     assert len(server.queries) == 2
-    assert server.queries[1] == {
-        "name": "pat",
-        "room": "lobby",
-        "since": "e-3",
-        "session": "s3cret",
-    }
+    assert server.queries[1] == {"name": "pat", "room": "lobby", "since": "e-3"}
+    assert server.offered == [[JSON_PROTOCOL], [JSON_PROTOCOL, "chat.session.s3cret"]]
 
     server.taken_over.set()
     await expect(page.get_by_test_id("status")).to_have_text("Offline")
@@ -459,13 +461,6 @@ async def auth_node(aiohttp_client: Any) -> TestClient:
     return client
 
 
-def count_websockets(page: Page) -> list[str]:
-    """The URLs of the WebSockets `page` opens from now on (a growing list)."""
-    opened: list[str] = []
-    page.on("websocket", lambda ws: opened.append(ws.url))
-    return opened
-
-
 async def no_more_websockets(page: Page, opened: list[str], count: int) -> None:
     """`opened` stays at `count` for a second (short and bounded: nothing reconnects)."""
     with pytest.raises(PlaywrightTimeout):
@@ -537,7 +532,7 @@ async def test_a_bad_token_shows_the_servers_reason_and_is_not_tried_again(
     or that swallows the reason."""
     forged = jwt.encode({"sub": "mallory"}, "not-the-secret-but-at-least-32-bytes!!")
     page = await pages.open("about:blank", "forged")  # to listen before the page loads
-    opened = count_websockets(page)
+    opened = websocket_urls(page)
     await page.goto(f"{page_url(auth_node)}#token={forged}")
     error = page.get_by_test_id("name-error")
     await expect(error).to_contain_text("The token was refused: the token is not valid")
@@ -558,7 +553,7 @@ async def test_an_expired_token_on_reconnect_goes_back_to_the_form_and_a_new_one
         watcher = await join_json(auth_node, "watch", token=mint(JWT_SECRET, "watch", 600))
         token = mint(JWT_SECRET, "kim", 2)
         page = await pages.open(f"http://127.0.0.1:{proxy.port}/#token={token}", "kim")
-        opened = count_websockets(page)
+        opened = websocket_urls(page)
         await expect(page.get_by_test_id("status")).to_have_text("Connected")
         await say(page, "said before it expired")
         await watcher.expect("message", text="said before it expired")
@@ -590,3 +585,221 @@ async def test_an_expired_token_on_reconnect_goes_back_to_the_form_and_a_new_one
         await pages.close(page)
     finally:
         await proxy.close()
+
+
+async def test_the_token_and_the_session_never_travel_in_a_websocket_url(
+    aiohttp_client: Any, pages: Pages
+) -> None:
+    """Guards against a page that puts its bearer secrets in the URL of /ws, where a
+    proxy logs them (nginx's error log keeps the request line, query included): the
+    token and the session secret go as `chat.token.`/`chat.session.` subprotocols after
+    `chat.v1.json`, on the first connection and on every reconnect; `name`, `room` and
+    `since` stay in the query."""
+    app = create_app(replace(TEST_SETTINGS, jwt_secret=JWT_SECRET, jwt_leeway=0))
+    handshakes = record_handshakes(app)
+    node = await aiohttp_client(app)
+    proxy = await TcpProxy(node.port).start()
+    try:
+        token = mint(JWT_SECRET, "Tess", 600)
+        page = await pages.open("about:blank", "tess")  # to listen before the page loads
+        urls = websocket_urls(page)
+        welcomes = received_frames(page, "welcome")
+        await page.goto(f"http://127.0.0.1:{proxy.port}/#room=dev&token={token}")
+        status = page.get_by_test_id("status")
+        await expect(status).to_have_text("Connected")
+        await say(page, "before the cut")
+        await expect(message_text(page, "before the cut")).to_have_count(1)
+
+        async with page.expect_websocket():  # the page reconnects, with its session
+            proxy.cut()
+        await expect(status).to_have_text("Connected")
+        await say(page, "after the cut")
+        await expect(message_text(page, "after the cut")).to_have_count(1)
+    finally:
+        await proxy.close()
+
+    assert len(urls) == 2 and len(welcomes) == 2
+    session = str(welcomes[0]["session"])
+    for url in urls:
+        assert "token=" not in url and "session=" not in url, url
+        assert token not in url and session not in url, url
+        assert "room=dev" in url, url
+    assert "since=" in urls[1]
+    assert [h.offered for h in handshakes] == [
+        [JSON_PROTOCOL, f"chat.token.{token}"],
+        [JSON_PROTOCOL, f"chat.token.{token}", f"chat.session.{session}"],
+    ]
+    assert [h.answered for h in handshakes] == [JSON_PROTOCOL, JSON_PROTOCOL]
+    assert all(h.query.keys() <= {"name", "room", "since"} for h in handshakes)
+
+
+async def test_a_pasted_token_that_cannot_be_one_is_refused_on_the_form(
+    auth_node: TestClient, pages: Pages
+) -> None:
+    """Guards against a page that tries to connect with a "token" a subprotocol cannot
+    carry (the browser throws, and the user would see only "could not connect"): the
+    form says what is wrong and nothing is sent."""
+    page = await pages.open("about:blank", "typo")
+    opened = websocket_urls(page)
+    await page.goto(page_url(auth_node))
+    await page.keyboard.type("ann")
+    await page.keyboard.press("Enter")
+    token_input = page.get_by_test_id("token-input")
+    await expect(token_input).to_be_focused()
+    await page.keyboard.insert_text("two words")
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_test_id("name-error")).to_have_text(
+        "That is not a token: a token has only letters, digits, . _ and -."
+    )
+    await expect(token_input).to_be_focused()
+    await expect(token_input).to_have_attribute("aria-invalid", "true")
+    await no_more_websockets(page, opened, 1)  # only the first try, which asked for a token
+
+
+@pytest.mark.parametrize("fragment", ["#room=dev", "#dev"])
+async def test_the_room_in_the_address_is_entered_first(
+    node: TestClient, pages: Pages, fragment: str
+) -> None:
+    """Guards against a page that ignores the room of its link, in either form the README
+    gives (`/#dev`, or `/#room=dev` as in `/#room=dev&token=...`) and starts in lobby."""
+    watcher = await join_json(node, "watch", "dev")
+    page = await pages.open(page_url(node) + fragment, "linked")
+    await join(page, "linked")
+    await expect(page.get_by_role("heading", name="# dev")).to_be_visible()
+    await expect(page.get_by_test_id("rooms").locator(".nav-button")).to_have_count(1)
+    await say(page, "came in by the link")
+    got = await watcher.expect("message", text="came in by the link")
+    assert (got["room"], got["from"]) == ("dev", "linked")
+
+
+async def test_a_paste_over_the_limit_is_kept_whole_and_flagged_until_it_fits(
+    node: TestClient, pages: Pages
+) -> None:
+    """Guards against a message box that silently cuts a long paste at the limit (the
+    textarea's maxlength did, at 4000 UTF-16 units), sends what the server will refuse,
+    or counts differently from the server (an emoji is one character there)."""
+    watcher = await join_json(node, "watcher")
+    page = await pages.open(page_url(node), "paster")
+    await join(page, "paster")
+    box = page.get_by_test_id("message-input")
+    count = page.get_by_test_id("char-count")
+    await expect(count).to_be_hidden()
+
+    pasted = "a" * 4100
+    await box.focus()
+    await page.keyboard.insert_text(pasted)  # as a paste does
+    await expect(box).to_have_value(pasted)  # nothing dropped
+    await expect(count).to_have_text("4100 / 4000: 100 characters too many. Shorten it to send.")
+    await expect(count).to_be_visible()
+    await expect(box).to_have_attribute("aria-invalid", "true")
+    await expect(page.get_by_test_id("send-button")).to_be_disabled()
+    await box.press("Enter")
+    await expect(box).to_have_value(pasted)  # not sent, not cleared
+    await expect(page.locator("#pending .message")).to_have_count(0)
+
+    fits = "a" * 3999 + "\N{GRINNING FACE}"  # 4000 characters, 4001 UTF-16 units
+    await box.fill(fits)
+    await expect(count).to_have_text("4000 / 4000")
+    await expect(box).to_have_attribute("aria-invalid", "false")
+    await expect(page.get_by_test_id("send-button")).to_be_enabled()
+    await box.press("Enter")
+    got = await watcher.expect("message", text=fits)
+    assert got["from"] == "paster"
+    await expect(box).to_have_value("")
+    await expect(count).to_be_hidden()
+    await expect(message_text(page, fits)).to_have_count(1)
+    await expect(page.locator("#pending .message")).to_have_count(0)  # nothing refused
+    assert [f["text"] for f in watcher.frames if f.get("type") == "message"] == [fits]
+
+
+async def test_a_long_message_is_folded_and_show_more_opens_it_from_the_keyboard(
+    node: TestClient, pages: Pages
+) -> None:
+    """Guards against one long message taking the whole view (many lines, or one long
+    paragraph): it shows a few lines and a "Show more" button that the keyboard reaches
+    and opens, that stays open when the log is redrawn, while a short message has none;
+    folding never drops text."""
+    poster = await join_json(node, "poster")
+    page = await pages.open(page_url(node), "reader")
+    await join(page, "reader")
+    lines = "\n".join(f"line {n} of a long paste" for n in range(1, 81))
+    paragraph = " ".join(["a paragraph that goes on and on"] * 120)
+    for text in (lines, paragraph, "short and whole"):
+        await poster.request("send", room="lobby", text=text)
+    await expect(message_text(page, "short and whole")).to_have_count(1)
+
+    log = page.get_by_test_id("messages")
+    folded = log.locator(".message").filter(has_text="line 80 of a long paste")
+    long_text = folded.locator(".text")
+    assert await long_text.evaluate("t => t.textContent") == lines  # all of it is there
+    for message in (folded, log.locator(".message").filter(has_text="a paragraph that")):
+        button = message.get_by_role("button", name="Show more")
+        await expect(button).to_be_visible()
+        await expect(button).to_have_attribute("aria-expanded", "false")
+        box = await message.bounding_box()
+        assert box is not None and box["height"] < 260, box  # the view is 720 high
+    short = log.locator(".message").filter(has_text="short and whole")
+    await expect(short.get_by_role("button")).to_have_count(0)
+
+    await log.focus()  # the log, then Tab: the first "Show more"
+    await page.keyboard.press("Tab")
+    show_more = folded.get_by_role("button", name="Show more")
+    await expect(show_more).to_be_focused()
+    await page.keyboard.press("Enter")
+    show_less = folded.get_by_role("button", name="Show less")
+    await expect(show_less).to_be_focused()
+    await expect(show_less).to_have_attribute("aria-expanded", "true")
+    height, full = await long_text.evaluate("t => [t.clientHeight, t.scrollHeight]")
+    assert height >= full > 1000  # every line shows
+
+    await page.get_by_test_id("room-input").fill("elsewhere")  # away and back: redrawn
+    await page.get_by_test_id("room-input").press("Enter")
+    await expect(page.get_by_role("heading", name="# elsewhere")).to_be_visible()
+    await page.get_by_test_id("rooms").locator('[data-room="lobby"]').click()
+    await expect(folded.get_by_role("button", name="Show less")).to_be_visible()
+    await log.focus()
+    await page.keyboard.press("Tab")  # the same button, then Space folds it again
+    await expect(folded.get_by_role("button", name="Show less")).to_be_focused()
+    await page.keyboard.press("Space")
+    await expect(folded.get_by_role("button", name="Show more")).to_be_visible()
+    box = await folded.bounding_box()
+    assert box is not None and box["height"] < 260, box
+
+
+async def test_a_send_the_server_refuses_shows_its_reason_and_is_not_left_pending(
+    aiohttp_client: Any, pages: Pages
+) -> None:
+    """Guards against a page that leaves a refused message "Sending…" forever or hides
+    the server's reason (an `error` answering the send: here `too_long` from a node
+    whose limit is lower than the page's; bidi override characters, say, are refused
+    the same way): the message shows as not sent, with the reason, Retry and Discard,
+    and the connection goes on."""
+    settings = replace(TEST_SETTINGS, max_message_chars=40)
+    node: TestClient = await aiohttp_client(create_app(settings))
+    watcher = await join_json(node, "watcher")
+    page = await pages.open("about:blank", "refused")
+    async with page.expect_websocket() as opened:
+        await page.goto(page_url(node))
+        await join(page, "refused")
+    socket = await opened.value
+    await say(page, "x" * 41)
+    failed = page.locator("#pending .message.failed")
+    await expect(failed).to_have_count(1)
+    await expect(failed.locator(".send-error")).to_have_text(
+        "Not sent: a message is at most 40 characters"
+    )
+    await expect(failed.locator("time")).not_to_have_text("Sending…")
+    await expect(message_text(page, "x" * 41)).to_have_count(1)  # the text is still there
+
+    async with socket.expect_event("framereceived", lambda data: '"too_long"' in data):
+        await failed.get_by_role("button", name="Retry").click()  # tried again: refused again
+    await expect(failed).to_have_count(1)
+    await expect(failed.locator(".send-error")).to_have_text(
+        "Not sent: a message is at most 40 characters"
+    )
+    await failed.get_by_role("button", name="Discard").click()
+    await expect(page.locator("#pending .message")).to_have_count(0)
+    await say(page, "short enough")
+    await watcher.expect("message", text="short enough")
+    await expect(page.get_by_test_id("status")).to_have_text("Connected")
+    assert [f["text"] for f in watcher.frames if f.get("type") == "message"] == ["short enough"]

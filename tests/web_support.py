@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -15,15 +16,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from playwright.async_api import (
     Browser,
     ConsoleMessage,
     Dialog,
     Locator,
     Page,
+    WebSocket,
     async_playwright,
     expect,
 )
+
+from gateway.credentials import offered_subprotocols
 
 CHROMIUM = shutil.which("chromium")
 BROWSER_ARGS = [
@@ -167,3 +172,51 @@ def message_text(page: Page, text: str) -> Locator:
 async def shown_texts(page: Page) -> list[str]:
     """Every message body in the open conversation, in order (pending ones last)."""
     return await page.get_by_test_id("messages").locator(".message .text").all_text_contents()
+
+
+@dataclass
+class Handshake:
+    """One /ws upgrade as the server saw it: the query, the subprotocols offered (in
+    order) and the one the server answered with."""
+
+    query: dict[str, str]
+    offered: list[str]
+    answered: str | None
+
+
+def record_handshakes(app: web.Application) -> list[Handshake]:
+    """Every /ws upgrade `app` answers from now on (a growing list); call it before the
+    app starts."""
+    seen: list[Handshake] = []
+
+    async def prepared(request: web.Request, response: web.StreamResponse) -> None:
+        if request.path == "/ws" and isinstance(response, web.WebSocketResponse):
+            answered = response.headers.get("Sec-WebSocket-Protocol")
+            seen.append(Handshake(dict(request.query), offered_subprotocols(request), answered))
+
+    app.on_response_prepare.append(prepared)
+    return seen
+
+
+def websocket_urls(page: Page) -> list[str]:
+    """The URLs of the WebSockets `page` opens from now on (a growing list)."""
+    opened: list[str] = []
+    page.on("websocket", lambda ws: opened.append(ws.url))
+    return opened
+
+
+def received_frames(page: Page, kind: str) -> list[dict[str, object]]:
+    """The JSON frames of type `kind` that `page` receives from now on, on any WebSocket."""
+    frames: list[dict[str, object]] = []
+
+    def received(payload: str | bytes) -> None:
+        with contextlib.suppress(ValueError):
+            frame = json.loads(payload)
+            if isinstance(frame, dict) and frame.get("type") == kind:
+                frames.append(frame)
+
+    def opened(ws: WebSocket) -> None:
+        ws.on("framereceived", received)
+
+    page.on("websocket", opened)
+    return frames

@@ -1,6 +1,8 @@
 // The page: the login form (a name, or a token), the sidebar, the conversation, the keyboard.
 
 import { Chat, ROOM_PATTERN, nameKey } from "./chat.js";
+import { setUpComposer } from "./composer.js";
+import { SUBPROTOCOL_SAFE } from "./connection.js";
 import { ChatView } from "./render.js";
 
 const $ = (id) => document.getElementById(id);
@@ -27,9 +29,10 @@ let lastStop = null; // the close code that stopped reconnecting, until the user
 
 // ------------------------------------------------------------------------- name form
 
-/** The room in the address (`/#dev`), else lobby. */
+/** The room in the address (`/#dev`, or `/#room=dev` as in `/#room=dev&token=...`), else lobby. */
 function startRoom() {
-  const wanted = window.location.hash.slice(1);
+  const hash = window.location.hash.slice(1);
+  const wanted = hash.includes("=") ? (new URLSearchParams(hash).get("room") ?? "") : hash;
   return ROOM_PATTERN.test(wanted) ? wanted : "lobby";
 }
 
@@ -37,7 +40,8 @@ function startRoom() {
  * A token handed over in the address (`/#token=...`, or `/#room=dev&token=...`), taken
  * once and at once removed from the address bar (replacing the history entry), so that
  * copying the address or a screenshot does not pass it on. A fragment never goes to a
- * server: the token is sent only to /ws, and kept only in memory.
+ * server: the token is sent only to /ws (as a subprotocol, never in its URL), and kept
+ * only in memory.
  */
 function takeUrlToken() {
   const params = new URLSearchParams(window.location.hash.slice(1));
@@ -94,6 +98,13 @@ $("login-form").addEventListener("submit", (event) => {
   const token = $("token-input").hidden ? "" : $("token-input").value.trim();
   if (!name && !token) {
     showLoginError($("token-input").hidden ? "Type a name first." : "Paste your token first.");
+    return;
+  }
+  if (token && !SUBPROTOCOL_SAFE.test(token)) {
+    // It travels as a WebSocket subprotocol, which cannot hold such characters.
+    const message = "That is not a token: a token has only letters, digits, . _ and -.";
+    showLoginError(message, "token-input");
+    $("token-input").focus();
     return;
   }
   showLoginError("");
@@ -318,27 +329,7 @@ $("messages").addEventListener("scroll", () => {
 
 // ------------------------------------------------------------------------- composer
 
-function sendTyped() {
-  const input = $("message-input");
-  const text = input.value;
-  if (!text.trim()) return;
-  chat.send(text);
-  input.value = "";
-  view.scrollToBottom();
-}
-
-$("composer").addEventListener("submit", (event) => {
-  event.preventDefault();
-  sendTyped();
-  $("message-input").focus();
-});
-
-$("message-input").addEventListener("keydown", (event) => {
-  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
-    event.preventDefault(); // Enter sends; Shift+Enter is a new line
-    sendTyped();
-  }
-});
+setUpComposer({ send: (text) => chat.send(text), sent: () => view.scrollToBottom() });
 
 document.addEventListener("keydown", (event) => {
   if ($("app").hidden) return;

@@ -8,7 +8,7 @@
 // `since=cursor`, so the server replays exactly what was missed; anything seen twice
 // (a replay racing a live message, history overlapping live) is dropped by offset.
 
-import { Connection } from "./connection.js";
+import { Connection, offer } from "./connection.js";
 import { Outbox } from "./outbox.js";
 
 export const ROOM_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
@@ -59,7 +59,7 @@ export class Chat {
     this.answers = new Map(); // ref -> handler of the answer
     this.refs = 0;
     this.conn = new Connection({
-      url: () => this.#url(),
+      handshake: () => this.#handshake(),
       onFrame: (frame) => this.#frame(frame),
       onClose: (close) => this.#closed(close),
       onStatus: (state) => this.onChange("status", { state }),
@@ -160,18 +160,18 @@ export class Chat {
 
   // ---------------------------------------------------------------- the connection
 
-  #url() {
+  #handshake() {
     // The first room rides in the URL (with its `since`); the others are joined after.
+    // The token and the session secret are offered as subprotocols, out of the URL.
     const first = this.#firstRoom();
     const query = new URLSearchParams({ room: first.name });
     if (this.name) query.set("name", this.name); // with a token it may be left to the token
-    if (this.token) query.set("token", this.token); // a browser cannot send it as a header
     if (first.cursor !== null) query.set("since", first.cursor);
-    if (this.session) query.set("session", this.session);
     first.joinedWith = first.cursor;
     first.joining = true;
     this.urlRoom = first;
-    return `${this.wsUrl}?${query}`;
+    const protocols = offer({ token: this.token, session: this.session ?? "" });
+    return { url: `${this.wsUrl}?${query}`, protocols };
   }
 
   #firstRoom() {

@@ -3,6 +3,22 @@
 // What a frame or a close *means* is decided by the caller (chat.js).
 
 export const PROTOCOL = "chat.v1.json";
+// Bearer secrets travel as further subprotocols, never in the URL: proxies log URLs
+// (nginx's error log keeps the request line, query included). The node answers with
+// PROTOCOL alone.
+const TOKEN_PREFIX = "chat.token.";
+const SESSION_PREFIX = "chat.session.";
+
+/** What a subprotocol can carry (an HTTP token): a JWT or a session secret is one. */
+export const SUBPROTOCOL_SAFE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+/** The subprotocols to offer: the mode first, then the token and the session secret. */
+export function offer({ token = "", session = "" }) {
+  const protocols = [PROTOCOL];
+  if (token) protocols.push(TOKEN_PREFIX + token);
+  if (session) protocols.push(SESSION_PREFIX + session);
+  return protocols;
+}
 
 const RETRY_FIRST_MS = 250; // the first retry comes quickly (a node restarting)...
 const RETRY_MAX_MS = 8000; // ...then doubling up to this
@@ -12,14 +28,15 @@ const HEARTBEAT_MS = 10000; // this often: a ping, unless one is out; still no f
 export class Connection {
   /**
    * @param {object} options
-   * @param {() => string} options.url      the URL for the next attempt (query included)
+   * @param {() => {url: string, protocols: string[]}} options.handshake  for the next
+   *        attempt: the URL (its query: never a secret) and the subprotocols to offer
    * @param {(frame: object) => void} options.onFrame
    * @param {(close: {code, reason, welcomed, error}) => boolean} options.onClose
    *        the socket closed (`error`: the error frame before welcome, if any); true to reconnect
    * @param {(state: string) => void} options.onStatus  connecting, connected, reconnecting, offline
    */
-  constructor({ url, onFrame, onClose, onStatus }) {
-    this.url = url;
+  constructor({ handshake, onFrame, onClose, onStatus }) {
+    this.handshake = handshake;
     this.onFrame = onFrame;
     this.onClose = onClose;
     this.onStatus = onStatus;
@@ -68,7 +85,8 @@ export class Connection {
     this.#status(state);
     let ws;
     try {
-      ws = new WebSocket(this.url(), PROTOCOL);
+      const { url, protocols } = this.handshake();
+      ws = new WebSocket(url, protocols);
     } catch (error) {
       console.error("cannot open the WebSocket", error);
       this.#closed(null, 1006, String(error));

@@ -2,7 +2,16 @@
 // conversation's log and its pending messages. Reads the Chat; changes nothing in it.
 
 import { nameKey } from "./chat.js";
-import { avatar, el, entryItems, fill, messageItem, navButton } from "./view.js";
+import {
+  avatar,
+  el,
+  entryItems,
+  fill,
+  messageItem,
+  navButton,
+  refold,
+  settleFolds,
+} from "./view.js";
 
 const $ = (id) => document.getElementById(id);
 const NEAR_BOTTOM_PX = 80; // this close to the end, a new message scrolls into view
@@ -16,6 +25,15 @@ export class ChatView {
     this.chat = chat;
     this.actions = actions;
     this.rendered = []; // the entries of the open conversation shown in #log, in order
+    let resizing = false; // a new width may cut a folded message, or no longer
+    window.addEventListener("resize", () => {
+      if (resizing) return;
+      resizing = true;
+      requestAnimationFrame(() => {
+        resizing = false;
+        refold($("messages"));
+      });
+    });
   }
 
   activeRoom() {
@@ -140,6 +158,7 @@ export class ChatView {
     const items = [];
     entries.forEach((entry, i) => items.push(...entryItems(entry, entries[i - 1], me, nameKey)));
     fill($("log"), items);
+    settleFolds($("log"));
     this.rendered = [...entries];
     $("load-older").hidden = !(this.chat.active.kind === "room" && conversation?.moreHistory);
     if (keepPosition) box.scrollTop = box.scrollHeight - fromBottom;
@@ -151,7 +170,9 @@ export class ChatView {
     if (conversation !== this.chat.conversation()) return this.sidebar();
     const nearBottom = this.nearBottom();
     const previous = this.rendered.at(-1);
-    $("log").append(...entryItems(entry, previous, nameKey(this.chat.name), nameKey));
+    const items = entryItems(entry, previous, nameKey(this.chat.name), nameKey);
+    $("log").append(...items);
+    settleFolds(...items);
     this.rendered.push(entry);
     if (this.rendered.length > 2 * conversation.messages.length) this.log(); // drop the oldest
     const own = entry.kind === "message" && nameKey(entry.from) === nameKey(this.chat.name);
@@ -170,7 +191,7 @@ export class ChatView {
       .map((item) => {
         const entry = { from: this.chat.name, text: item.text, ts: item.ts };
         const { state, error } = item;
-        const li = messageItem(entry, { own: true, continued: false, state, error });
+        const li = messageItem(entry, { own: true, continued: false, state, error, key: item });
         if (state === "failed") {
           const actions = el("div", "send-actions");
           const outbox = this.chat.outbox;
@@ -190,6 +211,7 @@ export class ChatView {
       });
     const nearBottom = this.nearBottom();
     fill($("pending"), items);
+    settleFolds($("pending"));
     if (nearBottom) this.scrollToBottom();
   }
 

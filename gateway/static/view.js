@@ -2,6 +2,12 @@
 // textContent (or as a text node), never as HTML: a message is shown, never run.
 
 const GROUP_WITHIN_MS = 5 * 60 * 1000; // same sender within this: one group, one header
+// A long message is folded to a few lines (app.css: .text.folded) with "Show more".
+// At most this long and with at most this many lines, a text fits: it is not measured.
+const FOLD_FROM_CHARS = 160;
+const FOLD_FROM_LINES = 4;
+const unfolded = new WeakSet(); // the entries (or outbox items) the user unfolded
+let textIds = 0;
 const HUES = 8;
 const URL_PATTERN = /\bhttps?:\/\/[^\s<>"']+[^\s<>"'.,;:!?)\]]/g;
 
@@ -107,8 +113,66 @@ export function entryItems(entry, previous, me, nameKey) {
   return items;
 }
 
-/** A message bubble: avatar, sender, text, time. */
-export function messageItem(entry, { own, continued, state = "", error = "" }) {
+/** True when `text` may take more lines than a folded message shows. */
+function foldable(text) {
+  return text.length > FOLD_FROM_CHARS || text.split("\n").length > FOLD_FROM_LINES;
+}
+
+/**
+ * The text of a long message folded, and its "Show more" button (a real button: Tab
+ * reaches it, Enter or Space opens it). The button stays hidden until `settleFolds`
+ * has seen that the folded text is cut. `key` keeps it open across redraws.
+ */
+function foldedText(text, key) {
+  const button = el("button", "link-button fold-button");
+  button.type = "button";
+  text.id = `text-${++textIds}`;
+  text.classList.add("foldable");
+  button.setAttribute("aria-controls", text.id);
+  const show = (open) => {
+    text.classList.toggle("folded", !open);
+    button.textContent = open ? "Show less" : "Show more";
+    button.setAttribute("aria-expanded", String(open));
+  };
+  show(unfolded.has(key));
+  button.hidden = !unfolded.has(key);
+  button.addEventListener("click", () => {
+    const open = !unfolded.has(key);
+    if (open) unfolded.add(key);
+    else unfolded.delete(key);
+    show(open);
+  });
+  return button;
+}
+
+/**
+ * Show the "Show more" button of each folded text in `roots` (elements) that the fold
+ * cuts; call it once they are in the page: it measures them. A text that is not laid
+ * out (the page hidden) keeps its button: better one too many than none.
+ */
+export function settleFolds(...roots) {
+  const all = roots.flatMap((root) => [...root.querySelectorAll(".fold-button")]);
+  const buttons = all.filter((button) => button.hidden);
+  const cut = buttons.map((button) => {
+    const text = document.getElementById(button.getAttribute("aria-controls"));
+    return text.clientHeight === 0 || text.scrollHeight > text.clientHeight + 1;
+  }); // every measure first, then every change: one layout, not one per message
+  buttons.forEach((button, i) => {
+    button.hidden = !cut[i];
+  });
+}
+
+/** Fold again what no longer overflows or now does (the width changed). */
+export function refold(root) {
+  for (const button of root.querySelectorAll(".fold-button[aria-expanded=false]")) {
+    button.hidden = true;
+  }
+  settleFolds(root);
+}
+
+/** A message bubble: avatar, sender, text, time. `key` names it for folding (the entry
+ * by default; an outbox item for a pending one). */
+export function messageItem(entry, { own, continued, state = "", error = "", key = entry }) {
   const item = el("li", "message");
   item.classList.toggle("own", own);
   item.classList.toggle("continued", continued);
@@ -119,7 +183,9 @@ export function messageItem(entry, { own, continued, state = "", error = "" }) {
   const bubble = el("div", "bubble");
   const sender = el("span", `sender ${hueClass(entry.from)}`, own ? "You" : entry.from);
   if (own || continued) sender.classList.add("sr-only"); // still read out, not shown
-  bubble.append(sender, messageText(entry.text));
+  const text = messageText(entry.text);
+  bubble.append(sender, text);
+  if (foldable(entry.text)) bubble.append(foldedText(text, key));
   const label = state === "queued" || state === "sending" ? "Sending…" : undefined;
   bubble.append(timeElement(entry.ts, label));
   item.append(bubble);
