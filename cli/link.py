@@ -1,9 +1,9 @@
 """The connection loop under `ChatClient`: one JSON-mode connection at a time, kept up.
 
 `Link` opens a connection with the credentials (the token as `Authorization: Bearer`,
-the session secret from the last `welcome`), serves it (server frames into the
-`RoomView`, the `Outbox` out), and after a drop reconnects with backoff, resuming the
-room after the last offset shown.
+the session secret as a `chat.session.` subprotocol: never in the URL, which proxies
+log), serves it (server frames into the `RoomView`, the `Outbox` out), and after a drop
+reconnects with backoff, resuming the room after the last offset shown.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from cli.connection import (
     backoff,
     decode,
     open_connection,
+    usable_secret,
 )
 from cli.events import ChatEvent, ErrorLine, Status
 from cli.outbox import Outbox, Outgoing
@@ -80,7 +81,7 @@ class Link:
         assert self.http is not None, "the client opens the HTTP session first"
         since = self._view.since() if resume else None
         query = {"room": self._view.room}
-        optional = {"name": self._view.name, "since": since, "session": self._session}
+        optional = {"name": self._view.name, "since": since}
         query.update({key: value for key, value in optional.items() if value})
         token = self._config.token
         try:
@@ -90,12 +91,12 @@ class Link:
                 query,
                 wait_limit=self._config.connect_timeout,
                 heartbeat=self._config.heartbeat,
-                # A header, not ?token=: URLs end up in access logs.
                 headers={"Authorization": f"Bearer {token}"} if token else None,
+                session=self._session,
             )
         except Unauthorized as exc:
             raise Unauthorized(_unauthorized_text(exc.message, token), exc.code) from None
-        self._session = opened.welcome.get("session") or self._session
+        self._session = usable_secret(opened.welcome.get("session")) or self._session
         name = str(opened.welcome.get("name") or self._view.name)
         backfill = self._view.connected(name, resume=resume, since=since)
         if backfill is not None:
