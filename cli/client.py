@@ -65,6 +65,11 @@ class ChatClient:
         """How many sends still wait for their ack."""
         return len(self._outbox)
 
+    @property
+    def pending(self) -> tuple[str, ...]:
+        """The texts of the room messages not acknowledged yet (queued or sent), oldest first."""
+        return tuple(str(item.frame["text"]) for item in self._outbox if item.kind == "send")
+
     # --- lifecycle -----------------------------------------------------------------
 
     async def start(self) -> None:

@@ -13,7 +13,6 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
 
 import aiohttp
 
@@ -28,15 +27,13 @@ from cli.connection import (
     usable_secret,
 )
 from cli.events import ChatEvent, ErrorLine, Status
-from cli.outbox import Outbox, Outgoing
+from cli.outbox import Answered, Outbox, Outgoing
 from cli.view import RoomView
 
 CLOSE_NORMAL, CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_TOO_BIG = 1000, 1001, 1008, 1009
 CLOSE_TAKEN_OVER = 4000
 CLOSE = aiohttp.WSMsgType.CLOSE
 ROOM_COMMANDS = frozenset({"send", "who", "history"})
-
-Answered = Callable[[Outgoing, dict[str, Any]], None]
 
 
 @dataclass(frozen=True, kw_only=True)
