@@ -95,9 +95,7 @@ class Link:
             raise Unauthorized(_unauthorized_text(exc.message, token), exc.code) from None
         self._session = usable_secret(opened.welcome.get("session")) or self._session
         name = str(opened.welcome.get("name") or self._view.name)
-        backfill = self._view.connected(name, resume=resume, since=since)
-        if backfill is not None:
-            await self._send_quietly(opened.ws, backfill)
+        self._view.connected(name, resume=resume, since=since)
         self.ws = opened.ws
         return opened.ws
 
@@ -162,8 +160,7 @@ class Link:
                 frame = decode(msg.data)
                 if frame is None:
                     continue
-                reply = self._view.handle(frame, claimed=self._outbox.answer(frame))
-                if reply is not None:
+                for reply in self._view.handle(frame, claimed=self._outbox.answer(frame)):
                     await self._send_quietly(ws, reply)
             elif msg.type is not aiohttp.WSMsgType.BINARY:  # closed, or broken
                 self._close_reason = str(msg.extra or "") if msg.type is CLOSE else ""
