@@ -12,6 +12,8 @@ from cli.client import ClientConfig
 from gateway.errors import ProtocolError
 from gateway.names import validate_room
 
+DEFAULT_URL = "ws://127.0.0.1:8080/ws"  # `make run`: one node on this machine
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The `chat` argument parser."""
@@ -24,13 +26,19 @@ def build_parser() -> argparse.ArgumentParser:
             "and every message is acknowledged."
         ),
     )
-    parser.add_argument("--url", default="ws://127.0.0.1:8080/ws", help="gateway WebSocket URL")
+    parser.add_argument(
+        "--url",
+        default=DEFAULT_URL,
+        help="the gateway's WebSocket URL, ws:// or wss:// (default: %(default)s)",
+    )
     parser.add_argument(
         "--name",
         default="",
         help="your name (asked for when not given; with --token the token's name is yours)",
     )
-    parser.add_argument("--room", default="lobby", type=_room, help="room to enter first")
+    parser.add_argument(
+        "--room", default="lobby", type=_room, help="room to enter first (default: %(default)s)"
+    )
     parser.add_argument(
         "--token",
         default=os.environ.get("CHAT_TOKEN", "").strip() or None,

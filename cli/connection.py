@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,13 @@ import aiohttp
 from yarl import URL
 
 SUBPROTOCOL = "chat.v1.json"
+# The session secret rides as a further subprotocol offered after the mode, never in the
+# URL: proxies log request lines (nginx's error log keeps the query too). The node
+# answers with the mode alone.
+SESSION_SUBPROTOCOL = "chat.session."
+# What a subprotocol may hold (an HTTP token, RFC 9110); a secret with anything else
+# could not travel in the header and is not kept.
+_TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 NAME_ERRORS = frozenset({"invalid_name", "name_taken"})
 FATAL_ERRORS = frozenset({"invalid_room", "bad_frame"})
 CLOSE_POLICY = 1008
@@ -58,6 +66,11 @@ def decode(data: str) -> dict[str, Any] | None:
     return frame if isinstance(frame, dict) else None
 
 
+def usable_secret(secret: object) -> str | None:
+    """`secret` (a `welcome`'s `session`) when it can be offered as a subprotocol."""
+    return secret if isinstance(secret, str) and _TOKEN.fullmatch(secret) else None
+
+
 def backoff(
     initial: float, cap: float, rand: Callable[[], float] = random.random
 ) -> Iterator[float]:
@@ -76,17 +89,22 @@ async def open_connection(
     wait_limit: float,
     heartbeat: float,
     headers: Mapping[str, str] | None = None,
+    session: str | None = None,
 ) -> Opened:
     """Connect to `url` with `query` (and `headers`) and read up to the `welcome` frame.
+
+    `session`, the secret of an earlier `welcome`, is offered as the subprotocol
+    `chat.session.<SECRET>` after `chat.v1.json`, so that it stays out of the URL.
 
     Raises NameRejected, Unauthorized or Rejected when the server refuses (an `error` then a close
     before any `welcome`, or a 1008 close), ConnectFailed for anything transient.
     """
     target = URL(url).update_query(dict(query))
+    protocols = (SUBPROTOCOL, f"{SESSION_SUBPROTOCOL}{session}") if session else (SUBPROTOCOL,)
     try:
         ws = await http.ws_connect(
             target,
-            protocols=(SUBPROTOCOL,),
+            protocols=protocols,
             headers=headers,
             heartbeat=heartbeat or None,
             timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=wait_limit),

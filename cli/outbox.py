@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,18 @@ class Outgoing:
         return str(self.frame["type"])
 
 
+Answered = Callable[["Outgoing", dict[str, Any]], None]
+
+
+@dataclass(slots=True)
+class InFlight:
+    """The frame sent and waiting for its answer, and who gets that answer."""
+
+    item: Outgoing
+    reply: asyncio.Future[dict[str, Any]]
+    answered: Answered
+
+
 class Outbox:
     """A FIFO of unanswered frames, sent one at a time so their order is kept.
 
@@ -42,11 +54,14 @@ class Outbox:
         self._items: deque[Outgoing] = deque()
         self._nonempty = asyncio.Event()
         self._progress = asyncio.Event()
-        self._in_flight: tuple[Outgoing, asyncio.Future[dict[str, Any]]] | None = None
+        self._in_flight: InFlight | None = None
         self._retry = (retry_initial, retry_max)
 
     def __len__(self) -> int:
         return len(self._items)
+
+    def __iter__(self) -> Iterator[Outgoing]:
+        return iter(tuple(self._items))
 
     def put(self, item: Outgoing) -> None:
         """Queue a frame behind the others."""
@@ -78,18 +93,24 @@ class Outbox:
         await self._progress.wait()
 
     def answer(self, frame: dict[str, Any]) -> bool:
-        """Hand a server frame to the frame in flight; True when it answers it (by `ref`)."""
-        if self._in_flight is None or frame.get("ref") != self._in_flight[0].ref:
+        """Hand a server frame to the frame in flight; True when it answers it (by `ref`).
+
+        An answer for good (not "try later") is dealt with at once, before any later
+        server frame is read: the frame leaves the queue and `answered` gets it, so a
+        send is no longer pending once its `ack` is in, and its `message` (the next
+        frame) never shows beside it.
+        """
+        flight = self._in_flight
+        if flight is None or frame.get("ref") != flight.item.ref:
             return False
-        if not self._in_flight[1].done():
-            self._in_flight[1].set_result(frame)
+        if not flight.reply.done():
+            flight.reply.set_result(frame)
+            if not _retry_later(frame):
+                self.done(flight.item)
+                flight.answered(flight.item, frame)
         return True
 
-    async def pump(
-        self,
-        send: Callable[[Outgoing], Awaitable[bool]],
-        answered: Callable[[Outgoing, dict[str, Any]], None],
-    ) -> None:
+    async def pump(self, send: Callable[[Outgoing], Awaitable[bool]], answered: Answered) -> None:
         """Send the head, wait for its answer, repeat, on one connection.
 
         `send` returns False once the connection is broken: then this returns and the
@@ -102,19 +123,22 @@ class Outbox:
         try:
             while True:
                 item = await self.head()
-                self._in_flight = (item, loop.create_future())
+                self._in_flight = InFlight(item, loop.create_future(), answered)
                 if not await send(item):
                     return
-                reply = await self._in_flight[1]
+                reply = await self._in_flight.reply
                 self._in_flight = None
-                if reply.get("type") == "error" and reply.get("code") in RETRY_LATER:
+                if _retry_later(reply):
                     await asyncio.sleep(next(retry))
-                    continue
-                retry = backoff(*self._retry)
-                self.done(item)
-                answered(item, reply)
+                else:
+                    retry = backoff(*self._retry)
         finally:
             self._in_flight = None
+
+
+def _retry_later(reply: dict[str, Any]) -> bool:
+    """True for a refusal that asks for the frame again later."""
+    return reply.get("type") == "error" and reply.get("code") in RETRY_LATER
 
 
 class SeenOffsets:

@@ -25,6 +25,7 @@ STYLE = {
     "sender": "bold",
     "own": "bold fg:ansigreen",
     "info": "fg:ansibrightblack",
+    "pending": "italic fg:ansibrightblack",
     "dm": "fg:ansimagenta",
     "error": "bold fg:ansired",
 }

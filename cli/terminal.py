@@ -16,20 +16,28 @@ from cli.client import ChatClient, ClientConfig
 from cli.commands import run_line
 from cli.connection import ConnectFailed, NameRejected, Rejected
 from cli.events import Status
-from cli.render import STYLE, render
+from cli.render import STYLE, Fragments, render
 
 EXIT_INTERRUPTED = 130
 QUIT_DRAIN_SECONDS = 2.0
+PENDING_SHOWN = 5  # pending messages listed above the input line at most
 
 
 class TerminalUI:
     """One terminal session: a name (asked, or the token's), then chat until /quit,
-    Ctrl-D or a fatal close."""
+    Ctrl-D or a fatal close.
+
+    Each message shows once, as the server's copy with its time: an entered line is
+    erased from the screen, and a message not acked yet is listed as pending just above
+    the input line (part of the prompt, redrawn with it) until its copy arrives.
+    """
 
     def __init__(self, config: ClientConfig) -> None:
         self._config = config
         self._style = Style.from_dict(STYLE)
-        self._input: PromptSession[str] = PromptSession(history=InMemoryHistory())
+        self._input: PromptSession[str] = PromptSession(
+            history=InMemoryHistory(), erase_when_done=True, style=self._style
+        )
 
     async def run(self) -> int:
         """Run until the user leaves; returns the exit code."""
@@ -93,8 +101,8 @@ class TerminalUI:
     async def _read_input(self, client: ChatClient) -> int:
         """Read and run input lines; returns the exit code once the user leaves."""
 
-        def prompt() -> str:
-            return f"{client.room}> " if client.connected else f"{client.room} (offline)> "
+        def prompt() -> FormattedText:
+            return FormattedText(prompt_fragments(client))
 
         while True:
             try:
@@ -110,3 +118,14 @@ class TerminalUI:
         async for event in client.events():
             for line in render(event, clock=True):
                 print_formatted_text(FormattedText(line), style=self._style)
+
+
+def prompt_fragments(client: ChatClient) -> Fragments:
+    """The input line's prompt: the pending messages, one a line, then the room."""
+    pending = client.pending
+    lines: Fragments = []
+    if len(pending) > PENDING_SHOWN:
+        lines.append(("class:pending", f"(sending) {len(pending) - PENDING_SHOWN} earlier ones\n"))
+    lines.extend(("class:pending", f"(sending) {text}\n") for text in pending[-PENDING_SHOWN:])
+    room = client.room if client.connected else f"{client.room} (offline)"
+    return [*lines, ("", f"{room}> ")]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from screen import Screen
 
 from tests.processes import GatewayProcess, free_port
 from tests.tcp_proxy import TcpProxy
@@ -188,6 +189,7 @@ class Terminal:
             codec_errors="replace",
         )
         self.text = ""
+        self.screen = Screen(40, 120)
         self._cursor = 0
 
     def _read(self, deadline: float) -> bool:
@@ -201,6 +203,7 @@ class Terminal:
         except self._pexpect.EOF:
             return False
         self.text = ANSI.sub("", self.text + chunk).replace("\r", "")
+        self.screen.feed(chunk)
         return True
 
     def expect_sync(self, pattern: str, timeout: float = WAIT) -> str:
@@ -217,6 +220,25 @@ class Terminal:
     async def expect(self, pattern: str, timeout: float = WAIT) -> str:
         """Wait (in a thread, so the event loop runs on) for `pattern` in the output."""
         return await asyncio.to_thread(self.expect_sync, pattern, timeout)
+
+    def screen_lines_sync(
+        self, settled: Callable[[list[str]], bool], timeout: float = WAIT
+    ) -> list[str]:
+        """The lines on the screen (scrollback included) once `settled(lines)` holds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = self.screen.lines()
+            if settled(lines):
+                return lines
+            if time.monotonic() >= deadline or not self._read(deadline):
+                shown = "\n".join(lines)
+                raise AssertionError(f"the screen never got there; it shows:\n{shown}")
+
+    async def screen_lines(
+        self, settled: Callable[[list[str]], bool], timeout: float = WAIT
+    ) -> list[str]:
+        """`screen_lines_sync` in a thread, so the event loop runs on."""
+        return await asyncio.to_thread(self.screen_lines_sync, settled, timeout)
 
     def sendline(self, line: str) -> None:
         self.child.sendline(line)
