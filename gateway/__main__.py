@@ -9,9 +9,9 @@ import argparse
 import asyncio
 import logging
 import os
-import socket
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 
 from aiohttp import web
 from yarl import URL
@@ -21,6 +21,7 @@ from gateway.app import create_app
 from gateway.auth import mint
 from gateway.config import Settings
 from gateway.errors import ProtocolError
+from gateway.workers import listen, listen_error, supervise, worker_index
 
 DEFAULT_TOKEN_TTL = 24 * 3600.0
 
@@ -35,14 +36,6 @@ def describe(settings: Settings) -> str:
     return f"node {settings.node_id} on http://{settings.host}:{settings.port} ({broker}; {auth})"
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on `host`:`port` (the first address `host` resolves to)."""
-    family, _, _, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    return socket.create_server(address, family=family, backlog=1024)
-
-
 def new_event_loop() -> asyncio.AbstractEventLoop:
     """uvloop's event loop where it is installed (a dependency, but not on Windows),
     else asyncio's."""
@@ -51,13 +44,6 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     except ImportError:
         return asyncio.new_event_loop()
     return uvloop.new_event_loop()
-
-
-def _reason(exc: OSError) -> str:
-    """An OSError as words: `address already in use`, `unknown host`."""
-    if isinstance(exc, socket.gaierror):
-        return f"unknown host ({exc.strerror})"
-    return (exc.strerror or str(exc)).lower()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -71,17 +57,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     log = logging.getLogger("gateway")
+    worker = worker_index()
+    if worker is not None:
+        settings = replace(settings, node_id=f"{settings.node_id}-w{worker}")
     try:
         app = create_app(settings)
     except ValueError as exc:
         print(f"chat-gateway: {exc}", file=sys.stderr)
         return 2
+    supervisor = worker is None and settings.workers > 1
     try:
-        sock = listen(settings.host, settings.port)
+        sock = listen(
+            settings.host,
+            settings.port,
+            reuse_port=settings.workers > 1,
+            backlog=None if supervisor else 1024,
+        )
     except OSError as exc:  # a busy port, an unknown host, no permission
-        print(f"chat-gateway: cannot listen on {settings.host}:{settings.port}: {_reason(exc)}",
-              file=sys.stderr)  # fmt: skip
+        print(f"chat-gateway: cannot listen on {settings.host}:{settings.port}: "
+              f"{listen_error(exc)}", file=sys.stderr)  # fmt: skip
         return 2
+    if supervisor:
+        log.info("%d workers on http://%s:%d", settings.workers, settings.host, settings.port)
+        with sock:  # held (not accepting) until the workers listen beside it
+            return supervise(args, settings.workers)
     log.info("%s", describe(settings))  # only once it listens
     web.run_app(
         app,

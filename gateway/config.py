@@ -138,6 +138,13 @@ class Settings:
         default=30.0,
         metadata={"help": "seconds a text-mode connection has to give a name; then 1008; 0: off"},
     )
+    workers: int = field(
+        default=1,
+        metadata={
+            "help": "processes serving this port (SO_REUSEPORT), each a node of its own; "
+            "above 1 needs --redis-url"
+        },
+    )
     log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING, ERROR"})
 
     @classmethod
@@ -172,6 +179,12 @@ class Settings:
             raise InvalidSetting("max_message_chars", "must be at least 1")
         if self.max_frame_bytes < 1024:
             raise InvalidSetting("max_frame_bytes", "must be at least 1024")
+        if not 1 <= self.workers <= 256:
+            raise InvalidSetting("workers", "must be from 1 to 256")
+        if self.workers > 1 and not self.redis_url:
+            raise InvalidSetting(
+                "workers", "above 1 needs --redis-url: the workers share the chat through Redis"
+            )
         if self.jwt_secret is not None and len(self.jwt_secret.encode()) < MIN_JWT_SECRET_BYTES:
             raise InvalidSetting(
                 "jwt_secret",
