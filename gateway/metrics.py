@@ -13,8 +13,8 @@ class Metrics:
         self.connections = Gauge(
             "chat_connections", "Open WebSocket connections", ["mode"], registry=self.registry
         )
-        for mode in ("json", "text"):  # a series for each mode from the start, at 0
-            self.connections.labels(mode=mode)
+        # A series for each mode from the start, at 0 (and no labels() per connection).
+        self.connection_gauges = {m: self.connections.labels(mode=m) for m in ("json", "text")}
         self.messages_published = Counter(
             "chat_messages_published",
             "Room messages accepted from clients on this node",

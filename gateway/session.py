@@ -56,6 +56,7 @@ class Session:
         self.codec = codec
         self.ref = ref
         self.is_text = codec.name == "text"  # one room at a time, no own echo
+        self._room_key = (codec.name, False)  # its frames' key in a FrameCache
         self.name = ""
         self.name_key = ""
         self.rooms: dict[str, None] = {}  # rooms in join order (a set that keeps order)
@@ -94,23 +95,36 @@ class Session:
 
     def _send_cached(self, event: Event, cache: FrameCache, outgoing: bool) -> None:
         key = (self.codec.name, outgoing)
-        if key in cache:
-            frame = cache[key]
-        else:
-            frame = cache[key] = self.codec.frame(event, outgoing=outgoing)
+        frame = cache[key] if key in cache else self._encode_into(cache, event, key)
         if frame is not None:
             self._push(frame)
 
+    def _encode_into(self, cache: FrameCache, event: Event, key: tuple[str, bool]) -> bytes | None:
+        frame = cache[key] = self.codec.frame(event, outgoing=key[1])
+        return frame
+
     def _push(self, frame: bytes) -> None:
         if self._closer is None and not self._outbox.push(frame):
-            log.warning("closing %s (%s): reads too slowly", self.ref, self.name)
-            self._metrics.slow_consumers.inc()
-            self.close(1008, "too slow: the send queue is full", flush=False)
+            self._overflow()
+
+    def _overflow(self) -> None:
+        log.warning("closing %s (%s): reads too slowly", self.ref, self.name)
+        self._metrics.slow_consumers.inc()
+        self.close(1008, "too slow: the send queue is full", flush=False)
 
     # delivery from the hub ---------------------------------------------------
 
     def deliver_room(self, event: RoomEvent, cache: FrameCache) -> None:
         """A room event; held back while this connection is joining the room."""
+        if not (self._pending or self._acking or self._floors or self.is_text) and (
+            event.room in self.rooms
+        ):
+            # The common case, once per delivery: nothing held, nothing to filter.
+            key = self._room_key
+            frame = cache[key] if key in cache else self._encode_into(cache, event, key)
+            if frame is not None and self._closer is None and not self._outbox.push(frame):
+                self._overflow()
+            return
         pending = self._pending.get(event.room)
         if pending is not None:
             pending.append(event)

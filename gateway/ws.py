@@ -50,7 +50,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         metrics=node.metrics,
     )
     node.hub.connect(session)
-    gauge = node.metrics.connections.labels(mode=codec.name)
+    gauge = node.metrics.connection_gauges[codec.name]
     gauge.inc()
     try:
         if await _handshake(node, session, request):

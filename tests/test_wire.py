@@ -10,6 +10,7 @@ import pytest
 from aiohttp import WSMsgType, web
 
 from gateway.wire import Corker, Outbox, close_frame, text_frame, text_frames
+from tests.conftest import poll_until
 
 
 async def received(aiohttp_client, data: bytes, count: int) -> list[tuple[WSMsgType, object]]:
@@ -92,8 +93,8 @@ async def test_frames_of_one_iteration_go_out_in_one_write() -> None:
     assert first.writes == [] and second.writes == []  # nothing until the iteration ends
     await asyncio.sleep(0)
     assert first.writes == [b"122333"] and second.writes == [b"x"]
-    assert a.push(b"4")
-    await asyncio.sleep(0)
+    assert a.push(b"4")  # the next flush waits as long as the last one took: bounded
+    await poll_until(lambda: len(first.writes) == 2, 1.0)
     assert first.writes == [b"122333", b"4"]
 
 
