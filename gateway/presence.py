@@ -13,7 +13,6 @@ from collections import Counter
 
 from gateway.broker.base import Broker
 from gateway.errors import BrokerUnavailable
-from gateway.events import PresenceChange
 from gateway.names import name_key
 from gateway.tasks import stop_tasks
 
@@ -49,8 +48,7 @@ class Presence:
             with contextlib.suppress(BrokerUnavailable):
                 await asyncio.shield(leaving)
         try:
-            if await self._broker.presence_add(room, name):
-                await self._broker.publish_presence(PresenceChange(room, "join", name))
+            await self._broker.presence_add(room, name, announce=True)
         except BrokerUnavailable:
             self.exit(room, name)  # whatever was stored is removed like any leave
             raise
@@ -75,8 +73,7 @@ class Presence:
         try:
             await asyncio.sleep(self._grace)
             self._committed.add(key)
-            if await self._broker.presence_remove(room, name):
-                await self._broker.publish_presence(PresenceChange(room, "leave", name))
+            await self._broker.presence_remove(room, name, announce=True)
         except BrokerUnavailable:
             log.warning("%s left %s while the broker was unavailable; retried later", name, room)
         finally:

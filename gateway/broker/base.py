@@ -101,11 +101,15 @@ class Broker(Protocol):
     async def replay(self, room: str, since: str | None, limit: int) -> Replay:
         """Messages after `since`; `recovered` false (and the newest `limit`) if unknown."""
 
-    async def presence_add(self, room: str, name: str) -> bool:
-        """Mark `name` present in `room` for this node; True when it was absent everywhere."""
+    async def presence_add(self, room: str, name: str, *, announce: bool = False) -> bool:
+        """Mark `name` present in `room` for this node; True when it was absent everywhere.
 
-    async def presence_remove(self, room: str, name: str) -> bool:
-        """Drop this node's mark; True when `name` is now absent everywhere."""
+        With `announce`, that `join` is delivered to the room's subscribers in the same
+        step (as `publish_presence` would)."""
+
+    async def presence_remove(self, room: str, name: str, *, announce: bool = False) -> bool:
+        """Drop this node's mark; True when `name` is now absent everywhere (with
+        `announce`, that `leave` is delivered in the same step)."""
 
     async def members(self, room: str) -> list[str]:
         """The names present in `room`, sorted."""

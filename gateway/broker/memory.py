@@ -188,18 +188,22 @@ class MemoryBroker:
 
     # presence and names ------------------------------------------------------
 
-    async def presence_add(self, room: str, name: str) -> bool:
+    async def presence_add(self, room: str, name: str, *, announce: bool = False) -> bool:
         present = self._presence.setdefault(room, {})
         key = name_key(name)
         added = key not in present
         present[key] = name
+        if added and announce:
+            self._deliver_room(PresenceChange(room, "join", name))
         return added
 
-    async def presence_remove(self, room: str, name: str) -> bool:
+    async def presence_remove(self, room: str, name: str, *, announce: bool = False) -> bool:
         present = self._presence.get(room, {})
         removed = present.pop(name_key(name), None) is not None
         if not present:
             self._presence.pop(room, None)
+        if removed and announce:
+            self._deliver_room(PresenceChange(room, "leave", name))
         return removed
 
     async def members(self, room: str) -> list[str]:

@@ -15,7 +15,7 @@ import logging
 import secrets
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
@@ -234,8 +234,7 @@ class RedisBroker:
         for connection, name in list(self._unreleased.items()):
             await self.release_name(name, connection)
         for room, name in list(self._unremoved):
-            if await self.presence_remove(room, name):
-                await self.publish_presence(PresenceChange(room, "leave", name))
+            await self.presence_remove(room, name, announce=True)
 
     # publishing and history ------------------------------------------------------
 
@@ -274,11 +273,8 @@ class RedisBroker:
         return Published(offset.decode(), bool(duplicate))
 
     async def publish_presence(self, event: PresenceChange) -> None:
-        body = json.dumps(
-            {"room": event.room, "event": event.event, "name": event.name}, ensure_ascii=False
-        )
         with _unavailable_on_error():
-            await self._redis.publish(self._keys.room_channel(event.room), "p" + body)
+            await self._redis.publish(self._keys.room_channel(event.room), _presence_payload(event))
 
     async def _read_log(self, room: str, low: str, high: str, count: int | None) -> list[Message]:
         with _unavailable_on_error():
@@ -333,8 +329,21 @@ class RedisBroker:
 
     # presence and names ----------------------------------------------------------
 
-    async def _presence_call(self, script: Any, room: str, key: str, display: str) -> bool:
+    async def _presence_call(
+        self,
+        script: Any,
+        room: str,
+        key: str,
+        display: str,
+        announce: Literal["", "join", "leave"] = "",
+    ) -> bool:
+        """Run a presence script; with `announce` ("join"/"leave") it also publishes
+        that event when the name's presence changed everywhere."""
         keys = self._keys
+        channel = payload = ""
+        if announce:
+            channel = keys.room_channel(room)
+            payload = _presence_payload(PresenceChange(room, announce, display))
         with _unavailable_on_error():
             result = await script(
                 keys=[
@@ -343,22 +352,26 @@ class RedisBroker:
                     keys.presence(room) + ":shown",
                     keys.node(self._node) + ":presence",
                 ],
-                args=[key, display, f"{room}\n{key}"],
+                args=[key, display, f"{room}\n{key}", channel, payload],
             )
         return bool(result)
 
-    async def presence_add(self, room: str, name: str) -> bool:
+    async def presence_add(self, room: str, name: str, *, announce: bool = False) -> bool:
         key = name_key(name)
         self._unremoved.discard((room, name))
-        added = await self._presence_call(self._presence_add, room, key, name)
+        added = await self._presence_call(
+            self._presence_add, room, key, name, "join" if announce else ""
+        )
         self._present[(room, key)] = name
         return added
 
-    async def presence_remove(self, room: str, name: str) -> bool:
+    async def presence_remove(self, room: str, name: str, *, announce: bool = False) -> bool:
         key = name_key(name)
         display = self._present.pop((room, key), name)
         try:
-            removed = await self._presence_call(self._presence_remove, room, key, display)
+            removed = await self._presence_call(
+                self._presence_remove, room, key, display, "leave" if announce else ""
+            )
         except BrokerUnavailable:
             self._unremoved.add((room, display))  # retried after the next reconnect
             raise
@@ -460,3 +473,9 @@ class RedisBroker:
                 args=[self._keys.user_channel(to_key), sender_channel, body],
             )
         return bool(delivered)
+
+
+def _presence_payload(event: PresenceChange) -> str:
+    """A presence event as published on its room's channel."""
+    body = {"room": event.room, "event": event.event, "name": event.name}
+    return "p" + json.dumps(body, ensure_ascii=False)

@@ -87,7 +87,9 @@ return {offset, 0}
 """
 
 # KEYS: presence set, refs, shown, node presence set. ARGV: name key, display,
-# entry ("room\nname key": the same for every spelling of the name).
+# entry ("room\nname key": the same for every spelling of the name), the room's
+# channel and the presence event to publish there when the name is new ("" for none:
+# the join is announced in the same step, no second round trip).
 # Returns 1 when the name was absent from the room everywhere, else 0.
 PRESENCE_ADD = """
 if redis.call('SADD', KEYS[4], ARGV[3]) == 0 then return 0 end
@@ -95,6 +97,7 @@ local refs = redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
 if refs > 1 then return 0 end
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
 redis.call('SADD', KEYS[1], ARGV[2])
+if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[5]) end  -- the join, announced
 return 1
 """
 
@@ -107,6 +110,7 @@ redis.call('HDEL', KEYS[2], ARGV[1])
 local shown = redis.call('HGET', KEYS[3], ARGV[1]) or ARGV[2]
 redis.call('HDEL', KEYS[3], ARGV[1])
 redis.call('SREM', KEYS[1], shown)
+if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[5]) end  -- the leave, announced
 return 1
 """
 
