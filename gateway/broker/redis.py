@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from typing import Any, Literal
 
+import orjson
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -150,11 +151,11 @@ class RedisBroker:
                 offset, _, payload = body.partition(b"\n")
                 self._deliver_message(self._decode_message(offset.decode(), payload))
             elif kind == b"p":
-                fields = json.loads(body)
+                fields = orjson.loads(body)
                 event = PresenceChange(fields["room"], fields["event"], fields["name"])
                 self._listener.on_room_event(event)
             elif kind == b"d":
-                fields = json.loads(body)
+                fields = orjson.loads(body)
                 key = channel.removeprefix(self._keys.user_channel(""))
                 direct = Direct(
                     fields["from"], fields["to"], fields["text"], fields["ts"], fields["origin"]
@@ -168,7 +169,7 @@ class RedisBroker:
 
     @staticmethod
     def _decode_message(offset: str, payload: bytes) -> Message:
-        fields = json.loads(payload)
+        fields = orjson.loads(payload)
         return Message(
             fields["room"], fields["from"], fields["text"], offset, fields["ts"], fields["origin"]
         )
@@ -247,15 +248,14 @@ class RedisBroker:
         origin: str,
         message_id: str | None = None,
     ) -> Published:
-        payload = json.dumps(
+        payload = orjson.dumps(
             {
                 "room": room,
                 "from": sender,
                 "text": text,
                 "ts": int(time.time() * 1000),
                 "origin": origin,
-            },
-            ensure_ascii=False,
+            }
         )
         id_key = self._keys.message_id(name_key(sender), message_id) if message_id else ""
         with _unavailable_on_error():
@@ -340,7 +340,7 @@ class RedisBroker:
         """Run a presence script; with `announce` ("join"/"leave") it also publishes
         that event when the name's presence changed everywhere."""
         keys = self._keys
-        channel = payload = ""
+        channel, payload = "", b""
         if announce:
             channel = keys.room_channel(room)
             payload = _presence_payload(PresenceChange(room, announce, display))
@@ -475,7 +475,7 @@ class RedisBroker:
         return bool(delivered)
 
 
-def _presence_payload(event: PresenceChange) -> str:
+def _presence_payload(event: PresenceChange) -> bytes:
     """A presence event as published on its room's channel."""
     body = {"room": event.room, "event": event.event, "name": event.name}
-    return "p" + json.dumps(body, ensure_ascii=False)
+    return b"p" + orjson.dumps(body)
