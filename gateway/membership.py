@@ -29,8 +29,7 @@ async def enter_room(
         await node.hub.exit(session, room)
         raise
     try:
-        replay = await node.broker.replay(room, since, node.settings.replay_limit)
-        members = await node.broker.members(room)
+        replay, members = await node.broker.entering(room, since, node.settings.replay_limit)
     except BrokerUnavailable:
         await leave_room(node, session, room, announce=False)
         raise

@@ -114,6 +114,10 @@ class Broker(Protocol):
     async def members(self, room: str) -> list[str]:
         """The names present in `room`, sorted."""
 
+    async def entering(self, room: str, since: str | None, limit: int) -> tuple[Replay, list[str]]:
+        """What a connection entering `room` is sent: `replay(room, since, limit)` and
+        `members(room)`, read together (Redis: one round trip when `since` is None)."""
+
     async def rooms(self) -> list[tuple[str, int]]:
         """Rooms with anyone present, with their member counts, sorted by name."""
 

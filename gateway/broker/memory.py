@@ -211,6 +211,9 @@ class MemoryBroker:
         present = self._presence.get(room, {})
         return [present[key] for key in sorted(present)]
 
+    async def entering(self, room: str, since: str | None, limit: int) -> tuple[Replay, list[str]]:
+        return await self.replay(room, since, limit), await self.members(room)
+
     async def rooms(self) -> list[tuple[str, int]]:
         await asyncio.sleep(0)  # a read yields, as a round trip to Redis does
         return [(room, len(self._presence[room])) for room in sorted(self._presence)]

@@ -381,7 +381,18 @@ class RedisBroker:
     async def members(self, room: str) -> list[str]:
         with _unavailable_on_error():
             names = await self._redis.smembers(self._keys.presence(room))
-        return sorted((n.decode() for n in names), key=lambda n: (name_key(n), n))
+        return _sorted_names(names)
+
+    async def entering(self, room: str, since: str | None, limit: int) -> tuple[Replay, list[str]]:
+        if since is not None:
+            return await self.replay(room, since, limit), await self.members(room)
+        with _unavailable_on_error():
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.hmget(self._keys.meta(room), ["epoch", "seq"])
+                pipe.smembers(self._keys.presence(room))
+                (epoch, seq), names = await pipe.execute()
+        newest = f"{epoch.decode()}-{int(seq)}" if epoch is not None and seq is not None else None
+        return Replay(False, [], newest), _sorted_names(names)
 
     async def rooms(self) -> list[tuple[str, int]]:
         prefix = self._keys.presence("")
@@ -479,3 +490,8 @@ def _presence_payload(event: PresenceChange) -> bytes:
     """A presence event as published on its room's channel."""
     body = {"room": event.room, "event": event.event, "name": event.name}
     return b"p" + orjson.dumps(body)
+
+
+def _sorted_names(names: set[bytes]) -> list[str]:
+    """A presence set's names in the order `members` lists them."""
+    return sorted((n.decode() for n in names), key=lambda n: (name_key(n), n))
