@@ -1,7 +1,7 @@
 """The Redis broker: many nodes, one chat.
 
 Publishing is one Lua script (offset, XADD, idempotency key, PUBLISH); history and
-resume read the room's stream; presence and names live in sets and hashes owned by
+resume read the room's stream (`redis_history`); presence and names live in sets and hashes owned by
 nodes whose heartbeat key expires when they die. The node's one subscription lives in
 `redis_subscriber`; heartbeats and the crash reaper in `redis_liveness`.
 """
@@ -14,7 +14,6 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Iterator
 from typing import Any, Literal
 
 import orjson
@@ -25,6 +24,7 @@ from redis.exceptions import RedisError
 
 from gateway.broker import redis_scripts as scripts
 from gateway.broker.base import BrokerListener, NameTaken, Published, Replay
+from gateway.broker.redis_history import RoomHistory, decode_message, unavailable_on_error
 from gateway.broker.redis_liveness import Liveness
 from gateway.broker.redis_scripts import Keys
 from gateway.broker.redis_subscriber import Subscriber
@@ -32,18 +32,8 @@ from gateway.config import Settings
 from gateway.errors import BrokerUnavailable
 from gateway.events import Direct, Message, PresenceChange
 from gateway.names import name_key
-from gateway.offsets import parse_offset
 
 log = logging.getLogger(__name__)
-
-
-@contextlib.contextmanager
-def _unavailable_on_error() -> Iterator[None]:
-    """Any Redis or socket error is BrokerUnavailable: the operation did not happen."""
-    try:
-        yield
-    except (RedisError, OSError) as exc:
-        raise BrokerUnavailable(str(exc)) from exc
 
 
 MAX_REDIS_CONNECTIONS = 100
@@ -76,6 +66,7 @@ class RedisBroker:
         # redis-py's reply types are unions of everything; replies are parsed by hand.
         self._redis: Any = redis if redis is not None else connect(settings.redis_url or "")
         self._keys = Keys(settings.redis_prefix)
+        self._history = RoomHistory(self._redis, self._keys)
         self._node = settings.node_id
         self._publish = self._redis.register_script(scripts.PUBLISH)
         self._presence_add = self._redis.register_script(scripts.PRESENCE_ADD)
@@ -130,17 +121,13 @@ class RedisBroker:
     async def subscribe(self, room: str) -> None:
         # The baseline is read before subscribing and registered before the first live
         # message can arrive: nothing published after it is skipped.
-        with _unavailable_on_error():
-            self._rooms[room] = await self._position(room)
+        with unavailable_on_error():
+            self._rooms[room] = await self._history.position(room)
         await self._subscriber.subscribe(self._keys.room_channel(room))
 
     async def unsubscribe(self, room: str) -> None:
         self._rooms.pop(room, None)
         await self._subscriber.unsubscribe(self._keys.room_channel(room))
-
-    async def _position(self, room: str) -> tuple[str, int] | None:
-        epoch, seq = await self._redis.hmget(self._keys.meta(room), ["epoch", "seq"])
-        return (epoch.decode(), int(seq)) if epoch is not None and seq is not None else None
 
     def _on_channel_message(self, channel: str, data: bytes) -> None:
         if self._listener is None:
@@ -149,7 +136,7 @@ class RedisBroker:
         try:
             if kind == b"m":
                 offset, _, payload = body.partition(b"\n")
-                self._deliver_message(self._decode_message(offset.decode(), payload))
+                self._deliver_message(decode_message(offset.decode(), payload))
             elif kind == b"p":
                 fields = orjson.loads(body)
                 event = PresenceChange(fields["room"], fields["event"], fields["name"])
@@ -167,13 +154,6 @@ class RedisBroker:
         except (ValueError, KeyError):
             log.exception("dropped a malformed message on %s", channel)
 
-    @staticmethod
-    def _decode_message(offset: str, payload: bytes) -> Message:
-        fields = orjson.loads(payload)
-        return Message(
-            fields["room"], fields["from"], fields["text"], offset, fields["ts"], fields["origin"]
-        )
-
     def _deliver_message(self, message: Message) -> None:
         """Deliver once, in order: skip what the node already delivered (after a gap fill)."""
         epoch, _, seq_text = message.offset.rpartition("-")
@@ -190,14 +170,8 @@ class RedisBroker:
     async def _after_reconnect(self) -> None:
         """After a new subscription: fill each room's gap, re-register, retry cleanups."""
         for room, last in list(self._rooms.items()):
-            epoch = await self._redis.hget(self._keys.meta(room), "epoch")
-            if epoch is None:
-                continue
-            same_epoch = last is not None and last[0] == epoch.decode()
-            start = f"{last[1] + 1}-0" if last is not None and same_epoch else "-"
-            for entry_id, fields in await self._redis.xrange(self._keys.log(room), min=start):
-                seq = entry_id.decode().split("-")[0]
-                self._deliver_message(self._decode_message(f"{epoch.decode()}-{seq}", fields[b"m"]))
+            for message in await self._history.gap(room, last):
+                self._deliver_message(message)
         await self._liveness.beat()
         await self.reregister()
 
@@ -258,7 +232,7 @@ class RedisBroker:
             }
         )
         id_key = self._keys.message_id(name_key(sender), message_id) if message_id else ""
-        with _unavailable_on_error():
+        with unavailable_on_error():
             offset, duplicate = await self._publish(
                 keys=[self._keys.meta(room), self._keys.log(room), id_key],
                 args=[
@@ -273,59 +247,14 @@ class RedisBroker:
         return Published(offset.decode(), bool(duplicate))
 
     async def publish_presence(self, event: PresenceChange) -> None:
-        with _unavailable_on_error():
+        with unavailable_on_error():
             await self._redis.publish(self._keys.room_channel(event.room), _presence_payload(event))
 
-    async def _read_log(self, room: str, low: str, high: str, count: int | None) -> list[Message]:
-        with _unavailable_on_error():
-            epoch = await self._redis.hget(self._keys.meta(room), "epoch")
-            if epoch is None:
-                return []
-            if count is None:
-                entries = await self._redis.xrange(self._keys.log(room), min=low, max=high)
-            else:
-                entries = await self._redis.xrevrange(
-                    self._keys.log(room), max=high, min=low, count=count
-                )
-                entries.reverse()
-        prefix = epoch.decode()
-        return [
-            self._decode_message(f"{prefix}-{entry_id.decode().split('-')[0]}", fields[b"m"])
-            for entry_id, fields in entries
-        ]
-
-    async def _parse(self, room: str, offset: str | None) -> int | None:
-        """The sequence number of `offset` in the room's current epoch, else None."""
-        position = parse_offset(offset) if offset is not None else None
-        if position is None:
-            return None
-        with _unavailable_on_error():
-            current = await self._redis.hget(self._keys.meta(room), "epoch")
-        return position[1] if current is not None and current.decode() == position[0] else None
-
     async def history(self, room: str, before: str | None, limit: int) -> list[Message]:
-        if before is None:
-            return await self._read_log(room, "-", "+", limit)
-        seq = await self._parse(room, before)
-        if seq is None or seq <= 1:
-            return []
-        return await self._read_log(room, "-", f"{seq - 1}-0", limit)
+        return await self._history.history(room, before, limit)
 
     async def replay(self, room: str, since: str | None, limit: int) -> Replay:
-        with _unavailable_on_error():
-            position = await self._position(room)
-        newest = f"{position[0]}-{position[1]}" if position else None
-        if since is None:
-            return Replay(False, [], newest)
-        seq = await self._parse(room, since)
-        if seq is None or position is None or seq > position[1]:
-            return Replay(False, await self.history(room, None, limit), newest)
-        if seq == position[1]:
-            return Replay(True, [], newest)
-        messages = await self._read_log(room, f"{seq + 1}-0", f"{position[1]}-0", None)
-        if not messages or messages[0].offset != f"{position[0]}-{seq + 1}":
-            return Replay(False, await self.history(room, None, limit), newest)  # trimmed
-        return Replay(True, messages, newest)
+        return await self._history.replay(room, since, limit)
 
     # presence and names ----------------------------------------------------------
 
@@ -344,7 +273,7 @@ class RedisBroker:
         if announce:
             channel = keys.room_channel(room)
             payload = _presence_payload(PresenceChange(room, announce, display))
-        with _unavailable_on_error():
+        with unavailable_on_error():
             result = await script(
                 keys=[
                     keys.presence(room),
@@ -379,14 +308,14 @@ class RedisBroker:
         return removed
 
     async def members(self, room: str) -> list[str]:
-        with _unavailable_on_error():
+        with unavailable_on_error():
             names = await self._redis.smembers(self._keys.presence(room))
         return _sorted_names(names)
 
     async def entering(self, room: str, since: str | None, limit: int) -> tuple[Replay, list[str]]:
         if since is not None:
             return await self.replay(room, since, limit), await self.members(room)
-        with _unavailable_on_error():
+        with unavailable_on_error():
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.hmget(self._keys.meta(room), ["epoch", "seq"])
                 pipe.smembers(self._keys.presence(room))
@@ -397,7 +326,7 @@ class RedisBroker:
     async def rooms(self) -> list[tuple[str, int]]:
         prefix = self._keys.presence("")
         counts = []
-        with _unavailable_on_error():
+        with unavailable_on_error():
             async for raw in self._redis.scan_iter(match=prefix + "*", count=500):
                 key = raw.decode()
                 room = key.removeprefix(prefix)
@@ -431,7 +360,7 @@ class RedisBroker:
         channel = self._keys.user_channel(name_key(name))
         await self._subscriber.subscribe(channel)  # before the claim: no kick or DM is missed
         try:
-            with _unavailable_on_error():
+            with unavailable_on_error():
                 result = await self._claim_call(
                     name, connection, secrets.token_urlsafe(18), session or "", shared=shared
                 )
@@ -459,7 +388,7 @@ class RedisBroker:
         if channel is not None:
             await self._subscriber.unsubscribe(channel)
         try:
-            with _unavailable_on_error():
+            with unavailable_on_error():
                 await self._release_call(name, connection)
         except BrokerUnavailable:
             self._unreleased[connection] = name  # retried after the next reconnect
@@ -478,7 +407,7 @@ class RedisBroker:
             ensure_ascii=False,
         )
         sender_channel = self._keys.user_channel(sender_key) if sender_key != to_key else ""
-        with _unavailable_on_error():
+        with unavailable_on_error():
             delivered = await self._direct(
                 keys=[self._keys.name(to_key)],
                 args=[self._keys.user_channel(to_key), sender_channel, body],

@@ -1,0 +1,119 @@
+"""Reading a room's history on Redis: its stream, numbered within the meta hash's epoch.
+
+Offsets are `EPOCH-SEQ`: the stream entry `SEQ-0` of the room's log, while the meta
+hash still names that epoch (a Redis that lost the room starts a new one, and an old
+offset is then foreign: `recovered` false, never a wrong place).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+from redis.exceptions import RedisError
+
+from gateway.broker.base import Replay
+from gateway.broker.redis_scripts import Keys
+from gateway.errors import BrokerUnavailable
+from gateway.events import Message
+from gateway.offsets import parse_offset
+
+
+@contextlib.contextmanager
+def unavailable_on_error() -> Iterator[None]:
+    """Any Redis or socket error is BrokerUnavailable: the operation did not happen."""
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        raise BrokerUnavailable(str(exc)) from exc
+
+
+def decode_message(offset: str, payload: bytes) -> Message:
+    """A message as the publish script stored and published it."""
+    fields = orjson.loads(payload)
+    return Message(
+        fields["room"], fields["from"], fields["text"], offset, fields["ts"], fields["origin"]
+    )
+
+
+class RoomHistory:
+    """History, replay and positions of rooms, read from their streams."""
+
+    def __init__(self, redis: Any, keys: Keys) -> None:
+        self._redis = redis
+        self._keys = keys
+
+    async def position(self, room: str) -> tuple[str, int] | None:
+        """The room's epoch and newest sequence number; None for a room with no log."""
+        epoch, seq = await self._redis.hmget(self._keys.meta(room), ["epoch", "seq"])
+        return (epoch.decode(), int(seq)) if epoch is not None and seq is not None else None
+
+    async def read_log(self, room: str, low: str, high: str, count: int | None) -> list[Message]:
+        """Entries from `low` to `high` (stream ids), the newest `count` of them if given."""
+        with unavailable_on_error():
+            epoch = await self._redis.hget(self._keys.meta(room), "epoch")
+            if epoch is None:
+                return []
+            if count is None:
+                entries = await self._redis.xrange(self._keys.log(room), min=low, max=high)
+            else:
+                entries = await self._redis.xrevrange(
+                    self._keys.log(room), max=high, min=low, count=count
+                )
+                entries.reverse()
+        prefix = epoch.decode()
+        return [
+            decode_message(f"{prefix}-{entry_id.decode().split('-')[0]}", fields[b"m"])
+            for entry_id, fields in entries
+        ]
+
+    async def _parse(self, room: str, offset: str | None) -> int | None:
+        """The sequence number of `offset` in the room's current epoch, else None."""
+        position = parse_offset(offset) if offset is not None else None
+        if position is None:
+            return None
+        with unavailable_on_error():
+            current = await self._redis.hget(self._keys.meta(room), "epoch")
+        return position[1] if current is not None and current.decode() == position[0] else None
+
+    async def history(self, room: str, before: str | None, limit: int) -> list[Message]:
+        """The newest `limit` messages before `before` (all when None), oldest first."""
+        if before is None:
+            return await self.read_log(room, "-", "+", limit)
+        seq = await self._parse(room, before)
+        if seq is None or seq <= 1:
+            return []
+        return await self.read_log(room, "-", f"{seq - 1}-0", limit)
+
+    async def replay(self, room: str, since: str | None, limit: int) -> Replay:
+        """Messages after `since`; `recovered` false (and the newest `limit`) if unknown."""
+        with unavailable_on_error():
+            position = await self.position(room)
+        newest = f"{position[0]}-{position[1]}" if position else None
+        if since is None:
+            return Replay(False, [], newest)
+        seq = await self._parse(room, since)
+        if seq is None or position is None or seq > position[1]:
+            return Replay(False, await self.history(room, None, limit), newest)
+        if seq == position[1]:
+            return Replay(True, [], newest)
+        messages = await self.read_log(room, f"{seq + 1}-0", f"{position[1]}-0", None)
+        if not messages or messages[0].offset != f"{position[0]}-{seq + 1}":
+            return Replay(False, await self.history(room, None, limit), newest)  # trimmed
+        return Replay(True, messages, newest)
+
+    async def gap(self, room: str, last: tuple[str, int] | None) -> list[Message]:
+        """What the room's log holds after `last` (all of it in a new epoch): the gap a
+        resubscription must fill."""
+        epoch = await self._redis.hget(self._keys.meta(room), "epoch")
+        if epoch is None:
+            return []
+        same_epoch = last is not None and last[0] == epoch.decode()
+        start = f"{last[1] + 1}-0" if last is not None and same_epoch else "-"
+        entries = await self._redis.xrange(self._keys.log(room), min=start)
+        return [
+            decode_message(f"{epoch.decode()}-{entry_id.decode().split('-')[0]}", fields[b"m"])
+            for entry_id, fields in entries
+        ]
