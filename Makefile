@@ -23,6 +23,16 @@ cluster: $(STAMP)  ## redis, 3 nodes and nginx as local processes on CLUSTER_POR
 fuzz: $(STAMP)  ## a bounded fuzz run against a live node; FUZZ_ARGS="--redis-url redis://..."
 	$(BIN)/python -m bench.fuzz $(FUZZ_ARGS)
 
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+.PHONY: bench
+bench: $(BENCH_STAMP)  ## the gateway against python-socketio (and Node socket.io); BENCH_ARGS="--quick"
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
 test: $(STAMP)  ## the whole suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
