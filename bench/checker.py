@@ -4,7 +4,8 @@ Each message's text carries a tag `#SENDER:SEQ:SENT_NS#`: the sending client, it
 sequence number (0, 1, 2, ... per sender) and the send time (time.monotonic_ns() in the
 load generator, which runs every client, so one clock). A receiver feeds each tag it
 gets to the checker, which counts duplicates, reorderings and, at the end, losses
-against what each sender had acked. A run with any of the three is INVALID.
+against what each sender sent (less what the server refused with `unavailable`). A run
+with any of the three is INVALID.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class Verdict:
     lost: int = 0
     duplicates: int = 0
     reordered: int = 0
-    unexpected: int = 0  # tags for a sender/seq that was never acked to a receiver
+    unexpected: int = 0  # received, though refused or never answered to its sender
 
     @property
     def valid(self) -> bool:
@@ -67,10 +68,15 @@ class Verdict:
 
 
 class SequenceChecker:
-    """Per (receiver, sender) stream: each sequence number once, in increasing order."""
+    """Per (receiver, sender) stream: each sequence number once, in increasing order.
+
+    A message that arrives after a later one of the same sender is a reordering (counted
+    when it arrives); one that never arrives is lost, unless the server refused it
+    (`refuse`: an `unavailable` answer means it was not accepted, PROTOCOL.md 3.3)."""
 
     def __init__(self) -> None:
         self._streams: dict[tuple[int, int], Stream] = {}
+        self._refused: dict[int, set[int]] = {}  # sender -> sequence numbers refused
         self.duplicates = 0
         self.reordered = 0
         self.received = 0
@@ -85,36 +91,43 @@ class SequenceChecker:
             stream.next_seq += 1
             self.received += 1
         elif seq > stream.next_seq:
-            # an earlier message has not come (yet): out of order now, lost if it never does
+            # earlier ones have not come (yet): late if they do, lost if they never do
             stream.missing.update(range(stream.next_seq, seq))
             stream.next_seq = seq + 1
-            self.reordered += 1
             self.received += 1
         elif seq in stream.missing:
-            stream.missing.discard(seq)  # late: its reordering was counted when skipped
+            stream.missing.discard(seq)
+            self.reordered += 1
             self.received += 1
         else:
             self.duplicates += 1
+
+    def refuse(self, sender: int, seq: int) -> None:
+        """The server refused message `seq` of `sender`: nobody is to get it."""
+        self._refused.setdefault(sender, set()).add(seq)
 
     def got(self, receiver: int, sender: int) -> int:
         """Unique messages of `sender` that `receiver` has received."""
         stream = self._streams.get((receiver, sender))
         return stream.unique if stream is not None else 0
 
-    def verdict(self, expected: dict[tuple[int, int], int]) -> Verdict:
-        """Compare with `expected[(receiver, sender)]`: the messages each should have got,
-        that is the sender's acked count (sequence numbers 0 .. count-1)."""
+    def verdict(self, sent: dict[tuple[int, int], int]) -> Verdict:
+        """Compare with `sent[(receiver, sender)]`: the messages the sender sent (sequence
+        numbers 0 .. count-1), each of which the receiver must have, except the refused."""
         v = Verdict(duplicates=self.duplicates, reordered=self.reordered)
-        for key, count in expected.items():
-            stream = self._streams.get(key, Stream())
+        for (receiver, sender), count in sent.items():
+            stream = self._streams.get((receiver, sender), Stream())
+            refused = {seq for seq in self._refused.get(sender, ()) if seq < count}
             below = min(stream.next_seq, count)
-            missing_below = sum(1 for seq in stream.missing if seq < count)
-            got = below - missing_below
-            v.expected += count
-            v.received += got
-            v.lost += count - got
-            # seen, though the sender never had its ack (it was cut off waiting for it)
-            v.unexpected += stream.next_seq - below - (len(stream.missing) - missing_below)
+            missing = {seq for seq in stream.missing if seq < count}
+            received = below - len(missing)
+            refused_received = sum(1 for seq in refused if seq < below and seq not in missing)
+            v.expected += count - len(refused)
+            v.received += received - refused_received
+            v.lost += count - len(refused) - (received - refused_received)
+            # seen though refused, or though its sender never had an answer for it
+            beyond = stream.next_seq - below - (len(stream.missing) - len(missing))
+            v.unexpected += refused_received + beyond
         return v
 
 

@@ -37,7 +37,22 @@ class Sender:
     sent: int = 0
     acked: int = 0
     refused: int = 0
-    lag_limit: int = 0  # >0: wait while this many of its own messages have not come back
+
+
+@dataclass
+class Pump:
+    """Senders sharing a window: `window` messages in flight (sent, not answered), the
+    next one sent as an answer comes back, from the senders in turn. It also waits while
+    `lag_limit` of its messages have not come back to their own senders, so that a server
+    that acks faster than it delivers cannot pile up an endless queue."""
+
+    senders: list[Sender]
+    window: int
+    lag_limit: int
+    in_flight: int = 0
+    sent: int = 0
+    echoed: int = 0
+    turn: int = 0
 
 
 @dataclass
@@ -48,6 +63,7 @@ class Fleet:
     track_offsets: bool = False
     clients: list[ChatClient] = field(default_factory=list)
     senders: dict[int, Sender] = field(default_factory=dict)  # client ident -> sender
+    pumps: dict[int, Pump] = field(default_factory=dict)  # sender's client ident -> its pump
     rooms: dict[str, list[int]] = field(default_factory=dict)  # room -> member idents
     checker: SequenceChecker = field(default_factory=SequenceChecker)
     latencies_ns: list[int] = field(default_factory=list)
@@ -56,7 +72,6 @@ class Fleet:
     window_acks: int = 0
     untagged: int = 0
     connect_failures: list[str] = field(default_factory=list)
-    windows: dict[int, int] = field(default_factory=dict)  # client ident -> its window
     running: bool = True  # False: senders stop sending
 
     def add(self, room: str) -> ChatClient:
@@ -77,12 +92,8 @@ class Fleet:
         """CPU of every server process (as long as it lives), Redis and this process."""
         servers = {n.pid: cpu_seconds(n.pid) for n in self.spec.nodes}
         redis = cpu_seconds(self.spec.redis_pid) if self.spec.redis_pid else None
-        return Sample(
-            time.monotonic(),
-            {p: c for p, c in servers.items() if c is not None},
-            redis or 0.0,
-            own_cpu_seconds(),
-        )
+        alive = {pid: cpu for pid, cpu in servers.items() if cpu is not None}
+        return Sample(time.monotonic(), alive, redis or 0.0, own_cpu_seconds())
 
     def open_window(self) -> Sample:
         self.window = (time.monotonic_ns(), 2**63)
@@ -109,15 +120,17 @@ class Fleet:
             if window[0] <= sent_ns <= window[1]:
                 self.latencies_ns.append(now - sent_ns)
         if sender == client.ident:
-            own = self.senders.get(sender)
-            if own is not None and own.lag_limit:
-                self._pump(own)
+            pump = self.pumps.get(sender)
+            if pump is not None:
+                pump.echoed += 1
+                self._pump(pump)
 
     # connecting ----------------------------------------------------------------
 
     async def connect(self, clients: list[ChatClient], nodes: list[Node], within: float) -> float:
         """Open `clients` (client i to nodes[i % len]) with a bounded number of handshakes in
-        flight; returns the seconds it took. Failures are recorded, not raised."""
+        flight, each within `within` seconds; returns the seconds it took. Failures are
+        recorded, not raised."""
         gate = asyncio.Semaphore(self.spec.sizes.connect_concurrency)
         started = time.monotonic()
 
@@ -132,22 +145,19 @@ class Fleet:
         await asyncio.gather(*(one(i, c) for i, c in enumerate(clients)))
         return time.monotonic() - started
 
-    def abort_all(self) -> None:
-        for client in self.clients:
-            client.abort()
-
     # sending ---------------------------------------------------------------------
 
-    def make_sender(self, client: ChatClient, lag_limit: int = 0) -> Sender:
-        sender = self.senders[client.ident] = Sender(client, lag_limit=lag_limit)
+    def make_sender(self, client: ChatClient) -> Sender:
+        sender = self.senders[client.ident] = Sender(client)
         return sender
 
-    def send_one(self, sender: Sender, on_done: bool = False) -> None:
-        """Send `sender`'s next message; with `on_done`, its ack sends the next one."""
+    def send_one(self, sender: Sender, pump: Pump | None = None) -> None:
+        """Send `sender`'s next message; within a pump, its answer sends the next one."""
         seq = sender.sent
         sender.sent += 1
+        ident = sender.client.ident
 
-        def acked(ok: bool) -> None:
+        def answered(ok: bool) -> None:
             if ok:
                 sender.acked += 1
                 window = self.window
@@ -155,25 +165,36 @@ class Fleet:
                     self.window_acks += 1
             else:
                 sender.refused += 1
-            if on_done:
-                self._pump(sender)
+                self.checker.refuse(ident, seq)
+            if pump is not None:
+                pump.in_flight -= 1
+                self._pump(pump)
 
-        sender.client.send(message_text(sender.client.ident, seq, self.spec.sizes.text_size), acked)
+        if pump is not None:
+            pump.in_flight += 1
+            pump.sent += 1
+        sender.client.send(message_text(ident, seq, self.spec.sizes.text_size), answered)
 
-    def start_windowed(self, sender: Sender, window: int) -> None:
-        """Keep `window` messages of `sender` in flight: each ack sends the next."""
-        self.windows[sender.client.ident] = window
-        self._pump(sender)
+    def start_pump(self, senders: list[Sender], window: int, lag_limit: int) -> Pump:
+        """Keep `window` messages of `senders` in flight from now until `running` is off."""
+        pump = Pump(senders, max(1, window), max(1, lag_limit))
+        for sender in senders:
+            self.pumps[sender.client.ident] = pump
+        self._pump(pump)
+        return pump
 
-    def _pump(self, sender: Sender) -> None:
-        window = self.windows.get(sender.client.ident, 0)
-        client = sender.client
-        while self.running and client.is_open and client.in_flight < window:
-            if sender.lag_limit:
-                back = self.checker.got(client.ident, client.ident)
-                if sender.sent - back >= sender.lag_limit:
-                    return
-            self.send_one(sender, on_done=True)
+    def _pump(self, pump: Pump) -> None:
+        tries = len(pump.senders)  # a full round of closed senders ends the loop
+        while self.running and pump.in_flight < pump.window and tries > 0:
+            if pump.sent - pump.echoed >= pump.lag_limit:
+                return
+            sender = pump.senders[pump.turn % len(pump.senders)]
+            pump.turn += 1
+            if sender.client.is_open:
+                self.send_one(sender, pump)
+                tries = len(pump.senders)
+            else:
+                tries -= 1
 
     async def paced(self, senders: list[Sender], rate: float, until: float) -> None:
         """Send `rate` messages a second over `senders` in turn until monotonic `until`."""
@@ -195,29 +216,32 @@ class Fleet:
 
     # the end ---------------------------------------------------------------------
 
-    def expected(self) -> dict[tuple[int, int], int]:
-        """(receiver, sender) -> messages the receiver must have: every member of a room
-        gets every acked message of every sender in it (the sender's own included)."""
+    def sent(self) -> dict[tuple[int, int], int]:
+        """(receiver, sender) -> messages the sender sent: every member of a room must get
+        every message of every sender in it (its own included), bar the refused ones."""
         out: dict[tuple[int, int], int] = {}
         for members in self.rooms.values():
             senders = [self.senders[m] for m in members if m in self.senders]
             for member in members:
                 for s in senders:
-                    out[(member, s.client.ident)] = s.acked
+                    out[(member, s.client.ident)] = s.sent
         return out
 
     def unanswered(self) -> int:
         return sum(s.sent - s.acked - s.refused for s in self.senders.values())
 
+    def refused(self) -> int:
+        return sum(s.refused for s in self.senders.values())
+
     async def drain(self, within: float) -> Verdict:
-        """Stop sending, wait (bounded) for every ack and every delivery, and judge."""
+        """Stop sending, wait (at most `within` seconds) for every answer and every
+        delivery, and judge."""
         self.running = False
         deadline = time.monotonic() + within
-        expected = self.expected()
         while time.monotonic() < deadline:
             if self.unanswered() == 0:
-                expected = self.expected()
-                if self.checker.received >= sum(expected.values()):
+                verdict = self.checker.verdict(self.sent())
+                if verdict.received >= verdict.expected:
                     break
             await asyncio.sleep(0.05)
-        return self.checker.verdict(self.expected())
+        return self.checker.verdict(self.sent())

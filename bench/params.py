@@ -43,7 +43,8 @@ class Sizes:
     s3_room_size: int = 20  # the idle connections sit in rooms of this many
     s4_rooms: int = 1000
     s4_members: int = 5
-    s4_window: int = 1  # per room: its first member sends, this many in flight
+    s4_window: int = 100  # messages in flight over all the rooms (each room's first member
+    # sends, the rooms in turn)
     s5_clients: int = 2000
     s5_room_size: int = 20
     s5_rate: float = 200.0  # messages per second over all the rooms, sent from node B
@@ -67,6 +68,7 @@ QUICK = Sizes(
     s3_room_size=10,
     s4_rooms=30,
     s4_members=3,
+    s4_window=10,
     s5_clients=60,
     s5_room_size=10,
     s5_rate=60.0,
@@ -113,6 +115,7 @@ class Spec:
     nodes: tuple[Node, ...]
     redis_pid: int | None
     cores: tuple[int, ...] | None  # the load generator's own cores (None: not pinned)
+    event_loop: str = "asyncio"  # the load generator's: "asyncio" or "uvloop"
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -128,4 +131,5 @@ class Spec:
             nodes=tuple(Node(**n) for n in data["nodes"]),
             redis_pid=data["redis_pid"],
             cores=tuple(data["cores"]) if data["cores"] is not None else None,
+            event_loop=data.get("event_loop", "asyncio"),
         )

@@ -36,6 +36,7 @@ FIGURES: dict[str, tuple[str, str]] = {
     "server_cpu_us_per_resume": ("server CPU µs/resume", ",.0f"),
     "redis_cpu_us_per_resume": ("Redis CPU µs/resume", ",.0f"),
     "delivery_ratio": ("delivery ratio", ".4f"),
+    "sends_refused": ("sends refused (unavailable)", ",.0f"),
     "connect_s": ("seconds to connect everyone", ".1f"),
     "loadgen_cpu_s": ("load-generator CPU s", ".2f"),
     "loadgen_core_share": ("load-generator core busy", ".0%"),
@@ -129,6 +130,8 @@ def markdown(doc: dict[str, Any]) -> str:
         f"- {run['repetitions']} repetitions, interleaved ({', '.join(peers)}); "
         f"{run['nodes']} nodes per server, {run['broker']}; took {run['seconds']:.0f} s",
         f"- gateway nodes run with {run['gateway_flags']}",
+        f"- the load generator: one process per run, raw WebSocket clients on "
+        f"{run['event_loop']}; sizes: " + ", ".join(f"{k} {v:g}" for k, v in run["sizes"].items()),
         "- cells: median (min..max) over the repetitions; ratios are to python-socketio in "
         "the same repetition; server CPU is every node's /proc utime+stime summed, Redis "
         "apart",

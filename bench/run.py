@@ -62,30 +62,44 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=ROOT / "bench" / ".node",
         help="where npm installs the Node peer's packages",
     )
+    parser.add_argument(
+        "--loop",
+        choices=("uvloop", "asyncio"),
+        default=None,
+        help="the load generator's event loop (default uvloop if installed)",
+    )
     add_size_flags(parser)
     args = parser.parse_args(argv)
+    if args.loop is None:
+        args.loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     if args.repetitions is None:
         args.repetitions = 1 if args.quick else 3
     return args
 
 
-def available_peers(args: argparse.Namespace, broker: str) -> tuple[list[str], list[str]]:
-    """(peers to run, why the others were skipped)."""
+def available_peers(
+    args: argparse.Namespace, broker: str
+) -> tuple[list[str], list[str], Path | None]:
+    """(peers to run, why the others were skipped, the Node peer's node_modules)."""
     wanted = [p.strip() for p in args.peers.split(",") if p.strip()]
     unknown = [p for p in wanted if p not in PEERS]
     if unknown:
         raise SystemExit(f"unknown peers {unknown}; expected some of {', '.join(PEERS)}")
-    peers, skipped = [], []
+    peers: list[str] = []
+    skipped: list[str] = []
+    modules: Path | None = None
     for peer in wanted:
         if peer != "gateway" and broker != "redis":
             skipped.append(f"{PEER_NAMES[peer]} skipped: it needs redis-server")
         elif peer == "socketio" and importlib.util.find_spec("socketio") is None:
             skipped.append("python-socketio skipped: not installed (pip install -e '.[bench]')")
-        elif peer == "node" and isinstance(reason := node_modules(args.node_cache), str):
-            skipped.append(f"Node socket.io skipped: {reason}")
+        elif peer == "node" and isinstance(found := node_modules(args.node_cache), str):
+            skipped.append(f"Node socket.io skipped: {found}")
         else:
             peers.append(peer)
-    return peers, skipped
+            if peer == "node" and isinstance(found, Path):
+                modules = found
+    return peers, skipped, modules
 
 
 def run_loadgen(spec: Spec, cores: tuple[int, ...] | None) -> dict[str, Any]:
@@ -140,6 +154,7 @@ def one_run(
             cluster.node_info(),
             cluster.redis.pid if cluster.redis else None,
             loadgen,
+            args.loop,
         )
         outcome = run_loadgen(spec, loadgen)
         died = cluster.failures()
@@ -174,8 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     if any(s not in SCENARIOS for s in scenarios):
         raise SystemExit(f"unknown scenarios in {scenarios}; expected some of {SCENARIOS}")
-    peers, notes = available_peers(args, broker)
-    modules = node_modules(args.node_cache) if "node" in peers else None
+    peers, notes, modules = available_peers(args, broker)
     plan = core_plan()
     pinning = (
         f"servers and Redis on cores {list(plan[0])}, the load generator on core {plan[1][0]}"
@@ -183,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         else "one core: nothing pinned"
     )
     print(f"chat-gateway bench: {', '.join(peers)}; {', '.join(scenarios)}; {pinning}")
-    print(f"gateway nodes: {GATEWAY_FLAGS}")
+    print(f"gateway nodes: {GATEWAY_FLAGS}; the load generator on {args.loop}")
     for note in notes:
         print(note)
     runs: list[dict[str, Any]] = []
@@ -193,9 +207,7 @@ def main(argv: list[str] | None = None) -> int:
                 if scenario in GATEWAY_ONLY and peer != "gateway":
                     outcome: dict[str, Any] = {"skipped": GATEWAY_ONLY[scenario]}
                 else:
-                    outcome = one_run(
-                        args, peer, scenario, broker, modules if isinstance(modules, Path) else None
-                    )
+                    outcome = one_run(args, peer, scenario, broker, modules)
                 runs.append({"rep": rep, "scenario": scenario, "peer": peer, "outcome": outcome})
                 print(_line(rep, peer, scenario, outcome), flush=True)
     doc = {
@@ -208,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             "broker": "Redis" if broker == "redis" else "the in-process broker",
             "pinning": pinning,
             "gateway_flags": GATEWAY_FLAGS,
+            "event_loop": args.loop,
             "notes": notes,
             "sizes": sizes_from(args).describe(),
             "quick": args.quick,

@@ -16,6 +16,7 @@ import os
 import socket
 import struct
 from collections.abc import Callable
+from typing import cast
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 MAX_HEADER_BYTES = 16 * 1024
@@ -181,12 +182,11 @@ class WsProtocol(asyncio.Protocol):
         self.close_code: int | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        sock = transport.get_extra_info("socket")
+        self._transport = tcp = cast(asyncio.Transport, transport)  # uvloop's: no subclass
+        sock = tcp.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        transport.write(self._request)
+        tcp.write(self._request)
 
     def data_received(self, data: bytes) -> None:
         try:

@@ -143,6 +143,19 @@ def test_a_reordering_makes_the_run_invalid() -> None:
     assert not verdict.valid and verdict.lost == 2 and verdict.reordered == 0
 
 
+def test_a_refused_message_is_not_expected() -> None:
+    """`unavailable` means the message was not accepted (PROTOCOL.md 3.3): its gap is no
+    loss and no reordering; but a refused message that is delivered anyway is noticed."""
+    checker = SequenceChecker()
+    checker.refuse(sender=2, seq=1)
+    for seq in (0, 2, 3):
+        checker.observe(receiver=1, sender=2, seq=seq)
+    verdict = checker.verdict({(1, 2): 4})
+    assert verdict.valid and verdict.expected == 3 and verdict.received == 3
+    checker.observe(receiver=1, sender=2, seq=1)
+    assert checker.verdict({(1, 2): 4}).unexpected == 1
+
+
 def run_bench(tmp_path: Path, *flags: str) -> dict[str, Any]:
     out = tmp_path / "bench.json"
     done = subprocess.run(
