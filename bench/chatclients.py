@@ -59,6 +59,11 @@ class ChatClient:
         return self._ws.closed
 
     @property
+    def ever_opened(self) -> bool:
+        """True once a connection was made (`closed` is there to wait on)."""
+        return self._ws is not None
+
+    @property
     def is_open(self) -> bool:
         return self._ws is not None and self._ws.is_open
 

@@ -127,7 +127,8 @@ def markdown(doc: dict[str, Any]) -> str:
         f"{m['kernel']}, Python {m['python']}, {m['redis'] or 'no redis-server'}, "
         f"Node {m['node'] or 'absent'}",
         f"- pinning: {run['pinning']}",
-        f"- {run['repetitions']} repetitions, interleaved ({', '.join(peers)}); "
+        f"- {run['repetitions']} repetition{'s' if run['repetitions'] != 1 else ''}, "
+        f"interleaved ({', '.join(peers)}); "
         f"{run['nodes']} nodes per server, {run['broker']}; took {run['seconds']:.0f} s",
         f"- gateway nodes run with {run['gateway_flags']}",
         f"- the load generator: one process per run, raw WebSocket clients on "

@@ -32,6 +32,12 @@ from bench.procstat import core_plan, machine
 from bench.report import PEER_NAMES, markdown, summarize
 
 RESULTS = ROOT / "bench" / "results"
+PEER_NOTE = (
+    "the peers keep no history and no presence: per message the gateway also appends to the "
+    "room's Redis stream (one script: XADD + PUBLISH), per join it also claims the name and "
+    "announces presence; python-socketio runs with async_handlers=False (by default a "
+    "client's messages can overtake each other: the bench saw it)"
+)
 GATEWAY_FLAGS = (
     "--rate-per-second 0 --max-connections-per-ip 0 --max-connections 0 "
     "(the rate limit and both connection limits off for the bench's clients)"
@@ -181,15 +187,26 @@ def _stop_on_sigterm(signum: int, frame: object) -> NoReturn:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the bench; 1 when any run was INVALID."""
+    """Run the bench; 1 when any run was INVALID, 130 when interrupted."""
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     args = parse_args(argv)
+    try:
+        return bench(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted: every process the bench started is stopped", file=sys.stderr)
+        return 130
+
+
+def bench(args: argparse.Namespace) -> int:
+    """Every repetition, scenario and server; then the report."""
     started, host = time.monotonic(), machine()
     broker = args.broker or ("redis" if shutil.which("redis-server") else "memory")
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     if any(s not in SCENARIOS for s in scenarios):
         raise SystemExit(f"unknown scenarios in {scenarios}; expected some of {SCENARIOS}")
     peers, notes, modules = available_peers(args, broker)
+    if len(peers) > 1:
+        notes.append(PEER_NOTE)
     plan = core_plan()
     pinning = (
         f"servers and Redis on cores {list(plan[0])}, the load generator on core {plan[1][0]}"

@@ -65,6 +65,8 @@ async def _resume(
 ) -> tuple[float | None, bool, str | None]:
     """Wait for `client`'s connection to drop, then reconnect (with its session and last
     offset) to host:port; (when it resumed, recovered, last error)."""
+    if not client.ever_opened:
+        return None, False, "it never connected"
     remaining = deadline - time.monotonic()
     try:
         async with asyncio.timeout(max(remaining, 0.1)):
