@@ -185,8 +185,9 @@ def check_runs(doc: dict[str, Any], scenarios: set[str]) -> None:
         f = ran[scenario]["figures"]
         assert f["deliveries_per_s"] > 0 and f["server_cpu_us_per_delivery"] > 0
         assert 0 < f["p50_ms"] <= f["p99_ms"] < 5000
-    f = ran["s3"]["figures"]
-    assert f["connections_per_s"] > 0 and f["server_cpu_us_per_connection"] > 0
+    if "s3" in ran:
+        f = ran["s3"]["figures"]
+        assert f["connections_per_s"] > 0 and f["server_cpu_us_per_connection"] > 0
     if "s5" in ran:
         f = ran["s5"]["figures"]
         assert f["messages_lost"] == 0 and 0 < f["resume_all_s"] < 30
@@ -195,8 +196,8 @@ def check_runs(doc: dict[str, Any], scenarios: set[str]) -> None:
 def test_a_quick_bench_on_the_in_process_broker(tmp_path: Path) -> None:
     """One node, no Redis, asyncio's own loop in the load generator: S5 (which needs two
     nodes on Redis) says it was skipped."""
-    doc = run_bench(tmp_path, "--broker", "memory", "--scenarios", "s1,s3,s5", "--loop", "asyncio")
-    check_runs(doc, {"s1", "s3"})
+    doc = run_bench(tmp_path, "--broker", "memory", "--scenarios", "s1,s5", "--loop", "asyncio")
+    check_runs(doc, {"s1"})
     assert doc["run"]["nodes"] == 1
     assert [r["outcome"].get("skipped") for r in doc["runs"] if r["scenario"] == "s5"] != [None]
 
