@@ -30,6 +30,16 @@ cluster: $(SERVER)  ## redis, 3 nodes and nginx as local processes on CLUSTER_PO
 fuzz: $(SERVER)  ## a bounded fuzz run against a live node; FUZZ_ARGS="--redis-url redis://..."
 	$(BIN)/python -m bench.fuzz $(FUZZ_ARGS)
 
+BENCH := $(VENV)/.installed-bench
+
+$(BENCH): $(DEV)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH)
+
+.PHONY: bench
+bench: $(BENCH)  ## the gateway against python-socketio (and Node socket.io); BENCH_ARGS="--quick"
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
 test: $(DEV)  ## the whole suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -1,0 +1,210 @@
+"""The bench (`make bench`, bench/run.py): its raw WebSocket client, its correctness check,
+and a --quick run against the gateway alone, on the in-process broker and on Redis.
+
+The bench's figures are only worth something if the load generator reads every frame
+right whatever the reads look like, and if a run that lost, doubled or reordered a
+message can never pass for a good one.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.checker import SequenceChecker, message_text, parse_tag
+from bench.wsclient import (
+    BINARY,
+    CONTINUATION,
+    PING,
+    TEXT,
+    FrameParser,
+    ProtocolViolation,
+    encode_frame,
+    mask,
+)
+from tests.redis_backend import REDIS_SERVER
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "--quick",
+    "--peers",
+    "gateway",
+    "--duration",
+    "0.5",
+    "--warmup",
+    "0.2",
+    "--s1-receivers",
+    "20",
+    "--s2-receivers",
+    "10",
+    "--s3-connections",
+    "40",
+    "--s4-rooms",
+    "10",
+    "--s5-clients",
+    "30",
+    "--drain-timeout",
+    "5",
+]
+
+
+def server_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
+    """A frame as a server sends it: unmasked."""
+    first = (0x80 if fin else 0) | opcode
+    n = len(payload)
+    if n < 126:
+        return struct.pack("!BB", first, n) + payload
+    if n < 65536:
+        return struct.pack("!BBH", first, 126, n) + payload
+    return struct.pack("!BBQ", first, 127, n) + payload
+
+
+def test_the_parser_reassembles_a_fragmented_message_fed_one_byte_at_a_time() -> None:
+    """A read may end anywhere (inside a header, inside a length, inside a payload) and a
+    message may come in fragments with a ping between them: each must come out whole, once,
+    in order, the ping first as it came first."""
+    big = b"y" * 70_000  # a 64-bit length
+    stream = (
+        server_frame(TEXT, b"hello ", fin=False)
+        + server_frame(PING, b"p")
+        + server_frame(CONTINUATION, b"x" * 300, fin=False)  # a 16-bit length
+        + server_frame(CONTINUATION, b" world")
+        + server_frame(BINARY, big)
+        + server_frame(TEXT, b"")
+    )
+    parser = FrameParser()
+    got: list[tuple[int, bytes]] = []
+    for i in range(len(stream)):
+        got += parser.feed(stream[i : i + 1])
+    assert got == [
+        (PING, b"p"),
+        (TEXT, b"hello " + b"x" * 300 + b" world"),
+        (BINARY, big),
+        (TEXT, b""),
+    ]
+    # the same stream in one read, and cut in two at every point of its first 40 bytes
+    assert FrameParser().feed(stream) == got
+    for cut in range(40):
+        parser = FrameParser()
+        assert parser.feed(stream[:cut]) + parser.feed(stream[cut:]) == got
+
+
+def test_the_parser_unmasks_and_refuses_broken_framing() -> None:
+    """A masked frame is unmasked; a continuation with nothing to continue is an error."""
+    frame = encode_frame(TEXT, b"masked text", key=b"\x01\x02\x03\x04")
+    assert frame[1] & 0x80 and frame[6:] == mask(b"masked text", b"\x01\x02\x03\x04")
+    assert FrameParser().feed(frame) == [(TEXT, b"masked text")]
+    with pytest.raises(ProtocolViolation):
+        FrameParser().feed(server_frame(CONTINUATION, b"orphan"))
+    with pytest.raises(ProtocolViolation):
+        FrameParser().feed(server_frame(PING, b"", fin=False))
+
+
+def test_a_tag_survives_a_json_frame() -> None:
+    text = message_text(7, 42, 64)
+    assert len(text) == 64
+    sender, seq, sent_ns = parse_tag(json.dumps({"type": "message", "text": text}).encode()) or ()
+    assert (sender, seq) == (7, 42) and sent_ns > 0
+
+
+def judge(sequence: list[int], sent: int) -> Any:
+    checker = SequenceChecker()
+    for seq in sequence:
+        checker.observe(receiver=1, sender=2, seq=seq)
+    return checker.verdict({(1, 2): sent})
+
+
+def test_the_check_passes_a_clean_run() -> None:
+    verdict = judge([0, 1, 2, 3], sent=4)
+    assert verdict.valid and verdict.ratio == 1.0 and verdict.received == 4
+
+
+def test_a_duplicate_makes_the_run_invalid() -> None:
+    """A message delivered twice (a resume that replays what was already live) is caught."""
+    verdict = judge([0, 1, 1, 2, 3], sent=4)
+    assert not verdict.valid and verdict.duplicates == 1 and verdict.lost == 0
+
+
+def test_a_reordering_makes_the_run_invalid() -> None:
+    """A message overtaken by a later one (two sends handled at once) is caught, even
+    when the late one does arrive; and a message that never arrives is a loss."""
+    verdict = judge([0, 2, 1, 3], sent=4)
+    assert not verdict.valid and verdict.reordered == 1 and verdict.lost == 0
+    assert verdict.duplicates == 0 and verdict.received == 4
+    verdict = judge([0, 1, 3], sent=4)
+    assert not verdict.valid and verdict.lost == 1
+    verdict = judge([0, 1], sent=4)
+    assert not verdict.valid and verdict.lost == 2 and verdict.reordered == 0
+
+
+def test_a_refused_message_is_not_expected() -> None:
+    """`unavailable` means the message was not accepted (PROTOCOL.md 3.3): its gap is no
+    loss and no reordering; but a refused message that is delivered anyway is noticed."""
+    checker = SequenceChecker()
+    checker.refuse(sender=2, seq=1)
+    for seq in (0, 2, 3):
+        checker.observe(receiver=1, sender=2, seq=seq)
+    verdict = checker.verdict({(1, 2): 4})
+    assert verdict.valid and verdict.expected == 3 and verdict.received == 3
+    checker.observe(receiver=1, sender=2, seq=1)
+    assert checker.verdict({(1, 2): 4}).unexpected == 1
+
+
+def run_bench(tmp_path: Path, *flags: str) -> dict[str, Any]:
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.run", *TINY, *flags, "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert out.with_suffix(".md").read_text().startswith("# chat-gateway bench")
+    return dict(json.loads(out.read_text()))
+
+
+def check_runs(doc: dict[str, Any], scenarios: set[str]) -> None:
+    ran = {r["scenario"]: r["outcome"] for r in doc["runs"] if "skipped" not in r["outcome"]}
+    assert set(ran) == scenarios
+    for scenario, outcome in ran.items():
+        figures = outcome["figures"]
+        assert outcome["valid"], (scenario, outcome["problems"])
+        assert outcome["verdict"]["lost"] == 0 and outcome["verdict"]["duplicates"] == 0
+        assert outcome["verdict"]["reordered"] == 0 and outcome["verdict"]["expected"] > 0
+        assert figures["delivery_ratio"] == 1.0
+        assert figures["loadgen_cpu_s"] > 0
+    for scenario in scenarios & {"s1", "s2", "s4"}:
+        f = ran[scenario]["figures"]
+        assert f["deliveries_per_s"] > 0 and f["server_cpu_us_per_delivery"] > 0
+        assert 0 < f["p50_ms"] <= f["p99_ms"] < 5000
+    if "s3" in ran:
+        f = ran["s3"]["figures"]
+        assert f["connections_per_s"] > 0 and f["server_cpu_us_per_connection"] > 0
+    if "s5" in ran:
+        f = ran["s5"]["figures"]
+        assert f["messages_lost"] == 0 and 0 < f["resume_all_s"] < 30
+
+
+def test_a_quick_bench_on_the_in_process_broker(tmp_path: Path) -> None:
+    """One node, no Redis, asyncio's own loop in the load generator: S5 (which needs two
+    nodes on Redis) says it was skipped."""
+    doc = run_bench(tmp_path, "--broker", "memory", "--scenarios", "s1,s5", "--loop", "asyncio")
+    check_runs(doc, {"s1"})
+    assert doc["run"]["nodes"] == 1
+    assert [r["outcome"].get("skipped") for r in doc["runs"] if r["scenario"] == "s5"] != [None]
+
+
+@pytest.mark.skipif(REDIS_SERVER is None, reason="needs redis-server")
+def test_a_quick_bench_on_redis(tmp_path: Path) -> None:
+    """Two nodes on a Redis of the bench's own, every scenario, the reconnect storm too."""
+    doc = run_bench(tmp_path, "--broker", "redis")
+    check_runs(doc, {"s1", "s2", "s3", "s4", "s5"})
+    assert doc["run"]["nodes"] == 2
