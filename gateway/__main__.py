@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import os
 import socket
@@ -23,6 +24,7 @@ from gateway.config import Settings
 from gateway.errors import ProtocolError
 
 DEFAULT_TOKEN_TTL = 24 * 3600.0
+LISTEN_BACKLOG = 1024  # connections the kernel queues for the node once it listens
 
 
 def describe(settings: Settings) -> str:
@@ -35,12 +37,30 @@ def describe(settings: Settings) -> str:
     return f"node {settings.node_id} on http://{settings.host}:{settings.port} ({broker}; {auth})"
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on `host`:`port` (the first address `host` resolves to)."""
+def bind(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to `host`:`port` (the first address `host` resolves to), not
+    listening yet: the server listens on it once the node has started.
+
+    Until then a connection to the port is refused, as to a node that is down, so a
+    balancer passes it to another node. A socket listening from the start would have its
+    connections accepted by the kernel and held, unserved, through the whole start (a
+    restarted node waits out its former run's hand-over there, then reaps it): a client
+    sent to it would be announced as leaving, then as joining when served.
+    """
     family, _, _, _, address = socket.getaddrinfo(
         host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
-    return socket.create_server(address, family=family, backlog=1024)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        if os.name == "posix":  # rebind at once after a restart (old ones in TIME_WAIT)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -77,21 +97,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"chat-gateway: {exc}", file=sys.stderr)
         return 2
     try:
-        sock = listen(settings.host, settings.port)
+        sock = bind(settings.host, settings.port)
     except OSError as exc:  # a busy port, an unknown host, no permission
-        print(f"chat-gateway: cannot listen on {settings.host}:{settings.port}: {_reason(exc)}",
-              file=sys.stderr)  # fmt: skip
-        return 2
-    log.info("%s", describe(settings))  # only once it listens
-    web.run_app(
-        app,
-        sock=sock,
-        loop=new_event_loop(),
-        print=None,
-        shutdown_timeout=10.0,
-        access_log_class=AccessLogger,
-    )
+        return _cannot_listen(settings, exc)
+
+    async def listen(_: web.Application) -> None:
+        # Here, not in the server: uvloop's create_server ignores a failed listen.
+        sock.listen(LISTEN_BACKLOG)
+
+    app.on_startup.append(listen)  # the last start-up step: once the node has started
+    try:
+        web.run_app(
+            app,
+            sock=sock,
+            backlog=LISTEN_BACKLOG,
+            loop=new_event_loop(),
+            print=lambda _banner: log.info("%s", describe(settings)),  # once it listens
+            shutdown_timeout=10.0,
+            access_log_class=AccessLogger,
+        )
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        # Bound, but another process bound the port too and listened on it first.
+        return _cannot_listen(settings, exc)
     return 0
+
+
+def _cannot_listen(settings: Settings, exc: OSError) -> int:
+    print(f"chat-gateway: cannot listen on {settings.host}:{settings.port}: {_reason(exc)}",
+          file=sys.stderr)  # fmt: skip
+    return 2
 
 
 def token_main(argv: Sequence[str], env: dict[str, str] | None = None) -> int:
