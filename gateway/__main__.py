@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import os
 import sys
@@ -24,6 +25,7 @@ from gateway.errors import ProtocolError
 from gateway.workers import listen, listen_error, supervise, worker_index
 
 DEFAULT_TOKEN_TTL = 24 * 3600.0
+LISTEN_BACKLOG = 1024  # connections the kernel queues for the node once it listens
 
 
 def describe(settings: Settings) -> str:
@@ -67,30 +69,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     supervisor = worker is None and settings.workers > 1
     try:
-        sock = listen(
-            settings.host,
-            settings.port,
-            reuse_port=settings.workers > 1,
-            backlog=None if supervisor else 1024,
-        )
+        # Bound, not listening yet: the node listens once it has started (see below).
+        sock = listen(settings.host, settings.port, reuse_port=settings.workers > 1, backlog=None)
     except OSError as exc:  # a busy port, an unknown host, no permission
-        print(f"chat-gateway: cannot listen on {settings.host}:{settings.port}: "
-              f"{listen_error(exc)}", file=sys.stderr)  # fmt: skip
-        return 2
+        return _cannot_listen(settings, exc)
     if supervisor:
         log.info("%d workers on http://%s:%d", settings.workers, settings.host, settings.port)
-        with sock:  # held (not accepting) until the workers listen beside it
+        with sock:  # held (not listening) until the workers listen beside it
             return supervise(args, settings.workers)
-    log.info("%s", describe(settings))  # only once it listens
-    web.run_app(
-        app,
-        sock=sock,
-        loop=new_event_loop(),
-        print=None,
-        shutdown_timeout=10.0,
-        access_log_class=AccessLogger,
-    )
+
+    async def start_listening(_: web.Application) -> None:
+        # The last start-up step, so that until the node can serve a connection to it is
+        # refused, as to a node that is down, and a balancer passes it to another node
+        # (listening from the start, the kernel accepted and held connections through a
+        # restarted node's wait for its former run's hand-over: leave, then join). Here,
+        # not in the server: uvloop's create_server ignores a failed listen.
+        sock.listen(LISTEN_BACKLOG)
+
+    app.on_startup.append(start_listening)
+    try:
+        web.run_app(
+            app,
+            sock=sock,
+            backlog=LISTEN_BACKLOG,
+            loop=new_event_loop(),
+            print=lambda _banner: log.info("%s", describe(settings)),  # once it listens
+            shutdown_timeout=10.0,
+            access_log_class=AccessLogger,
+        )
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        # Bound, but another process bound the port too and listened on it first.
+        return _cannot_listen(settings, exc)
     return 0
+
+
+def _cannot_listen(settings: Settings, exc: OSError) -> int:
+    print(f"chat-gateway: cannot listen on {settings.host}:{settings.port}: {listen_error(exc)}",
+          file=sys.stderr)  # fmt: skip
+    return 2
 
 
 def token_main(argv: Sequence[str], env: dict[str, str] | None = None) -> int:

@@ -39,6 +39,13 @@ class GatewayProcess:
         return f"ws://127.0.0.1:{self.port}/ws"
 
     def start(self) -> GatewayProcess:
+        """Start the process and wait until it serves."""
+        self.launch()
+        self.wait_serving()
+        return self
+
+    def launch(self) -> GatewayProcess:
+        """Start the process, without waiting for it to serve."""
         args = ["--port", str(self.port), "--grace-period", "0.2", "--log-level", "WARNING"]
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "gateway", *args, *self._extra],
@@ -47,13 +54,18 @@ class GatewayProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
+        return self
+
+    def wait_serving(self) -> None:
+        """Wait (at most 15 s) until /healthz answers; stop the process if it does not."""
+        assert self._proc is not None
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 raise RuntimeError(f"the gateway exited early:\n{self.log()}")
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1):
-                    return self
+                    return
             except OSError:
                 time.sleep(0.05)  # a bounded poll of a process starting up
         self.stop()
@@ -85,8 +97,10 @@ class GatewayProcess:
             self._proc = None
 
     def log(self) -> str:
-        self._log.seek(0)
-        return self._log.read().decode(errors="replace")
+        """Everything the process wrote so far (read without moving the file offset
+        the process writes at, so reading while it runs loses nothing)."""
+        fd = self._log.fileno()
+        return os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
 
     def close(self) -> None:
         self.stop()

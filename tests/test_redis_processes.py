@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from collections.abc import Iterator
 
@@ -9,7 +10,7 @@ import aiohttp
 import pytest
 
 from gateway.auth import mint
-from tests.conftest import JSON_PROTOCOL, JsonPeer, poll_until
+from tests.conftest import JSON_PROTOCOL, WAIT, JsonPeer, poll_until
 from tests.processes import GatewayProcess
 from tests.redis_backend import REDIS_SERVER, RedisBackend, name_holders
 
@@ -138,4 +139,69 @@ async def test_kill_9_keeps_a_user_who_is_also_on_another_node(
             await poll_until(lambda: not redis.exists(name_hash))  # released after the leave
     finally:
         for node in nodes:
+            node.close()
+
+
+async def test_a_node_restarting_refuses_connections_until_it_serves(
+    redis_backend: RedisBackend,
+) -> None:
+    """Guards against a restarted node whose port accepts connections while it starts:
+    it waits out its former run's hand-over there, then reaps it. A user the balancer
+    sent to it meanwhile was held unserved, not present anywhere, so the reap announced
+    its leave, and serving it at last its join: the rolling-restart test's flake. A
+    refused connection makes the balancer (here the test, doing what nginx does) try
+    the next node, where the user is present within the grace period: no leave, no join.
+    """
+    assert redis_backend.server is not None
+    prefix = redis_backend.new_prefix()
+    args = ("--redis-url", redis_backend.server.url, "--redis-prefix", prefix,
+            "--grace-period", "4", "--log-level", "INFO")  # fmt: skip
+    restarted = GatewayProcess(None, *args, "--node-id", "h0")
+    other = GatewayProcess(None, *args, "--node-id", "h1")
+
+    async def balanced(http: aiohttp.ClientSession, session: str) -> JsonPeer:
+        """`mover` through a balancer: the restarted node first, the next on a refusal."""
+        for node in (restarted, other):
+            try:
+                ws = await http.ws_connect(
+                    node.url,
+                    params={"name": "mover"},
+                    protocols=(JSON_PROTOCOL, f"chat.session.{session}"),
+                )
+            except aiohttp.ClientConnectorError:
+                refusals.append(node.port)
+                continue
+            peer = JsonPeer(ws)
+            peer.welcome = await peer.expect("welcome")
+            peer.subscribed = await peer.expect("subscribed")
+            return peer
+        raise AssertionError("no node took the connection")
+
+    refusals: list[int] = []
+    try:
+        restarted.start()
+        other.start()
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WAIT)) as http:
+            watcher = await connect(http, other, "watcher")
+            mover = await connect(http, restarted, "mover")
+            await watcher.expect("presence", event="join", name="mover")
+            await asyncio.to_thread(restarted.stop)  # SIGTERM: 1001, hand-over, exit 0
+            assert await mover.close_code() == 1001
+            restarted.launch()  # the same id and port
+            await poll_until(lambda: "handed over; waiting" in restarted.log())
+            moved = await balanced(http, mover.welcome["session"])
+            took = f"the starting node took the connection (welcome from {moved.welcome['node']})"
+            assert refusals == [restarted.port], f"{took}:\n{restarted.log()}"
+            assert moved.welcome["node"] == "h1"
+            await asyncio.to_thread(restarted.wait_serving)  # its former run is reaped
+            assert f"on http://127.0.0.1:{restarted.port}" in restarted.log()
+            await moved.request("send", room="lobby", text="marker")
+            await watcher.expect("message", text="marker")
+            seen = [(f["event"], f["name"]) for f in watcher.frames if f["type"] == "presence"]
+            assert seen == [("join", "watcher"), ("join", "mover")]
+            assert (await watcher.request("who", room="lobby"))["members"] == ["mover", "watcher"]
+            await moved.ws.close()
+            await watcher.ws.close()
+    finally:
+        for node in (restarted, other):
             node.close()

@@ -9,9 +9,11 @@ import subprocess
 import pytest
 
 from tests import test_process
+from tests.conftest import poll_until
 from tests.redis_backend import REDIS_SERVER
 from tests.test_process import (
     MODULE,
+    STARTUP,
     Node,
     Spawn,
     assert_refused,
@@ -40,6 +42,26 @@ def test_a_busy_port_is_one_line_and_exit_2(spawn: Spawn) -> None:
         line = one_error_line(spawn("--port", str(port)))
     assert line.startswith(f"chat-gateway: cannot listen on 127.0.0.1:{port}: "), line
     assert "address already in use" in line
+
+
+async def test_a_port_taken_while_the_node_starts_is_one_line_and_exit_2(spawn: Spawn) -> None:
+    """Guards against a traceback when another process listens on the port after the
+    node bound it: the node listens only once it has started (until then its port
+    refuses connections, so a balancer tries another node), and that listen fails."""
+    port = free_port()
+    node = spawn("--port", str(port), "--redis-url", f"redis://127.0.0.1:{free_port()}/0")
+    await poll_until(lambda: "cannot subscribe yet" in node.output())  # still starting
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        code = node.exit_code(timeout=STARTUP)  # it tries to listen once it has started
+    output = node.output()
+    assert code == 2, output
+    assert "Traceback" not in output, output
+    lines = output.splitlines()
+    assert not any("on http://" in line for line in lines), lines
+    assert lines[-1] == f"chat-gateway: cannot listen on 127.0.0.1:{port}: address already in use"
 
 
 def test_an_unknown_host_is_one_line_and_exit_2(spawn: Spawn) -> None:
