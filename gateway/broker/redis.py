@@ -26,6 +26,7 @@ from gateway.broker import redis_scripts as scripts
 from gateway.broker.base import BrokerListener, NameTaken, Published, Replay
 from gateway.broker.redis_history import RoomHistory, decode_message, unavailable_on_error
 from gateway.broker.redis_liveness import Liveness
+from gateway.broker.redis_lua import Lua
 from gateway.broker.redis_scripts import Keys
 from gateway.broker.redis_subscriber import Subscriber
 from gateway.config import Settings
@@ -68,13 +69,13 @@ class RedisBroker:
         self._keys = Keys(settings.redis_prefix)
         self._history = RoomHistory(self._redis, self._keys)
         self._node = settings.node_id
-        self._publish = self._redis.register_script(scripts.PUBLISH)
-        self._presence_add = self._redis.register_script(scripts.PRESENCE_ADD)
-        self._presence_remove = self._redis.register_script(scripts.PRESENCE_REMOVE)
-        self._claim = self._redis.register_script(scripts.CLAIM_NAME)
-        self._claim_shared = self._redis.register_script(scripts.CLAIM_SHARED)
-        self._release = self._redis.register_script(scripts.RELEASE_NAME)
-        self._direct = self._redis.register_script(scripts.DIRECT)
+        self._publish = Lua(self._redis, scripts.PUBLISH)
+        self._presence_add = Lua(self._redis, scripts.PRESENCE_ADD)
+        self._presence_remove = Lua(self._redis, scripts.PRESENCE_REMOVE)
+        self._claim = Lua(self._redis, scripts.CLAIM_NAME)
+        self._claim_shared = Lua(self._redis, scripts.CLAIM_SHARED)
+        self._release = Lua(self._redis, scripts.RELEASE_NAME)
+        self._direct = Lua(self._redis, scripts.DIRECT)
         self._listener: BrokerListener | None = None
         self._rooms: dict[str, tuple[str, int] | None] = {}  # room -> last delivered position
         self._present: dict[tuple[str, str], str] = {}  # (room, name key) -> display name
