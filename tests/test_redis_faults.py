@@ -9,6 +9,7 @@ from typing import Any
 
 import fakeredis
 import pytest
+import redis.asyncio as redis
 from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
@@ -285,3 +286,21 @@ async def test_what_leaves_while_the_node_reregisters_stays_gone(
         assert redis.exists(f"{settings.redis_prefix}name:user99")
     finally:
         await broker.close()
+
+
+@needs_redis_server
+async def test_scripts_flushed_from_redis_are_loaded_again(
+    own_redis: RedisServer, node_on: Callable[..., Awaitable[TestClient]]
+) -> None:
+    """Guards against sends refused for good once Redis forgets the scripts (SCRIPT
+    FLUSH, or a restart between two calls): NOSCRIPT loads the script again."""
+    a = await node_on(own_redis.url, "n0")
+    alice = await join_json(a, "alice")
+    plain = redis.Redis(port=own_redis.port)
+    try:
+        await plain.script_flush()
+    finally:
+        await plain.aclose()
+    ack = await alice.request("send", room="lobby", text="after a flush")
+    assert ack["type"] == "ack", ack
+    assert (await alice.expect("message", text="after a flush"))["offset"] == ack["offset"]
