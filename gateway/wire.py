@@ -138,13 +138,6 @@ class Outbox:
             return
         transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
 
-    def unsent(self) -> int:
-        """Bytes not yet on the wire: queued here and in the transport's buffer."""
-        transport = self._transport
-        if transport is None or transport.is_closing():
-            return self._queued
-        return self._queued + transport.get_write_buffer_size()
-
     def cut(self, code: int, reason: bytes) -> None:
         """Give up on a peer that does not read: drop what is queued, write a close
         frame after what its transport holds, close it, and abort it after CUT_AFTER
