@@ -38,6 +38,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         protocols=(JSON_SUBPROTOCOL, TEXT_SUBPROTOCOL),
         max_msg_size=settings.max_frame_bytes + 1,  # aiohttp refuses size >= the limit
         heartbeat=settings.heartbeat or None,
+        compress=False,  # frames are built once for everyone (wire.py): no permessage-deflate
     )
     await ws.prepare(request)
     codec = node.codec_for(ws.ws_protocol)

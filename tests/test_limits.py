@@ -401,7 +401,8 @@ async def test_a_compressed_frame_that_inflates_over_the_limit_closes_with_1009(
     gateway: StartGateway,
 ) -> None:
     """Guards against the frame limit applying to the compressed size only (a deflate bomb:
-    a few hundred bytes on the wire, 200 KB in memory)."""
+    a few hundred bytes on the wire, 200 KB in memory). The node declines the extension
+    now, so the client sends the frame as it is, and the limit still holds."""
     client = await gateway(max_frame_bytes=2048)
     bob = await join_json(client, "bob")
     ws = await client.ws_connect(

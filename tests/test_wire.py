@@ -146,3 +146,13 @@ async def test_an_outbox_writes_to_a_real_socket() -> None:
     finally:
         transport.close()
         theirs.close()
+
+
+async def test_a_node_never_negotiates_permessage_deflate(client) -> None:
+    """Guards against a browser's default offer of permessage-deflate being accepted:
+    every connection gets the same uncompressed frames, built once per message."""
+    ws = await client.ws_connect(
+        "/ws", params={"name": "alice"}, protocols=("chat.v1.json",), compress=15
+    )
+    assert ws.compress == 0
+    await ws.close()
