@@ -4,6 +4,7 @@ sharing the chat through Redis; the supervisor passes signals on and stops with 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -19,7 +20,7 @@ from tests.redis_backend import REDIS_SERVER, RedisServer
 from tests.test_process import Spawn, assert_refused, free_port, wait_healthy
 
 spawn = test_process.spawn  # the fixture, shared
-CONNECT_TRIES = 60  # connections opened, at most, to meet both workers
+START_WAIT = 30.0  # seconds, at most, until both workers have taken a connection
 
 
 @pytest.fixture
@@ -50,17 +51,23 @@ async def test_two_workers_share_one_port_and_one_chat(spawn: Spawn, redis_url: 
     by_node: dict[str, aiohttp.ClientWebSocketResponse] = {}
     opened = []
     async with aiohttp.ClientSession() as http:
-        for index in range(CONNECT_TRIES):
-            ws = await http.ws_connect(
-                url, params={"name": f"u{index}"}, protocols=(JSON_PROTOCOL,)
-            )
-            opened.append(ws)
-            welcome = await ws.receive_json(timeout=WAIT)
-            by_node.setdefault(welcome["node"], ws)
-            if len(by_node) == 2:
-                break
+        # Until both workers have answered one: the second may still be starting.
+        async with asyncio.timeout(START_WAIT):
+            for index in itertools.count():
+                ws = await http.ws_connect(
+                    url, params={"name": f"u{index}"}, protocols=(JSON_PROTOCOL,)
+                )
+                opened.append(ws)
+                welcome = await ws.receive_json(timeout=WAIT)
+                by_node.setdefault(welcome["node"], ws)
+                if len(by_node) == 2:
+                    break
+                await asyncio.sleep(0.05)  # a retry interval, bounded by START_WAIT
         assert sorted(by_node) == ["n-w0", "n-w1"], sorted(by_node)
         first, second = by_node["n-w0"], by_node["n-w1"]
+        for ws in (first, second):  # in the room on both workers before anything is sent
+            subscribed = await ws.receive_json(timeout=WAIT)
+            assert subscribed["type"] == "subscribed", subscribed
         await first.send_str(json.dumps({"type": "send", "room": "lobby", "text": "across"}))
         async with asyncio.timeout(WAIT):
             while True:
