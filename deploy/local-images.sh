@@ -32,11 +32,15 @@ STANDIN='org.opencontainers.image.description=stand-in built by deploy/local-ima
 
 say() { printf 'local-images: %s\n' "$*" >&2; }
 
-# The Debian mirror the host's apt uses (deb822 or one-line sources), else the default.
+# The Debian mirror: DEBIAN_MIRROR, else the first Debian archive the host's apt uses
+# (deb822 or one-line sources), else deb.debian.org.
 debian_mirror() {
-    local uri
-    uri=$(grep -hsE '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list \
-        | grep -v security | grep -oE 'https?://[^ ]+' | head -n1 || true)
+    local uri=${DEBIAN_MIRROR:-}
+    if [ -z "$uri" ]; then
+        uri=$(grep -hsE '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources \
+            /etc/apt/sources.list.d/*.list /etc/apt/sources.list \
+            | grep -oE 'https?://[^ ]+/debian/?( |$)' | head -n1 | tr -d ' ' || true)
+    fi
     printf '%s\n' "${uri:-http://deb.debian.org/debian}"
 }
 
@@ -48,9 +52,10 @@ rootfs() {
         say "$name: exists, kept"
         return
     fi
-    local dir started
+    local started
     started=$(date +%s)
     dir=$(mktemp -d "${TMPDIR:-/tmp}/chat-rootfs.XXXXXX")
+    trap 'rm -rf "$dir" "$dir.log"' EXIT  # also on a failure or Ctrl-C
     mkdir -p "$CACHE/debs"
     say "$name: debootstrap bookworm with $packages"
     debootstrap --variant=minbase --cache-dir="$CACHE/debs" --include="$packages" \
@@ -65,6 +70,7 @@ rootfs() {
     esac
     tar -C "$dir" -c . | podman import "${changes[@]}" - "$name" >/dev/null
     rm -rf "$dir"
+    trap - EXIT
     say "$name: built in $(($(date +%s) - started)) s"
 }
 
@@ -73,17 +79,24 @@ rootfs "$REDIS" redis-server 'WORKDIR /data' 'EXPOSE 6379' 'CMD ["redis-server"]
 rootfs "$NGINX" nginx,curl 'EXPOSE 80' 'STOPSIGNAL SIGQUIT' \
     'CMD ["nginx", "-g", "daemon off;"]'
 
-# The wheelhouse: the gateway and everything it installs, built by the host's pip (it
-# reuses the wheels already there), plus setuptools to build the project offline, and
-# async-timeout, which redis-py needs on Python < 3.11.3 (Debian's is 3.11.2) and the
-# host's pip leaves out when its own Python is newer.
-say "wheelhouse: pip wheel into deploy/wheelhouse/"
-"$PYTHON" -m pip wheel --quiet --disable-pip-version-check --wheel-dir deploy/wheelhouse \
-    --find-links deploy/wheelhouse . 'setuptools>=77' 'async-timeout>=4.0.3' \
-    2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
-rm -f deploy/wheelhouse/chat_gateway-*.whl  # the image builds the project from source
+# The wheelhouse: every package the gateway installs, as binary wheels for the base's
+# Python (CPython 3.11 on glibc; whatever Python the host runs), plus setuptools to build
+# the project itself offline, and async-timeout, which redis-py needs on Python < 3.11.3
+# (Debian's is 3.11.2; pip's --python-version does not say which 3.11). pip asks PyPI
+# each run and downloads what is missing.
+say "wheelhouse: pip download into deploy/wheelhouse/"
+arch=$(uname -m)
+mapfile -t requirements < <("$PYTHON" -c '
+import tomllib
+print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))')
+"$PYTHON" -m pip download --quiet --disable-pip-version-check --dest deploy/wheelhouse \
+    --only-binary=:all: --implementation cp --python-version 3.11 --abi cp311 \
+    --platform "manylinux_2_28_$arch" --platform "manylinux_2_17_$arch" \
+    --platform "manylinux2014_$arch" \
+    "${requirements[@]}" 'setuptools>=77' 'async-timeout>=4.0.3'
 
 say "$GATEWAY: podman build on $BASE"
-podman build --quiet --format docker --file deploy/Dockerfile --tag "$GATEWAY" \
+podman build --quiet --format docker --file deploy/Dockerfile \
+    --ignorefile deploy/Dockerfile.dockerignore --tag "$GATEWAY" \
     --build-arg BASE="$BASE" --build-arg PIP_INDEX=--no-index . >/dev/null
 say "done: $BASE $REDIS $NGINX $GATEWAY"

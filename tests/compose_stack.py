@@ -152,10 +152,11 @@ class Stack:
         label = f"label=io.podman.compose.project={self.project}"
         found = {
             "containers": self.podman_run("ps", "-a", "--filter", label, "--format", "{{.Names}}"),
+            "pods": self.podman_run("pod", "ls", "--format", "{{.Name}}"),
             "networks": self.podman_run("network", "ls", "--format", "{{.Name}}"),
             "volumes": self.podman_run("volume", "ls", "--format", "{{.Name}}"),
         }
         return {
-            kind: [name for name in listing.split() if name.startswith(self.project)]
+            kind: [name for name in listing.split() if self.project in name]
             for kind, listing in found.items()
         }
