@@ -71,13 +71,16 @@ def stack(images: tuple[str, float]) -> Iterator[tuple[Stack, dict[str, float]]]
 
 def test_the_image_checks_its_own_health_and_runs_as_a_user(images: tuple[str, float]) -> None:
     """Guards against an image whose HEALTHCHECK is lost (podman keeps it only in the
-    docker format) or fails inside the image (no `python` on a plain Debian base), and
-    against a node running as root."""
+    docker format) or fails inside the image (no `python` on a plain Debian base),
+    against a node running as root, and one that needs to write outside /tmp (the
+    Kubernetes manifests mount its root read-only)."""
     podman, _ = images
     name = f"chatgw-image-test-{os.getpid()}"
     declared = json.loads(run([podman, "image", "inspect", GATEWAY_IMAGE]))[0]
     assert "/healthz" in " ".join(declared["Healthcheck"]["Test"])
-    run([podman, "run", "-d", "--name", name, GATEWAY_IMAGE])
+    # As deploy/k8s runs it: read-only root, a writable /tmp, no capabilities.
+    run([podman, "run", "-d", "--name", name, "--read-only", "--tmpfs", "/tmp",
+         "--cap-drop", "ALL", GATEWAY_IMAGE])  # fmt: skip
     try:
         started = time.monotonic()
         while run_status([podman, "healthcheck", "run", name]) != 0:
