@@ -181,6 +181,8 @@ class Settings:
             raise InvalidSetting("max_frame_bytes", "must be at least 1024")
         if not 1 <= self.workers <= 256:
             raise InvalidSetting("workers", "must be from 1 to 256")
+        if "{" in self.redis_prefix or "}" in self.redis_prefix:
+            raise InvalidSetting("redis_prefix", "may not hold a brace (keys carry hash tags)")
         if self.workers > 1 and not self.redis_url:
             raise InvalidSetting(
                 "workers", "above 1 needs --redis-url: the workers share the chat through Redis"

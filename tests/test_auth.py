@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway.__main__ import describe, main
 from gateway.auth import mint
+from gateway.broker.redis_scripts import Keys
 from gateway.config import Settings
 from gateway.ws import NODE
 from tests.conftest import (
@@ -215,7 +216,7 @@ async def test_one_user_on_two_nodes_is_one_member(
     on_a = await login(a, "alice")
     on_b = await login(b, "alice")
     await bob.expect("presence", event="join", name="alice")
-    name_hash = a.app[NODE].settings.redis_prefix + "name:alice"
+    name_hash = Keys(a.app[NODE].settings.redis_prefix).name("alice")
     redis = redis_backend.client()
 
     def holders() -> list[bytes]:

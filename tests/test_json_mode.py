@@ -126,6 +126,20 @@ async def test_the_same_id_from_another_sender_is_another_message(client: TestCl
     assert a["offset"] != b["offset"]
 
 
+async def test_the_same_id_in_another_room_is_another_message(client: TestClient) -> None:
+    """Guards against an id remembered across rooms: the resend in another room would be
+    acked with an offset of the first room and never delivered (ids live beside each
+    room's history, in its slot on a Redis Cluster)."""
+    alice = await join_json(client, "alice")
+    await alice.request("join", room="dev")
+    a = await alice.request("send", room="lobby", text="a", id="1")
+    b = await alice.request("send", room="dev", text="b", id="1")
+    assert a["type"] == b["type"] == "ack"
+    await alice.expect("message", room="dev", text="b")
+    again = await alice.request("send", room="dev", text="b", id="1")
+    assert again["offset"] == b["offset"]
+
+
 async def test_direct_messages_reach_the_recipient_only(client: TestClient) -> None:
     """Guards against DMs broadcast to a room, or lost."""
     alice = await join_json(client, "alice")

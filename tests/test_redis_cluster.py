@@ -11,6 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
+from gateway.broker.redis_scripts import Keys
 from gateway.ws import NODE
 from tests.conftest import TEST_SETTINGS, JsonPeer, join_json, join_text
 from tests.redis_backend import RedisBackend
@@ -159,7 +160,7 @@ async def test_a_node_subscribes_a_room_only_while_it_has_members(
         pytest.skip("PUBSUB NUMSUB needs a real redis-server")
     a, b = await cluster(2)
     prefix = a.app[NODE].settings.redis_prefix
-    channel = f"{prefix}ch:room:quiet"
+    channel = Keys(prefix).room_channel("quiet")
     r = redis_backend.server.client()
     try:
         alice = await join_json(a, "alice", room="quiet")
@@ -187,9 +188,10 @@ async def test_keys_are_bounded_and_under_the_prefix(
         await alice.expect("ack")
     r = redis_backend.server.client()
     try:
-        log = f"{prefix}room:lobby:log"
+        keys = Keys(prefix)
+        log = keys.log("lobby")
         assert r.xlen(log) < 300  # trimmed (approximately, as XADD MAXLEN ~ does)
-        for key in (log, f"{prefix}room:lobby:meta", f"{prefix}id:5:alice:id7"):
+        for key in (log, keys.meta("lobby"), keys.message_id("lobby", "alice", "id7")):
             assert r.pttl(key) > 0, key
     finally:
         r.close()

@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
 from gateway.broker.redis import RedisBroker
+from gateway.broker.redis_scripts import Keys
 from tests.conftest import TEST_SETTINGS, WAIT, JsonPeer, join_json
 from tests.redis_backend import REDIS_SERVER, RedisBackend, RedisServer
 from tests.tcp_proxy import TcpProxy
@@ -281,9 +282,9 @@ async def test_what_leaves_while_the_node_reregisters_stays_gone(
         await walk
         redis = redis_backend.client()
         assert await broker.members("b") == []
-        assert not redis.exists(f"{settings.redis_prefix}name:bob")
+        assert not redis.exists(Keys(settings.redis_prefix).name("bob"))
         assert await broker.members("a") == sorted(others)  # the others are still there
-        assert redis.exists(f"{settings.redis_prefix}name:user99")
+        assert redis.exists(Keys(settings.redis_prefix).name("user99"))
     finally:
         await broker.close()
 

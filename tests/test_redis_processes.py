@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from gateway.auth import mint
+from gateway.broker.redis_scripts import Keys
 from tests.conftest import JSON_PROTOCOL, WAIT, JsonPeer, poll_until
 from tests.processes import GatewayProcess
 from tests.redis_backend import REDIS_SERVER, RedisBackend, name_holders
@@ -108,7 +109,7 @@ async def test_kill_9_keeps_a_user_who_is_also_on_another_node(
             "--presence-timeout", "1.5", "--jwt-secret", secret)  # fmt: skip
     nodes = [GatewayProcess(None, *args, "--node-id", f"p{i}") for i in range(2)]
     redis = redis_backend.client()
-    name_hash = f"{prefix}name:alice"
+    name_hash = Keys(prefix).name("alice")
 
     def holders() -> list[bytes]:
         return name_holders(redis, name_hash)

@@ -33,6 +33,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway import app as gateway_app
 from gateway.app import create_app, drain
+from gateway.broker.redis_scripts import Keys
 from gateway.ws import NODE
 from tests.conftest import JSON_PROTOCOL, TEST_SETTINGS, WAIT, JsonPeer, join_json
 from tests.redis_backend import RedisBackend
@@ -244,7 +245,7 @@ class PresenceMonitor:
         self.task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await self.pubsub.subscribe(f"chat:ch:room:{ROOM}")  # see docs/redis.md
+        await self.pubsub.subscribe(Keys("chat:").room_channel(ROOM))  # see docs/redis.md
         self.task = asyncio.create_task(self._read())
 
     async def _read(self) -> None:

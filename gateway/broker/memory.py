@@ -65,7 +65,8 @@ class MemoryBroker:
         self._subscribed: set[str] = set()  # rooms this node listens to
         self._presence: dict[str, dict[str, str]] = {}  # room -> name key -> display name
         self._names: dict[str, _NameOwners] = {}  # name key -> owning connections
-        self._seen_ids: dict[tuple[str, str], tuple[str, float]] = {}  # (sender, id) -> offset
+        # (room, sender, id) -> offset, expiry
+        self._seen_ids: dict[tuple[str, str, str], tuple[str, float]] = {}
         self._queue: asyncio.Queue[Callable[[BrokerListener], None]] = asyncio.Queue()
         self._dispatcher: asyncio.Task[None] | None = None
         self._listener: BrokerListener | None = None
@@ -120,7 +121,7 @@ class MemoryBroker:
             return None
         return position[1]
 
-    def _remember_id(self, key: tuple[str, str], offset: str) -> None:
+    def _remember_id(self, key: tuple[str, str, str], offset: str) -> None:
         now = self._clock()
         while self._seen_ids:
             oldest = next(iter(self._seen_ids))
@@ -138,7 +139,7 @@ class MemoryBroker:
         origin: str,
         message_id: str | None = None,
     ) -> Published:
-        id_key = (name_key(sender), message_id) if message_id is not None else None
+        id_key = (room, name_key(sender), message_id) if message_id is not None else None
         if id_key is not None:
             seen = self._seen_ids.get(id_key)
             if seen is not None and seen[1] > self._clock():

@@ -67,6 +67,7 @@ class RedisBroker:
         # redis-py's reply types are unions of everything; replies are parsed by hand.
         self._redis: Any = redis if redis is not None else connect(settings.redis_url or "")
         self._keys = Keys(settings.redis_prefix)
+        self._pub = "PUBLISH"  # the command every channel message is published with
         self._history = RoomHistory(self._redis, self._keys)
         self._node = settings.node_id
         self._publish = Lua(self._redis, scripts.PUBLISH)
@@ -76,6 +77,7 @@ class RedisBroker:
         self._claim_shared = Lua(self._redis, scripts.CLAIM_SHARED)
         self._release = Lua(self._redis, scripts.RELEASE_NAME)
         self._direct = Lua(self._redis, scripts.DIRECT)
+        self._indexed: set[str] = set()  # rooms this node's index in Redis lists
         self._listener: BrokerListener | None = None
         self._rooms: dict[str, tuple[str, int] | None] = {}  # room -> last delivered position
         self._present: dict[tuple[str, str], str] = {}  # (room, name key) -> display name
@@ -90,7 +92,7 @@ class RedisBroker:
             self._after_reconnect,
             probe_interval=settings.probe_interval,
         )
-        self._liveness = Liveness(self._redis, self._keys, settings, self.reregister)
+        self._liveness = Liveness(self._redis, self._keys, settings, self.reregister, self._pub)
 
     @property
     def probe_rtt(self) -> float | None:
@@ -144,7 +146,7 @@ class RedisBroker:
                 self._listener.on_room_event(event)
             elif kind == b"d":
                 fields = orjson.loads(body)
-                key = channel.removeprefix(self._keys.user_channel(""))
+                key = self._keys.user_of_channel(channel)
                 direct = Direct(
                     fields["from"], fields["to"], fields["text"], fields["ts"], fields["origin"]
                 )
@@ -186,6 +188,7 @@ class RedisBroker:
         """
         # A connection may leave or close during any await below: an entry gone from
         # the tables is skipped, and one gone while its call ran is undone again.
+        self._indexed.clear()  # Redis may have lost the index too
         for (room, key), display in list(self._present.items()):
             if self._present.get((room, key)) != display:
                 continue
@@ -232,7 +235,7 @@ class RedisBroker:
                 "origin": origin,
             }
         )
-        id_key = self._keys.message_id(name_key(sender), message_id) if message_id else ""
+        id_key = self._keys.message_id(room, name_key(sender), message_id) if message_id else ""
         with unavailable_on_error():
             offset, duplicate = await self._publish(
                 keys=[self._keys.meta(room), self._keys.log(room), id_key],
@@ -243,13 +246,15 @@ class RedisBroker:
                     int(self._settings.idempotency_ttl * 1000),
                     self._keys.room_channel(room),
                     int(self._settings.room_ttl * 1000),
+                    self._pub,
                 ],
             )
         return Published(offset.decode(), bool(duplicate))
 
     async def publish_presence(self, event: PresenceChange) -> None:
         with unavailable_on_error():
-            await self._redis.publish(self._keys.room_channel(event.room), _presence_payload(event))
+            channel = self._keys.room_channel(event.room)
+            await self._redis.execute_command(self._pub, channel, _presence_payload(event))
 
     async def history(self, room: str, before: str | None, limit: int) -> list[Message]:
         return await self._history.history(room, before, limit)
@@ -275,14 +280,12 @@ class RedisBroker:
             channel = keys.room_channel(room)
             payload = _presence_payload(PresenceChange(room, announce, display))
         with unavailable_on_error():
+            if room not in self._indexed:  # before the entry: the reaper must find it
+                await self._redis.sadd(keys.node(self._node) + ":rooms", room)
+                self._indexed.add(room)
             result = await script(
-                keys=[
-                    keys.presence(room),
-                    keys.presence(room) + ":refs",
-                    keys.presence(room) + ":shown",
-                    keys.node(self._node) + ":presence",
-                ],
-                args=[key, display, f"{room}\n{key}", channel, payload],
+                keys=keys.presence_keys(room),
+                args=[key, display, f"{self._node}\n{key}", channel, payload, self._pub],
             )
         return bool(result)
 
@@ -325,35 +328,31 @@ class RedisBroker:
         return Replay(False, [], newest), _sorted_names(names)
 
     async def rooms(self) -> list[tuple[str, int]]:
-        prefix = self._keys.presence("")
+        start, end = self._keys.presence("\0").split("\0")
         counts = []
         with unavailable_on_error():
-            async for raw in self._redis.scan_iter(match=prefix + "*", count=500):
+            async for raw in self._redis.scan_iter(match=f"{start}*{end}", count=500):
                 key = raw.decode()
-                room = key.removeprefix(prefix)
-                if ":" in room:
-                    continue  # the refs and shown hashes beside each set
+                room = key.removeprefix(start).removesuffix(end)
                 counts.append((room, await self._redis.scard(key)))
         return sorted(c for c in counts if c[1] > 0)
 
     async def _claim_call(
         self, name: str, connection: str, new: str, given: str, *, shared: bool
     ) -> Any:
+        """Claim `name` for `connection`: {session, display}, or empty when taken."""
         key = name_key(name)
+        await self._redis.sadd(self._keys.node(self._node) + ":names", key)  # the index first
         script = self._claim_shared if shared else self._claim
-        return await script(
-            keys=[self._keys.name(key), self._keys.node(self._node) + ":names"],
-            args=[
-                key,
-                name,
-                connection,
-                self._node,
-                new,
-                given,
-                self._keys.node(""),
-                self._keys.user_channel(key),
-            ],
-        )
+        args = [key, name, connection, self._node, new, given, self._keys.user_channel(key)]
+        result = await script(keys=[self._keys.name(key)], args=[*args, self._pub, ""])
+        if len(result) == 2 and result[0] == b"owner":
+            # Held by another node: free if that node is dead (not reaped yet).
+            owner = result[1].decode()
+            if await self._redis.exists(self._keys.node(owner) + ":alive"):
+                return []
+            result = await script(keys=[self._keys.name(key)], args=[*args, self._pub, owner])
+        return result
 
     async def claim_name(
         self, name: str, connection: str, session: str | None, *, shared: bool = False
@@ -377,10 +376,9 @@ class RedisBroker:
 
     async def _release_call(self, name: str, connection: str) -> None:
         key = name_key(name)
-        await self._release(
-            keys=[self._keys.name(key), self._keys.node(self._node) + ":names"],
-            args=[key, connection, self._node],
-        )
+        released = await self._release(keys=[self._keys.name(key)], args=[connection, self._node])
+        if released:
+            await self._redis.srem(self._keys.node(self._node) + ":names", key)
 
     async def release_name(self, name: str, connection: str) -> None:
         self._owned.pop(connection, None)
@@ -407,12 +405,14 @@ class RedisBroker:
             },
             ensure_ascii=False,
         )
-        sender_channel = self._keys.user_channel(sender_key) if sender_key != to_key else ""
         with unavailable_on_error():
             delivered = await self._direct(
                 keys=[self._keys.name(to_key)],
-                args=[self._keys.user_channel(to_key), sender_channel, body],
+                args=[self._keys.user_channel(to_key), body, self._pub],
             )
+            if delivered and sender_key != to_key:  # the sender's other connections
+                sender_channel = self._keys.user_channel(sender_key)
+                await self._redis.execute_command(self._pub, sender_channel, "d" + body)
         return bool(delivered)
 
 

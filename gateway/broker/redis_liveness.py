@@ -2,8 +2,10 @@
 
 Each node refreshes `P node:{id}:alive` (it expires after the presence timeout) and
 lists itself in `P nodes`. Every beat, a node looks for listed nodes whose key has
-expired and runs the reap script on each: one atomic step that removes the dead
-node's presence and names and publishes each leave once.
+expired and reaps each: for every room in the dead node's index one atomic step (in
+that room's slot) removes its presence there and publishes each leave once, then one
+per name it held; a second reaper at the same time finds nothing left to announce.
+The node leaves `P nodes` last, so a reaper that stops midway is followed by another.
 
 A node that stops on purpose hands over instead of deleting anything: it stops beating
 and keeps its heartbeat key for the grace period more, marked `handover`. A user who
@@ -24,6 +26,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from gateway.broker import redis_scripts as scripts
+from gateway.broker.redis_lua import Lua
 from gateway.broker.redis_scripts import Keys
 from gateway.config import Settings
 from gateway.tasks import stop_tasks
@@ -43,6 +46,7 @@ class Liveness:
         keys: Keys,
         settings: Settings,
         on_lost: Callable[[bool], Awaitable[None]],
+        publish_command: str = "PUBLISH",
     ) -> None:
         self._redis: Any = redis  # replies are parsed by hand
         self._keys = keys
@@ -57,7 +61,9 @@ class Liveness:
         self._ttl = max(self._timeout - self._interval, 2 * self._interval)
         self._on_lost = on_lost  # re-register; True: we were reaped while alive
         self._beaten = False
-        self._reap = redis.register_script(scripts.REAP_NODE)
+        self._reap_room = Lua(redis, scripts.REAP_ROOM)
+        self._reap_name = Lua(redis, scripts.REAP_NAME)
+        self._pub = publish_command
         self._last_beat = 0.0
         self._task: asyncio.Task[None] | None = None
         self._handed_over = False  # then nothing may refresh the heartbeat any more
@@ -110,7 +116,7 @@ class Liveness:
         Reaping it at once would announce leaves for its users who are still on their
         way to another node. The wait is bounded by the presence timeout.
         """
-        async with self._redis.pipeline(transaction=True) as pipe:
+        async with self._redis.pipeline(transaction=False) as pipe:
             pipe.get(self._alive)
             pipe.pttl(self._alive)
             value, ttl = await pipe.execute()
@@ -129,7 +135,7 @@ class Liveness:
         if self._handed_over:
             return  # a resubscription while stopping must not undo the hand-over
         reaped_key = self._keys.node(self._node) + ":reaped"
-        async with self._redis.pipeline(transaction=True) as pipe:
+        async with self._redis.pipeline(transaction=False) as pipe:  # two slots
             pipe.set(self._alive, "1", px=int(self._ttl * 1000))
             pipe.sadd(self._keys.nodes, self._node)
             pipe.getdel(reaped_key)
@@ -155,10 +161,27 @@ class Liveness:
         return leaves
 
     async def _reap_node(self, node: str, *, own: bool = False) -> int:
-        if own:  # our own leftovers: take us off the list first so the script runs
+        """Remove what `node` held, if its heartbeat is gone; the leaves announced."""
+        keys, start = self._keys, self._keys.node(node)
+        if own:  # our own leftovers, from a former run of this node id
             await self._redis.delete(self._alive)
-            await self._redis.sadd(self._keys.nodes, node)
-        leaves = int(await self._reap(keys=[self._keys.nodes], args=[node, self._keys.prefix]))
+        elif await self._redis.exists(start + ":alive"):
+            return 0
+        leaves = 0
+        for raw in await self._redis.smembers(start + ":rooms"):
+            room = raw.decode()
+            leaves += int(
+                await self._reap_room(
+                    keys=keys.presence_keys(room),
+                    args=[node, room, keys.room_channel(room), self._pub],
+                )
+            )
+        for raw in await self._redis.smembers(start + ":names"):
+            await self._reap_name(keys=[keys.name(raw.decode())], args=[node])
+        await self._redis.delete(start + ":rooms", start + ":names")
+        if not own:
+            await self._redis.set(start + ":reaped", "1", ex=3600)  # in case it was alive
+            await self._redis.srem(keys.nodes, node)
         if leaves:
             log.info("node %s is gone: announced %d leaves", node, leaves)
         return leaves
