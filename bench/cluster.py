@@ -23,6 +23,7 @@ from pathlib import Path
 from types import TracebackType
 
 from bench.params import Node
+from bench.shards import cluster_url, start_shards
 
 ROOT = Path(__file__).resolve().parents[1]
 NODE_PEER_DIR = ROOT / "bench" / "nodepeer"
@@ -162,10 +163,13 @@ class Cluster:
         redis: bool,
         cores: tuple[int, ...] | None,
         modules: Path | None = None,
+        shards: int = 0,
     ) -> None:
-        if peer != "gateway" and not redis:
-            raise ValueError(f"the {peer} peer needs redis-server")
+        if peer != "gateway" and (not redis or shards):
+            raise ValueError(f"the {peer} peer needs one redis-server")
         self.peer, self.count, self.use_redis, self.cores = peer, count, redis, cores
+        self.shards = shards  # above 0: a Redis Cluster of that many primaries
+        self.shard_procs: list[Managed] = []
         self._modules = modules
         self._redis_dir: str | None = None
         self.redis: Managed | None = None
@@ -190,13 +194,24 @@ class Cluster:
 
     @property
     def redis_url(self) -> str:
+        if self.shards:
+            return cluster_url(self.shard_procs)
         return f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def redis_pids(self) -> tuple[int, ...]:
+        """Every Redis process of the bench."""
+        procs = self.shard_procs or ([self.redis] if self.redis else [])
+        return tuple(proc.pid for proc in procs)
 
     def node_info(self) -> tuple[Node, ...]:
         return tuple(Node("127.0.0.1", port, proc.pid) for proc, port in self.nodes)
 
     def _start(self) -> None:
-        if self.use_redis:
+        if self.use_redis and self.shards:
+            self._redis_dir = tempfile.mkdtemp(prefix="chat-bench-redis-")
+            self.shard_procs = start_shards(self.shards, Path(self._redis_dir), self.cores)
+        elif self.use_redis:
             self._start_redis()
         for index in range(self.count):
             port = free_port()
@@ -277,6 +292,7 @@ class Cluster:
     def failures(self) -> list[str]:
         """Nodes (or Redis) that died by themselves, with their logs' tails."""
         procs = [p for p, _ in self.nodes] + ([self.redis] if self.redis else [])
+        procs += self.shard_procs
         return [f"{p.name} exited:\n{p.log_tail(800)}" for p in procs if not p.alive()]
 
     def stop(self) -> None:
@@ -287,6 +303,9 @@ class Cluster:
         if self.redis is not None:
             self.redis.stop()
             self.redis = None
+        for shard in self.shard_procs:
+            shard.stop()
+        self.shard_procs = []
         if self._redis_dir is not None:
             shutil.rmtree(self._redis_dir, ignore_errors=True)
             self._redis_dir = None

@@ -91,7 +91,7 @@ class Fleet:
     def sample(self) -> Sample:
         """CPU of every server process (as long as it lives), Redis and this process."""
         servers = {n.pid: cpu_seconds(n.pid) for n in self.spec.nodes}
-        redis = cpu_seconds(self.spec.redis_pid) if self.spec.redis_pid else None
+        redis = sum(cpu_seconds(pid) or 0.0 for pid in self.spec.redis_pids)
         alive = {pid: cpu for pid, cpu in servers.items() if cpu is not None}
         return Sample(time.monotonic(), alive, redis or 0.0, own_cpu_seconds())
 

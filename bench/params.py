@@ -113,7 +113,7 @@ class Spec:
     peer: str
     sizes: Sizes
     nodes: tuple[Node, ...]
-    redis_pid: int | None
+    redis_pids: tuple[int, ...]  # the Redis processes (none on the in-process broker)
     cores: tuple[int, ...] | None  # the load generator's own cores (None: not pinned)
     event_loop: str = "asyncio"  # the load generator's: "asyncio" or "uvloop"
 
@@ -129,7 +129,7 @@ class Spec:
             peer=data["peer"],
             sizes=Sizes(**data["sizes"]),
             nodes=tuple(Node(**n) for n in data["nodes"]),
-            redis_pid=data["redis_pid"],
+            redis_pids=tuple(data["redis_pids"]),
             cores=tuple(data["cores"]) if data["cores"] is not None else None,
             event_loop=data.get("event_loop", "asyncio"),
         )

@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gateway.app import create_app
+from gateway.broker.redis_scripts import Keys
 from gateway.config import Settings
 from tests.redis_backend import RedisServer
 
@@ -63,7 +64,7 @@ async def main() -> None:
         await send_all(ws, "warm-up ", 10)  # loads the scripts, creates the room
         for size in (40, 200):
             text = "x" * (size - 4)
-            redis.delete("chat:room:bench:log")
+            redis.delete(Keys("chat:").log("bench"))
             memory_before = redis.info("memory")["used_memory"]
             await send_all(ws, text, MESSAGES)
             memory = redis.info("memory")["used_memory"] - memory_before

@@ -53,10 +53,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--nodes", type=int, default=2, help="nodes per server (default 2)")
     parser.add_argument(
         "--broker",
-        choices=("redis", "memory"),
+        choices=("redis", "memory", "cluster"),
         default=None,
         help="the gateway's broker (default redis if redis-server is here; "
-        "memory: one node on the in-process broker, the peers skipped)",
+        "memory: one node on the in-process broker; cluster: a Redis Cluster of 3 "
+        "primaries; the peers skipped on both)",
     )
     parser.add_argument("--json", type=Path, default=RESULTS / "latest.json")
     parser.add_argument(
@@ -96,7 +97,7 @@ def available_peers(
     modules: Path | None = None
     for peer in wanted:
         if peer != "gateway" and broker != "redis":
-            skipped.append(f"{PEER_NAMES[peer]} skipped: it needs redis-server")
+            skipped.append(f"{PEER_NAMES[peer]} skipped: it needs one redis-server")
         elif peer == "socketio" and importlib.util.find_spec("socketio") is None:
             skipped.append("python-socketio skipped: not installed (pip install -e '.[bench]')")
         elif peer == "node" and isinstance(found := node_modules(args.node_cache), str):
@@ -149,16 +150,17 @@ def one_run(
     with Cluster(
         peer,
         count,
-        redis=broker == "redis",
+        redis=broker in ("redis", "cluster"),
         cores=servers,
         modules=modules if peer == "node" else None,
+        shards=3 if broker == "cluster" else 0,
     ) as cluster:
         spec = Spec(
             scenario,
             peer,
             sizes_from(args),
             cluster.node_info(),
-            cluster.redis.pid if cluster.redis else None,
+            cluster.redis_pids,
             loadgen,
             args.loop,
         )
@@ -234,7 +236,9 @@ def bench(args: argparse.Namespace) -> int:
             "scenarios": scenarios,
             "repetitions": args.repetitions,
             "nodes": 1 if broker == "memory" else args.nodes,
-            "broker": "Redis" if broker == "redis" else "the in-process broker",
+            "broker": {"redis": "Redis", "cluster": "a Redis Cluster of 3 primaries"}.get(
+                broker, "the in-process broker"
+            ),
             "pinning": pinning,
             "gateway_flags": GATEWAY_FLAGS,
             "event_loop": args.loop,

@@ -89,7 +89,9 @@ def flow_figures(fleet: Fleet, before: Sample, after: Sample, verdict: Verdict) 
         "messages_per_s": fleet.window_acks / wall,
         "server_cpu_us_per_delivery": per(servers, fleet.window_deliveries),
         "server_cpu_us_per_message": per(servers, fleet.window_acks),
-        "redis_cpu_us_per_message": per(redis, fleet.window_acks) if fleet.spec.redis_pid else None,
+        "redis_cpu_us_per_message": per(redis, fleet.window_acks)
+        if fleet.spec.redis_pids
+        else None,
         "server_cpu_share": servers / wall,
         **latency_figures(fleet),
         "delivery_ratio": verdict.ratio,

@@ -48,7 +48,7 @@ async def s3_idle(spec: Spec) -> dict[str, Any]:
         "connections_per_s": connected / connect_s if connect_s else None,
         "rss_kib_per_connection": (rss_after - rss_before) / connected if connected else None,
         "server_cpu_us_per_connection": per(servers, connected),
-        "redis_cpu_us_per_connection": per(redis, connected) if spec.redis_pid else None,
+        "redis_cpu_us_per_connection": per(redis, connected) if spec.redis_pids else None,
         "rss_before_kib": rss_before,
         "rss_after_kib": rss_after,
         "delivery_ratio": verdict.ratio,
@@ -89,7 +89,7 @@ async def s5_storm(spec: Spec) -> dict[str, Any]:
     """Clients on node A, one sender per room on node B; A is killed; every client
     resumes on B with `session` and `since`; the senders go on throughout."""
     z = spec.sizes
-    if spec.peer != "gateway" or len(spec.nodes) < 2 or spec.redis_pid is None:
+    if spec.peer != "gateway" or len(spec.nodes) < 2 or not spec.redis_pids:
         return {"skipped": "S5 needs the gateway on Redis with 2 nodes or more"}
     node_a, node_b = spec.nodes[0], spec.nodes[1]
     fleet = Fleet(spec, track_offsets=True)

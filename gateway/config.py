@@ -36,7 +36,10 @@ class Settings:
     port: int = field(default=8080, metadata={"help": "port to listen on"})
     redis_url: str | None = field(
         default=None,
-        metadata={"help": "Redis URL (redis://host:port/db); unset: the in-process broker"},
+        metadata={
+            "help": "Redis URL (redis://host:port/db, or redis+cluster://host:port,... for "
+            "a Redis Cluster); unset: the in-process broker"
+        },
     )
     node_id: str = field(
         default_factory=_default_node_id,

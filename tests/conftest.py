@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
 from typing import Any
@@ -17,8 +18,10 @@ from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
+from gateway.broker.redis import RedisBroker
 from gateway.config import Settings
 from tests.redis_backend import REDIS_SERVER, RedisBackend
+from tests.redis_cluster_backend import REDIS_CLI, RedisClusterServers
 
 WAIT = 5.0  # the most any single expectation waits, in seconds
 JSON_PROTOCOL = "chat.v1.json"
@@ -157,15 +160,30 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.write_line(_redis_mode())
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServers]:
+    """A local Redis Cluster (3 primaries, 3 replicas), started once, when first asked."""
+    if REDIS_SERVER is None or REDIS_CLI is None:
+        if os.environ.get("CHAT_TEST_REDIS") == "require":
+            pytest.fail("CHAT_TEST_REDIS=require, but redis-server or redis-cli is missing")
+        pytest.skip("a Redis Cluster needs redis-server and redis-cli")
+    servers = RedisClusterServers().start()
+    yield servers
+    servers.close()
+
+
+@pytest.fixture(params=["memory", "redis", "cluster"])
 def broker_kind(request: pytest.FixtureRequest) -> str:
-    """Each protocol test runs on the in-process broker and on Redis."""
+    """Each protocol test runs on the in-process broker, on Redis and on a Redis Cluster."""
     return str(request.param)
 
 
 @pytest.fixture
 async def gateway(
-    aiohttp_client: Any, broker_kind: str, redis_backend: RedisBackend
+    aiohttp_client: Any,
+    broker_kind: str,
+    redis_backend: RedisBackend,
+    request: pytest.FixtureRequest,
 ) -> Callable[..., Awaitable[TestClient]]:
     """Start a gateway node (settings overridable) and give its test client.
 
@@ -178,6 +196,10 @@ async def gateway(
         broker = None
         if broker_kind == "redis":
             settings, broker = redis_backend.broker(settings, prefix)
+        elif broker_kind == "cluster":
+            cluster = request.getfixturevalue("redis_cluster")
+            settings = replace(settings, redis_url=cluster.url, redis_prefix=prefix)
+            broker = RedisBroker(settings)
         client: TestClient = await aiohttp_client(create_app(settings, broker))
         return client
 

@@ -7,14 +7,17 @@ from gateway.config import Settings
 
 
 def create_broker(settings: Settings) -> Broker:
-    """The broker the settings ask for: Redis for a redis:// URL, else in-process."""
+    """The broker the settings ask for: Redis for a redis:// URL (a Redis Cluster for
+    redis+cluster://host:port,...), else in-process."""
     url = settings.redis_url
     if not url:
         from gateway.broker.memory import MemoryBroker
 
         return MemoryBroker(settings)
-    if url.startswith(("redis://", "rediss://", "unix://")):
+    if url.startswith(("redis://", "rediss://", "unix://", "redis+cluster://")):
         from gateway.broker.redis import RedisBroker
 
         return RedisBroker(settings)
-    raise ValueError(f"unsupported broker URL {url!r}: expected redis://, rediss:// or unix://")
+    raise ValueError(
+        f"unsupported broker URL {url!r}: expected redis://, rediss://, unix:// or redis+cluster://"
+    )

@@ -20,11 +20,16 @@ import orjson
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
 from gateway.broker import redis_scripts as scripts
 from gateway.broker.base import BrokerListener, NameTaken, Published, Replay
-from gateway.broker.redis_history import RoomHistory, decode_message, unavailable_on_error
+from gateway.broker.redis_cluster import SCHEME, ShardedSubscriber, connect_cluster
+from gateway.broker.redis_history import (
+    REDIS_ERRORS,
+    RoomHistory,
+    decode_message,
+    unavailable_on_error,
+)
 from gateway.broker.redis_liveness import Liveness
 from gateway.broker.redis_lua import Lua
 from gateway.broker.redis_scripts import Keys
@@ -64,10 +69,14 @@ class RedisBroker:
     def __init__(self, settings: Settings, redis: Redis | None = None) -> None:
         assert settings.redis_url or redis is not None
         self._settings = settings
+        url = settings.redis_url or ""
+        sharded = url.startswith(SCHEME)  # a Redis Cluster, with sharded pub/sub
         # redis-py's reply types are unions of everything; replies are parsed by hand.
-        self._redis: Any = redis if redis is not None else connect(settings.redis_url or "")
+        self._redis: Any = redis
+        if redis is None:
+            self._redis = connect_cluster(url) if sharded else connect(url)
         self._keys = Keys(settings.redis_prefix)
-        self._pub = "PUBLISH"  # the command every channel message is published with
+        self._pub = "SPUBLISH" if sharded else "PUBLISH"  # for every channel message
         self._history = RoomHistory(self._redis, self._keys)
         self._node = settings.node_id
         self._publish = Lua(self._redis, scripts.PUBLISH)
@@ -85,13 +94,25 @@ class RedisBroker:
         self._listening: dict[str, str] = {}  # connection -> the user channel it keeps open
         self._unreleased: dict[str, str] = {}  # connection -> name whose release failed
         self._unremoved: set[tuple[str, str]] = set()  # (room, name) whose removal failed
-        self._subscriber = Subscriber(
-            self._redis,
-            self._keys.node_channel(self._node),
-            self._on_channel_message,
-            self._after_reconnect,
-            probe_interval=settings.probe_interval,
-        )
+        self._subscriber: Subscriber | ShardedSubscriber
+        if sharded:
+            plain_id = self._node.replace("{", "(").replace("}", ")")  # its tag picks the slot
+            probes = f"{self._keys.prefix}ch:probe:{plain_id}"
+            self._subscriber = ShardedSubscriber(
+                self._redis,
+                probes,
+                self._on_channel_message,
+                self._after_reconnect,
+                probe_interval=settings.probe_interval,
+            )
+        else:
+            self._subscriber = Subscriber(
+                self._redis,  # the client's own pool: a plain Redis
+                self._keys.node_channel(self._node),
+                self._on_channel_message,
+                self._after_reconnect,
+                probe_interval=settings.probe_interval,
+            )
         self._liveness = Liveness(self._redis, self._keys, settings, self.reregister, self._pub)
 
     @property
@@ -110,7 +131,7 @@ class RedisBroker:
     async def close(self) -> None:
         await self._subscriber.close()
         await self._liveness.close()
-        with contextlib.suppress(RedisError, OSError):
+        with contextlib.suppress(*REDIS_ERRORS):
             await self._redis.aclose()
 
     def is_ready(self) -> bool:
@@ -235,10 +256,12 @@ class RedisBroker:
                 "origin": origin,
             }
         )
-        id_key = self._keys.message_id(room, name_key(sender), message_id) if message_id else ""
+        keys = [self._keys.meta(room), self._keys.log(room)]
+        if message_id:
+            keys.append(self._keys.message_id(room, name_key(sender), message_id))
         with unavailable_on_error():
             offset, duplicate = await self._publish(
-                keys=[self._keys.meta(room), self._keys.log(room), id_key],
+                keys=keys,
                 args=[
                     secrets.token_hex(4),
                     self._settings.history_size,

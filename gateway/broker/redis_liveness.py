@@ -23,9 +23,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from gateway.broker import redis_scripts as scripts
+from gateway.broker.redis_history import REDIS_ERRORS
 from gateway.broker.redis_lua import Lua
 from gateway.broker.redis_scripts import Keys
 from gateway.config import Settings
@@ -74,7 +74,7 @@ class Liveness:
 
     async def start(self) -> None:
         """Clear what a former run of this node id left, beat once, start beating."""
-        with contextlib.suppress(RedisError, OSError):
+        with contextlib.suppress(*REDIS_ERRORS):
             await self._wait_for_handover()
             await self._reap_node(self._node, own=True)
             await self.beat()
@@ -103,7 +103,7 @@ class Liveness:
                 await self._redis.set(self._alive, HANDED_OVER, px=px, xx=True)
             else:
                 await self._redis.delete(self._alive)
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             log.warning(
                 "could not hand over presence (%s); it expires after the presence timeout", exc
             )
@@ -192,5 +192,5 @@ class Liveness:
             try:
                 await self.beat()
                 await self.reap()
-            except (RedisError, OSError) as exc:
+            except REDIS_ERRORS as exc:
                 log.warning("heartbeat failed: %s", exc)

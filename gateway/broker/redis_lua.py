@@ -30,5 +30,5 @@ class Lua:
         try:
             return await self._redis.execute_command(*command)
         except NoScriptError:
-            await self._redis.execute_command("SCRIPT", "LOAD", self._source)
+            await self._redis.execute_command("SCRIPT LOAD", self._source)  # every primary
             return await self._redis.execute_command(*command)

@@ -87,10 +87,12 @@ class Keys:
         return f"{self.prefix}ch:node:{{{node_id}}}"
 
 
-# KEYS: meta, log, id key ("" for none). ARGV: new epoch, maxlen, message JSON,
-# id ttl ms, channel, room ttl ms, publish command. Returns {offset, duplicate (0/1)}.
+# KEYS: meta, log, and the id key when the send has an id (no empty key in its place:
+# on a cluster every key, even "", must be in the script's slot). ARGV: new epoch,
+# maxlen, message JSON, id ttl ms, channel, room ttl ms, publish command.
+# Returns {offset, duplicate (0/1)}.
 PUBLISH = """
-if KEYS[3] ~= '' then
+if KEYS[3] then
   local seen = redis.call('GET', KEYS[3])
   if seen then return {seen, 1} end
 end
@@ -104,7 +106,7 @@ local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 local offset = epoch .. '-' .. seq
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'm', ARGV[3])
 redis.call(ARGV[7], ARGV[5], 'm' .. offset .. '\\n' .. ARGV[3])
-if KEYS[3] ~= '' then redis.call('SET', KEYS[3], offset, 'PX', ARGV[4]) end
+if KEYS[3] then redis.call('SET', KEYS[3], offset, 'PX', ARGV[4]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
 redis.call('PEXPIRE', KEYS[2], ARGV[6])
 return {offset, 0}

@@ -21,6 +21,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.crc import key_slot
 
 from gateway.tasks import stop_tasks
 
@@ -41,8 +42,14 @@ class Subscriber:
         on_reconnect: Callable[[], Awaitable[None]],
         *,
         probe_interval: float,
+        sharded: bool = False,
+        on_lost: Callable[[], None] | None = None,
     ) -> None:
         self._redis = redis
+        # Sharded: SSUBSCRIBE on one shard of a Redis Cluster (a command per slot), and
+        # an SUNSUBSCRIBE the server sends (its slot moved) is a lost subscription.
+        self._sharded = sharded
+        self._on_lost = on_lost
         self._probe_channel = probe_channel
         self._on_message = on_message
         self._on_reconnect = on_reconnect
@@ -58,6 +65,10 @@ class Subscriber:
         self._last_probe_back = time.monotonic()
         self.probe_rtt: float | None = None
         self._tasks: list[asyncio.Task[None]] = []
+
+    def want(self, channel: str, users: int = 1) -> None:
+        """Count `users` more of `channel` before `start`, which subscribes it."""
+        self._wanted[channel] += users
 
     def start(self) -> None:
         """Start the reader and the probe."""
@@ -93,7 +104,7 @@ class Subscriber:
             else:
                 (waiting,) = self._expect_confirmations([channel])
                 try:
-                    await pubsub.subscribe(channel)
+                    await (pubsub.ssubscribe if self._sharded else pubsub.subscribe)(channel)
                     self._on_connection.add(channel)
                 except Exception as exc:
                     log.warning("SUBSCRIBE %s failed (%s); resubscribing everything", channel, exc)
@@ -116,7 +127,7 @@ class Subscriber:
             pubsub = self._pubsub
             if pubsub is not None and pubsub.connection is not None:
                 try:
-                    await pubsub.unsubscribe(channel)
+                    await (pubsub.sunsubscribe if self._sharded else pubsub.unsubscribe)(channel)
                 except Exception as exc:
                     log.warning("UNSUBSCRIBE %s failed (%s); resubscribing the rest", channel, exc)
                     await self._drop()
@@ -147,7 +158,11 @@ class Subscriber:
                 async with self._lock:
                     channels = sorted(self._wanted)
                     waiting = self._expect_confirmations(channels)
-                    await pubsub.subscribe(*channels)  # sets the connection the reader reads
+                    if self._sharded:  # one SSUBSCRIBE per slot: a command may not span two
+                        for group in by_slot(channels):
+                            await pubsub.ssubscribe(*group)
+                    else:
+                        await pubsub.subscribe(*channels)  # sets the connection it reads
                     self._on_connection = set(channels)
                 reader = asyncio.create_task(self._read(pubsub), name="redis-reader")
                 try:
@@ -168,6 +183,8 @@ class Subscriber:
             except Exception as exc:
                 what = "subscription lost" if was_live else "cannot subscribe yet"
                 log.warning("redis %s (%s); reconnecting in %.1fs", what, exc, backoff)
+                if self._on_lost is not None:
+                    self._on_lost()
             self._live.clear()
             self._held = None
             self._on_connection = set()
@@ -182,11 +199,13 @@ class Subscriber:
             if message is None:
                 continue
             kind, channel = message["type"], message["channel"].decode()
-            if kind == "subscribe":
+            if kind in ("subscribe", "ssubscribe"):
                 future = self._confirmed.pop(channel, None)
                 if future is not None and not future.done():
                     future.set_result(None)
-            elif kind == "message":
+            elif kind == "sunsubscribe" and channel in self._on_connection:
+                raise ConnectionError(f"the server unsubscribed {channel} (its slot moved)")
+            elif kind in ("message", "smessage"):
                 if channel == self._probe_channel:
                     self._probe_returned(message["data"])
                 elif self._held is not None:
@@ -212,8 +231,9 @@ class Subscriber:
                 continue
             token = secrets.token_hex(6)
             self._probe_sent = {token: time.monotonic()}
+            command = "SPUBLISH" if self._sharded else "PUBLISH"
             with contextlib.suppress(Exception):  # a lost probe is what the check is for
-                await self._redis.publish(self._probe_channel, "q" + token)
+                await self._redis.execute_command(command, self._probe_channel, "q" + token)
 
     def _fail_confirmations(self) -> None:
         for future in self._confirmed.values():
@@ -228,3 +248,11 @@ class Subscriber:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(1.0):
                     await pubsub.aclose()
+
+
+def by_slot(channels: list[str]) -> list[list[str]]:
+    """`channels` grouped by their hash slot, in order."""
+    groups: dict[int, list[str]] = {}
+    for channel in channels:
+        groups.setdefault(key_slot(channel.encode()), []).append(channel)
+    return list(groups.values())

@@ -1,0 +1,128 @@
+"""The gateway on one Redis against a Redis Cluster of three primaries, in one run.
+
+    .venv/bin/python -m bench.shards [--quick] [--repetitions N]
+
+Runs S1 (saturation, one room) and S4 (many small rooms) of `make bench` on each broker,
+repetitions interleaved, and prints the medians: messages (or deliveries) per second
+and Redis CPU per message, summed over every Redis process. The helpers start the
+cluster's primaries for `bench.cluster.Cluster` (`shards` > 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import redis
+
+if TYPE_CHECKING:
+    from bench.cluster import Managed
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+CLUSTER_TIMEOUT = 30.0  # seconds until a new cluster says cluster_state:ok
+
+
+def shard_port() -> int:
+    """A free port below 55535 whose cluster bus port (+10000) is free too."""
+    for _ in range(200):  # bounded: free pairs are plentiful
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port < 55535:
+            with socket.socket() as bus:
+                if bus.connect_ex(("127.0.0.1", port + 10000)) != 0:
+                    return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+def start_shards(count: int, directory: Path, cores: tuple[int, ...] | None) -> list[Managed]:
+    """`count` redis-server primaries joined into one cluster (no replicas), ready."""
+    from bench.cluster import Managed, wait_ready  # bench.cluster imports this module
+
+    server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if server is None or cli is None:
+        raise RuntimeError("a Redis Cluster needs redis-server and redis-cli")
+    procs = []
+    for _ in range(count):
+        port = shard_port()
+        node_dir = directory / str(port)
+        node_dir.mkdir()
+        argv = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", str(node_dir), "--cluster-enabled", "yes",
+                "--cluster-config-file", "nodes.conf"]  # fmt: skip
+        proc = Managed(f"redis-server shard {port}", argv, cores)
+        proc.port = port  # type: ignore[attr-defined]
+        procs.append(proc)
+        wait_ready(proc, None, port)
+    addresses = [f"127.0.0.1:{p.port}" for p in procs]  # type: ignore[attr-defined]
+    subprocess.run([cli, "--cluster", "create", *addresses, "--cluster-yes"],
+                   check=True, capture_output=True, timeout=CLUSTER_TIMEOUT)  # fmt: skip
+    deadline = time.monotonic() + CLUSTER_TIMEOUT
+    for proc in procs:
+        client = redis.Redis(port=proc.port)  # type: ignore[attr-defined]
+        while client.execute_command("CLUSTER INFO")["cluster_state"] != "ok":
+            if time.monotonic() > deadline:
+                raise RuntimeError("the bench's Redis Cluster did not become ok")
+            time.sleep(0.05)  # a poll, bounded by CLUSTER_TIMEOUT
+        client.close()
+    return procs
+
+
+def cluster_url(procs: list[Managed]) -> str:
+    return "redis+cluster://" + ",".join(f"127.0.0.1:{p.port}" for p in procs)  # type: ignore[attr-defined]
+
+
+FIGURES = {
+    "s1": ("deliveries_per_second", "redis_cpu_us_per_message"),
+    "s4": ("messages_per_second", "redis_cpu_us_per_message"),
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    from bench.run import one_run, parse_args
+
+    parser = argparse.ArgumentParser(prog="bench.shards", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--repetitions", type=int, default=3)
+    own = parser.parse_args(argv)
+    args = parse_args(["--peers", "gateway", *(["--quick"] if own.quick else [])])
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for rep in range(own.repetitions):
+        for scenario in FIGURES:
+            for broker in ("redis", "cluster"):  # interleaved: drift hits both alike
+                outcome = one_run(args, "gateway", scenario, broker, None)
+                runs.setdefault((scenario, broker), []).append(outcome)
+                print(f"rep {rep + 1} {scenario} {broker}: "
+                      + json.dumps({k: outcome.get(k) for k in (*FIGURES[scenario], "valid")}),
+                      flush=True)  # fmt: skip
+    lines = ["| scenario | figure | one Redis | 3-primary cluster | cluster / one |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    for scenario, names in FIGURES.items():
+        for name in names:
+            medians = []
+            for broker in ("redis", "cluster"):
+                values = [r[name] for r in runs[(scenario, broker)] if r.get(name) is not None]
+                medians.append(statistics.median(values) if values else float("nan"))
+            ratio = medians[1] / medians[0] if medians[0] else float("nan")
+            lines.append(f"| {scenario.upper()} | {name} | {medians[0]:,.1f} | "
+                         f"{medians[1]:,.1f} | {ratio:.2f} |")  # fmt: skip
+    invalid = [k for k, v in runs.items() if not all(r.get("valid", False) for r in v)]
+    lines.append(f"\n{own.repetitions} repetitions, medians; invalid runs: {invalid or 'none'}")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "shards.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    if invalid:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

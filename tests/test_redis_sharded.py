@@ -1,0 +1,192 @@
+"""The Redis broker on a Redis Cluster (three primaries, three replicas): rooms spread
+over the shards, live messages on sharded channels, and topology changes (a primary
+killed and failed over, a slot migrated) that lose and repeat nothing acked.
+
+The protocol tests run on the cluster too (`broker_kind` "cluster"); these are the
+cluster's own. The fault tests get a cluster of their own, which they change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from redis.crc import key_slot
+
+from gateway.app import create_app
+from gateway.broker.redis import RedisBroker
+from gateway.broker.redis_scripts import Keys
+from tests.conftest import TEST_SETTINGS, JsonPeer, join_json
+from tests.redis_cluster_backend import RedisClusterServers
+from tests.test_redis_faults import delivered, wait_ready
+
+StartNodes = Callable[..., Awaitable[list[TestClient]]]
+PREFIX = "sharded:"
+FAILOVER_WAIT = 30.0  # seconds: node timeout (2 s), election, and the nodes following
+
+
+def room_on(servers: RedisClusterServers, port: int, taken: frozenset[str] = frozenset()) -> str:
+    """A room name whose keys live on the primary at `port`."""
+    ranges = servers.primaries()[port]
+    for index in itertools.count():
+        room = f"room{index}"
+        slot = key_slot(Keys(PREFIX).meta(room).encode())
+        if room not in taken and any(start <= slot <= end for start, end in ranges):
+            return room
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture
+async def own_cluster(redis_cluster: RedisClusterServers) -> AsyncIterator[RedisClusterServers]:
+    """A Redis Cluster of this test's own, which it may break (the suite's shared one
+    only says whether a cluster can run here)."""
+    servers = RedisClusterServers().start()
+    yield servers
+    servers.close()
+
+
+def nodes_on(aiohttp_client: Any, servers: RedisClusterServers) -> StartNodes:
+    async def start(n: int = 2, **overrides: Any) -> list[TestClient]:
+        clients = []
+        for i in range(n):
+            settings = replace(
+                TEST_SETTINGS, node_id=f"s{i}", redis_url=servers.url, redis_prefix=PREFIX,
+                rate_per_second=0, **overrides,
+            )  # fmt: skip
+            clients.append(await aiohttp_client(create_app(settings, RedisBroker(settings))))
+        return clients
+
+    return start
+
+
+async def test_rooms_on_every_shard_travel_on_sharded_channels(
+    aiohttp_client: Any, redis_cluster: RedisClusterServers
+) -> None:
+    """Guards against rooms crowding one shard, and against live messages on the
+    cluster-wide bus (PUBLISH reaches every node of the cluster; SPUBLISH only the
+    shard that owns the room)."""
+    a, b = await nodes_on(aiohttp_client, redis_cluster)(2)
+    primaries = redis_cluster.primaries()
+    rooms: dict[int, str] = {}
+    for port in primaries:
+        rooms[port] = room_on(redis_cluster, port, frozenset(rooms.values()))
+    for port, room in rooms.items():
+        alice = await join_json(a, f"alice-{room}", room=room)
+        bob = await join_json(b, f"bob-{room}", room=room)
+        ack = await alice.request("send", room=room, text=f"hello {room}")
+        await bob.expect("message", text=f"hello {room}", offset=ack["offset"])
+        channel = Keys(PREFIX).room_channel(room).encode()
+        owner = redis_cluster.client(port)
+        assert channel in owner.execute_command("PUBSUB SHARDCHANNELS")
+        for other in primaries:
+            assert channel not in redis_cluster.client(other).execute_command("PUBSUB CHANNELS")
+            if other != port:
+                assert channel not in redis_cluster.client(other).execute_command(
+                    "PUBSUB SHARDCHANNELS"
+                )
+    for node in (a, b):
+        assert (await node.get("/readyz")).status == 200
+
+
+class Chatter:
+    """alice's sending: one message after another, each with an id until acked."""
+
+    def __init__(self, peer: JsonPeer, room: str) -> None:
+        self.peer, self.room = peer, room
+        self.acked: list[str] = []  # offsets, in order
+        self.progress = asyncio.Event()  # set on every ack
+        self.stop = asyncio.Event()
+        self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        for count in itertools.count():
+            if self.stop.is_set():
+                return
+            answer = await send_until_acked_in(self.peer, self.room, f"{self.room}-{count}")
+            self.acked.append(answer["offset"])
+            self.progress.set()
+
+    async def until(self, count: int) -> None:
+        """Wait (bounded) until `count` messages are acked."""
+        async with asyncio.timeout(FAILOVER_WAIT):
+            while len(self.acked) < count:
+                self.progress.clear()
+                await self.progress.wait()
+
+    async def finish(self) -> list[str]:
+        self.stop.set()
+        await asyncio.wait_for(self.task, FAILOVER_WAIT)
+        return self.acked
+
+
+async def send_until_acked_in(peer: JsonPeer, room: str, text: str) -> dict[str, Any]:
+    async with asyncio.timeout(FAILOVER_WAIT):
+        while True:
+            answer = await peer.request("send", room=room, text=text, id=text)
+            if answer["type"] == "ack":
+                return answer
+            assert answer["code"] == "unavailable", answer
+            await asyncio.sleep(0.05)  # the client's retry pause
+
+
+async def until_delivered(peer: JsonPeer, offsets: list[str]) -> None:
+    async with asyncio.timeout(FAILOVER_WAIT):
+        while not set(offsets) <= set(delivered(peer)):
+            await peer.recv(FAILOVER_WAIT)
+
+
+async def test_a_primary_killed_mid_chat_fails_over_and_loses_nothing_acked(
+    aiohttp_client: Any, own_cluster: RedisClusterServers
+) -> None:
+    """Guards against a node that stays subscribed to a dead primary (the replica took
+    its slots: its rooms would go silent), and against acked messages lost or repeated
+    across the failover (node-redis#3311: messages silently lost after a slot moved)."""
+    a, b = await nodes_on(aiohttp_client, own_cluster)(2)
+    victim = next(iter(own_cluster.primaries()))
+    room = room_on(own_cluster, victim)
+    alice = await join_json(a, "alice", room=room)
+    bob = await join_json(b, "bob", room=room)
+    sending = Chatter(alice, room)
+    await sending.until(3)
+    own_cluster.kill(victim)
+    await wait_ready(b, False, FAILOVER_WAIT)  # its subscription on that shard is gone
+    await asyncio.to_thread(own_cluster.wait_ok, own_cluster.live_ports())  # replica took over
+    await wait_ready(b, True, FAILOVER_WAIT)
+    await sending.until(len(sending.acked) + 5)  # sends are taken again after the failover
+    acked = await sending.finish()
+    await until_delivered(bob, acked)
+    got = delivered(bob)
+    assert len(got) == len(set(got)), "a message delivered twice"
+    assert [o for o in got if o in set(acked)] == acked, "out of order"
+
+
+async def test_a_slot_migrated_while_its_room_is_busy_loses_nothing(
+    aiohttp_client: Any, own_cluster: RedisClusterServers
+) -> None:
+    """Guards against a node left subscribed where a room's slot used to be (the server
+    unsubscribes its channel when the slot moves: ioredis#1759 dropped such messages
+    without an error), and against a message lost or repeated across the move."""
+    a, b = await nodes_on(aiohttp_client, own_cluster)(2)
+    source, target = list(own_cluster.primaries())[:2]
+    room = room_on(own_cluster, source)
+    alice = await join_json(a, "alice", room=room)
+    bob = await join_json(b, "bob", room=room)
+    sending = Chatter(alice, room)
+    await sending.until(3)
+    slot = key_slot(Keys(PREFIX).meta(room).encode())
+    await asyncio.to_thread(own_cluster.migrate_slot, slot, source, target)
+    owned = own_cluster.primaries()[target]
+    assert any(start <= slot <= end for start, end in owned)
+    await sending.until(len(sending.acked) + 5)
+    acked = await sending.finish()
+    await until_delivered(bob, acked)
+    got = delivered(bob)
+    assert len(got) == len(set(got)), "a message delivered twice"
+    assert [o for o in got if o in set(acked)] == acked, "out of order"
+    channel = Keys(PREFIX).room_channel(room).encode()
+    assert channel in own_cluster.client(target).execute_command("PUBSUB SHARDCHANNELS")
