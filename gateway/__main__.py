@@ -20,6 +20,7 @@ from yarl import URL
 from gateway.access_log import AccessLogger
 from gateway.app import create_app
 from gateway.auth import mint
+from gateway.broker.redis_cluster import SCHEME as CLUSTER_SCHEME
 from gateway.config import Settings
 from gateway.errors import ProtocolError
 from gateway.workers import listen, listen_error, supervise, worker_index
@@ -32,7 +33,9 @@ def describe(settings: Settings) -> str:
     """The node's first log line: where it listens, its broker (a Redis URL without its
     password) and whether auth is on."""
     broker = "in-process broker"
-    if settings.redis_url:
+    if settings.redis_url and settings.redis_url.startswith(CLUSTER_SCHEME):
+        broker = "redis cluster " + settings.redis_url.removeprefix(CLUSTER_SCHEME).split("/")[0]
+    elif settings.redis_url:
         broker = "redis " + str(URL(settings.redis_url).with_password(None))
     auth = "auth on (JWT)" if settings.auth else "auth off: names are first come, first served"
     return f"node {settings.node_id} on http://{settings.host}:{settings.port} ({broker}; {auth})"

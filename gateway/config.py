@@ -184,6 +184,13 @@ class Settings:
             raise InvalidSetting("max_frame_bytes", "must be at least 1024")
         if not 1 <= self.workers <= 256:
             raise InvalidSetting("workers", "must be from 1 to 256")
+        if self.redis_url and self.redis_url.startswith("redis+cluster://"):
+            from gateway.broker.redis_cluster import cluster_nodes
+
+            try:
+                cluster_nodes(self.redis_url)
+            except ValueError as exc:
+                raise InvalidSetting("redis_url", str(exc)) from None
         if "{" in self.redis_prefix or "}" in self.redis_prefix:
             raise InvalidSetting("redis_prefix", "may not hold a brace (keys carry hash tags)")
         if self.workers > 1 and not self.redis_url:

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 from redis.crc import key_slot
@@ -22,8 +25,10 @@ from gateway.app import create_app
 from gateway.broker.redis import RedisBroker
 from gateway.broker.redis_scripts import Keys
 from tests.conftest import TEST_SETTINGS, JsonPeer, join_json
+from tests.processes import GatewayProcess
 from tests.redis_cluster_backend import RedisClusterServers
 from tests.test_redis_faults import delivered, wait_ready
+from tests.test_redis_processes import connect
 
 StartNodes = Callable[..., Awaitable[list[TestClient]]]
 PREFIX = "sharded:"
@@ -190,3 +195,39 @@ async def test_a_slot_migrated_while_its_room_is_busy_loses_nothing(
     assert [o for o in got if o in set(acked)] == acked, "out of order"
     channel = Keys(PREFIX).room_channel(room).encode()
     assert channel in own_cluster.client(target).execute_command("PUBSUB SHARDCHANNELS")
+
+
+async def test_two_gateway_processes_share_a_chat_on_the_cluster(
+    redis_cluster: RedisClusterServers,
+) -> None:
+    """Guards against a node that cannot start on a redis+cluster:// URL (its first log
+    line once failed to parse the comma-separated seed list) or that stays unready."""
+    args = ("--redis-url", redis_cluster.url, "--redis-prefix", "procs:", "--log-level", "INFO")
+    nodes = [GatewayProcess(None, *args, "--node-id", f"p{i}") for i in range(2)]
+    try:
+        for node in nodes:
+            node.start()
+        for node in nodes:
+            await asyncio.to_thread(wait_http_ready, node.port)
+        assert "(redis cluster 127.0.0.1:" in nodes[0].log()
+        async with aiohttp.ClientSession() as http:
+            alice = await connect(http, nodes[0], "alice")
+            bob = await connect(http, nodes[1], "bob")
+            ack = await alice.request("send", room="lobby", text="across processes")
+            await bob.expect("message", text="across processes", offset=ack["offset"])
+    finally:
+        for node in nodes:
+            node.close()
+
+
+def wait_http_ready(port: int) -> None:
+    """Poll /readyz (bounded) until it answers 200."""
+    deadline = time.monotonic() + FAILOVER_WAIT
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"/readyz on {port} never answered 200") from None
+            time.sleep(0.05)  # a bounded poll

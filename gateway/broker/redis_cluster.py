@@ -40,6 +40,8 @@ REFRESH_BACKOFF = 0.5  # seconds between two reads of the slot map after a loss
 def cluster_nodes(url: str) -> list[tuple[str, int]]:
     """The seed nodes of `redis+cluster://host:port[,host:port...]`."""
     rest = url.removeprefix(SCHEME).split("/", 1)[0].split("?", 1)[0]
+    if "@" in rest:
+        raise ValueError("a password in a redis+cluster:// URL is not supported yet")
     nodes = []
     for part in rest.split(","):
         host, _, port = part.strip().rpartition(":")
