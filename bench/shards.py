@@ -82,8 +82,8 @@ def cluster_url(procs: list[Managed]) -> str:
 
 
 FIGURES = {
-    "s1": ("deliveries_per_second", "redis_cpu_us_per_message"),
-    "s4": ("messages_per_second", "redis_cpu_us_per_message"),
+    "s1": ("deliveries_per_s", "server_cpu_us_per_delivery", "redis_cpu_us_per_message"),
+    "s4": ("messages_per_s", "server_cpu_us_per_message", "redis_cpu_us_per_message"),
 }
 
 
@@ -101,16 +101,20 @@ def main(argv: list[str] | None = None) -> None:
             for broker in ("redis", "cluster"):  # interleaved: drift hits both alike
                 outcome = one_run(args, "gateway", scenario, broker, None)
                 runs.setdefault((scenario, broker), []).append(outcome)
-                print(f"rep {rep + 1} {scenario} {broker}: "
-                      + json.dumps({k: outcome.get(k) for k in (*FIGURES[scenario], "valid")}),
-                      flush=True)  # fmt: skip
+                shown = {k: outcome["figures"].get(k) for k in FIGURES[scenario]}
+                print(f"rep {rep + 1} {scenario} {broker}: {json.dumps(shown)} "
+                      f"valid={outcome.get('valid')}", flush=True)  # fmt: skip
     lines = ["| scenario | figure | one Redis | 3-primary cluster | cluster / one |",
              "|---|---|---|---|---|"]  # fmt: skip
     for scenario, names in FIGURES.items():
         for name in names:
             medians = []
             for broker in ("redis", "cluster"):
-                values = [r[name] for r in runs[(scenario, broker)] if r.get(name) is not None]
+                values = [
+                    r["figures"][name]
+                    for r in runs[(scenario, broker)]
+                    if r.get("figures", {}).get(name) is not None
+                ]
                 medians.append(statistics.median(values) if values else float("nan"))
             ratio = medians[1] / medians[0] if medians[0] else float("nan")
             lines.append(f"| {scenario.upper()} | {name} | {medians[0]:,.1f} | "
