@@ -32,6 +32,11 @@ from tests.test_redis_processes import connect
 
 StartNodes = Callable[..., Awaitable[list[TestClient]]]
 PREFIX = "sharded:"
+# A node that is away from a shard fills its rooms' gaps from their streams: the
+# history must hold the whole gap (a gap longer than the history is lost to members
+# who stayed, on one Redis as on a cluster: docs/redis.md). So the nodes keep more
+# than the test sends, and alice sends as a person might, not as fast as she can.
+SEND_PAUSE = 0.01  # seconds between alice's acked message and her next
 FAILOVER_WAIT = 30.0  # seconds: node timeout (2 s), election, and the nodes following
 
 
@@ -61,7 +66,7 @@ def nodes_on(aiohttp_client: Any, servers: RedisClusterServers) -> StartNodes:
         for i in range(n):
             settings = replace(
                 TEST_SETTINGS, node_id=f"s{i}", redis_url=servers.url, redis_prefix=PREFIX,
-                rate_per_second=0, **overrides,
+                rate_per_second=0, history_size=100_000, **overrides,
             )  # fmt: skip
             clients.append(await aiohttp_client(create_app(settings, RedisBroker(settings))))
         return clients
@@ -115,6 +120,7 @@ class Chatter:
             answer = await send_until_acked_in(self.peer, self.room, f"{self.room}-{count}")
             self.acked.append(answer["offset"])
             self.progress.set()
+            await asyncio.sleep(SEND_PAUSE)
 
     async def until(self, count: int) -> None:
         """Wait (bounded) until `count` messages are acked."""
@@ -140,9 +146,14 @@ async def send_until_acked_in(peer: JsonPeer, room: str, text: str) -> dict[str,
 
 
 async def until_delivered(peer: JsonPeer, offsets: list[str]) -> None:
-    async with asyncio.timeout(FAILOVER_WAIT):
-        while not set(offsets) <= set(delivered(peer)):
-            await peer.recv(FAILOVER_WAIT)
+    """Wait (bounded) until `peer` got every one of `offsets`; fail naming the missing."""
+    try:
+        async with asyncio.timeout(FAILOVER_WAIT):
+            while not set(offsets) <= set(delivered(peer)):
+                await peer.recv(FAILOVER_WAIT)
+    except TimeoutError:
+        missing = [o for o in offsets if o not in set(delivered(peer))]
+        raise AssertionError(f"never delivered: {missing} (got {delivered(peer)})") from None
 
 
 async def test_a_primary_killed_mid_chat_fails_over_and_loses_nothing_acked(

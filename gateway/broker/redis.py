@@ -1,16 +1,17 @@
-"""The Redis broker: many nodes, one chat.
+"""The Redis broker: many nodes, one chat, on one Redis or a Redis Cluster.
 
-Publishing is one Lua script (offset, XADD, idempotency key, PUBLISH); history and
-resume read the room's stream (`redis_history`); presence and names live in sets and hashes owned by
-nodes whose heartbeat key expires when they die. The node's one subscription lives in
-`redis_subscriber`; heartbeats and the crash reaper in `redis_liveness`.
+Publishing is one Lua script (offset, XADD, idempotency key, PUBLISH or SPUBLISH);
+history and resume read the room's stream (`redis_history`); presence lives in sets and
+hashes beside each room, held by nodes whose heartbeat key expires when they die; names
+and direct messages are `redis_names`. The node's subscription is `redis_subscriber`
+(one connection; one per shard on a cluster, `redis_cluster`); heartbeats and the crash
+reaper are `redis_liveness`; the key layout and the scripts `redis_scripts`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import secrets
 import time
@@ -22,7 +23,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from gateway.broker import redis_scripts as scripts
-from gateway.broker.base import BrokerListener, NameTaken, Published, Replay
+from gateway.broker.base import BrokerListener, Published, Replay
 from gateway.broker.redis_cluster import SCHEME, ShardedSubscriber, connect_cluster
 from gateway.broker.redis_history import (
     REDIS_ERRORS,
@@ -32,6 +33,7 @@ from gateway.broker.redis_history import (
 )
 from gateway.broker.redis_liveness import Liveness
 from gateway.broker.redis_lua import Lua
+from gateway.broker.redis_names import Names
 from gateway.broker.redis_scripts import Keys
 from gateway.broker.redis_subscriber import Subscriber
 from gateway.config import Settings
@@ -82,17 +84,10 @@ class RedisBroker:
         self._publish = Lua(self._redis, scripts.PUBLISH)
         self._presence_add = Lua(self._redis, scripts.PRESENCE_ADD)
         self._presence_remove = Lua(self._redis, scripts.PRESENCE_REMOVE)
-        self._claim = Lua(self._redis, scripts.CLAIM_NAME)
-        self._claim_shared = Lua(self._redis, scripts.CLAIM_SHARED)
-        self._release = Lua(self._redis, scripts.RELEASE_NAME)
-        self._direct = Lua(self._redis, scripts.DIRECT)
         self._indexed: set[str] = set()  # rooms this node's index in Redis lists
         self._listener: BrokerListener | None = None
         self._rooms: dict[str, tuple[str, int] | None] = {}  # room -> last delivered position
         self._present: dict[tuple[str, str], str] = {}  # (room, name key) -> display name
-        self._owned: dict[str, tuple[str, bool]] = {}  # connection -> its name, shared
-        self._listening: dict[str, str] = {}  # connection -> the user channel it keeps open
-        self._unreleased: dict[str, str] = {}  # connection -> name whose release failed
         self._unremoved: set[tuple[str, str]] = set()  # (room, name) whose removal failed
         self._subscriber: Subscriber | ShardedSubscriber
         if sharded:
@@ -113,6 +108,9 @@ class RedisBroker:
                 self._after_reconnect,
                 probe_interval=settings.probe_interval,
             )
+        self._names = Names(
+            self._redis, self._keys, self._node, self._pub, self._subscriber, self._kick
+        )
         self._liveness = Liveness(self._redis, self._keys, settings, self.reregister, self._pub)
 
     @property
@@ -173,7 +171,7 @@ class RedisBroker:
                 )
                 self._listener.on_direct(direct, key)
             elif kind == b"k":
-                self._owned.pop(body.decode(), None)
+                self._names.forget(body.decode())
                 self._listener.on_kick(body.decode())
         except (ValueError, KeyError):
             log.exception("dropped a malformed message on %s", channel)
@@ -220,21 +218,13 @@ class RedisBroker:
                 removed = await self._presence_call(self._presence_remove, room, key, display)
                 if removed and added and announce:
                     await self.publish_presence(PresenceChange(room, "leave", display))
-        for connection, (name, shared) in list(self._owned.items()):
-            if connection not in self._owned:
-                continue
-            new = secrets.token_urlsafe(18)
-            claimed = await self._claim_call(name, connection, new, "", shared=shared)
-            if connection not in self._owned:
-                await self._release_call(name, connection)
-            elif not claimed:
-                del self._owned[connection]
-                if self._listener is not None:
-                    self._listener.on_kick(connection)
-        for connection, name in list(self._unreleased.items()):
-            await self.release_name(name, connection)
+        await self._names.reclaim_all()
         for room, name in list(self._unremoved):
             await self.presence_remove(room, name, announce=True)
+
+    def _kick(self, connection: str) -> None:
+        if self._listener is not None:
+            self._listener.on_kick(connection)
 
     # publishing and history ------------------------------------------------------
 
@@ -360,83 +350,16 @@ class RedisBroker:
                 counts.append((room, await self._redis.scard(key)))
         return sorted(c for c in counts if c[1] > 0)
 
-    async def _claim_call(
-        self, name: str, connection: str, new: str, given: str, *, shared: bool
-    ) -> Any:
-        """Claim `name` for `connection`: {session, display}, or empty when taken."""
-        key = name_key(name)
-        await self._redis.sadd(self._keys.node(self._node) + ":names", key)  # the index first
-        script = self._claim_shared if shared else self._claim
-        args = [key, name, connection, self._node, new, given, self._keys.user_channel(key)]
-        result = await script(keys=[self._keys.name(key)], args=[*args, self._pub, ""])
-        if len(result) == 2 and result[0] == b"owner":
-            # Held by another node: free if that node is dead (not reaped yet).
-            owner = result[1].decode()
-            if await self._redis.exists(self._keys.node(owner) + ":alive"):
-                return []
-            result = await script(keys=[self._keys.name(key)], args=[*args, self._pub, owner])
-        return result
-
     async def claim_name(
         self, name: str, connection: str, session: str | None, *, shared: bool = False
     ) -> str:
-        channel = self._keys.user_channel(name_key(name))
-        await self._subscriber.subscribe(channel)  # before the claim: no kick or DM is missed
-        try:
-            with unavailable_on_error():
-                result = await self._claim_call(
-                    name, connection, secrets.token_urlsafe(18), session or "", shared=shared
-                )
-        except BaseException:
-            await self._subscriber.unsubscribe(channel)
-            raise
-        if not result:
-            await self._subscriber.unsubscribe(channel)
-            raise NameTaken(name)
-        self._owned[connection] = (name, shared)
-        self._listening[connection] = channel
-        return str(result[0].decode())
-
-    async def _release_call(self, name: str, connection: str) -> None:
-        key = name_key(name)
-        released = await self._release(keys=[self._keys.name(key)], args=[connection, self._node])
-        if released:
-            await self._redis.srem(self._keys.node(self._node) + ":names", key)
+        return await self._names.claim(name, connection, session, shared=shared)
 
     async def release_name(self, name: str, connection: str) -> None:
-        self._owned.pop(connection, None)
-        self._unreleased.pop(connection, None)
-        channel = self._listening.pop(connection, None)
-        if channel is not None:
-            await self._subscriber.unsubscribe(channel)
-        try:
-            with unavailable_on_error():
-                await self._release_call(name, connection)
-        except BrokerUnavailable:
-            self._unreleased[connection] = name  # retried after the next reconnect
-            raise
+        await self._names.release(name, connection)
 
     async def send_direct(self, event: Direct) -> bool:
-        to_key, sender_key = name_key(event.to), name_key(event.sender)
-        body = json.dumps(
-            {
-                "from": event.sender,
-                "to": event.to,
-                "text": event.text,
-                "ts": event.ts,
-                "origin": event.origin,
-            },
-            ensure_ascii=False,
-        )
-        with unavailable_on_error():
-            delivered = await self._direct(
-                keys=[self._keys.name(to_key)],
-                args=[self._keys.user_channel(to_key), body, self._pub],
-            )
-            if delivered and sender_key != to_key:  # the sender's other connections
-                sender_channel = self._keys.user_channel(sender_key)
-                await self._redis.execute_command(self._pub, sender_channel, "d" + body)
-        return bool(delivered)
+        return await self._names.send_direct(event)
 
 
 def _presence_payload(event: PresenceChange) -> bytes:

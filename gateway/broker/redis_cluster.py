@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 SCHEME = "redis+cluster://"
 REFRESH_BACKOFF = 0.5  # seconds between two reads of the slot map after a loss
+SLOTS = 16384  # a Redis Cluster's hash slots
 
 
 def cluster_nodes(url: str) -> list[tuple[str, int]]:
@@ -157,6 +158,8 @@ class ShardedSubscriber:
         async with self._lock:
             self._wanted[channel] = self._wanted.get(channel, 0) + 1
             shard = self._shard_of(channel)
+            if shard is None and self._shards:
+                self._lost.set()  # the map has no primary for its slot: read it again
         if shard is not None:
             await shard.subscribe(channel)
 
@@ -187,6 +190,15 @@ class ShardedSubscriber:
                 shards = await read_shards(self._cluster)
             except REDIS_ERRORS as exc:
                 log.warning("redis cluster: cannot read the slot map (%s); retrying", exc)
+                await asyncio.sleep(REFRESH_BACKOFF)
+                continue
+            covered = sum(end - start + 1 for ranges in shards.values() for start, end in ranges)
+            if covered < SLOTS:
+                # Mid-failover a node may list no primary for some slots: their rooms'
+                # channels would be subscribed nowhere while every listed shard is fine.
+                log.warning(
+                    "redis cluster: %d of %d slots have a primary; retrying", covered, SLOTS
+                )
                 await asyncio.sleep(REFRESH_BACKOFF)
                 continue
             async with self._lock:

@@ -1,0 +1,159 @@
+"""Names on Redis: who owns a name, and the direct messages and kicks sent to it.
+
+A name's hash (`P name:{K}`) says which connection on which node owns it (or, shared
+by an authenticated user's connections, one field per connection). A node subscribes
+the name's user channel before claiming it, so no kick or direct message is missed;
+it lists the name in its own index before the claim, so the reaper finds it if the
+node dies. A name held by a node whose heartbeat is gone counts as free (the reaper
+may not have caught up yet): the claim script says who holds it, and the caller,
+which can read that node's heartbeat (another slot), claims again naming it dead.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from gateway.broker import redis_scripts as scripts
+from gateway.broker.base import NameTaken
+from gateway.broker.redis_history import unavailable_on_error
+from gateway.broker.redis_lua import Lua
+from gateway.broker.redis_scripts import Keys
+from gateway.errors import BrokerUnavailable
+from gateway.events import Direct
+from gateway.names import name_key
+
+
+class Names:
+    """The names this node's connections own, and direct messages between names."""
+
+    def __init__(
+        self,
+        redis: Any,
+        keys: Keys,
+        node: str,
+        publish_command: str,
+        subscriber: Any,
+        on_kick: Callable[[str], None],
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._node = node
+        self._pub = publish_command
+        self._subscriber = subscriber  # Subscriber or ShardedSubscriber
+        self._on_kick = on_kick  # a connection here lost its name to someone else
+        self._claim = Lua(redis, scripts.CLAIM_NAME)
+        self._claim_shared = Lua(redis, scripts.CLAIM_SHARED)
+        self._release = Lua(redis, scripts.RELEASE_NAME)
+        self._direct = Lua(redis, scripts.DIRECT)
+        self._owned: dict[str, tuple[str, bool]] = {}  # connection -> its name, shared
+        self._listening: dict[str, str] = {}  # connection -> the user channel it keeps open
+        self._unreleased: dict[str, str] = {}  # connection -> name whose release failed
+
+    @property
+    def _index(self) -> str:
+        return self._keys.node(self._node) + ":names"
+
+    async def _claim_call(
+        self, name: str, connection: str, new: str, given: str, *, shared: bool
+    ) -> Any:
+        """Claim `name` for `connection`: {session, display}, or empty when taken."""
+        key = name_key(name)
+        await self._redis.sadd(self._index, key)  # the index first: the reaper finds it
+        script = self._claim_shared if shared else self._claim
+        args = [key, name, connection, self._node, new, given, self._keys.user_channel(key)]
+        result = await script(keys=[self._keys.name(key)], args=[*args, self._pub, ""])
+        if len(result) == 2 and result[0] == b"owner":
+            # Held by another node: free if that node is dead (not reaped yet).
+            owner = result[1].decode()
+            if await self._redis.exists(self._keys.node(owner) + ":alive"):
+                return []
+            result = await script(keys=[self._keys.name(key)], args=[*args, self._pub, owner])
+        return result
+
+    async def claim(self, name: str, connection: str, session: str | None, *, shared: bool) -> str:
+        """Own `name` for `connection`; its session secret. NameTaken if someone has it."""
+        channel = self._keys.user_channel(name_key(name))
+        await self._subscriber.subscribe(channel)  # before the claim: no kick or DM is missed
+        try:
+            with unavailable_on_error():
+                result = await self._claim_call(
+                    name, connection, secrets.token_urlsafe(18), session or "", shared=shared
+                )
+        except BaseException:
+            await self._subscriber.unsubscribe(channel)
+            raise
+        if not result:
+            await self._subscriber.unsubscribe(channel)
+            raise NameTaken(name)
+        self._owned[connection] = (name, shared)
+        self._listening[connection] = channel
+        return str(result[0].decode())
+
+    async def _release_call(self, name: str, connection: str) -> None:
+        key = name_key(name)
+        released = await self._release(keys=[self._keys.name(key)], args=[connection, self._node])
+        if released:
+            await self._redis.srem(self._index, key)
+
+    async def release(self, name: str, connection: str) -> None:
+        """Give `name` up for `connection` (retried after the next reconnect if Redis
+        cannot be reached now: then BrokerUnavailable)."""
+        self._owned.pop(connection, None)
+        self._unreleased.pop(connection, None)
+        channel = self._listening.pop(connection, None)
+        if channel is not None:
+            await self._subscriber.unsubscribe(channel)
+        try:
+            with unavailable_on_error():
+                await self._release_call(name, connection)
+        except BrokerUnavailable:
+            self._unreleased[connection] = name  # retried after the next reconnect
+            raise
+
+    def forget(self, connection: str) -> None:
+        """`connection` was kicked (its name taken over): it owns nothing any more."""
+        self._owned.pop(connection, None)
+
+    async def reclaim_all(self) -> None:
+        """Claim every owned name again (after Redis lost them, or reaped this node); a
+        name someone took meanwhile is not taken back: its connection is kicked. Retry
+        the releases that failed."""
+        for connection, (name, shared) in list(self._owned.items()):
+            if connection not in self._owned:
+                continue  # gone while an earlier claim ran
+            new = secrets.token_urlsafe(18)
+            claimed = await self._claim_call(name, connection, new, "", shared=shared)
+            if connection not in self._owned:
+                await self._release_call(name, connection)  # gone while this one ran
+            elif not claimed:
+                del self._owned[connection]
+                self._on_kick(connection)
+        for connection, name in list(self._unreleased.items()):
+            await self.release(name, connection)
+
+    async def send_direct(self, event: Direct) -> bool:
+        """Publish `event` to its recipient and to the sender's other connections;
+        False when the recipient is not online."""
+        to_key, sender_key = name_key(event.to), name_key(event.sender)
+        body = json.dumps(
+            {
+                "from": event.sender,
+                "to": event.to,
+                "text": event.text,
+                "ts": event.ts,
+                "origin": event.origin,
+            },
+            ensure_ascii=False,
+        )
+        with unavailable_on_error():
+            delivered = await self._direct(
+                keys=[self._keys.name(to_key)],
+                args=[self._keys.user_channel(to_key), body, self._pub],
+            )
+            if delivered and sender_key != to_key:  # the sender's other connections
+                sender_channel = self._keys.user_channel(sender_key)
+                await self._redis.execute_command(self._pub, sender_channel, "d" + body)
+        return bool(delivered)
