@@ -73,6 +73,14 @@ class RedisClusterServers:
         self._wait(lambda: self.client(port).ping(), f"redis-server on {port}")
 
     def start(self) -> RedisClusterServers:
+        """Start and join the six nodes; stop whatever started if that fails."""
+        try:
+            return self._start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self) -> RedisClusterServers:
         for port in self.ports:
             self.start_node(port)
         assert REDIS_CLI is not None
