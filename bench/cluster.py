@@ -169,7 +169,7 @@ class Cluster:
             raise ValueError(f"the {peer} peer needs one redis-server")
         self.peer, self.count, self.use_redis, self.cores = peer, count, redis, cores
         self.shards = shards  # above 0: a Redis Cluster of that many primaries
-        self.shard_procs: list[Managed] = []
+        self.shard_procs: list[tuple[Managed, int]] = []  # each shard and its port
         self._modules = modules
         self._redis_dir: str | None = None
         self.redis: Managed | None = None
@@ -201,7 +201,7 @@ class Cluster:
     @property
     def redis_pids(self) -> tuple[int, ...]:
         """Every Redis process of the bench."""
-        procs = self.shard_procs or ([self.redis] if self.redis else [])
+        procs = [proc for proc, _ in self.shard_procs] or ([self.redis] if self.redis else [])
         return tuple(proc.pid for proc in procs)
 
     def node_info(self) -> tuple[Node, ...]:
@@ -292,7 +292,7 @@ class Cluster:
     def failures(self) -> list[str]:
         """Nodes (or Redis) that died by themselves, with their logs' tails."""
         procs = [p for p, _ in self.nodes] + ([self.redis] if self.redis else [])
-        procs += self.shard_procs
+        procs += [proc for proc, _ in self.shard_procs]
         return [f"{p.name} exited:\n{p.log_tail(800)}" for p in procs if not p.alive()]
 
     def stop(self) -> None:
@@ -303,7 +303,7 @@ class Cluster:
         if self.redis is not None:
             self.redis.stop()
             self.redis = None
-        for shard in self.shard_procs:
+        for shard, _ in self.shard_procs:
             shard.stop()
         self.shard_procs = []
         if self._redis_dir is not None:

@@ -44,8 +44,11 @@ def shard_port() -> int:
     raise RuntimeError("no free port pair for a cluster node")
 
 
-def start_shards(count: int, directory: Path, cores: tuple[int, ...] | None) -> list[Managed]:
-    """`count` redis-server primaries joined into one cluster (no replicas), ready."""
+def start_shards(
+    count: int, directory: Path, cores: tuple[int, ...] | None
+) -> list[tuple[Managed, int]]:
+    """`count` redis-server primaries joined into one cluster (no replicas), ready:
+    each process with its port."""
     from bench.cluster import Managed, wait_ready  # bench.cluster imports this module
 
     server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
@@ -60,15 +63,14 @@ def start_shards(count: int, directory: Path, cores: tuple[int, ...] | None) -> 
                 "--appendonly", "no", "--dir", str(node_dir), "--cluster-enabled", "yes",
                 "--cluster-config-file", "nodes.conf"]  # fmt: skip
         proc = Managed(f"redis-server shard {port}", argv, cores)
-        proc.port = port  # type: ignore[attr-defined]
-        procs.append(proc)
+        procs.append((proc, port))
         wait_ready(proc, None, port)
-    addresses = [f"127.0.0.1:{p.port}" for p in procs]  # type: ignore[attr-defined]
+    addresses = [f"127.0.0.1:{port}" for _, port in procs]
     subprocess.run([cli, "--cluster", "create", *addresses, "--cluster-yes"],
                    check=True, capture_output=True, timeout=CLUSTER_TIMEOUT)  # fmt: skip
     deadline = time.monotonic() + CLUSTER_TIMEOUT
-    for proc in procs:
-        client = redis.Redis(port=proc.port)  # type: ignore[attr-defined]
+    for _, port in procs:
+        client = redis.Redis(port=port)
         while client.execute_command("CLUSTER INFO")["cluster_state"] != "ok":
             if time.monotonic() > deadline:
                 raise RuntimeError("the bench's Redis Cluster did not become ok")
@@ -77,8 +79,9 @@ def start_shards(count: int, directory: Path, cores: tuple[int, ...] | None) -> 
     return procs
 
 
-def cluster_url(procs: list[Managed]) -> str:
-    return "redis+cluster://" + ",".join(f"127.0.0.1:{p.port}" for p in procs)  # type: ignore[attr-defined]
+def cluster_url(procs: list[tuple[Managed, int]]) -> str:
+    """The redis+cluster:// URL of the shards `start_shards` started."""
+    return "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for _, port in procs)
 
 
 FIGURES = {
