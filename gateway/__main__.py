@@ -20,8 +20,7 @@ from yarl import URL
 from gateway.access_log import AccessLogger
 from gateway.app import create_app
 from gateway.auth import mint
-from gateway.broker.redis_cluster import SCHEME as CLUSTER_SCHEME
-from gateway.config import Settings
+from gateway.config import CLUSTER_SCHEME, Settings
 from gateway.errors import ProtocolError
 from gateway.workers import listen, listen_error, supervise, worker_index
 

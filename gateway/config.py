@@ -15,6 +15,23 @@ SECRETS = frozenset({"jwt_secret", "api_key"})  # an empty one is a mistake, nev
 MIN_JWT_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key at least as long as the hash
 
 
+CLUSTER_SCHEME = "redis+cluster://"  # --redis-url for a Redis Cluster: seeds after it
+
+
+def cluster_nodes(url: str) -> list[tuple[str, int]]:
+    """The seed nodes of `redis+cluster://host:port[,host:port...]`."""
+    rest = url.removeprefix(CLUSTER_SCHEME).split("/", 1)[0].split("?", 1)[0]
+    if "@" in rest:
+        raise ValueError("a password in a redis+cluster:// URL is not supported yet")
+    nodes = []
+    for part in rest.split(","):
+        host, _, port = part.strip().rpartition(":")
+        if not host or not port.isdecimal():
+            raise ValueError(f"expected host:port in {url!r}, got {part!r}")
+        nodes.append((host.strip("[]"), int(port)))
+    return nodes
+
+
 class InvalidSetting(ValueError):
     """A setting out of its range: `name` is the field, `problem` what is wrong with it."""
 
@@ -184,9 +201,7 @@ class Settings:
             raise InvalidSetting("max_frame_bytes", "must be at least 1024")
         if not 1 <= self.workers <= 256:
             raise InvalidSetting("workers", "must be from 1 to 256")
-        if self.redis_url and self.redis_url.startswith("redis+cluster://"):
-            from gateway.broker.redis_cluster import cluster_nodes
-
+        if self.redis_url and self.redis_url.startswith(CLUSTER_SCHEME):
             try:
                 cluster_nodes(self.redis_url)
             except ValueError as exc:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.broker.base import Broker
-from gateway.config import Settings
+from gateway.config import CLUSTER_SCHEME, Settings
 
 
 def create_broker(settings: Settings) -> Broker:
@@ -14,7 +14,7 @@ def create_broker(settings: Settings) -> Broker:
         from gateway.broker.memory import MemoryBroker
 
         return MemoryBroker(settings)
-    if url.startswith(("redis://", "rediss://", "unix://", "redis+cluster://")):
+    if url.startswith(("redis://", "rediss://", "unix://", CLUSTER_SCHEME)):
         from gateway.broker.redis import RedisBroker
 
         return RedisBroker(settings)

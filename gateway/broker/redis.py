@@ -24,7 +24,7 @@ from redis.backoff import NoBackoff
 
 from gateway.broker import redis_scripts as scripts
 from gateway.broker.base import BrokerListener, Published, Replay
-from gateway.broker.redis_cluster import SCHEME, ShardedSubscriber, connect_cluster
+from gateway.broker.redis_cluster import ShardedSubscriber, connect_cluster
 from gateway.broker.redis_history import (
     REDIS_ERRORS,
     RoomHistory,
@@ -36,7 +36,7 @@ from gateway.broker.redis_lua import Lua
 from gateway.broker.redis_names import Names
 from gateway.broker.redis_scripts import Keys
 from gateway.broker.redis_subscriber import Subscriber
-from gateway.config import Settings
+from gateway.config import CLUSTER_SCHEME, Settings
 from gateway.errors import BrokerUnavailable
 from gateway.events import Direct, Message, PresenceChange
 from gateway.names import name_key
@@ -72,7 +72,7 @@ class RedisBroker:
         assert settings.redis_url or redis is not None
         self._settings = settings
         url = settings.redis_url or ""
-        sharded = url.startswith(SCHEME)  # a Redis Cluster, with sharded pub/sub
+        sharded = url.startswith(CLUSTER_SCHEME)  # a Redis Cluster, with sharded pub/sub
         # redis-py's reply types are unions of everything; replies are parsed by hand.
         self._redis: Any = redis
         if redis is None:

@@ -29,27 +29,13 @@ from redis.crc import key_slot
 
 from gateway.broker.redis_history import REDIS_ERRORS
 from gateway.broker.redis_subscriber import Subscriber
+from gateway.config import cluster_nodes
 from gateway.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
 
-SCHEME = "redis+cluster://"
 REFRESH_BACKOFF = 0.5  # seconds between two reads of the slot map after a loss
 SLOTS = 16384  # a Redis Cluster's hash slots
-
-
-def cluster_nodes(url: str) -> list[tuple[str, int]]:
-    """The seed nodes of `redis+cluster://host:port[,host:port...]`."""
-    rest = url.removeprefix(SCHEME).split("/", 1)[0].split("?", 1)[0]
-    if "@" in rest:
-        raise ValueError("a password in a redis+cluster:// URL is not supported yet")
-    nodes = []
-    for part in rest.split(","):
-        host, _, port = part.strip().rpartition(":")
-        if not host or not port.isdecimal():
-            raise ValueError(f"expected host:port in {url!r}, got {part!r}")
-        nodes.append((host.strip("[]"), int(port)))
-    return nodes
 
 
 def connect_cluster(url: str) -> RedisCluster:
