@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 SERVER := $(VENV)/.installed-server
 DEV    := $(VENV)/.installed-dev
 CLUSTER_PORT ?= 8080
+REDIS ?= single
 
 .PHONY: run test lint clean cluster
 
@@ -23,8 +24,8 @@ $(DEV): $(SERVER)
 run: $(SERVER)  ## one node on the embedded broker: page and /ws on 127.0.0.1:8080
 	$(BIN)/chat-gateway
 
-cluster: $(SERVER)  ## redis, 3 nodes and nginx as local processes on CLUSTER_PORT; Ctrl-C stops all
-	$(BIN)/python deploy/cluster.py --port $(CLUSTER_PORT)
+cluster: $(SERVER)  ## redis (REDIS=cluster: a Redis Cluster), 3 nodes and nginx as local processes on CLUSTER_PORT; Ctrl-C stops all
+	$(BIN)/python deploy/cluster.py --port $(CLUSTER_PORT) --redis $(REDIS)
 
 .PHONY: fuzz
 fuzz: $(SERVER)  ## a bounded fuzz run against a live node; FUZZ_ARGS="--redis-url redis://..."
@@ -44,8 +45,8 @@ test: $(DEV)  ## the whole suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(DEV)
-	$(BIN)/ruff check gateway cli tests bench
-	$(BIN)/ruff format --check gateway cli tests bench
+	$(BIN)/ruff check gateway cli tests bench deploy
+	$(BIN)/ruff format --check gateway cli tests bench deploy
 	$(BIN)/mypy
 
 clean:

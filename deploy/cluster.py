@@ -1,11 +1,14 @@
 """`make cluster`: the docker-compose topology as local processes, for development.
 
-A redis-server on a free port (temp dir, nothing saved), three gateway nodes on free
-ports (node ids gateway1..3, as in docker-compose.yml), and nginx with deploy/nginx.conf
-rendered for those ports, listening on CLUSTER_PORT (default 8080). Every process is a
-child of this one, in a temp dir of its own; Ctrl-C or SIGTERM stops them all.
+A redis-server on a free port (temp dir, nothing saved), or with `--redis cluster`
+(`make cluster REDIS=cluster`) a Redis Cluster of three primaries and three replicas
+(deploy/local_redis.py), three gateway nodes on free ports (node ids gateway1..3, as in
+docker-compose.yml), and nginx with deploy/nginx.conf rendered for those ports,
+listening on CLUSTER_PORT (default 8080). Every process is a child of this one, in a
+temp dir of its own; Ctrl-C or SIGTERM stops them all.
 
-    .venv/bin/python deploy/cluster.py [--port 8080] [--nodes 3] [-- gateway flags...]
+    .venv/bin/python deploy/cluster.py [--port 8080] [--nodes 3] [--redis single|cluster]
+                                       [-- gateway flags...]
 
 CHAT_* variables in the environment reach every node (CHAT_NODE_ID, CHAT_PORT,
 CHAT_HOST and CHAT_REDIS_URL are set per node). The tests use `Cluster` from here.
@@ -14,80 +17,52 @@ CHAT_HOST and CHAT_REDIS_URL are set per node). The tests use `Cluster` from her
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
 import os
 import re
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
-from functools import partial
 from pathlib import Path
-from typing import IO, Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # its sibling modules
+
+from local_processes import (
+    INSTALL,
+    ClusterError,
+    Interrupted,
+    Process,
+    find_tool,
+    free_port,
+    get_status,
+    missing_tools,
+    port_is_free,
+)
+from local_redis import KINDS, LocalRedis
+
+__all__ = [
+    "INSTALL",
+    "Cluster",
+    "ClusterError",
+    "Interrupted",
+    "Process",
+    "find_tool",
+    "free_port",
+    "port_is_free",
+    "render_nginx_conf",
+]  # fmt: skip
 
 ROOT = Path(__file__).resolve().parents[1]
 NGINX_CONF = ROOT / "deploy" / "nginx.conf"
-INSTALL = {
-    "redis-server": "apt-get install redis-server  (macOS: brew install redis)",
-    "nginx": "apt-get install nginx  (macOS: brew install nginx)",
-}
 START_TIMEOUT = 20.0  # seconds for one process to become ready
-STOP_TIMEOUT = 10.0  # seconds for one process to exit before it is killed
 POLL = 0.05  # seconds between two readiness checks (every wait has a deadline)
 
 # The lines of deploy/nginx.conf that differ between compose and the local cluster.
 LISTEN_LINE = re.compile(r"^(\s*)listen\s+8080;$", re.MULTILINE)
 UPSTREAM_LINE = re.compile(r"^(\s*)server\s+gateway\d+:8080(\s[^;]*)?;\n", re.MULTILINE)
-
-
-class ClusterError(Exception):
-    """The cluster could not start (a tool is missing, a process failed)."""
-
-
-class Interrupted(ClusterError):
-    """A signal asked to stop while the cluster was starting."""
-
-
-def find_tool(name: str) -> str | None:
-    """`name` on PATH, or in the sbin directories a user's PATH often lacks (Debian's nginx)."""
-    found = shutil.which(name)
-    if found:
-        return found
-    for directory in ("/usr/sbin", "/usr/local/sbin", "/sbin"):
-        candidate = Path(directory) / name
-        if os.access(candidate, os.X_OK):
-            return str(candidate)
-    return None
-
-
-def missing_tools() -> list[str]:
-    """The tools the cluster needs that are not installed, with how to install each."""
-    return [f"{tool}: {hint}" for tool, hint in INSTALL.items() if find_tool(tool) is None]
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-        return True
 
 
 def render_nginx_conf(template: str, listen: str, upstreams: Sequence[str]) -> str:
@@ -118,118 +93,6 @@ def render_nginx_conf(template: str, listen: str, upstreams: Sequence[str]) -> s
     return LISTEN_LINE.sub(lambda m: f"{m.group(1)}listen {listen};", "".join(parts))
 
 
-def _die_with_parent(sig: signal.Signals) -> None:  # runs in the child, before exec
-    """Linux: the child gets `sig` if this process dies without stopping it (kill -9)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(sig))  # PR_SET_PDEATHSIG
-
-
-class Process:
-    """One child process in a session of its own (the terminal's Ctrl-C reaches only
-    the cluster, which stops the children in order)."""
-
-    def __init__(
-        self,
-        name: str,
-        argv: Sequence[str],
-        *,
-        stop_signal: signal.Signals = signal.SIGTERM,
-        env: dict[str, str] | None = None,
-        log: Path | None = None,
-        die_with_parent: bool = False,
-    ) -> None:
-        self.name = name
-        self.argv = list(argv)
-        self.stop_signal = stop_signal
-        self.env = env
-        self.log = log
-        self.die_with_parent = die_with_parent
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._log_file: IO[bytes] | None = None
-
-    def start(self) -> Process:
-        out: Any = None
-        if self.log is not None:
-            self._log_file = self.log.open("ab")
-            out = self._log_file
-        self.proc = subprocess.Popen(
-            self.argv,
-            cwd=ROOT,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT if out is not None else None,
-            start_new_session=True,
-            preexec_fn=partial(_die_with_parent, self.stop_signal)
-            if self.die_with_parent
-            else None,
-        )
-        return self
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    @property
-    def exit_code(self) -> int | None:
-        return self.proc.poll() if self.proc is not None else None
-
-    def signal(self, sig: signal.Signals) -> None:
-        if self.running:
-            assert self.proc is not None
-            self.proc.send_signal(sig)
-
-    def wait(self, timeout: float) -> int | None:
-        """The exit code, or None if it still runs after `timeout` seconds."""
-        if self.proc is None:
-            return None
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return None
-
-    def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
-        """Send its stop signal and wait; if it hangs, SIGTERM, then SIGKILL to its whole
-        process group (nginx's workers too). Returns the exit code."""
-        if self.proc is None:
-            return None
-        for sig in (self.stop_signal, signal.SIGTERM):
-            if not self.running:
-                break
-            self.signal(sig)
-            if self.wait(timeout) is None:
-                print(f"cluster: {self.name} did not stop in {timeout:g}s after {sig.name}")
-        if self.running:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-        return self.proc.returncode
-
-    def tail(self, lines: int = 30) -> str:
-        """The end of its log, when it has one."""
-        if self.log is None or not self.log.exists():
-            return ""
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-
-
-def _get(url: str) -> int | None:
-    """The status of GET `url`, or None when nothing answers."""
-    try:
-        with urllib.request.urlopen(url, timeout=1.0) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as error:
-        return int(error.code)
-    except (OSError, ValueError):
-        return None
-
-
 class Cluster:
     """Redis, `nodes` gateway processes and nginx in front of them, all children of ours."""
 
@@ -240,6 +103,7 @@ class Cluster:
         nodes: int = 3,
         host: str = "127.0.0.1",
         gateway_args: Sequence[str] = (),
+        redis: str = "single",
         quiet: bool = False,
         die_with_parent: bool = False,
         stop_requested: Callable[[], bool] = lambda: False,
@@ -252,9 +116,8 @@ class Cluster:
         self.die_with_parent = die_with_parent
         self.stop_requested = stop_requested
         self.dir = Path(tempfile.mkdtemp(prefix="chat-cluster-"))
-        self.redis_port = free_port()
+        self.redis = LocalRedis(redis, self.dir, self._log, die_with_parent=die_with_parent)
         self.node_ports = [free_port() for _ in range(nodes)]
-        self.redis: Process | None = None
         self.nodes: list[Process] = []
         self.nginx: Process | None = None
 
@@ -262,7 +125,7 @@ class Cluster:
 
     @property
     def redis_url(self) -> str:
-        return f"redis://127.0.0.1:{self.redis_port}/0"
+        return self.redis.url
 
     @property
     def url(self) -> str:
@@ -290,7 +153,7 @@ class Cluster:
                 f"port {self.port} is taken; choose another: make cluster CLUSTER_PORT=8081"
             )
         try:
-            self._start_redis()
+            self.redis.start(self._wait)
             self.nodes = [self._gateway(i) for i in range(self.node_count)]
             for node in self.nodes:
                 node.start()
@@ -301,28 +164,6 @@ class Cluster:
             self.stop()
             raise
         return self
-
-    def _start_redis(self) -> None:
-        data = self.dir / "redis"
-        data.mkdir()
-        redis_server = find_tool("redis-server") or "redis-server"
-        self.redis = Process(
-            "redis",
-            [redis_server, "--port", str(self.redis_port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", str(data),
-             "--logfile", str(data / "redis.log")],
-            log=self._log("redis"),
-            die_with_parent=self.die_with_parent,
-        ).start()  # fmt: skip
-        self._wait("redis", self.redis, self._redis_answers)
-
-    def _redis_answers(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.redis_port), timeout=1.0) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
 
     def _gateway(self, index: int) -> Process:
         env = {
@@ -352,7 +193,7 @@ class Cluster:
         self._wait(
             self.node_id(index),
             self.nodes[index],
-            lambda: _get(self.node_url(index)) == 200,
+            lambda: get_status(self.node_url(index)) == 200,
             timeout,
         )
 
@@ -386,7 +227,7 @@ class Cluster:
             log=self._log("nginx"),
             die_with_parent=self.die_with_parent,
         ).start()
-        self._wait("nginx", self.nginx, lambda: _get(f"{self.http_url}/readyz") == 200)
+        self._wait("nginx", self.nginx, lambda: get_status(f"{self.http_url}/readyz") == 200)
 
     def _log(self, name: str) -> Path | None:
         return self.dir / f"{name}.log" if self.quiet else None
@@ -409,7 +250,7 @@ class Cluster:
     # --- running and stopping --------------------------------------------------------
 
     def processes(self) -> list[Process]:
-        return [p for p in (self.nginx, *self.nodes, self.redis) if p is not None]
+        return [p for p in (self.nginx, *self.nodes, *self.redis.processes) if p is not None]
 
     def stop(self) -> None:
         """Stop every process: the nodes first (each closes its WebSockets with 1001 and
@@ -418,9 +259,9 @@ class Cluster:
             node.signal(node.stop_signal)
         for node in self.nodes:
             node.stop()
-        for process in (self.nginx, self.redis):
-            if process is not None:
-                process.stop(timeout=5.0)
+        if self.nginx is not None:
+            self.nginx.stop(timeout=5.0)
+        self.redis.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> Cluster:
@@ -437,6 +278,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--port", type=int, default=int(os.environ.get("CLUSTER_PORT") or 8080))
     parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument(
+        "--redis",
+        choices=KINDS,
+        default=os.environ.get("REDIS") or "single",
+        help="one redis-server, or a Redis Cluster of 3 primaries and 3 replicas",
+    )
     parser.add_argument("gateway_args", nargs="*", help="flags for every node, after --")
     args = parser.parse_args(argv)
 
@@ -460,6 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.port,
         nodes=args.nodes,
         gateway_args=args.gateway_args,
+        redis=args.redis,
         die_with_parent=True,
         stop_requested=stop.is_set,
     )
@@ -485,7 +333,7 @@ def _print_banner(cluster: Cluster) -> None:
     nodes = ", ".join(f"{cluster.node_id(i)} :{port}" for i, port in enumerate(cluster.node_ports))
     print(
         f"\ncluster: up on {cluster.http_url}  (WebSocket {cluster.url})\n"
-        f"  nodes: {nodes}; redis :{cluster.redis_port}; files in {cluster.dir}\n"
+        f"  nodes: {nodes}; {cluster.redis.describe()}; files in {cluster.dir}\n"
         f"  chat:  .venv/bin/chat --url {cluster.url}\n"
         "  Ctrl-C stops everything.\n",
         flush=True,
@@ -493,8 +341,8 @@ def _print_banner(cluster: Cluster) -> None:
 
 
 def _watch(cluster: Cluster, stop: threading.Event) -> int:
-    """Run until a signal; a node that dies is reported (nginx routes around it), a
-    dead nginx or Redis ends the cluster."""
+    """Run until a signal; a node that dies is reported (nginx routes around it), as
+    is a Redis Cluster node (its replica takes over); a dead nginx or Redis ends it."""
     reported: set[str] = set()
     while not stop.wait(0.5):
         for process in cluster.processes():
@@ -502,7 +350,7 @@ def _watch(cluster: Cluster, stop: threading.Event) -> int:
                 continue
             reported.add(process.name)
             print(f"cluster: {process.name} exited with {process.exit_code}", flush=True)
-            if process in (cluster.nginx, cluster.redis):
+            if process is cluster.nginx or cluster.redis.processes == [process]:
                 return 1
     return 0
 

@@ -95,8 +95,12 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    ready = request.app[NODE].broker.is_ready()
-    return web.Response(text="ready\n" if ready else "not ready\n", status=200 if ready else 503)
+    """200 while the node can chat (naming what does not work, if anything), else 503."""
+    broker = request.app[NODE].broker
+    if not broker.is_ready():
+        return web.Response(text="not ready\n", status=503)
+    degraded = broker.degraded()
+    return web.Response(text=f"ready, degraded: {degraded}\n" if degraded else "ready\n")
 
 
 async def metrics(request: web.Request) -> web.Response:

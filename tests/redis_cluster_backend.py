@@ -3,7 +3,7 @@
 Six `redis-server --cluster-enabled yes` processes on free ports below 55535 (each needs
 its port + 10000 free for the cluster bus), each in a temp dir, saving nothing; joined
 with `redis-cli --cluster create --cluster-replicas 1`; ready once every node says
-`cluster_state:ok` and knows all six.
+`cluster_state:ok` and knows them all. Tests that break shards make one of their own.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from gateway.broker.redis_cluster import parse_slots
 from tests.redis_backend import REDIS_SERVER
 
 REDIS_CLI = shutil.which("redis-cli")
-NODES = 6
+PRIMARIES = 3
 START_TIMEOUT = 30.0
 
 
@@ -43,11 +43,14 @@ def cluster_port() -> int:
 
 
 class RedisClusterServers:
-    """Six redis-server processes joined into one cluster."""
+    """Six redis-server processes (or three without replicas) joined into one cluster."""
 
-    def __init__(self) -> None:
+    def __init__(self, replicas: int = 1, extra: tuple[str, ...] = ()) -> None:
+        """Three primaries with `replicas` each; `extra` redis-server arguments."""
         assert REDIS_SERVER is not None and REDIS_CLI is not None
-        self.ports = [cluster_port() for _ in range(NODES)]
+        self.replicas = replicas
+        self.extra = extra
+        self.ports = [cluster_port() for _ in range(PRIMARIES * (1 + replicas))]
         self._dir = Path(tempfile.mkdtemp(prefix="chat-redis-cluster-"))
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
 
@@ -66,14 +69,14 @@ class RedisClusterServers:
              "--appendonly", "no", "--dir", str(node_dir), "--cluster-enabled", "yes",
              "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000",
              "--repl-diskless-sync-delay", "0",
-             "--logfile", str(node_dir / "log")],
+             "--logfile", str(node_dir / "log"), *self.extra],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
         self._wait(lambda: self.client(port).ping(), f"redis-server on {port}")
 
     def start(self) -> RedisClusterServers:
-        """Start and join the six nodes; stop whatever started if that fails."""
+        """Start and join the nodes; stop whatever started if that fails."""
         try:
             return self._start()
         except BaseException:
@@ -86,7 +89,7 @@ class RedisClusterServers:
         assert REDIS_CLI is not None
         addresses = [f"127.0.0.1:{port}" for port in self.ports]
         subprocess.run(
-            [REDIS_CLI, "--cluster", "create", *addresses, "--cluster-replicas", "1",
+            [REDIS_CLI, "--cluster", "create", *addresses, "--cluster-replicas", str(self.replicas),
              "--cluster-yes"],
             check=True, capture_output=True, timeout=START_TIMEOUT,
         )  # fmt: skip
@@ -106,7 +109,8 @@ class RedisClusterServers:
 
     def _ok(self, port: int) -> bool:
         info = self.client(port).execute_command("CLUSTER INFO")  # parsed into a dict
-        return bool(info["cluster_state"] == "ok" and info["cluster_known_nodes"] == "6")
+        known = int(info["cluster_known_nodes"])
+        return bool(info["cluster_state"] == "ok" and known == len(self.ports))
 
     @staticmethod
     def _wait(check: object, what: str) -> None:

@@ -59,6 +59,9 @@ class Broker(Protocol):
     def is_ready(self) -> bool:
         """True while the backend is reachable and deliveries arrive."""
 
+    def degraded(self) -> str | None:
+        """While ready, what does not work now (a Redis Cluster shard down), or None."""
+
     @property
     def probe_rtt(self) -> float | None:
         """Seconds the last readiness probe took to come back; None without probes."""

@@ -86,6 +86,9 @@ class MemoryBroker:
     def is_ready(self) -> bool:
         return self._dispatcher is not None and not self._dispatcher.done()
 
+    def degraded(self) -> str | None:
+        return None  # one process: it works or it does not
+
     async def hand_over(self, grace: float) -> None:
         """Nothing to hand over: presence ends with the process, as does everything else."""
 

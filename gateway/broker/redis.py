@@ -99,6 +99,7 @@ class RedisBroker:
                 self._on_channel_message,
                 self._after_reconnect,
                 probe_interval=settings.probe_interval,
+                client_name=_client_name(f"{self._keys.prefix}subscriber:{self._node}"),
             )
         else:
             self._subscriber = Subscriber(
@@ -108,10 +109,16 @@ class RedisBroker:
                 self._after_reconnect,
                 probe_interval=settings.probe_interval,
             )
-        self._names = Names(
-            self._redis, self._keys, self._node, self._pub, self._subscriber, self._kick
-        )
         self._liveness = Liveness(self._redis, self._keys, settings, self.reregister, self._pub)
+        self._names = Names(
+            self._redis,
+            self._keys,
+            self._node,
+            self._pub,
+            self._subscriber,
+            self._kick,
+            self._liveness.settle_name,
+        )
 
     @property
     def probe_rtt(self) -> float | None:
@@ -133,7 +140,17 @@ class RedisBroker:
             await self._redis.aclose()
 
     def is_ready(self) -> bool:
+        # On a cluster a node is ready while any shard works: with one shard down every
+        # node is alike, and the rooms of the other shards still chat.
+        if isinstance(self._subscriber, ShardedSubscriber):
+            return self._subscriber.serving and self._liveness.healthy
         return self._subscriber.healthy and self._liveness.healthy
+
+    def degraded(self) -> str | None:
+        if not isinstance(self._subscriber, ShardedSubscriber):
+            return None
+        down = self._subscriber.shards_down()
+        return f"redis cluster shards down: {', '.join(down)}" if down else None
 
     async def hand_over(self, grace: float) -> None:
         await self._liveness.hand_over(grace)
@@ -189,38 +206,62 @@ class RedisBroker:
         assert self._listener is not None
         self._listener.on_room_event(message)
 
-    async def _after_reconnect(self) -> None:
-        """After a new subscription: fill each room's gap, re-register, retry cleanups."""
+    async def _after_reconnect(self, channels: frozenset[str]) -> None:
+        """After a new subscription on `channels`: fill their rooms' gaps, re-register
+        their presence and names, retry their cleanups (on a cluster, one shard's)."""
         for room, last in list(self._rooms.items()):
-            for message in await self._history.gap(room, last):
-                self._deliver_message(message)
-        await self._liveness.beat()
-        await self.reregister()
+            if self._keys.room_channel(room) in channels:
+                for message in await self._history.gap(room, last):
+                    self._deliver_message(message)
+        with contextlib.suppress(*REDIS_ERRORS):  # the heartbeat's own loop retries it
+            await self._liveness.beat()
+        if not await self.reregister(channels=channels):
+            raise BrokerUnavailable("re-registering failed")  # subscribe again, and retry
 
-    async def reregister(self, announce: bool = False) -> None:
-        """Put this node's presence and names back (after Redis lost them, or reaped us).
+    async def reregister(
+        self, announce: bool = False, channels: frozenset[str] | None = None
+    ) -> bool:
+        """Put this node's presence and names back (after Redis lost them, or reaped us);
+        whether all of it went back (what did not is left for the next call).
 
         With `announce` (we were reaped, and the others were told we left) each name
         put back in a room is announced as a join. A name someone else took meanwhile
         is not taken back: its connection here is closed as taken over. Cleanups that
-        failed earlier are retried.
+        failed earlier are retried. With `channels`, only the rooms and names whose
+        channels these are (one shard's, on a cluster).
         """
+
         # A connection may leave or close during any await below: an entry gone from
         # the tables is skipped, and one gone while its call ran is undone again.
+        def mine(room: str) -> bool:
+            return channels is None or self._keys.room_channel(room) in channels
+
         self._indexed.clear()  # Redis may have lost the index too
+        complete = True
         for (room, key), display in list(self._present.items()):
-            if self._present.get((room, key)) != display:
+            if self._present.get((room, key)) != display or not mine(room):
                 continue
-            added = await self._presence_call(self._presence_add, room, key, display)
-            if added and announce:
-                await self.publish_presence(PresenceChange(room, "join", display))
-            if (room, key) not in self._present:
-                removed = await self._presence_call(self._presence_remove, room, key, display)
-                if removed and added and announce:
-                    await self.publish_presence(PresenceChange(room, "leave", display))
-        await self._names.reclaim_all()
+            try:
+                await self._put_back(room, key, display, announce)
+            except BrokerUnavailable as exc:
+                log.warning("could not put %r back in %r (%s); retrying later", display, room, exc)
+                complete = False
+        if not await self._names.reclaim_all(channels):
+            complete = False
         for room, name in list(self._unremoved):
-            await self.presence_remove(room, name, announce=True)
+            if mine(room):
+                with contextlib.suppress(BrokerUnavailable):  # it stays listed: retried
+                    await self.presence_remove(room, name, announce=True)
+        return complete
+
+    async def _put_back(self, room: str, key: str, display: str, announce: bool) -> None:
+        added = await self._presence_call(self._presence_add, room, key, display)
+        if added and announce:
+            await self.publish_presence(PresenceChange(room, "join", display))
+        if (room, key) not in self._present:
+            removed = await self._presence_call(self._presence_remove, room, key, display)
+            if removed and added and announce:
+                await self.publish_presence(PresenceChange(room, "leave", display))
 
     def _kick(self, connection: str) -> None:
         if self._listener is not None:
@@ -293,6 +334,7 @@ class RedisBroker:
             channel = keys.room_channel(room)
             payload = _presence_payload(PresenceChange(room, announce, display))
         with unavailable_on_error():
+            await self._liveness.settle_room(room)  # a former run's entry here goes first
             if room not in self._indexed:  # before the entry: the reaper must find it
                 await self._redis.sadd(keys.node(self._node) + ":rooms", room)
                 self._indexed.add(room)
@@ -360,6 +402,11 @@ class RedisBroker:
 
     async def send_direct(self, event: Direct) -> bool:
         return await self._names.send_direct(event)
+
+
+def _client_name(text: str) -> str:
+    """`text` as a CLIENT SETNAME accepts it (no spaces or newlines)."""
+    return "".join(c if c.isascii() and c.isprintable() and c != " " else "_" for c in text)
 
 
 def _presence_payload(event: PresenceChange) -> bytes:

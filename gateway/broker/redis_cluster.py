@@ -7,9 +7,12 @@ lives in the room's slot, SPUBLISH reaches only that shard, and the node keeps o
 plain subscription connection per shard primary (`Subscriber`, sharded), which
 SSUBSCRIBEs a slot's channels in one command. When a shard's subscription is lost
 (its primary failed over or left, or the server unsubscribed a channel whose slot
-moved), the slot map is read again with CLUSTER SHARDS and every shard's subscription
-is made anew on the current primaries; each fills the gap of every room from its
-stream before reading live messages, so nothing is lost and nothing is repeated.
+moved), the slot map is read again with CLUSTER SLOTS; each shard whose primary or
+slots changed gets a subscription anew on its current primary, which fills the gap of
+each of its rooms from their streams before reading live messages, so nothing is lost
+and nothing is repeated. A shard that is only down (the same primary, unreachable)
+keeps retrying on its own, and the other shards' subscriptions are left as they are:
+their rooms keep working.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -51,9 +55,17 @@ def connect_cluster(url: str) -> RedisCluster:
 
 
 async def read_shards(cluster: Any) -> dict[tuple[str, int], list[tuple[int, int]]]:
-    """Each shard primary's address and slot ranges, from CLUSTER SLOTS on any node."""
-    reply = await cluster.execute_command("CLUSTER SLOTS", target_nodes=RedisCluster.RANDOM)
-    return parse_slots(reply)
+    """Each shard primary's address and slot ranges, from CLUSTER SLOTS on the first
+    node that answers (one may be down: that is often why the map is read)."""
+    failure: Exception = ConnectionError("no cluster node known")
+    await cluster.initialize()  # a no-op once the client knows the cluster
+    nodes = cluster.get_nodes()
+    for node in random.sample(nodes, len(nodes)):
+        try:
+            return parse_slots(await cluster.execute_command("CLUSTER SLOTS", target_nodes=node))
+        except REDIS_ERRORS as exc:
+            failure = exc
+    raise failure
 
 
 def parse_slots(reply: Any) -> dict[tuple[str, int], list[tuple[int, int]]]:
@@ -96,11 +108,13 @@ class ShardedSubscriber:
         cluster: Any,
         probe_base: str,
         on_message: Callable[[str, bytes], None],
-        on_reconnect: Callable[[], Awaitable[None]],
+        on_reconnect: Callable[[frozenset[str]], Awaitable[None]],
         *,
         probe_interval: float,
+        client_name: str,
     ) -> None:
         self._cluster = cluster
+        self._client_name = client_name  # its connections' name in CLIENT LIST
         self._probe_base = probe_base
         self._on_message = on_message
         self._on_reconnect = on_reconnect
@@ -123,8 +137,20 @@ class ShardedSubscriber:
     @property
     def healthy(self) -> bool:
         """Every shard subscribed, reading, and its probe back in time."""
-        shards = list(self._shards.values())
-        return bool(shards) and not self._lost.is_set() and all(s.healthy for _, s, _ in shards)
+        return bool(self._shards) and not self.shards_down()
+
+    @property
+    def serving(self) -> bool:
+        """At least one shard subscribed and reading: its rooms work."""
+        return any(shard.healthy for _, shard, _ in self._shards.values())
+
+    def shards_down(self) -> list[str]:
+        """The primaries ("host:port") whose subscription is not healthy now."""
+        return [
+            f"{host}:{port}"
+            for (host, port), (_, shard, _) in self._shards.items()
+            if not shard.healthy
+        ]
 
     @property
     def probe_rtt(self) -> float | None:
@@ -192,9 +218,17 @@ class ShardedSubscriber:
                 await self._rebuild(shards)
 
     async def _rebuild(self, shards: dict[tuple[str, int], list[tuple[int, int]]]) -> None:
-        await self._drop_all()
+        """Subscribe anew on each shard whose primary or slots changed; keep the rest."""
+        changed = [a for a, (ranges, _, _) in self._shards.items() if shards.get(a) != ranges]
+        for address in changed:
+            await self._drop(address)
+        started = []
         for (host, port), ranges in shards.items():
-            client = Redis(host=host, port=port, socket_connect_timeout=1.0)
+            if (host, port) in self._shards:
+                continue  # the same primary and slots: it reconnects by itself if down
+            client = Redis(
+                host=host, port=port, socket_connect_timeout=1.0, client_name=self._client_name
+            )
             shard = Subscriber(
                 client,
                 probe_channel(self._probe_base, ranges),
@@ -205,17 +239,22 @@ class ShardedSubscriber:
                 on_lost=self._lost.set,
             )
             self._shards[(host, port)] = (ranges, shard, client)
+            started.append(shard)
         for channel, users in self._wanted.items():
             owner = self._shard_of(channel)
-            if owner is not None:
+            if owner in started:
                 owner.want(channel, users)
-        for _, shard, _ in self._shards.values():
+        for shard in started:
             shard.start()
-        log.info("redis cluster: subscribed on %d shards", len(self._shards))
+        if started:
+            log.info("redis cluster: subscribed on %d of %d shards anew", len(started), len(shards))
 
     async def _drop_all(self) -> None:
-        shards, self._shards = list(self._shards.values()), {}
-        for _, shard, client in shards:
-            await shard.close()
-            with contextlib.suppress(*REDIS_ERRORS):
-                await client.aclose()
+        for address in list(self._shards):
+            await self._drop(address)
+
+    async def _drop(self, address: tuple[str, int]) -> None:
+        _, shard, client = self._shards.pop(address)
+        await shard.close()
+        with contextlib.suppress(*REDIS_ERRORS):
+            await client.aclose()

@@ -2,8 +2,10 @@
 
 redis-py's own `Script` goes through `evalsha` and a few layers more per call; at one
 call per message and two per connection that showed in the profile. The script is
-loaded on first use and again whenever Redis says it does not know it (after a
-restart or SCRIPT FLUSH).
+sent whole (EVAL, which also caches it there) whenever the Redis that runs it does not
+know it yet: on first use, after a restart or SCRIPT FLUSH, and on a Redis Cluster on
+each primary in turn (SCRIPT LOAD would go to every primary and fail while one is
+down, taking the healthy shards' calls with it).
 """
 
 from __future__ import annotations
@@ -30,5 +32,4 @@ class Lua:
         try:
             return await self._redis.execute_command(*command)
         except NoScriptError:
-            await self._redis.execute_command("SCRIPT LOAD", self._source)  # every primary
-            return await self._redis.execute_command(*command)
+            return await self._redis.execute_command("EVAL", self._source, len(keys), *keys, *args)

@@ -11,19 +11,23 @@ which can read that node's heartbeat (another slot), claims again naming it dead
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gateway.broker import redis_scripts as scripts
 from gateway.broker.base import NameTaken
-from gateway.broker.redis_history import unavailable_on_error
+from gateway.broker.redis_history import REDIS_ERRORS, unavailable_on_error
 from gateway.broker.redis_lua import Lua
 from gateway.broker.redis_scripts import Keys
 from gateway.errors import BrokerUnavailable
 from gateway.events import Direct
 from gateway.names import name_key
+
+log = logging.getLogger(__name__)
 
 
 class Names:
@@ -37,6 +41,7 @@ class Names:
         publish_command: str,
         subscriber: Any,
         on_kick: Callable[[str], None],
+        settle: Callable[[str], Awaitable[None]],
     ) -> None:
         self._redis = redis
         self._keys = keys
@@ -44,6 +49,7 @@ class Names:
         self._pub = publish_command
         self._subscriber = subscriber  # Subscriber or ShardedSubscriber
         self._on_kick = on_kick  # a connection here lost its name to someone else
+        self._settle = settle  # reaps a former run's hold of a name key before a claim
         self._claim = Lua(redis, scripts.CLAIM_NAME)
         self._claim_shared = Lua(redis, scripts.CLAIM_SHARED)
         self._release = Lua(redis, scripts.RELEASE_NAME)
@@ -61,6 +67,7 @@ class Names:
     ) -> Any:
         """Claim `name` for `connection`: {session, display}, or empty when taken."""
         key = name_key(name)
+        await self._settle(key)
         await self._redis.sadd(self._index, key)  # the index first: the reaper finds it
         script = self._claim_shared if shared else self._claim
         args = [key, name, connection, self._node, new, given, self._keys.user_channel(key)]
@@ -117,22 +124,35 @@ class Names:
         """`connection` was kicked (its name taken over): it owns nothing any more."""
         self._owned.pop(connection, None)
 
-    async def reclaim_all(self) -> None:
+    async def reclaim_all(self, channels: frozenset[str] | None = None) -> bool:
         """Claim every owned name again (after Redis lost them, or reaped this node); a
         name someone took meanwhile is not taken back: its connection is kicked. Retry
-        the releases that failed."""
+        the releases that failed. With `channels`, only the names whose user channels
+        these are. Whether every claim went through (the rest is retried later)."""
+        complete = True
         for connection, (name, shared) in list(self._owned.items()):
-            if connection not in self._owned:
-                continue  # gone while an earlier claim ran
+            if connection not in self._owned or not self._wanted(name, channels):
+                continue  # gone while an earlier claim ran, or on another shard
             new = secrets.token_urlsafe(18)
-            claimed = await self._claim_call(name, connection, new, "", shared=shared)
-            if connection not in self._owned:
-                await self._release_call(name, connection)  # gone while this one ran
-            elif not claimed:
+            try:
+                claimed = await self._claim_call(name, connection, new, "", shared=shared)
+                if connection not in self._owned:
+                    await self._release_call(name, connection)  # gone while this one ran
+            except REDIS_ERRORS as exc:
+                log.warning("could not claim %r again (%s); retrying later", name, exc)
+                complete = False
+                continue
+            if connection in self._owned and not claimed:
                 del self._owned[connection]
                 self._on_kick(connection)
         for connection, name in list(self._unreleased.items()):
-            await self.release(name, connection)
+            if self._wanted(name, channels):
+                with contextlib.suppress(BrokerUnavailable):  # still listed: retried
+                    await self.release(name, connection)
+        return complete
+
+    def _wanted(self, name: str, channels: frozenset[str] | None) -> bool:
+        return channels is None or self._keys.user_channel(name_key(name)) in channels
 
     async def send_direct(self, event: Direct) -> bool:
         """Publish `event` to its recipient and to the sender's other connections;

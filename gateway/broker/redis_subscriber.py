@@ -2,9 +2,10 @@
 
 redis-py's PubSub does not reliably come back after its connection dies, so on any
 error this task throws the PubSub away, waits (capped, doubling backoff), makes a new
-one, subscribes every channel again and then asks the broker to fill the gap before it
-reads anything live. A probe published to the node's own channel must come back in
-time; a subscription that stays connected but deaf is torn down the same way.
+one, subscribes every channel again and then asks the broker to fill the gap of those
+channels before it reads anything live. A probe published to the node's own channel
+must come back in time; a subscription that stays connected but deaf is torn down the
+same way.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class Subscriber:
         redis: Redis,
         probe_channel: str,
         on_message: Callable[[str, bytes], None],
-        on_reconnect: Callable[[], Awaitable[None]],
+        on_reconnect: Callable[[frozenset[str]], Awaitable[None]],
         *,
         probe_interval: float,
         sharded: bool = False,
@@ -167,7 +168,7 @@ class Subscriber:
                 reader = asyncio.create_task(self._read(pubsub), name="redis-reader")
                 try:
                     await self._confirmed_all(waiting)
-                    await self._on_reconnect()
+                    await self._on_reconnect(frozenset(channels))
                     held, self._held = self._held, None
                     for channel, data in held:
                         self._on_message(channel, data)
