@@ -25,11 +25,13 @@ CREATE_TIMEOUT = 30.0  # seconds for `redis-cli --cluster create`
 Wait = Callable[[str, Process, Callable[[], bool]], None]
 
 
-def cluster_port() -> int:
-    """A free port below 55535 whose cluster bus port is free too."""
+def cluster_port(taken: list[int]) -> int:
+    """A free port below 55535 whose cluster bus port is free too, neither of them one
+    of `taken`'s ports or bus ports (two free ports picked apart can be the same)."""
+    used = {*taken, *(port + BUS_OFFSET for port in taken)}
     for _ in range(200):  # bounded: free pairs are plentiful
         port = free_port()
-        if port + BUS_OFFSET > 65535:
+        if port + BUS_OFFSET > 65535 or port in used or port + BUS_OFFSET in used:
             continue
         with socket.socket() as bus:
             try:
@@ -63,8 +65,11 @@ class LocalRedis:
         self._dir = directory
         self._log = log
         self._die_with_parent = die_with_parent
-        count = PRIMARIES * (1 + REPLICAS) if kind == "cluster" else 1
-        self.ports = [cluster_port() if kind == "cluster" else free_port() for _ in range(count)]
+        self.ports = [free_port()]
+        if kind == "cluster":
+            self.ports = []
+            for _ in range(PRIMARIES * (1 + REPLICAS)):
+                self.ports.append(cluster_port(self.ports))
         self.processes: list[Process] = []
 
     @property

@@ -20,7 +20,7 @@ from yarl import URL
 from gateway.access_log import AccessLogger
 from gateway.app import create_app
 from gateway.auth import mint
-from gateway.config import CLUSTER_SCHEME, Settings
+from gateway.config import CLUSTER_SCHEME, Settings, cluster_seeds_shown
 from gateway.errors import ProtocolError
 from gateway.workers import listen, listen_error, supervise, worker_index
 
@@ -33,7 +33,7 @@ def describe(settings: Settings) -> str:
     password) and whether auth is on."""
     broker = "in-process broker"
     if settings.redis_url and settings.redis_url.startswith(CLUSTER_SCHEME):
-        broker = "redis cluster " + settings.redis_url.removeprefix(CLUSTER_SCHEME).split("/")[0]
+        broker = "redis cluster " + cluster_seeds_shown(settings.redis_url)
     elif settings.redis_url:
         broker = "redis " + str(URL(settings.redis_url).with_password(None))
     auth = "auth on (JWT)" if settings.auth else "auth off: names are first come, first served"

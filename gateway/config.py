@@ -9,6 +9,7 @@ import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
+from urllib.parse import unquote
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 SECRETS = frozenset({"jwt_secret", "api_key"})  # an empty one is a mistake, never "off"
@@ -19,10 +20,9 @@ CLUSTER_SCHEME = "redis+cluster://"  # --redis-url for a Redis Cluster: seeds af
 
 
 def cluster_nodes(url: str) -> list[tuple[str, int]]:
-    """The seed nodes of `redis+cluster://host:port[,host:port...]`."""
+    """The seed nodes of `redis+cluster://[user:password@]host:port[,host:port...]`."""
     rest = url.removeprefix(CLUSTER_SCHEME).split("/", 1)[0].split("?", 1)[0]
-    if "@" in rest:
-        raise ValueError("a password in a redis+cluster:// URL is not supported yet")
+    rest = rest.rpartition("@")[2]
     nodes = []
     for part in rest.split(","):
         host, _, port = part.strip().rpartition(":")
@@ -30,6 +30,25 @@ def cluster_nodes(url: str) -> list[tuple[str, int]]:
             raise ValueError(f"expected host:port in {url!r}, got {part!r}")
         nodes.append((host.strip("[]"), int(port)))
     return nodes
+
+
+def cluster_credentials(url: str) -> tuple[str | None, str | None]:
+    """The (username, password) of a redis+cluster:// URL (percent-decoded), if any:
+    every node of the cluster is asked with them (AUTH), as `requirepass` or an ACL
+    user on each node wants."""
+    rest = url.removeprefix(CLUSTER_SCHEME).split("/", 1)[0]
+    userinfo, at, _ = rest.rpartition("@")
+    if not at:
+        return None, None
+    user, colon, password = userinfo.partition(":")
+    if not colon:  # redis://secret@host means a password alone, as redis-py reads it
+        return None, unquote(user)
+    return (unquote(user) or None), unquote(password)
+
+
+def cluster_seeds_shown(url: str) -> str:
+    """The seed list of a redis+cluster:// URL, without its credentials (for logs)."""
+    return url.removeprefix(CLUSTER_SCHEME).split("/", 1)[0].rpartition("@")[2]
 
 
 class InvalidSetting(ValueError):

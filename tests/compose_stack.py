@@ -78,17 +78,29 @@ def build_images() -> float:
 class Stack:
     """One compose project of docker-compose.yml, its balancer on 127.0.0.1:`port`."""
 
-    def __init__(self, podman: str, project: str, port: int) -> None:
+    def __init__(
+        self,
+        podman: str,
+        project: str,
+        port: int,
+        *,
+        profile: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.podman = podman
         self.project = project
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         compose = Path(sys.executable).with_name("podman-compose")
         self._compose = [str(compose), "--project-name", project]
+        if profile is not None:
+            self._compose += ["--profile", profile]
+        self._env = {**(env or {}), "CHAT_PUBLISH": f"127.0.0.1:{port}"}
 
     def compose(self, *args: str, timeout: float = COMMAND_TIMEOUT) -> str:
-        """podman-compose with this project and the balancer's port."""
-        return run([*self._compose, *args], timeout=timeout, CHAT_PUBLISH=f"127.0.0.1:{self.port}")
+        """podman-compose with this project (and profile), the balancer's port and the
+        stack's variables."""
+        return run([*self._compose, *args], timeout=timeout, **self._env)
 
     def container(self, service: str) -> str:
         """The container podman-compose names for `service`."""
@@ -133,6 +145,19 @@ class Stack:
             for name in SERVICES
             if name.startswith("gateway") and self.metric(name, sample) > 0
         ]
+
+    def wait_exited(self, service: str, timeout: float) -> int:
+        """The exit code of a one-shot service, once it exited (bounded by `timeout`)."""
+        deadline = time.monotonic() + timeout
+        fields = "{{.State.Status}} {{.State.ExitCode}}"
+        while True:
+            state = self.podman_run("inspect", self.container(service), "--format", fields)
+            status, code = state.split()
+            if status == "exited":
+                return int(code)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{service} still {status} after {timeout:g}s")
+            time.sleep(0.5)  # a poll of a job that takes seconds, bounded by `timeout`
 
     def logs(self, *services: str) -> str:
         """The last lines of every service's log, for a failure message."""

@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import redis
 
@@ -25,13 +26,15 @@ PRIMARIES = 3
 START_TIMEOUT = 30.0
 
 
-def cluster_port() -> int:
-    """A port below 55535 whose cluster bus port (+10000) is free too."""
+def cluster_port(taken: list[int]) -> int:
+    """A port below 55535 whose cluster bus port (+10000) is free too, neither of them
+    one of `taken`'s ports or bus ports (two free ports picked apart can be the same)."""
+    used = {*taken, *(port + 10000 for port in taken)}
     for _ in range(200):  # bounded: free pairs are plentiful
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = int(sock.getsockname()[1])
-        if port >= 55535:
+        if port >= 55535 or port in used or port + 10000 in used:
             continue
         with socket.socket() as bus:
             try:
@@ -45,19 +48,28 @@ def cluster_port() -> int:
 class RedisClusterServers:
     """Six redis-server processes (or three without replicas) joined into one cluster."""
 
-    def __init__(self, replicas: int = 1, extra: tuple[str, ...] = ()) -> None:
-        """Three primaries with `replicas` each; `extra` redis-server arguments."""
+    def __init__(
+        self, replicas: int = 1, extra: tuple[str, ...] = (), password: str | None = None
+    ) -> None:
+        """Three primaries with `replicas` each; `extra` redis-server arguments; with
+        `password`, every node wants it (requirepass, and masterauth for replicas)."""
         assert REDIS_SERVER is not None and REDIS_CLI is not None
         self.replicas = replicas
+        self.password = password
+        if password is not None:
+            extra = (*extra, "--requirepass", password, "--masterauth", password)
         self.extra = extra
-        self.ports = [cluster_port() for _ in range(PRIMARIES * (1 + replicas))]
+        self.ports: list[int] = []
+        for _ in range(PRIMARIES * (1 + replicas)):
+            self.ports.append(cluster_port(self.ports))
         self._dir = Path(tempfile.mkdtemp(prefix="chat-redis-cluster-"))
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
 
     @property
     def url(self) -> str:
         seeds = ",".join(f"127.0.0.1:{port}" for port in self.ports[:3])
-        return f"redis+cluster://{seeds}"
+        credentials = f":{quote(self.password, safe='')}@" if self.password is not None else ""
+        return f"redis+cluster://{credentials}{seeds}"
 
     def start_node(self, port: int) -> None:
         """Start (or start again) the node on `port`, with its saved cluster config."""
@@ -89,8 +101,8 @@ class RedisClusterServers:
         assert REDIS_CLI is not None
         addresses = [f"127.0.0.1:{port}" for port in self.ports]
         subprocess.run(
-            [REDIS_CLI, "--cluster", "create", *addresses, "--cluster-replicas", str(self.replicas),
-             "--cluster-yes"],
+            [REDIS_CLI, *self._auth, "--cluster", "create", *addresses,
+             "--cluster-replicas", str(self.replicas), "--cluster-yes"],
             check=True, capture_output=True, timeout=START_TIMEOUT,
         )  # fmt: skip
         self.wait_ok()
@@ -125,12 +137,16 @@ class RedisClusterServers:
                 raise RuntimeError(f"no {what} within {START_TIMEOUT:g}s")
             time.sleep(0.05)  # a poll interval, bounded by START_TIMEOUT
 
+    @property
+    def _auth(self) -> list[str]:
+        return ["--no-auth-warning", "-a", self.password] if self.password is not None else []
+
     def client(self, port: int) -> redis.Redis:
-        return redis.Redis(port=port, socket_connect_timeout=0.5)
+        return redis.Redis(port=port, socket_connect_timeout=0.5, password=self.password)
 
     def cluster_client(self) -> redis.RedisCluster:
         """A synchronous cluster client, for the tests' own checks."""
-        return redis.RedisCluster(host="127.0.0.1", port=self.ports[0])
+        return redis.RedisCluster(host="127.0.0.1", port=self.ports[0], password=self.password)
 
     def primaries(self) -> dict[int, list[tuple[int, int]]]:
         """Each primary's port and slot ranges."""

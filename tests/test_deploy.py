@@ -30,6 +30,8 @@ COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 NGINX_CONF = ROOT / "deploy" / "nginx.conf"
 GATEWAYS = ("gateway1", "gateway2", "gateway3")
+CLUSTER_NODES = tuple(f"redis-node-{n}" for n in range(1, 7))
+CLUSTER_INIT = "redis-cluster-init"
 
 
 def load_cluster_module() -> ModuleType:
@@ -66,7 +68,8 @@ def compose() -> dict[str, Any]:
 def test_compose_has_redis_three_gateways_and_nginx(compose: dict[str, Any]) -> None:
     """Guards against a compose file that lost a service or names them differently from
     the upstream in nginx.conf."""
-    assert set(compose["services"]) == {"redis", *GATEWAYS, "nginx"}
+    default = {n for n, service in compose["services"].items() if "profiles" not in service}
+    assert default == {"redis", *GATEWAYS, "nginx"}
     assert compose["services"]["redis"]["image"].startswith("redis:7")
     upstreams = re.findall(r"^\s*server\s+(\S+?):8080\b", NGINX_CONF.read_text(), re.MULTILINE)
     assert upstreams == [*GATEWAYS, *GATEWAYS]  # the HTTP and the WebSocket upstream
@@ -75,6 +78,8 @@ def test_compose_has_redis_three_gateways_and_nginx(compose: dict[str, Any]) -> 
 def test_every_service_has_a_healthcheck(compose: dict[str, Any]) -> None:
     """Guards against depends_on: service_healthy waiting on a service that never says so."""
     for name, service in compose["services"].items():
+        if name == CLUSTER_INIT:
+            continue  # a one-shot job, which nothing waits on
         test = service.get("healthcheck", {}).get("test")
         assert test and test[0] in ("CMD", "CMD-SHELL"), name
     assert compose["services"]["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
@@ -98,12 +103,47 @@ def test_gateways_have_distinct_node_ids_and_reach_redis(compose: dict[str, Any]
     envs = [compose["services"][name]["environment"] for name in GATEWAYS]
     assert [env["CHAT_NODE_ID"] for env in envs] == list(GATEWAYS)
     for env in envs:
-        assert env["CHAT_REDIS_URL"] == "redis://redis:6379/0"
+        assert env["CHAT_REDIS_URL"] == "${CHAT_REDIS_URL:-redis://redis:6379/0}"
         assert env["CHAT_HOST"] == "0.0.0.0"
         assert str(env.get("CHAT_PORT", "8080")) == "8080"
     for name in GATEWAYS:
         build = compose["services"][name]["build"]
         assert (build["context"], build["dockerfile"]) == (".", "deploy/Dockerfile")
+
+
+def test_the_redis_cluster_profile_has_six_nodes_joined_with_replicas(
+    compose: dict[str, Any],
+) -> None:
+    """Guards against a cluster profile whose nodes are not cluster nodes, announce one
+    another's names, never get joined, or are not the ones the documented URL names."""
+    services = compose["services"]
+    profiled = {n for n, service in services.items() if "profiles" in service}
+    assert profiled == {*CLUSTER_NODES, CLUSTER_INIT}
+    for name in CLUSTER_NODES:
+        node = services[name]
+        assert node["profiles"] == ["redis-cluster"] and node["image"].startswith("redis:7")
+        assert node["command"][:2] == ["redis-server", "/etc/redis-cluster.conf"]
+        assert node["command"][2:] == ["--cluster-announce-hostname", name]
+        assert "./deploy/redis-cluster.conf:/etc/redis-cluster.conf:ro" in node["volumes"]
+        assert f"{name}:/data" in node["volumes"] and name in compose["volumes"]
+    conf = (ROOT / "deploy" / "redis-cluster.conf").read_text()
+    for line in (
+        "cluster-enabled yes",
+        "cluster-preferred-endpoint-type hostname",
+        "cluster-require-full-coverage no",
+        "appendonly yes",
+        "protected-mode no",
+    ):
+        assert re.search(rf"^{line}$", conf, re.MULTILINE), line  # fmt: skip
+    init = services[CLUSTER_INIT]
+    assert init["depends_on"] == {n: {"condition": "service_healthy"} for n in CLUSTER_NODES}
+    script = init["command"][-1]
+    assert "--cluster create" in script and "--cluster-replicas 1" in script
+    assert "for n in 1 2 3 4 5 6" in script
+    documented = re.search(r"CHAT_REDIS_URL=redis\+cluster://(\S+)", COMPOSE.read_text())
+    assert documented is not None
+    hosts = [seed.split(":")[0] for seed in documented.group(1).split(",")]
+    assert hosts and set(hosts) <= set(CLUSTER_NODES)
 
 
 def test_nginx_mounts_the_shared_conf_on_8080(compose: dict[str, Any]) -> None:

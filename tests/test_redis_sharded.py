@@ -21,6 +21,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from redis.crc import key_slot
 
+from gateway.__main__ import describe
 from gateway.app import create_app
 from gateway.broker.redis import RedisBroker
 from gateway.broker.redis_scripts import Keys
@@ -238,6 +239,32 @@ async def wait_readyz(client: TestClient, says: str) -> None:
             if says in await (await client.get("/readyz")).text():
                 return
             await asyncio.sleep(0.05)
+
+
+async def test_a_cluster_that_wants_a_password_gets_it_from_the_url(
+    aiohttp_client: Any, redis_cluster: RedisClusterServers
+) -> None:
+    """Guards against a password in redis+cluster:// that reaches the command client
+    but not the shards' subscription connections (nothing would be delivered), against
+    one not percent-decoded, and against the password in the node's first log line."""
+    servers = RedisClusterServers(replicas=0, password="s3cret/with odd").start()
+    try:
+        assert "s3cret%2Fwith%20odd@" in servers.url
+        a, b = await nodes_on(aiohttp_client, servers)(2)
+        alice = await join_json(a, "alice")
+        bob = await join_json(b, "bob")
+        ack = await alice.request("send", room="lobby", text="behind a password")
+        await bob.expect("message", text="behind a password", offset=ack["offset"])
+        for node in (a, b):
+            await wait_readyz(node, "ready\n")
+        line = describe(replace(TEST_SETTINGS, redis_url=servers.url))
+        assert "s3cret" not in line and f"127.0.0.1:{servers.ports[0]}" in line
+        wrong = servers.url.replace("s3cret", "wrong")
+        settings = replace(TEST_SETTINGS, node_id="w", redis_url=wrong, redis_prefix=PREFIX)
+        refused = await aiohttp_client(create_app(settings, RedisBroker(settings)))
+        assert (await refused.get("/readyz")).status == 503
+    finally:
+        servers.close()
 
 
 def wait_http_ready(port: int) -> None:

@@ -36,7 +36,7 @@ from gateway.broker.redis_lua import Lua
 from gateway.broker.redis_names import Names
 from gateway.broker.redis_scripts import Keys
 from gateway.broker.redis_subscriber import Subscriber
-from gateway.config import CLUSTER_SCHEME, Settings
+from gateway.config import CLUSTER_SCHEME, Settings, cluster_credentials
 from gateway.errors import BrokerUnavailable
 from gateway.events import Direct, Message, PresenceChange
 from gateway.names import name_key
@@ -100,6 +100,7 @@ class RedisBroker:
                 self._after_reconnect,
                 probe_interval=settings.probe_interval,
                 client_name=_client_name(f"{self._keys.prefix}subscriber:{self._node}"),
+                credentials=cluster_credentials(url),
             )
         else:
             self._subscriber = Subscriber(

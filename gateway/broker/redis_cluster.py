@@ -33,7 +33,7 @@ from redis.crc import key_slot
 
 from gateway.broker.redis_history import REDIS_ERRORS
 from gateway.broker.redis_subscriber import Subscriber
-from gateway.config import cluster_nodes
+from gateway.config import cluster_credentials, cluster_nodes
 from gateway.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
@@ -45,8 +45,11 @@ SLOTS = 16384  # a Redis Cluster's hash slots
 def connect_cluster(url: str) -> RedisCluster:
     """A cluster client that fails fast: no retries after a connection error (a retried
     publish could run twice); MOVED and ASK are still followed."""
+    username, password = cluster_credentials(url)
     return RedisCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in cluster_nodes(url)],
+        username=username,
+        password=password,
         retry=Retry(NoBackoff(), 0),
         socket_timeout=2.0,
         socket_connect_timeout=1.0,
@@ -112,9 +115,11 @@ class ShardedSubscriber:
         *,
         probe_interval: float,
         client_name: str,
+        credentials: tuple[str | None, str | None] = (None, None),
     ) -> None:
         self._cluster = cluster
         self._client_name = client_name  # its connections' name in CLIENT LIST
+        self._credentials = credentials  # (username, password) for every shard
         self._probe_base = probe_base
         self._on_message = on_message
         self._on_reconnect = on_reconnect
@@ -227,7 +232,12 @@ class ShardedSubscriber:
             if (host, port) in self._shards:
                 continue  # the same primary and slots: it reconnects by itself if down
             client = Redis(
-                host=host, port=port, socket_connect_timeout=1.0, client_name=self._client_name
+                host=host,
+                port=port,
+                socket_connect_timeout=1.0,
+                client_name=self._client_name,
+                username=self._credentials[0],
+                password=self._credentials[1],
             )
             shard = Subscriber(
                 client,
