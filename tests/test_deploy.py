@@ -137,9 +137,13 @@ def test_the_redis_cluster_profile_has_six_nodes_joined_with_replicas(
         assert re.search(rf"^{line}$", conf, re.MULTILINE), line  # fmt: skip
     init = services[CLUSTER_INIT]
     assert init["depends_on"] == {n: {"condition": "service_healthy"} for n in CLUSTER_NODES}
-    script = init["command"][-1]
+    assert init["command"] == ["sh", "/usr/local/bin/redis-cluster-init.sh"]
+    assert init["volumes"] == [
+        "./deploy/redis-cluster-init.sh:/usr/local/bin/redis-cluster-init.sh:ro"
+    ]
+    script = (ROOT / "deploy" / "redis-cluster-init.sh").read_text()
     assert "--cluster create" in script and "--cluster-replicas 1" in script
-    assert "for n in 1 2 3 4 5 6" in script
+    assert f'nodes="{" ".join(CLUSTER_NODES)}"' in script and "cluster meet" in script
     documented = re.search(r"CHAT_REDIS_URL=redis\+cluster://(\S+)", COMPOSE.read_text())
     assert documented is not None
     hosts = [seed.split(":")[0] for seed in documented.group(1).split(",")]
