@@ -10,7 +10,7 @@ tries=60  # seconds to wait for a node, and for the cluster
 
 address_of() {  # a node's current IP once it answers PING
     for _ in $(seq "$tries"); do
-        ip=$(getent hosts "$1" | cut -d' ' -f1)
+        ip=$(getent ahostsv4 "$1" | awk 'NR == 1 { print $1 }')
         if [ -n "$ip" ] && [ "$(redis-cli -h "$ip" ping 2>/dev/null)" = PONG ]; then
             echo "$ip"
             return 0
@@ -27,7 +27,12 @@ for node in $nodes; do
 done
 
 info() { redis-cli -h redis-node-1 cluster info | tr -d '\r'; }
-if info | grep -q '^cluster_slots_assigned:0$'; then
+assigned=0  # slots any node has: none only before the first join
+for ip in $ips; do
+    slots=$(redis-cli -h "$ip" cluster info | tr -d '\r' | sed -n 's/^cluster_slots_assigned://p')
+    assigned=$((assigned + ${slots:-0}))
+done
+if [ "$assigned" -eq 0 ]; then
     echo "redis-cluster-init: creating the cluster on$ips"
     # shellcheck disable=SC2086  # one argument per address
     redis-cli --cluster create $(for ip in $ips; do echo "$ip:6379"; done) \
@@ -36,7 +41,9 @@ else
     echo "redis-cluster-init: the cluster exists; introducing its nodes again"
     for ip in $ips; do
         for other in $ips; do
-            [ "$ip" = "$other" ] || redis-cli -h "$ip" cluster meet "$other" 6379 >/dev/null
+            if [ "$ip" != "$other" ]; then
+                redis-cli -h "$ip" cluster meet "$other" 6379 >/dev/null || true
+            fi
         done
     done
 fi

@@ -41,8 +41,8 @@ def cluster_credentials(url: str) -> tuple[str | None, str | None]:
     if not at:
         return None, None
     user, colon, password = userinfo.partition(":")
-    if not colon:  # redis://secret@host means a password alone, as redis-py reads it
-        return None, unquote(user)
+    if not colon:  # a user alone, as redis-py reads redis://user@host (no AUTH is sent)
+        return (unquote(user) or None), None
     return (unquote(user) or None), unquote(password)
 
 

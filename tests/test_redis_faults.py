@@ -246,6 +246,37 @@ async def test_a_dead_nodes_members_leave_once(
     del doomed
 
 
+@needs_redis_server
+async def test_a_former_runs_reaped_mark_does_not_make_a_data_loss_a_reap(
+    redis_backend: RedisBackend, aiohttp_client: Any
+) -> None:
+    """Guards against a node that, started where a former run of its id was reaped,
+    later takes Redis losing its data for a reap of its own and announces every user
+    as joining again (the others never saw them leave)."""
+    prefix = redis_backend.new_prefix()
+    redis_backend.client().set(Keys(prefix).node("n0") + ":reaped", "1")  # a former run's
+    nodes = []
+    for i in range(2):
+        settings = replace(TEST_SETTINGS, node_id=f"n{i}", presence_timeout=0.6)
+        settings, broker = redis_backend.broker(settings, prefix)
+        nodes.append(await aiohttp_client(create_app(settings, broker)))
+    watcher = await join_json(nodes[1], "watcher")
+    await join_json(nodes[0], "alice")
+    await watcher.expect("presence", event="join", name="alice")
+    plain = redis_backend.client()
+    for key in plain.scan_iter(match=f"{prefix}*"):  # Redis lost everything of ours
+        plain.delete(key)
+    async with asyncio.timeout(WAIT):  # both nodes put their entries back by themselves
+        while True:
+            if (await watcher.request("who", room="lobby"))["members"] == ["alice", "watcher"]:
+                break
+            await asyncio.sleep(0.05)
+    await watcher.send(type="send", room="lobby", text="marker", ref="m")
+    await watcher.expect("message", text="marker")
+    joins = [f["name"] for f in watcher.frames if f.get("event") == "join"]
+    assert joins == ["watcher", "alice"], joins  # no second join for alice
+
+
 class _Listener:
     """The node side of a bare broker: nothing to deliver to in this test."""
 

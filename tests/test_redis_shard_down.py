@@ -87,7 +87,7 @@ async def until_readyz(node: GatewayProcess, status: int, says: str) -> str:
     async with asyncio.timeout(WAIT):
         while True:
             code, body = await asyncio.to_thread(readyz, node.port)
-            if code == status and says in body:
+            if code == status and (body == says if says == "ready\n" else says in body):
                 return body
             await asyncio.sleep(0.05)
 

@@ -38,6 +38,7 @@ PREFIX = "sharded:"
 # who stayed, on one Redis as on a cluster: docs/redis.md). So the nodes keep more
 # than the test sends, and alice sends as a person might, not as fast as she can.
 SEND_PAUSE = 0.01  # seconds between alice's acked message and her next
+ALL_WELL = "ready\n"  # /readyz with every shard working
 FAILOVER_WAIT = 30.0  # seconds: node timeout (2 s), election, and the nodes following
 
 
@@ -173,7 +174,7 @@ async def test_a_primary_killed_mid_chat_fails_over_and_loses_nothing_acked(
     own_cluster.kill(victim)
     await wait_readyz(b, f"127.0.0.1:{victim}")  # its subscription on that shard is gone
     await asyncio.to_thread(own_cluster.wait_ok, own_cluster.live_ports())  # replica took over
-    await wait_readyz(b, "ready\n")
+    await wait_readyz(b, ALL_WELL)
     await sending.until(len(sending.acked) + 5)  # sends are taken again after the failover
     acked = await sending.finish()
     await until_delivered(bob, acked)
@@ -233,10 +234,13 @@ async def test_two_gateway_processes_share_a_chat_on_the_cluster(
 
 
 async def wait_readyz(client: TestClient, says: str) -> None:
-    """Poll /readyz (bounded) until its answer contains `says` ("ready\n": all well)."""
+    """Poll /readyz (bounded) until it answers 200 with a body containing `says`
+    (ALL_WELL: exactly that body, nothing degraded)."""
     async with asyncio.timeout(FAILOVER_WAIT):
         while True:
-            if says in await (await client.get("/readyz")).text():
+            response = await client.get("/readyz")
+            body = await response.text()
+            if response.status == 200 and (body == says if says == ALL_WELL else says in body):
                 return
             await asyncio.sleep(0.05)
 
@@ -256,7 +260,7 @@ async def test_a_cluster_that_wants_a_password_gets_it_from_the_url(
         ack = await alice.request("send", room="lobby", text="behind a password")
         await bob.expect("message", text="behind a password", offset=ack["offset"])
         for node in (a, b):
-            await wait_readyz(node, "ready\n")
+            await wait_readyz(node, ALL_WELL)
         line = describe(replace(TEST_SETTINGS, redis_url=servers.url))
         assert "s3cret" not in line and f"127.0.0.1:{servers.ports[0]}" in line
         wrong = servers.url.replace("s3cret", "wrong")

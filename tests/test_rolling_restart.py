@@ -504,7 +504,7 @@ async def test_the_heartbeat_stops_even_when_a_cancel_is_swallowed(
             swallowed.set()  # as wait_for does when the command had just completed
         await asyncio.sleep(WAIT)
 
-    liveness._task = asyncio.create_task(stubborn())
+    liveness._tasks = [asyncio.create_task(stubborn())]
     await asyncio.sleep(0)
     async with asyncio.timeout(2):
         await liveness.close()

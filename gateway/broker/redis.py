@@ -2,10 +2,11 @@
 
 Publishing is one Lua script (offset, XADD, idempotency key, PUBLISH or SPUBLISH);
 history and resume read the room's stream (`redis_history`); presence lives in sets and
-hashes beside each room, held by nodes whose heartbeat key expires when they die; names
-and direct messages are `redis_names`. The node's subscription is `redis_subscriber`
-(one connection; one per shard on a cluster, `redis_cluster`); heartbeats and the crash
-reaper are `redis_liveness`; the key layout and the scripts `redis_scripts`.
+hashes beside each room (`redis_presence`), held by nodes whose heartbeat key expires
+when they die; names and direct messages are `redis_names`. The node's subscription is
+`redis_subscriber` (one connection; one per shard on a cluster, `redis_cluster`);
+heartbeats and upkeep are `redis_liveness`, the crash reaper `redis_reaper`, a former
+run's leftovers `redis_former_run`; the key layout and the scripts `redis_scripts`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import contextlib
 import logging
 import secrets
 import time
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -34,6 +35,7 @@ from gateway.broker.redis_history import (
 from gateway.broker.redis_liveness import Liveness
 from gateway.broker.redis_lua import Lua
 from gateway.broker.redis_names import Names
+from gateway.broker.redis_presence import Presence, sorted_names
 from gateway.broker.redis_scripts import Keys
 from gateway.broker.redis_subscriber import Subscriber
 from gateway.config import CLUSTER_SCHEME, Settings, cluster_credentials
@@ -82,13 +84,8 @@ class RedisBroker:
         self._history = RoomHistory(self._redis, self._keys)
         self._node = settings.node_id
         self._publish = Lua(self._redis, scripts.PUBLISH)
-        self._presence_add = Lua(self._redis, scripts.PRESENCE_ADD)
-        self._presence_remove = Lua(self._redis, scripts.PRESENCE_REMOVE)
-        self._indexed: set[str] = set()  # rooms this node's index in Redis lists
         self._listener: BrokerListener | None = None
         self._rooms: dict[str, tuple[str, int] | None] = {}  # room -> last delivered position
-        self._present: dict[tuple[str, str], str] = {}  # (room, name key) -> display name
-        self._unremoved: set[tuple[str, str]] = set()  # (room, name) whose removal failed
         self._subscriber: Subscriber | ShardedSubscriber
         if sharded:
             plain_id = self._node.replace("{", "(").replace("}", ")")  # its tag picks the slot
@@ -111,6 +108,9 @@ class RedisBroker:
                 probe_interval=settings.probe_interval,
             )
         self._liveness = Liveness(self._redis, self._keys, settings, self.reregister, self._pub)
+        self._presence = Presence(
+            self._redis, self._keys, self._node, self._pub, self._liveness.settle_room
+        )
         self._names = Names(
             self._redis,
             self._keys,
@@ -214,8 +214,10 @@ class RedisBroker:
             if self._keys.room_channel(room) in channels:
                 for message in await self._history.gap(room, last):
                     self._deliver_message(message)
-        with contextlib.suppress(*REDIS_ERRORS):  # the heartbeat's own loop retries it
-            await self._liveness.beat()
+        # Were we reaped meanwhile? Then the others saw us leave: put everything back
+        # with joins first (a silent re-add below would swallow them).
+        await self._liveness.beat()
+        await self._liveness.restore()
         if not await self.reregister(channels=channels):
             raise BrokerUnavailable("re-registering failed")  # subscribe again, and retry
 
@@ -229,40 +231,22 @@ class RedisBroker:
         put back in a room is announced as a join. A name someone else took meanwhile
         is not taken back: its connection here is closed as taken over. Cleanups that
         failed earlier are retried. With `channels`, only the rooms and names whose
-        channels these are (one shard's, on a cluster).
+        channels these are (one shard's, on a cluster); the index of all is rebuilt.
         """
 
-        # A connection may leave or close during any await below: an entry gone from
-        # the tables is skipped, and one gone while its call ran is undone again.
         def mine(room: str) -> bool:
             return channels is None or self._keys.room_channel(room) in channels
 
-        self._indexed.clear()  # Redis may have lost the index too
-        complete = True
-        for (room, key), display in list(self._present.items()):
-            if self._present.get((room, key)) != display or not mine(room):
-                continue
-            try:
-                await self._put_back(room, key, display, announce)
-            except BrokerUnavailable as exc:
-                log.warning("could not put %r back in %r (%s); retrying later", display, room, exc)
-                complete = False
-        if not await self._names.reclaim_all(channels):
+        try:
+            await self._presence.reindex()
+            with unavailable_on_error():
+                await self._names.reindex()
+            complete = True
+        except BrokerUnavailable as exc:
+            log.warning("could not rebuild this node's index (%s); retrying later", exc)
             complete = False
-        for room, name in list(self._unremoved):
-            if mine(room):
-                with contextlib.suppress(BrokerUnavailable):  # it stays listed: retried
-                    await self.presence_remove(room, name, announce=True)
-        return complete
-
-    async def _put_back(self, room: str, key: str, display: str, announce: bool) -> None:
-        added = await self._presence_call(self._presence_add, room, key, display)
-        if added and announce:
-            await self.publish_presence(PresenceChange(room, "join", display))
-        if (room, key) not in self._present:
-            removed = await self._presence_call(self._presence_remove, room, key, display)
-            if removed and added and announce:
-                await self.publish_presence(PresenceChange(room, "leave", display))
+        complete = await self._presence.restore(announce, mine) and complete
+        return await self._names.reclaim_all(channels) and complete
 
     def _kick(self, connection: str) -> None:
         if self._listener is not None:
@@ -307,9 +291,7 @@ class RedisBroker:
         return Published(offset.decode(), bool(duplicate))
 
     async def publish_presence(self, event: PresenceChange) -> None:
-        with unavailable_on_error():
-            channel = self._keys.room_channel(event.room)
-            await self._redis.execute_command(self._pub, channel, _presence_payload(event))
+        await self._presence.publish(event)
 
     async def history(self, room: str, before: str | None, limit: int) -> list[Message]:
         return await self._history.history(room, before, limit)
@@ -319,58 +301,14 @@ class RedisBroker:
 
     # presence and names ----------------------------------------------------------
 
-    async def _presence_call(
-        self,
-        script: Any,
-        room: str,
-        key: str,
-        display: str,
-        announce: Literal["", "join", "leave"] = "",
-    ) -> bool:
-        """Run a presence script; with `announce` ("join"/"leave") it also publishes
-        that event when the name's presence changed everywhere."""
-        keys = self._keys
-        channel, payload = "", b""
-        if announce:
-            channel = keys.room_channel(room)
-            payload = _presence_payload(PresenceChange(room, announce, display))
-        with unavailable_on_error():
-            await self._liveness.settle_room(room)  # a former run's entry here goes first
-            if room not in self._indexed:  # before the entry: the reaper must find it
-                await self._redis.sadd(keys.node(self._node) + ":rooms", room)
-                self._indexed.add(room)
-            result = await script(
-                keys=keys.presence_keys(room),
-                args=[key, display, f"{self._node}\n{key}", channel, payload, self._pub],
-            )
-        return bool(result)
-
     async def presence_add(self, room: str, name: str, *, announce: bool = False) -> bool:
-        key = name_key(name)
-        self._unremoved.discard((room, name))
-        added = await self._presence_call(
-            self._presence_add, room, key, name, "join" if announce else ""
-        )
-        self._present[(room, key)] = name
-        return added
+        return await self._presence.add(room, name, announce=announce)
 
     async def presence_remove(self, room: str, name: str, *, announce: bool = False) -> bool:
-        key = name_key(name)
-        display = self._present.pop((room, key), name)
-        try:
-            removed = await self._presence_call(
-                self._presence_remove, room, key, display, "leave" if announce else ""
-            )
-        except BrokerUnavailable:
-            self._unremoved.add((room, display))  # retried after the next reconnect
-            raise
-        self._unremoved.discard((room, display))
-        return removed
+        return await self._presence.remove(room, name, announce=announce)
 
     async def members(self, room: str) -> list[str]:
-        with unavailable_on_error():
-            names = await self._redis.smembers(self._keys.presence(room))
-        return _sorted_names(names)
+        return await self._presence.members(room)
 
     async def entering(self, room: str, since: str | None, limit: int) -> tuple[Replay, list[str]]:
         if since is not None:
@@ -381,7 +319,7 @@ class RedisBroker:
                 pipe.smembers(self._keys.presence(room))
                 (epoch, seq), names = await pipe.execute()
         newest = f"{epoch.decode()}-{int(seq)}" if epoch is not None and seq is not None else None
-        return Replay(False, [], newest), _sorted_names(names)
+        return Replay(False, [], newest), sorted_names(names)
 
     async def rooms(self) -> list[tuple[str, int]]:
         start, end = self._keys.presence("\0").split("\0")
@@ -408,14 +346,3 @@ class RedisBroker:
 def _client_name(text: str) -> str:
     """`text` as a CLIENT SETNAME accepts it (no spaces or newlines)."""
     return "".join(c if c.isascii() and c.isprintable() and c != " " else "_" for c in text)
-
-
-def _presence_payload(event: PresenceChange) -> bytes:
-    """A presence event as published on its room's channel."""
-    body = {"room": event.room, "event": event.event, "name": event.name}
-    return b"p" + orjson.dumps(body)
-
-
-def _sorted_names(names: set[bytes]) -> list[str]:
-    """A presence set's names in the order `members` lists them."""
-    return sorted((n.decode() for n in names), key=lambda n: (name_key(n), n))

@@ -11,7 +11,6 @@ which can read that node's heartbeat (another slot), claims again naming it dead
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import secrets
@@ -136,20 +135,34 @@ class Names:
             new = secrets.token_urlsafe(18)
             try:
                 claimed = await self._claim_call(name, connection, new, "", shared=shared)
-                if connection not in self._owned:
-                    await self._release_call(name, connection)  # gone while this one ran
             except REDIS_ERRORS as exc:
                 log.warning("could not claim %r again (%s); retrying later", name, exc)
                 complete = False
                 continue
-            if connection in self._owned and not claimed:
+            if connection not in self._owned:  # gone while this claim ran: release again
+                try:
+                    await self._release_call(name, connection)
+                except REDIS_ERRORS:
+                    self._unreleased[connection] = name
+                    complete = False
+                continue
+            if not claimed:
                 del self._owned[connection]
                 self._on_kick(connection)
         for connection, name in list(self._unreleased.items()):
             if self._wanted(name, channels):
-                with contextlib.suppress(BrokerUnavailable):  # still listed: retried
+                try:
                     await self.release(name, connection)
+                except BrokerUnavailable:  # still listed: retried
+                    complete = False
         return complete
+
+    async def reindex(self) -> None:
+        """List every name this node owns (or failed to release) in its index again."""
+        keys = {name_key(name) for name, _ in self._owned.values()}
+        keys |= {name_key(name) for name in self._unreleased.values()}
+        if keys:
+            await self._redis.sadd(self._index, *keys)
 
     def _wanted(self, name: str, channels: frozenset[str] | None) -> bool:
         return channels is None or self._keys.user_channel(name_key(name)) in channels

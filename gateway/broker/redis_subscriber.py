@@ -57,6 +57,9 @@ class Subscriber:
         self._probe_interval = probe_interval
         self._wanted: Counter[str] = Counter({probe_channel: 1})  # channel -> its users
         self._on_connection: set[str] = set()  # channels SUBSCRIBEd on the current PubSub
+        # SUNSUBSCRIBEs this node sent whose replies are still to come: a reply to one of
+        # ours is no sign that the server dropped the channel (its slot moved).
+        self._unsubscribing: Counter[str] = Counter()
         self._lock = asyncio.Lock()  # one SUBSCRIBE/UNSUBSCRIBE at a time, in order
         self._pubsub: PubSub | None = None
         self._live = asyncio.Event()  # set while subscribed and reading
@@ -128,7 +131,11 @@ class Subscriber:
             pubsub = self._pubsub
             if pubsub is not None and pubsub.connection is not None:
                 try:
-                    await (pubsub.sunsubscribe if self._sharded else pubsub.unsubscribe)(channel)
+                    if self._sharded:
+                        self._unsubscribing[channel] += 1
+                        await pubsub.sunsubscribe(channel)
+                    else:
+                        await pubsub.unsubscribe(channel)
                 except Exception as exc:
                     log.warning("UNSUBSCRIBE %s failed (%s); resubscribing the rest", channel, exc)
                     await self._drop()
@@ -165,6 +172,7 @@ class Subscriber:
                     else:
                         await pubsub.subscribe(*channels)  # sets the connection it reads
                     self._on_connection = set(channels)
+                    self._unsubscribing.clear()
                 reader = asyncio.create_task(self._read(pubsub), name="redis-reader")
                 try:
                     await self._confirmed_all(waiting)
@@ -204,8 +212,13 @@ class Subscriber:
                 future = self._confirmed.pop(channel, None)
                 if future is not None and not future.done():
                     future.set_result(None)
-            elif kind == "sunsubscribe" and channel in self._on_connection:
-                raise ConnectionError(f"the server unsubscribed {channel} (its slot moved)")
+            elif kind == "sunsubscribe":
+                if self._unsubscribing[channel] > 0:
+                    self._unsubscribing[channel] -= 1  # the reply to ours
+                    if not self._unsubscribing[channel]:
+                        del self._unsubscribing[channel]
+                elif channel in self._on_connection:
+                    raise ConnectionError(f"the server unsubscribed {channel} (its slot moved)")
             elif kind in ("message", "smessage"):
                 if channel == self._probe_channel:
                     self._probe_returned(message["data"])

@@ -1,0 +1,183 @@
+"""Presence on Redis: which names this node holds present in which rooms.
+
+A room's presence keys (`P room:{R}:members`, `:refs`, `:shown`, `:holders`) live in
+the room's slot and change in one script per step, which can also publish the join or
+leave it caused. The node lists the room in its index (`P node:{N}:rooms`) before its
+first entry there, so the reaper finds it if the node dies, and keeps what it holds in
+memory, to put it back when Redis lost it or the node was reaped while it stalled
+(joins announced then: the others saw the leaves), with the removals and the joins that
+could not be done yet retried then too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+import orjson
+
+from gateway.broker import redis_scripts as scripts
+from gateway.broker.redis_history import unavailable_on_error
+from gateway.broker.redis_lua import Lua
+from gateway.broker.redis_scripts import Keys
+from gateway.errors import BrokerUnavailable
+from gateway.events import PresenceChange
+from gateway.names import name_key
+
+log = logging.getLogger(__name__)
+
+
+class Presence:
+    """This node's presence entries in Redis, and how they go back after a loss."""
+
+    def __init__(
+        self,
+        redis: Any,
+        keys: Keys,
+        node: str,
+        publish_command: str,
+        settle: Callable[[str], Awaitable[None]],
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._node = node
+        self._pub = publish_command
+        self._settle = settle  # reaps a former run's entry in a room before our first
+        self._add = Lua(redis, scripts.PRESENCE_ADD)
+        self._remove = Lua(redis, scripts.PRESENCE_REMOVE)
+        self._indexed: set[str] = set()  # rooms this node's index in Redis lists
+        self._present: dict[tuple[str, str], str] = {}  # (room, name key) -> display name
+        self._unremoved: set[tuple[str, str]] = set()  # (room, name) whose removal failed
+        self._owed_joins: set[tuple[str, str]] = set()  # (room, key): put back, unannounced
+
+    async def add(self, room: str, name: str, *, announce: bool = False) -> bool:
+        """`name` present in `room` through this node; whether it was new everywhere."""
+        key = name_key(name)
+        self._unremoved.discard((room, name))
+        added = await self._call(self._add, room, key, name, "join" if announce else "")
+        self._present[(room, key)] = name
+        return added
+
+    async def remove(self, room: str, name: str, *, announce: bool = False) -> bool:
+        """`name` no longer present here; whether it left everywhere. A removal that
+        fails is retried by the next `restore`."""
+        key = name_key(name)
+        display = self._present.pop((room, key), name)
+        try:
+            removed = await self._call(
+                self._remove, room, key, display, "leave" if announce else ""
+            )
+        except BrokerUnavailable:
+            self._unremoved.add((room, display))  # retried after the next reconnect
+            raise
+        self._unremoved.discard((room, display))
+        return removed
+
+    async def publish(self, event: PresenceChange) -> None:
+        """Publish a join or leave on its room's channel."""
+        with unavailable_on_error():
+            channel = self._keys.room_channel(event.room)
+            await self._redis.execute_command(self._pub, channel, presence_payload(event))
+
+    async def members(self, room: str) -> list[str]:
+        with unavailable_on_error():
+            names = await self._redis.smembers(self._keys.presence(room))
+        return sorted_names(names)
+
+    async def reindex(self) -> None:
+        """List every room this node holds (or failed to leave) in its index again
+        (Redis may have lost the index: a crash would then leave ghosts). Raises."""
+        rooms = {room for room, _ in self._present} | {room for room, _ in self._unremoved}
+        self._indexed.clear()
+        if rooms:
+            with unavailable_on_error():
+                await self._redis.sadd(self._keys.node(self._node) + ":rooms", *rooms)
+        self._indexed |= rooms
+
+    async def restore(self, announce: bool, mine: Callable[[str], bool]) -> bool:
+        """Put back every entry in the rooms `mine` accepts, announce the joins still
+        owed, retry the removals that failed; whether all of it went through."""
+        # A connection may leave or close during any await below: an entry gone from
+        # the tables is skipped, and one gone while its call ran is undone again.
+        complete = True
+        for (room, key), display in list(self._present.items()):
+            if self._present.get((room, key)) != display or not mine(room):
+                continue
+            try:
+                await self._put_back(room, key, display, announce)
+            except BrokerUnavailable as exc:
+                log.warning("could not put %r back in %r (%s); retrying later", display, room, exc)
+                complete = False
+        for room, key in list(self._owed_joins):
+            shown = self._present.get((room, key))
+            if shown is None:
+                self._owed_joins.discard((room, key))
+            elif mine(room):
+                try:
+                    await self.publish(PresenceChange(room, "join", shown))
+                    self._owed_joins.discard((room, key))
+                except BrokerUnavailable:
+                    complete = False
+        for room, name in list(self._unremoved):
+            if mine(room):
+                try:
+                    await self.remove(room, name, announce=True)
+                except BrokerUnavailable:  # it stays listed: retried
+                    complete = False
+        return complete
+
+    async def _put_back(self, room: str, key: str, display: str, announce: bool) -> None:
+        added = await self._call(self._add, room, key, display)
+        if added and announce:
+            try:
+                await self.publish(PresenceChange(room, "join", display))
+            except BrokerUnavailable:
+                self._owed_joins.add((room, key))  # the next re-registration announces it
+                raise
+        if (room, key) not in self._present:  # left while its presence went back
+            try:
+                removed = await self._call(self._remove, room, key, display)
+            except BrokerUnavailable:
+                self._unremoved.add((room, display))
+                raise
+            self._owed_joins.discard((room, key))
+            if removed and added and announce:
+                await self.publish(PresenceChange(room, "leave", display))
+
+    async def _call(
+        self,
+        script: Any,
+        room: str,
+        key: str,
+        display: str,
+        announce: Literal["", "join", "leave"] = "",
+    ) -> bool:
+        """Run a presence script; with `announce` ("join"/"leave") it also publishes
+        that event when the name's presence changed everywhere."""
+        keys = self._keys
+        channel, payload = "", b""
+        if announce:
+            channel = keys.room_channel(room)
+            payload = presence_payload(PresenceChange(room, announce, display))
+        with unavailable_on_error():
+            await self._settle(room)  # a former run's entry here goes first
+            if room not in self._indexed:  # before the entry: the reaper must find it
+                await self._redis.sadd(keys.node(self._node) + ":rooms", room)
+                self._indexed.add(room)
+            result = await script(
+                keys=keys.presence_keys(room),
+                args=[key, display, f"{self._node}\n{key}", channel, payload, self._pub],
+            )
+        return bool(result)
+
+
+def presence_payload(event: PresenceChange) -> bytes:
+    """A presence event as published on its room's channel."""
+    body = {"room": event.room, "event": event.event, "name": event.name}
+    return b"p" + orjson.dumps(body)
+
+
+def sorted_names(names: set[bytes]) -> list[str]:
+    """A presence set's names in the order `members` lists them."""
+    return sorted((n.decode() for n in names), key=lambda n: (name_key(n), n))
