@@ -167,7 +167,9 @@ def redis_cluster() -> Iterator[RedisClusterServers]:
         if os.environ.get("CHAT_TEST_REDIS") == "require":
             pytest.fail("CHAT_TEST_REDIS=require, but redis-server or redis-cli is missing")
         pytest.skip("a Redis Cluster needs redis-server and redis-cli")
-    servers = RedisClusterServers().start()
+    # A longer node timeout than the fault tests' own clusters: a primary slow to answer
+    # under a loaded CI machine must not be failed over in the middle of other tests.
+    servers = RedisClusterServers(extra=("--cluster-node-timeout", "15000")).start()
     yield servers
     servers.close()
 

@@ -136,9 +136,10 @@ class Liveness:
         written; the list (another slot) is retried by the next beat."""
         if self._handed_over:
             return  # a resubscription while stopping must not undo the hand-over
+        mark = self._keys.node(self._node) + ":reaped"
         async with self._redis.pipeline(transaction=False) as pipe:  # the node's slot
             pipe.set(self._alive, "1", px=int(self._ttl * 1000))
-            pipe.getdel(self._keys.node(self._node) + ":reaped")
+            pipe.getdel(mark)
             _, reaped = await pipe.execute()
         self._last_beat = time.monotonic()
         if reaped is not None and self._alive_once:
@@ -152,10 +153,15 @@ class Liveness:
             log.warning("cannot list this node in %s (%s); retrying", self._keys.nodes, exc)
             return
         if added and self._listed_once:
-            # Dropped from the list: reaped (the mark said so), or Redis lost its data
-            # (nobody saw anything). Put the entries back.
-            log.warning("this node's presence was lost; re-registering")
-            self._lost = bool(self._lost)
+            # Dropped from the list: reaped, or Redis lost its data (nobody saw anything).
+            # A reaper leaves its mark before it drops the node, so a mark that came
+            # after the one read above is seen now: the others saw us leave.
+            reaped_now = await self._redis.getdel(mark) is not None
+            log.warning(
+                "this node's presence was lost (%s); re-registering",
+                "reaped while alive" if reaped_now else "Redis lost it",
+            )
+            self._lost = bool(self._lost) or reaped_now
         self._listed_once = True
 
     async def restore(self) -> None:

@@ -64,7 +64,9 @@ class Reaper:
                 except REDIS_ERRORS as exc:
                     log.warning("cannot reap %s of node %s yet (%s)", raw.decode(), node, exc)
                     left += 1
-        if done:  # after the removals: a node that (re)started meanwhile sees it
+        # The mark after the removals (a node that started meanwhile sees it) and before
+        # the node leaves the list (a node that finds itself dropped reads it then).
+        if done:
             await self._redis.set(start + ":reaped", "1", ex=REAPED_MARK_SECONDS)
         if left:
             log.info("node %s is gone: announced %d leaves, %d entries left", node, leaves, left)

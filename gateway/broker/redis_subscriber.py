@@ -241,6 +241,10 @@ class Subscriber:
                 continue
             if time.monotonic() - self._last_probe_back > self._probe_interval * 3:
                 log.warning("redis subscription is deaf: no probe came back; reconnecting")
+                if self._on_lost is not None:
+                    # On a cluster the shard may have failed over without a word: its
+                    # old primary, now a replica, takes SSUBSCRIBE but hears nothing.
+                    self._on_lost()
                 await self._drop()
                 continue
             token = secrets.token_hex(6)
