@@ -17,6 +17,7 @@ from dataclasses import replace
 from aiohttp import web
 from yarl import URL
 
+from gateway.access import parse_patterns
 from gateway.access_log import AccessLogger
 from gateway.app import create_app
 from gateway.auth import mint
@@ -114,7 +115,8 @@ def _cannot_listen(settings: Settings, exc: OSError) -> int:
 
 
 def token_main(argv: Sequence[str], env: dict[str, str] | None = None) -> int:
-    """`chat-gateway token NAME [--ttl SECONDS]`: print a token for NAME.
+    """`chat-gateway token NAME [--ttl SECONDS] [--rooms P,...] [--moderates P,...]`:
+    print a token for NAME.
 
     It is signed with the secret the nodes use (`--jwt-secret` or CHAT_JWT_SECRET).
     """
@@ -133,6 +135,17 @@ def token_main(argv: Sequence[str], env: dict[str, str] | None = None) -> int:
         help=f"seconds the token is valid (default: {DEFAULT_TOKEN_TTL:.0f})",
     )
     parser.add_argument(
+        "--rooms",
+        metavar="PATTERNS",
+        help="the only rooms the user may enter, comma-separated: names, or prefixes "
+        "ending in '*' ('lobby,team-*'; default: every room)",
+    )
+    parser.add_argument(
+        "--moderates",
+        metavar="PATTERNS",
+        help="rooms the user moderates, in the same form (default: none)",
+    )
+    parser.add_argument(
         "--jwt-secret",
         default=environ.get("CHAT_JWT_SECRET") or None,
         help="the nodes' secret [CHAT_JWT_SECRET]",
@@ -144,7 +157,9 @@ def token_main(argv: Sequence[str], env: dict[str, str] | None = None) -> int:
         parser.error("--ttl must be more than 0 and less than ten years")
     try:
         Settings(jwt_secret=args.jwt_secret)  # the nodes' own check of the secret
-        token = mint(args.jwt_secret, args.name, args.ttl)
+        rooms = parse_patterns(args.rooms) if args.rooms is not None else None
+        moderates = parse_patterns(args.moderates) if args.moderates is not None else None
+        token = mint(args.jwt_secret, args.name, args.ttl, rooms=rooms, moderates=moderates)
     except (ValueError, ProtocolError) as exc:
         parser.error(str(exc))
     print(token)

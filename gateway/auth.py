@@ -6,7 +6,8 @@ With `--jwt-secret` every WebSocket must present a token: as `?token=`, as a
 the name. `exp` is required (there is no revocation: tokens must expire); `nbf` and
 `iat` are checked when present; each allows `--jwt-leeway` (30 s) of clock skew
 between the token's issuer and the nodes. Tokens are checked once, at the handshake: a
-connection outlives its token's expiry.
+connection outlives its token's expiry. A token may also say which rooms its user may
+enter (`rooms`) and moderate (`moderates`): gateway/access.py.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 
 import jwt
 
+from gateway.access import EVERY_ROOM, NO_ROOM, Identity, rooms_claim
 from gateway.errors import ErrorCode, ProtocolError
 from gateway.names import name_key, validate_name
 
@@ -23,8 +25,8 @@ ALGORITHM = "HS256"
 
 def authenticate(
     secret: str, token: str | None, asked_name: str | None, leeway: float = 0.0
-) -> str:
-    """The name `token` proves; ProtocolError(unauthorized) for a missing or bad one.
+) -> Identity:
+    """Who `token` proves; ProtocolError(unauthorized) for a missing or bad one.
 
     `asked_name` (a `?name=` given as well) must be the token's name, compared
     case-folded, so a client cannot believe it is someone else. `leeway` is the clock
@@ -56,13 +58,32 @@ def authenticate(
         raise _unauthorized(f"the token's sub is not a valid name: {exc.message}") from None
     if asked_name is not None and name_key(asked_name.strip()) != name_key(name):
         raise _unauthorized(f"the token is for {name}, not for the name in the URL")
-    return name
+    return Identity(
+        name, rooms_claim(claims, "rooms", EVERY_ROOM), rooms_claim(claims, "moderates", NO_ROOM)
+    )
 
 
-def mint(secret: str, name: str, ttl: float, now: float | None = None) -> str:
-    """A token for `name`, valid for `ttl` seconds (for operators and tests)."""
+def mint(
+    secret: str,
+    name: str,
+    ttl: float,
+    now: float | None = None,
+    *,
+    rooms: list[str] | None = None,
+    moderates: list[str] | None = None,
+) -> str:
+    """A token for `name`, valid for `ttl` seconds (for operators and tests); with
+    `rooms`, only into those rooms; with `moderates`, a moderator of those."""
     issued = int(time.time() if now is None else now)
-    claims = {"sub": validate_name(name), "iat": issued, "exp": issued + max(1, int(ttl))}
+    claims: dict[str, object] = {
+        "sub": validate_name(name),
+        "iat": issued,
+        "exp": issued + max(1, int(ttl)),
+    }
+    if rooms is not None:
+        claims["rooms"] = rooms
+    if moderates is not None:
+        claims["moderates"] = moderates
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 

@@ -17,6 +17,7 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"
     USER_NOT_FOUND = "user_not_found"
     UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
     UNAVAILABLE = "unavailable"
 
 

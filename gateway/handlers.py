@@ -104,6 +104,7 @@ async def handle_direct(node: Node, session: Session, command: DirectSend) -> No
 
 async def handle_join(node: Node, session: Session, command: Join) -> None:
     room = validate_room(command.room)
+    session.rooms_allowed.check(room, "join")
     if room in session.rooms:
         raise ProtocolError(ErrorCode.BAD_FRAME, f"you are already in {room}")
     if session.is_text:
@@ -125,17 +126,19 @@ async def handle_leave(node: Node, session: Session, command: Leave) -> None:
 
 async def handle_who(node: Node, session: Session, command: Who) -> None:
     room = _room_of(session, command.room, must_be_in=False)
+    session.rooms_allowed.check(room, "read")
     members = await node.broker.members(room)
     session.send(Members(room, members, command.ref))
 
 
 async def handle_rooms(node: Node, session: Session, command: ListRooms) -> None:
-    rooms = await node.broker.rooms()
+    rooms = [r for r in await node.broker.rooms() if session.rooms_allowed.allows(r[0])]
     session.send(RoomList(rooms, command.ref))
 
 
 async def handle_history(node: Node, session: Session, command: HistoryQuery) -> None:
     room = _room_of(session, command.room, must_be_in=False)
+    session.rooms_allowed.check(room, "read")
     limit = command.limit or DEFAULT_HISTORY_LIMIT
     messages = await node.broker.history(room, command.before, limit)
     session.send(History(room, messages, command.ref))

@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.access import EVERY_ROOM, Rooms
 from gateway.auth import authenticate
 from gateway.credentials import bearer
 from gateway.errors import BrokerUnavailable, ErrorCode, ProtocolError
@@ -40,6 +41,8 @@ async def api_errors(request: web.Request, handler: Any) -> web.StreamResponse:
             log.warning("refused %s %s from %s: %r", request.method, request.rel_url.raw_path,
                         request.remote, error.message)  # fmt: skip
             return _error(401, error.code, error.message)
+        if error.code is ErrorCode.FORBIDDEN:
+            return _error(403, error.code, error.message)
         return _error(400, error.code, error.message)
     except BrokerUnavailable:
         return _error(503, ErrorCode.UNAVAILABLE, "the chat backend is unavailable")
@@ -115,34 +118,37 @@ def _is_api_key(given: str | None, key: str | None) -> bool:
     return hmac.compare_digest(given.encode(), key.encode())
 
 
-def _authorize_read(request: web.Request) -> None:
+def _authorize_read(request: web.Request) -> Rooms:
     """With auth on (`--jwt-secret`) the REST reads want what /ws wants: a valid token
-    (any user's) as `Authorization: Bearer`, or the API key. Raises unauthorized."""
+    (any user's) as `Authorization: Bearer`, or the API key. Raises unauthorized. The
+    rooms the caller may read: those of the token, every room for the API key."""
     settings = request.app[NODE].settings
     if settings.jwt_secret is None:
-        return
+        return EVERY_ROOM
     given = bearer(request)
     if _is_api_key(given, settings.api_key):
-        return
-    authenticate(settings.jwt_secret, given, None, settings.jwt_leeway)
+        return EVERY_ROOM
+    return authenticate(settings.jwt_secret, given, None, settings.jwt_leeway).rooms
 
 
 async def list_rooms(request: web.Request) -> web.Response:
-    _authorize_read(request)
-    rooms = await request.app[NODE].broker.rooms()
+    readable = _authorize_read(request)
+    rooms = [r for r in await request.app[NODE].broker.rooms() if readable.allows(r[0])]
     return _json({"rooms": [{"room": room, "members": count} for room, count in rooms]})
 
 
 async def list_members(request: web.Request) -> web.Response:
-    _authorize_read(request)
+    readable = _authorize_read(request)
     room = validate_room(request.match_info["room"])
+    readable.check(room, "read")
     members = await request.app[NODE].broker.members(room)
     return _json({"room": room, "members": members})
 
 
 async def list_messages(request: web.Request) -> web.Response:
-    _authorize_read(request)
+    readable = _authorize_read(request)
     room = validate_room(request.match_info["room"])
+    readable.check(room, "read")
     raw_limit = request.query.get("limit", "50")
     limit = parse_count(raw_limit, 1, MAX_API_LIMIT)
     if limit is None:

@@ -13,6 +13,7 @@ import logging
 
 from aiohttp import web
 
+from gateway.access import EVERY_ROOM, NO_ROOM
 from gateway.codecs import Codec
 from gateway.events import Direct, Event, Message, RoomEvent, Subscribed
 from gateway.metrics import Metrics
@@ -60,6 +61,8 @@ class Session:
         self.name = ""
         self.name_key = ""
         self.rooms: dict[str, None] = {}  # rooms in join order (a set that keeps order)
+        self.rooms_allowed = EVERY_ROOM  # where its token lets it go (auth on)
+        self.moderates = NO_ROOM  # the rooms its token lets it moderate
         self.rate = rate
         self.rate_strikes = 0
         self.broken: object = None  # why aiohttp dropped the connection, if it did

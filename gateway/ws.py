@@ -103,9 +103,12 @@ async def _handshake(node: Node, session: Session, request: web.Request) -> bool
     try:
         room = validate_room(query.get("room", "lobby"))
         if settings.jwt_secret is not None:
-            raw_name = authenticate(
+            identity = authenticate(
                 settings.jwt_secret, presented_token(request), raw_name, settings.jwt_leeway
             )
+            raw_name, session.rooms_allowed = identity.name, identity.rooms
+            session.moderates = identity.moderates
+            session.rooms_allowed.check(room, "join")  # before the welcome: 1008
         elif raw_name is None and not session.is_text:
             raise ProtocolError(ErrorCode.INVALID_NAME, "JSON mode needs ?name= in the URL")
     except ProtocolError as error:
