@@ -172,9 +172,8 @@ class Cluster:
             "CHAT_HOST": "127.0.0.1",
             "CHAT_PORT": str(self.node_ports[index]),
             "CHAT_REDIS_URL": self.redis_url,
-            # nginx (on 127.0.0.1) names the client in X-Forwarded-For: the per-address
-            # limit counts clients, not nginx.
-            "CHAT_TRUSTED_PROXIES": os.environ.get("CHAT_TRUSTED_PROXIES", "127.0.0.1"),
+            # Behind nginx every client has nginx's address: a per-IP cap would cap the node.
+            "CHAT_MAX_CONNECTIONS_PER_IP": os.environ.get("CHAT_MAX_CONNECTIONS_PER_IP", "0"),
             "PYTHONUNBUFFERED": "1",
         }
         return Process(
