@@ -186,15 +186,20 @@ class Liveness:
                 await self.beat()
             except REDIS_ERRORS as exc:
                 log.warning("heartbeat failed: %s", exc)
+            except Exception:  # never let the heartbeat stop: the others would reap us
+                log.exception("heartbeat failed")
 
     async def _upkeep(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
-            await self.restore()
             try:
-                await self._reaper.reap_all(self._node)
-            except REDIS_ERRORS as exc:
-                log.warning("cannot look for dead nodes: %s", exc)
-            if self._former.pending:
-                with contextlib.suppress(*REDIS_ERRORS):
-                    await self._former.settle_all()
+                await self.restore()
+                try:
+                    await self._reaper.reap_all(self._node)
+                except REDIS_ERRORS as exc:
+                    log.warning("cannot look for dead nodes: %s", exc)
+                if self._former.pending:
+                    with contextlib.suppress(*REDIS_ERRORS):
+                        await self._former.settle_all()
+            except Exception:  # the next pass retries; an upkeep that died would not
+                log.exception("upkeep failed")
