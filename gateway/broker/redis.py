@@ -143,13 +143,9 @@ class RedisBroker:
     def is_ready(self) -> bool:
         # On a cluster a node is ready while any shard works: with one shard down every
         # node is alike, and the rooms of the other shards still chat.
-        if isinstance(self._subscriber, ShardedSubscriber):
-            return self._subscriber.serving and self._liveness.healthy
-        return self._subscriber.healthy and self._liveness.healthy
+        return self._subscriber.serving and self._liveness.healthy
 
     def degraded(self) -> str | None:
-        if not isinstance(self._subscriber, ShardedSubscriber):
-            return None
         down = self._subscriber.shards_down()
         return f"redis cluster shards down: {', '.join(down)}" if down else None
 

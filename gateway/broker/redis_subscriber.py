@@ -93,6 +93,15 @@ class Subscriber:
         deadline = self._probe_interval * 3
         return self._live.is_set() and time.monotonic() - self._last_probe_back < deadline
 
+    @property
+    def serving(self) -> bool:
+        """Whether messages arrive: the subscription is healthy (one Redis, one shard)."""
+        return self.healthy
+
+    def shards_down(self) -> list[str]:
+        """None of a Redis Cluster's shards are down here: there is one Redis."""
+        return []
+
     async def wait_live(self) -> None:
         """Wait until the subscription is up."""
         await self._live.wait()
