@@ -17,6 +17,7 @@ from gateway.errors import ErrorCode, ProtocolError
 # A room name, or the start of one followed by `*` (the start may be empty).
 PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}|[A-Za-z0-9_-]{0,63}\*")
 MAX_PATTERNS = 100  # in one claim: a token is sent with every handshake
+MAX_BAN_SECONDS = 10 * 365 * 24 * 3600  # ten years: long enough to mean "for good"
 
 
 @dataclass(frozen=True, slots=True)

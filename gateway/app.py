@@ -26,6 +26,7 @@ from gateway.config import Settings
 from gateway.guard import GUARD, Guard, guard_websockets
 from gateway.http import add_routes, api_errors
 from gateway.node import Node
+from gateway.operator_api import add_operator_routes
 from gateway.session import Session
 from gateway.tasks import stop_tasks
 from gateway.ws import NODE, websocket_handler
@@ -59,6 +60,7 @@ def create_app(settings: Settings, broker: Broker | None = None) -> web.Applicat
     app[GUARD] = Guard(settings, node.metrics)
     app.router.add_get("/ws", websocket_handler)
     add_routes(app)
+    add_operator_routes(app)
     app.cleanup_ctx.append(_run_node)
     app.on_startup.append(_take_over_sigterm)
     app.on_shutdown.append(_close_connections)

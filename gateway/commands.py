@@ -70,6 +70,25 @@ class DirectSend:
 
 
 @dataclass(frozen=True, slots=True)
+class Kick:
+    """A moderator takes `name` out of `room`, banning it for `seconds` (0: no ban)."""
+
+    room: str | None
+    name: str
+    seconds: int = 0
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """A moderator deletes the message at `offset` of `room`."""
+
+    room: str
+    offset: str
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Ping:
     """Liveness check; answered with `pong`."""
 
@@ -90,4 +109,17 @@ class Quit:
     ref: str | None = None
 
 
-Command = Send | Join | Leave | Who | ListRooms | HistoryQuery | DirectSend | Ping | ShowHelp | Quit
+Command = (
+    Send
+    | Join
+    | Leave
+    | Who
+    | ListRooms
+    | HistoryQuery
+    | DirectSend
+    | Kick
+    | Delete
+    | Ping
+    | ShowHelp
+    | Quit
+)

@@ -18,17 +18,21 @@ class ErrorCode(StrEnum):
     USER_NOT_FOUND = "user_not_found"
     UNAUTHORIZED = "unauthorized"
     FORBIDDEN = "forbidden"
+    BANNED = "banned"
     UNAVAILABLE = "unavailable"
 
 
 class ProtocolError(Exception):
     """A client's frame broke a rule; answered with an `error`, the connection stays."""
 
-    def __init__(self, code: ErrorCode, message: str, ref: str | None = None) -> None:
+    def __init__(
+        self, code: ErrorCode, message: str, ref: str | None = None, *, until: int | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.ref = ref
+        self.until = until  # `banned`: when the ban ends (epoch milliseconds)
 
 
 class BrokerUnavailable(Exception):

@@ -19,9 +19,10 @@ class Message:
     offset: str
     ts: int
     origin: str = ""
+    deleted_by: str | None = None  # a tombstone: the moderator who deleted it (no text)
 
     def wire(self) -> dict[str, Any]:
-        return {
+        frame: dict[str, Any] = {
             "type": "message",
             "room": self.room,
             "from": self.sender,
@@ -29,6 +30,27 @@ class Message:
             "offset": self.offset,
             "ts": self.ts,
         }
+        if self.deleted_by is not None:
+            frame["deleted"] = True
+            frame["by"] = self.deleted_by
+        return frame
+
+
+def tombstone(message: Message, by: str) -> Message:
+    """What is left of `message` once `by` deleted it: its place, sender and time."""
+    return Message(message.room, message.sender, "", message.offset, message.ts, "", by)
+
+
+@dataclass(frozen=True, slots=True)
+class Deleted:
+    """A moderator deleted the message at `offset` of `room`."""
+
+    room: str
+    offset: str
+    by: str
+
+    def wire(self) -> dict[str, Any]:
+        return {"type": "deleted", "room": self.room, "offset": self.offset, "by": self.by}
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +79,22 @@ class Direct:
         return {"type": "dm", "from": self.sender, "to": self.to, "text": self.text, "ts": self.ts}
 
 
-RoomEvent = Message | PresenceChange
+RoomEvent = Message | PresenceChange | Deleted
+
+
+@dataclass(frozen=True, slots=True)
+class Removed:
+    """This connection was taken out of `room` by a moderator (banned until `until`)."""
+
+    room: str
+    by: str
+    until: int | None = None
+
+    def wire(self) -> dict[str, Any]:
+        frame: dict[str, Any] = {"type": "removed", "room": self.room, "by": self.by}
+        if self.until is not None:
+            frame["until"] = self.until
+        return frame
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,15 +104,19 @@ class Welcome:
     name: str
     node: str
     session: str
+    moderates: tuple[str, ...] = ()  # the token's `moderates` patterns, if any
 
     def wire(self) -> dict[str, Any]:
-        return {
+        frame: dict[str, Any] = {
             "type": "welcome",
             "name": self.name,
             "node": self.node,
             "session": self.session,
             "protocol": 1,
         }
+        if self.moderates:
+            frame["moderates"] = list(self.moderates)
+        return frame
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,9 +221,13 @@ class ErrorReply:
     code: str
     message: str
     ref: str | None = None
+    until: int | None = None  # `banned`: when the ban ends (epoch milliseconds)
 
     def wire(self) -> dict[str, Any]:
-        return _with_ref({"type": "error", "code": self.code, "message": self.message}, self.ref)
+        frame: dict[str, Any] = {"type": "error", "code": self.code, "message": self.message}
+        if self.until is not None:
+            frame["until"] = self.until
+        return _with_ref(frame, self.ref)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +243,8 @@ class Notice:
 Event = (
     Message
     | PresenceChange
+    | Deleted
+    | Removed
     | Direct
     | Welcome
     | Subscribed

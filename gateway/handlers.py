@@ -5,14 +5,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
+from gateway.broker.base import Banned
 from gateway.codecs.text import HELP_LINES
 from gateway.commands import (
     Command,
+    Delete,
     DirectSend,
     HistoryQuery,
     Join,
+    Kick,
     Leave,
     ListRooms,
     Ping,
@@ -144,6 +148,26 @@ async def handle_history(node: Node, session: Session, command: HistoryQuery) ->
     session.send(History(room, messages, command.ref))
 
 
+async def handle_kick(node: Node, session: Session, command: Kick) -> None:
+    room = _room_of(session, command.room, must_be_in=False)
+    session.moderates.check(room, "moderate")
+    name = validate_name(command.name)
+    await node.moderation.kick(room, name, command.seconds, session.name, "moderator")
+    if session.is_text:
+        banned = f", banned for {command.seconds} s" if command.seconds else ""
+        session.send(Notice([f"* {name} was removed from {room}{banned}"]))
+    else:
+        session.send(Ack(command.ref))
+
+
+async def handle_delete(node: Node, session: Session, command: Delete) -> None:
+    room = validate_room(command.room)
+    session.moderates.check(room, "moderate")
+    if not await node.moderation.delete(room, command.offset, session.name, "moderator"):
+        raise ProtocolError(ErrorCode.BAD_FRAME, f"{room} has no message at {command.offset}")
+    session.send(Ack(command.ref))
+
+
 async def handle_ping(node: Node, session: Session, command: Ping) -> None:
     session.send(Pong(command.ref))
 
@@ -164,6 +188,8 @@ HANDLERS: dict[type[Command], Handler] = {
     Who: handle_who,
     ListRooms: handle_rooms,
     HistoryQuery: handle_history,
+    Kick: handle_kick,
+    Delete: handle_delete,
     Ping: handle_ping,
     ShowHelp: handle_help,
     Quit: handle_quit,
@@ -177,3 +203,13 @@ async def handle(node: Node, session: Session, command: Command) -> None:
         await HANDLERS[type(command)](node, session, command)
     except BrokerUnavailable:
         raise _unavailable() from None
+    except Banned as banned:
+        raise banned_error(banned) from None
+
+
+def banned_error(banned: Banned) -> ProtocolError:
+    """The `banned` answer to a join, saying when the ban ends."""
+    ends = datetime.fromtimestamp(banned.until / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return ProtocolError(
+        ErrorCode.BANNED, f"you are banned from {banned.room} until {ends}", until=banned.until
+    )

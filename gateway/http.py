@@ -27,7 +27,8 @@ def _json(data: Any, status: int = 200) -> web.Response:
     return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, ensure_ascii=False))
 
 
-def _error(status: int, code: str, message: str) -> web.Response:
+def error_response(status: int, code: str, message: str) -> web.Response:
+    """An API error: `{"error": {"code": ..., "message": ...}}` with `status`."""
     return _json({"error": {"code": code, "message": message}}, status)
 
 
@@ -40,12 +41,12 @@ async def api_errors(request: web.Request, handler: Any) -> web.StreamResponse:
         if error.code is ErrorCode.UNAUTHORIZED:
             log.warning("refused %s %s from %s: %r", request.method, request.rel_url.raw_path,
                         request.remote, error.message)  # fmt: skip
-            return _error(401, error.code, error.message)
+            return error_response(401, error.code, error.message)
         if error.code is ErrorCode.FORBIDDEN:
-            return _error(403, error.code, error.message)
-        return _error(400, error.code, error.message)
+            return error_response(403, error.code, error.message)
+        return error_response(400, error.code, error.message)
     except BrokerUnavailable:
-        return _error(503, ErrorCode.UNAVAILABLE, "the chat backend is unavailable")
+        return error_response(503, ErrorCode.UNAVAILABLE, "the chat backend is unavailable")
 
 
 # The page's files: gateway/static/NAME, served as /static/NAME with these types.
@@ -158,16 +159,26 @@ async def list_messages(request: web.Request) -> web.Response:
     return _json({"room": room, "messages": [m.wire() for m in messages]})
 
 
+def api_key_refusal(request: web.Request, given: str | None, what: str) -> web.Response | None:
+    """The answer to a request for `what` (an endpoint that wants the API key) that does
+    not show it as `given`: 403 while no key is set, 401 (logged) for none or a wrong
+    one; None when it is the key."""
+    key = request.app[NODE].settings.api_key
+    if not key:
+        return error_response(403, ErrorCode.UNAUTHORIZED, f"{what} is off: start with --api-key")
+    if not _is_api_key(given, key):
+        log.warning("refused %s %s from %s: no or wrong API key", request.method,
+                    request.rel_url.raw_path, request.remote)  # fmt: skip
+        message = "send the API key as Authorization: Bearer"
+        return error_response(401, ErrorCode.UNAUTHORIZED, message)
+    return None
+
+
 async def post_message(request: web.Request) -> web.Response:
     node = request.app[NODE]
-    key = node.settings.api_key
-    if not key:
-        return _error(403, ErrorCode.UNAUTHORIZED, "publishing is off: start with --api-key")
-    if not _is_api_key(bearer(request), key):
-        log.warning(
-            "refused POST %s from %s: no or wrong API key", request.rel_url.raw_path, request.remote
-        )
-        return _error(401, ErrorCode.UNAUTHORIZED, "send the API key as Authorization: Bearer")
+    refused = api_key_refusal(request, bearer(request), "publishing")
+    if refused is not None:
+        return refused
     room = validate_room(request.match_info["room"])
     try:
         body = await request.json()

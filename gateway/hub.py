@@ -7,12 +7,23 @@ node has a connection in it, and encodes each event once per codec for all of th
 from __future__ import annotations
 
 import asyncio
+from typing import Protocol
 
 from gateway.broker.base import Broker
 from gateway.events import Direct, RoomEvent
 from gateway.metrics import Metrics
 from gateway.names import name_key as _key
 from gateway.session import FrameCache, Session
+
+
+class Removals(Protocol):
+    """What the node does when a moderator or an operator removes someone."""
+
+    def removed(self, name: str, room: str, by: str, until: int | None) -> None:
+        """`name`'s connections here leave `room`."""
+
+    def disconnected(self, key: str) -> None:
+        """The connections of name key `key` here close with 4001."""
 
 
 class Hub:
@@ -26,6 +37,7 @@ class Hub:
         self._by_room: dict[str, dict[str, Session]] = {}  # room -> ref -> session
         self._subscribed: set[str] = set()  # rooms subscribed at the broker
         self._subscription_lock = asyncio.Lock()
+        self.removals: Removals | None = None  # set by the node: moderation
 
     def sessions(self) -> list[Session]:
         """Every open connection on this node, named or not yet."""
@@ -34,6 +46,10 @@ class Hub:
     def connect(self, session: Session) -> None:
         """Register a new connection."""
         self._by_ref[session.ref] = session
+
+    def named(self, key: str) -> list[Session]:
+        """The connections here of the name key `key`."""
+        return list(self._by_name.get(key, {}).values())
 
     def add_name(self, session: Session) -> None:
         """Index a connection by its name once it has one."""
@@ -92,3 +108,11 @@ class Hub:
         session = self._by_ref.get(connection)
         if session is not None:
             session.close(4000, "session taken over")
+
+    def on_removed(self, name: str, room: str, by: str, until: int | None) -> None:
+        if self.removals is not None:
+            self.removals.removed(name, room, by, until)
+
+    def on_disconnect(self, name_key: str) -> None:
+        if self.removals is not None:
+            self.removals.disconnected(name_key)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from gateway.broker.base import Banned
 from gateway.errors import BrokerUnavailable
 from gateway.events import Subscribed, Unsubscribed
 from gateway.node import Node
@@ -19,12 +20,13 @@ log = logging.getLogger(__name__)
 async def enter_room(
     node: Node, session: Session, room: str, since: str | None, ref: str | None = None
 ) -> None:
-    """Put `session` in `room` and send `subscribed` (with the replay after `since`)."""
+    """Put `session` in `room` and send `subscribed` (with the replay after `since`).
+    Raises Banned while the name is banned from the room."""
     session.begin_join(room)
     try:
         await node.hub.enter(session, room)
         await node.presence.enter(room, session.name)
-    except BrokerUnavailable:
+    except (BrokerUnavailable, Banned):
         session.abandon_join(room)
         await node.hub.exit(session, room)
         raise
@@ -39,11 +41,18 @@ async def enter_room(
 
 
 async def leave_room(
-    node: Node, session: Session, room: str, ref: str | None = None, *, announce: bool = True
+    node: Node,
+    session: Session,
+    room: str,
+    ref: str | None = None,
+    *,
+    announce: bool = True,
+    at_once: bool = False,
 ) -> None:
-    """Take `session` out of `room`; `announce` sends it `unsubscribed`."""
+    """Take `session` out of `room`; `announce` sends it `unsubscribed`; `at_once`
+    leaves with no grace period (a moderator removed it)."""
     session.abandon_join(room)
-    node.presence.exit(room, session.name)
+    node.presence.exit(room, session.name, at_once=at_once)
     await node.hub.exit(session, room)
     if announce:
         session.send(Unsubscribed(room, ref))

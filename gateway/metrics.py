@@ -41,6 +41,13 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.moderation_actions = Counter(
+            "chat_moderation_actions",
+            "Kicks, bans, unbans, deletes and disconnects done through this node, by "
+            "room moderators (in-band) or operators (REST)",
+            ["action", "actor"],
+            registry=self.registry,
+        )
         self.publish_seconds = Histogram(
             "chat_publish_seconds",
             "Time for the broker to accept a message",

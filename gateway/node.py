@@ -12,6 +12,7 @@ from gateway.codecs.text import TextCodec
 from gateway.config import Settings
 from gateway.hub import Hub
 from gateway.metrics import Metrics
+from gateway.moderation import Moderation
 from gateway.presence import Presence
 from gateway.wire import Corker
 
@@ -31,6 +32,8 @@ class Node:
         self.metrics.probe_rtt.set_function(lambda: _or_nan(broker.probe_rtt))
         self.hub = Hub(broker, self.metrics)
         self.presence = Presence(broker, settings.grace_period)
+        self.moderation = Moderation(self)
+        self.hub.removals = self.moderation
         self.json_codec: Codec = JsonCodec()
         self.text_codec: Codec = TextCodec()
         self._refs = itertools.count(1)
@@ -50,6 +53,7 @@ class Node:
         await self.broker.start(self.hub)
 
     async def stop(self) -> None:
-        """Stop presence timers and the broker."""
+        """Stop presence timers, removals under way and the broker."""
+        await self.moderation.close()
         await self.presence.close()
         await self.broker.close()

@@ -11,7 +11,7 @@ import contextlib
 import logging
 from collections import Counter
 
-from gateway.broker.base import Broker
+from gateway.broker.base import Banned, Broker
 from gateway.errors import BrokerUnavailable
 from gateway.names import name_key
 from gateway.tasks import stop_tasks
@@ -31,8 +31,14 @@ class Presence:
         self._committed: set[tuple[str, str]] = set()  # leaves past their grace period
 
     async def enter(self, room: str, name: str) -> None:
-        """A connection of `name` entered `room`."""
+        """A connection of `name` entered `room`. Raises Banned while it is banned there."""
         key = (room, name_key(name))
+        if not self._local[key] and key in self._leaving and key not in self._committed:
+            # Back within the grace period: the broker is not asked to add the name, so
+            # ask it about a ban (one set since the name left, or on another node).
+            until = await self._broker.banned_until(room, name)
+            if until is not None:
+                raise Banned(room, until)
         self._local[key] += 1
         if self._local[key] > 1:
             return
@@ -49,29 +55,48 @@ class Presence:
                 await asyncio.shield(leaving)
         try:
             await self._broker.presence_add(room, name, announce=True)
+        except Banned:
+            self._drop(key)  # nothing was stored
+            raise
         except BrokerUnavailable:
             self.exit(room, name)  # whatever was stored is removed like any leave
             raise
 
-    def exit(self, room: str, name: str) -> None:
-        """A connection of `name` left `room`; the last one starts the grace period."""
+    def exit(self, room: str, name: str, *, at_once: bool = False) -> None:
+        """A connection of `name` left `room`; the last one starts the grace period
+        (with `at_once`, none: a moderator removed it)."""
         key = (room, name_key(name))
         if self._local[key] <= 0:
             return
         self._drop(key)
         if key not in self._local and key not in self._leaving:
             self._leaving[key] = asyncio.create_task(
-                self._leave_later(key, room, name), name=f"leave-{room}"
+                self._leave_later(key, room, name, 0.0 if at_once else self._grace),
+                name=f"leave-{room}",
             )
+
+    def expel(self, room: str, name: str) -> None:
+        """A moderator removed `name` from `room`: a leave in its grace period (the name
+        left here a moment ago) goes out now."""
+        key = (room, name_key(name))
+        leaving = self._leaving.get(key)
+        if leaving is None or key in self._committed or self._local[key]:
+            return
+        leaving.cancel()
+        self._cancelled.add(leaving)
+        leaving.add_done_callback(self._cancelled.discard)
+        self._leaving[key] = asyncio.create_task(
+            self._leave_later(key, room, name, 0.0), name=f"leave-{room}"
+        )
 
     def _drop(self, key: tuple[str, str]) -> None:
         self._local[key] -= 1
         if self._local[key] <= 0:
             del self._local[key]
 
-    async def _leave_later(self, key: tuple[str, str], room: str, name: str) -> None:
+    async def _leave_later(self, key: tuple[str, str], room: str, name: str, delay: float) -> None:
         try:
-            await asyncio.sleep(self._grace)
+            await asyncio.sleep(delay)
             self._committed.add(key)
             await self._broker.presence_remove(room, name, announce=True)
         except BrokerUnavailable:

@@ -8,14 +8,14 @@ import logging
 from aiohttp import WSMsgType, web
 
 from gateway.auth import authenticate
-from gateway.broker.base import NameTaken
+from gateway.broker.base import Banned, NameTaken
 from gateway.codecs import JSON_SUBPROTOCOL, TEXT_SUBPROTOCOL
 from gateway.codecs.text import NAME_QUESTION
 from gateway.credentials import presented_session, presented_token
 from gateway.errors import BrokerUnavailable, ErrorCode, ProtocolError
 from gateway.events import ErrorReply, Welcome
 from gateway.guard import NAME_TIMEOUT_MESSAGE, name_deadline
-from gateway.handlers import handle
+from gateway.handlers import banned_error, handle
 from gateway.membership import enter_room, leave_everything
 from gateway.names import name_key, validate_name, validate_room
 from gateway.node import Node
@@ -90,7 +90,7 @@ def _refuse(node: Node, session: Session, error: ProtocolError, peer: str | None
         error.message,
     )
     node.metrics.handshakes_refused.labels(reason=error.code).inc()
-    session.send(ErrorReply(error.code, error.message))
+    session.send(ErrorReply(error.code, error.message, until=error.until))
     session.close(1011 if error.code is ErrorCode.UNAVAILABLE else 1008, error.message)
     return False
 
@@ -138,12 +138,15 @@ async def _handshake(node: Node, session: Session, request: web.Request) -> bool
             session.send(ErrorReply(error.code, error.message))
             raw_name = None
     node.hub.add_name(session)
-    session.send(Welcome(session.name, settings.node_id, session_secret))
+    moderates = session.moderates.patterns or ()
+    session.send(Welcome(session.name, settings.node_id, session_secret, moderates))
     try:
         await enter_room(node, session, room, since)
     except BrokerUnavailable:
         unavailable = ProtocolError(ErrorCode.UNAVAILABLE, UNAVAILABLE_MESSAGE)
         return _refuse(node, session, unavailable, peer)
+    except Banned as banned:
+        return _refuse(node, session, banned_error(banned), peer)  # the first room: 1008
     return True
 
 
@@ -204,7 +207,7 @@ async def _run_frame(node: Node, session: Session, frame: str) -> None:
         # Counted at once, logged only at DEBUG: a client can make these as fast as it
         # can send, and must not be able to flood the logs.
         log.debug("refused a frame of %s (%s): %s", session.ref, error.code, error.message)
-        session.send(ErrorReply(error.code, error.message, ref))
+        session.send(ErrorReply(error.code, error.message, ref, error.until))
         node.metrics.errors.labels(code=error.code).inc()
     except Exception:
         log.exception("a frame of %s (%s) failed", session.ref, session.name)

@@ -25,6 +25,22 @@ class BrokerListener(Protocol):
     def on_kick(self, connection: str) -> None:
         """Another connection took over `connection`'s name: close it with 4000."""
 
+    def on_removed(self, name: str, room: str, by: str, until: int | None) -> None:
+        """A moderator took `name` out of `room` (banned until `until`, epoch ms): every
+        connection of it here leaves the room and is told so."""
+
+    def on_disconnect(self, name_key: str) -> None:
+        """An operator disconnected `name_key`: close its connections here with 4001."""
+
+
+class Banned(Exception):
+    """The name is banned from the room until `until` (epoch milliseconds)."""
+
+    def __init__(self, room: str, until: int) -> None:
+        super().__init__(f"banned from {room} until {until}")
+        self.room = room
+        self.until = until
+
 
 class NameTaken(Exception):
     """The name belongs to another connection and no matching session was shown."""
@@ -108,7 +124,8 @@ class Broker(Protocol):
         """Mark `name` present in `room` for this node; True when it was absent everywhere.
 
         With `announce`, that `join` is delivered to the room's subscribers in the same
-        step (as `publish_presence` would)."""
+        step (as `publish_presence` would). Raises Banned, storing nothing, while the
+        name is banned from the room."""
 
     async def presence_remove(self, room: str, name: str, *, announce: bool = False) -> bool:
         """Drop this node's mark; True when `name` is now absent everywhere (with
@@ -142,3 +159,23 @@ class Broker(Protocol):
 
     async def send_direct(self, event: Direct) -> bool:
         """Deliver a direct message; False when its recipient is not online."""
+
+    # moderation (PROTOCOL.md section 10) ------------------------------------------
+
+    async def kick(self, room: str, name: str, by: str, seconds: int) -> int | None:
+        """Take `name` out of `room` on every node (`BrokerListener.on_removed`), banning
+        it for `seconds` first when more than 0; returns when the ban ends (epoch ms)."""
+
+    async def unban(self, room: str, name: str) -> None:
+        """Lift `name`'s ban from `room`, if it has one."""
+
+    async def banned_until(self, room: str, name: str) -> int | None:
+        """When `name`'s ban from `room` ends (epoch ms), or None when it has none."""
+
+    async def delete(self, room: str, offset: str, by: str) -> bool:
+        """Make the message at `offset` a tombstone (its text gone for good; history and
+        replay give `Message.deleted_by`) and deliver `Deleted` to the room; False when
+        the room holds no message there (a repeat of a delete is True, not delivered)."""
+
+    async def disconnect(self, name: str) -> None:
+        """Close every connection of `name`, on every node (`on_disconnect`)."""

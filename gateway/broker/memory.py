@@ -16,9 +16,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gateway.broker.base import BrokerListener, NameTaken, Published, Replay
+from gateway.broker.base import Banned, BrokerListener, NameTaken, Published, Replay
 from gateway.config import Settings
-from gateway.events import Direct, Message, PresenceChange, RoomEvent
+from gateway.events import Deleted, Direct, Message, PresenceChange, RoomEvent, tombstone
 from gateway.names import name_key
 from gateway.offsets import parse_offset
 from gateway.tasks import stop_tasks
@@ -65,6 +65,7 @@ class MemoryBroker:
         self._subscribed: set[str] = set()  # rooms this node listens to
         self._presence: dict[str, dict[str, str]] = {}  # room -> name key -> display name
         self._names: dict[str, _NameOwners] = {}  # name key -> owning connections
+        self._bans: dict[tuple[str, str], int] = {}  # (room, name key) -> end, epoch ms
         # (room, sender, id) -> offset, expiry
         self._seen_ids: dict[tuple[str, str, str], tuple[str, float]] = {}
         self._queue: asyncio.Queue[Callable[[BrokerListener], None]] = asyncio.Queue()
@@ -193,8 +194,11 @@ class MemoryBroker:
     # presence and names ------------------------------------------------------
 
     async def presence_add(self, room: str, name: str, *, announce: bool = False) -> bool:
-        present = self._presence.setdefault(room, {})
         key = name_key(name)
+        until = self._ban_of(room, key)
+        if until is not None:
+            raise Banned(room, until)
+        present = self._presence.setdefault(room, {})
         added = key not in present
         present[key] = name
         if added and announce:
@@ -256,3 +260,45 @@ class MemoryBroker:
         for key in {to_key, sender_key}:
             self._deliver(_direct_to(event, key))
         return True
+
+    # moderation --------------------------------------------------------------
+
+    def _ban_of(self, room: str, key: str) -> int | None:
+        until = self._bans.get((room, key))
+        if until is not None and until <= time.time() * 1000:
+            del self._bans[(room, key)]
+            return None
+        return until
+
+    async def kick(self, room: str, name: str, by: str, seconds: int) -> int | None:
+        key = name_key(name)
+        until = None
+        if seconds > 0:
+            until = int(time.time() * 1000) + seconds * 1000
+            self._bans[(room, key)] = until
+        self._deliver(lambda listener: listener.on_removed(name, room, by, until))
+        return until
+
+    async def unban(self, room: str, name: str) -> None:
+        self._bans.pop((room, name_key(name)), None)
+
+    async def banned_until(self, room: str, name: str) -> int | None:
+        return self._ban_of(room, name_key(name))
+
+    async def delete(self, room: str, offset: str, by: str) -> bool:
+        seq = self._parse(offset)
+        log_ = self._logs.get(room)
+        if seq is None or log_ is None:
+            return False
+        for index, (held_seq, message) in enumerate(log_.messages):
+            if held_seq == seq:
+                if message.deleted_by is not None:
+                    return True  # deleted before: nothing more to tell
+                log_.messages[index] = (seq, tombstone(message, by))
+                self._deliver_room(Deleted(room, offset, by))
+                return True
+        return False
+
+    async def disconnect(self, name: str) -> None:
+        key = name_key(name)
+        self._deliver(lambda listener: listener.on_disconnect(key))

@@ -34,13 +34,14 @@ from gateway.broker.redis_history import (
 )
 from gateway.broker.redis_liveness import Liveness
 from gateway.broker.redis_lua import Lua
+from gateway.broker.redis_moderation import Moderation
 from gateway.broker.redis_names import Names
 from gateway.broker.redis_presence import Presence, sorted_names
 from gateway.broker.redis_scripts import Keys
 from gateway.broker.redis_subscriber import Subscriber
 from gateway.config import CLUSTER_SCHEME, Settings, cluster_credentials
 from gateway.errors import BrokerUnavailable
-from gateway.events import Direct, Message, PresenceChange
+from gateway.events import Deleted, Direct, Message, PresenceChange
 from gateway.names import name_key
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,7 @@ class RedisBroker:
                 self._after_reconnect,
                 probe_interval=settings.probe_interval,
             )
+        self._moderation = Moderation(self._redis, self._keys, self._pub, settings.room_ttl)
         self._liveness = Liveness(self._redis, self._keys, settings, self.reregister, self._pub)
         self._presence = Presence(
             self._redis, self._keys, self._node, self._pub, self._liveness.settle_room
@@ -184,9 +186,20 @@ class RedisBroker:
                     fields["from"], fields["to"], fields["text"], fields["ts"], fields["origin"]
                 )
                 self._listener.on_direct(direct, key)
+            elif kind == b"x":
+                fields = orjson.loads(body)
+                self._listener.on_room_event(
+                    Deleted(fields["room"], fields["offset"], fields["by"])
+                )
             elif kind == b"k":
                 self._names.forget(body.decode())
                 self._listener.on_kick(body.decode())
+            elif kind == b"r":
+                fields = orjson.loads(body)
+                room, by, until = fields["room"], fields["by"], fields["until"]
+                self._listener.on_removed(fields["name"], room, by, until)
+            elif kind == b"o":
+                self._listener.on_disconnect(self._keys.user_of_channel(channel))
         except (ValueError, KeyError):
             log.exception("dropped a malformed message on %s", channel)
 
@@ -268,7 +281,7 @@ class RedisBroker:
                 "origin": origin,
             }
         )
-        keys = [self._keys.meta(room), self._keys.log(room)]
+        keys = [self._keys.meta(room), self._keys.log(room), self._keys.deleted(room)]
         if message_id:
             keys.append(self._keys.message_id(room, name_key(sender), message_id))
         with unavailable_on_error():
@@ -337,6 +350,23 @@ class RedisBroker:
 
     async def send_direct(self, event: Direct) -> bool:
         return await self._names.send_direct(event)
+
+    # moderation ----------------------------------------------------------------
+
+    async def kick(self, room: str, name: str, by: str, seconds: int) -> int | None:
+        return await self._moderation.kick(room, name, by, seconds)
+
+    async def unban(self, room: str, name: str) -> None:
+        await self._moderation.unban(room, name)
+
+    async def banned_until(self, room: str, name: str) -> int | None:
+        return await self._moderation.banned_until(room, name)
+
+    async def delete(self, room: str, offset: str, by: str) -> bool:
+        return await self._moderation.delete(room, offset, by)
+
+    async def disconnect(self, name: str) -> None:
+        await self._moderation.disconnect(name)
 
 
 def _client_name(text: str) -> str:

@@ -43,6 +43,39 @@ def decode_message(offset: str, payload: bytes) -> Message:
     )
 
 
+def _seq_of(stream_id: str, default: float) -> float:
+    """The sequence number of a stream id bound (`-`, `+` or `SEQ-0`)."""
+    if stream_id in ("-", "+"):
+        return default
+    return int(stream_id.split("-")[0])
+
+
+def tombstones(
+    room: str,
+    epoch: str,
+    messages: list[Message],
+    deleted: dict[bytes, bytes],
+    bounds: tuple[str, str],
+    count: int | None,
+) -> list[Message]:
+    """`messages` (read from `bounds`, the newest `count` if given) with the tombstones
+    of that range put back in their places, oldest first."""
+    if not deleted:
+        return messages
+    low, high = _seq_of(bounds[0], 0), _seq_of(bounds[1], float("inf"))
+    merged = {int(m.offset.rpartition("-")[2]): m for m in messages}
+    if count is not None and len(messages) >= count:
+        low = max(low, min(merged))  # older entries were not read: nor their tombstones
+    for field, value in deleted.items():
+        seq = int(field)
+        if low <= seq <= high and seq not in merged:
+            stone = orjson.loads(value)
+            offset = f"{epoch}-{seq}"
+            merged[seq] = Message(room, stone["from"], "", offset, stone["ts"], "", stone["by"])
+    ordered = [merged[seq] for seq in sorted(merged)]
+    return ordered[-count:] if count is not None else ordered
+
+
 class RoomHistory:
     """History, replay and positions of rooms, read from their streams."""
 
@@ -56,23 +89,39 @@ class RoomHistory:
         return (epoch.decode(), int(seq)) if epoch is not None and seq is not None else None
 
     async def read_log(self, room: str, low: str, high: str, count: int | None) -> list[Message]:
-        """Entries from `low` to `high` (stream ids), the newest `count` of them if given."""
+        """Entries from `low` to `high` (stream ids), the newest `count` of them if
+        given, with the tombstones of deleted ones in their places. One round trip."""
+        keys = self._keys
         with unavailable_on_error():
-            epoch = await self._redis.hget(self._keys.meta(room), "epoch")
-            if epoch is None:
-                return []
-            if count is None:
-                entries = await self._redis.xrange(self._keys.log(room), min=low, max=high)
-            else:
-                entries = await self._redis.xrevrange(
-                    self._keys.log(room), max=high, min=low, count=count
-                )
-                entries.reverse()
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.hget(keys.meta(room), "epoch")
+                if count is None:
+                    pipe.xrange(keys.log(room), min=low, max=high)
+                else:
+                    pipe.xrevrange(keys.log(room), max=high, min=low, count=count)
+                pipe.hgetall(keys.deleted(room))
+                epoch, entries, deleted = await pipe.execute()
+        if epoch is None:
+            return []
+        if count is not None:
+            entries.reverse()
+        return self._with_tombstones(room, epoch, entries, deleted, (low, high), count)
+
+    def _with_tombstones(
+        self,
+        room: str,
+        epoch: bytes,
+        entries: list[Any],
+        deleted: dict[bytes, bytes],
+        bounds: tuple[str, str],
+        count: int | None,
+    ) -> list[Message]:
         prefix = epoch.decode()
-        return [
+        messages = [
             decode_message(f"{prefix}-{entry_id.decode().split('-')[0]}", fields[b"m"])
             for entry_id, fields in entries
         ]
+        return tombstones(room, prefix, messages, deleted, bounds, count)
 
     async def _parse(self, room: str, offset: str | None) -> int | None:
         """The sequence number of `offset` in the room's current epoch, else None."""
@@ -117,8 +166,8 @@ class RoomHistory:
             return []
         same_epoch = last is not None and last[0] == epoch.decode()
         start = f"{last[1] + 1}-0" if last is not None and same_epoch else "-"
-        entries = await self._redis.xrange(self._keys.log(room), min=start)
-        return [
-            decode_message(f"{epoch.decode()}-{entry_id.decode().split('-')[0]}", fields[b"m"])
-            for entry_id, fields in entries
-        ]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.xrange(self._keys.log(room), min=start)
+            pipe.hgetall(self._keys.deleted(room))
+            entries, deleted = await pipe.execute()
+        return self._with_tombstones(room, epoch, entries, deleted, (start, "+"), None)

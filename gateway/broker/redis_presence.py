@@ -18,6 +18,7 @@ from typing import Any, Literal
 import orjson
 
 from gateway.broker import redis_scripts as scripts
+from gateway.broker.base import Banned
 from gateway.broker.redis_history import unavailable_on_error
 from gateway.broker.redis_lua import Lua
 from gateway.broker.redis_scripts import Keys
@@ -55,9 +56,11 @@ class Presence:
         """`name` present in `room` through this node; whether it was new everywhere."""
         key = name_key(name)
         self._unremoved.discard((room, name))
-        added = await self._call(self._add, room, key, name, "join" if announce else "")
+        added = await self._call(self._add, room, key, name, "join" if announce else "", ban=True)
+        if added < 0:
+            raise Banned(room, -added)
         self._present[(room, key)] = name
-        return added
+        return added > 0
 
     async def remove(self, room: str, name: str, *, announce: bool = False) -> bool:
         """`name` no longer present here; whether it left everywhere. A removal that
@@ -72,7 +75,7 @@ class Presence:
             self._unremoved.add((room, display))  # retried after the next reconnect
             raise
         self._unremoved.discard((room, display))
-        return removed
+        return removed > 0
 
     async def publish(self, event: PresenceChange) -> None:
         """Publish a join or leave on its room's channel."""
@@ -137,7 +140,7 @@ class Presence:
                 raise
         if (room, key) not in self._present:  # left while its presence went back
             try:
-                removed = await self._call(self._remove, room, key, display)
+                removed = await self._call(self._remove, room, key, display) > 0
             except BrokerUnavailable:
                 self._unremoved.add((room, display))
                 raise
@@ -152,9 +155,12 @@ class Presence:
         key: str,
         display: str,
         announce: Literal["", "join", "leave"] = "",
-    ) -> bool:
+        *,
+        ban: bool = False,
+    ) -> int:
         """Run a presence script; with `announce` ("join"/"leave") it also publishes
-        that event when the name's presence changed everywhere."""
+        that event when the name's presence changed everywhere. With `ban` the name's
+        ban refuses the entry (the add script then answers minus its end)."""
         keys = self._keys
         channel, payload = "", b""
         if announce:
@@ -165,11 +171,14 @@ class Presence:
             if room not in self._indexed:  # before the entry: the reaper must find it
                 await self._redis.sadd(keys.node(self._node) + ":rooms", room)
                 self._indexed.add(room)
+            script_keys = keys.presence_keys(room)
+            if ban:
+                script_keys.append(keys.ban(room, key))
             result = await script(
-                keys=keys.presence_keys(room),
+                keys=script_keys,
                 args=[key, display, f"{self._node}\n{key}", channel, payload, self._pub],
             )
-        return bool(result)
+        return int(result)
 
 
 def presence_payload(event: PresenceChange) -> bytes:

@@ -12,6 +12,10 @@ nothing changes. Keys, under a prefix P (default `chat:`; it may hold no brace):
     P room:{R}:shown     hash   name key -> the display name in the set
     P room:{R}:holders   set    "node\nname key": which node holds which name here
     P room:{R}:id:{n}:{sender}:{id}  string  offset of an idempotent send (n = len(sender))
+    P room:{R}:deleted   hash   seq -> {"from", "ts", "by"}: a deleted message's tombstone
+                                (its stream entry is gone: XDEL)
+    P room:{R}:ban:{K}   string when name key K's ban from the room ends (epoch ms);
+                                expires then
     P name:{K}           hash   conn, node, session, display: who owns a name
     P node:{N}:alive     string heartbeat; expires after the presence timeout
     P node:{N}:rooms     set    rooms where the node may hold presence (the reaper's index)
@@ -24,9 +28,10 @@ Channels: `P ch:room:{R}` (messages and presence), `P ch:user:{K}` (direct messa
 and kicks for a name), `P ch:node:{N}` (the node's readiness probe), each in the slot
 of its owner's keys, so that a script can publish on it (SPUBLISH, on a cluster, only
 reaches a shard channel of the slot the script runs in). A channel message starts with
-one letter: m (message: offset, newline, JSON), p (presence JSON), d (direct JSON),
-k (kick: a connection ref), q (probe token). The scripts take the publish command as
-an argument: PUBLISH on one Redis, SPUBLISH on a cluster.
+one letter: m (message: offset, newline, JSON), p (presence JSON), x (a message
+deleted: JSON), d (direct JSON), k (kick: a connection ref), r (removed from a room by
+a moderator: JSON), o (disconnected by an operator), q (probe token). The scripts
+take the publish command as an argument: PUBLISH on one Redis, SPUBLISH on a cluster.
 """
 
 from __future__ import annotations
@@ -62,6 +67,14 @@ class Keys:
     def message_id(self, room: str, sender_key: str, message_id: str) -> str:
         return f"{self.room(room)}id:{len(sender_key)}:{sender_key}:{message_id}"
 
+    def deleted(self, room: str) -> str:
+        """The room's tombstones: seq -> who sent it, when, and who deleted it."""
+        return self.room(room) + "deleted"
+
+    def ban(self, room: str, key: str) -> str:
+        """Name key `key`'s ban from `room` (absent: none)."""
+        return f"{self.room(room)}ban:{key}"
+
     def name(self, key: str) -> str:
         return f"{self.prefix}name:{{{key}}}"
 
@@ -87,37 +100,44 @@ class Keys:
         return f"{self.prefix}ch:node:{{{node_id}}}"
 
 
-# KEYS: meta, log, and the id key when the send has an id (no empty key in its place:
-# on a cluster every key, even "", must be in the script's slot). ARGV: new epoch,
-# maxlen, message JSON, id ttl ms, channel, room ttl ms, publish command.
+# KEYS: meta, log, tombstones, and the id key when the send has an id (no empty key in
+# its place: on a cluster every key, even "", must be in the script's slot). ARGV: new
+# epoch, maxlen, message JSON, id ttl ms, channel, room ttl ms, publish command.
 # Returns {offset, duplicate (0/1)}.
 PUBLISH = """
-if KEYS[3] then
-  local seen = redis.call('GET', KEYS[3])
+if KEYS[4] then
+  local seen = redis.call('GET', KEYS[4])
   if seen then return {seen, 1} end
 end
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
   epoch = ARGV[1]
-  redis.call('DEL', KEYS[2])  -- a log without its meta belongs to a lost epoch
+  redis.call('DEL', KEYS[2], KEYS[3])  -- a log without its meta belongs to a lost epoch
   redis.call('HSET', KEYS[1], 'epoch', epoch)
 end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 local offset = epoch .. '-' .. seq
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'm', ARGV[3])
 redis.call(ARGV[7], ARGV[5], 'm' .. offset .. '\\n' .. ARGV[3])
-if KEYS[3] then redis.call('SET', KEYS[3], offset, 'PX', ARGV[4]) end
+if KEYS[4] then redis.call('SET', KEYS[4], offset, 'PX', ARGV[4]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
 redis.call('PEXPIRE', KEYS[2], ARGV[6])
+redis.call('PEXPIRE', KEYS[3], ARGV[6])  -- the tombstones live as long as their log
 return {offset, 0}
 """
 
-# KEYS: the room's members, refs, shown and holders (Keys.presence_keys). ARGV: name
-# key, display, holder entry ("node\nname key"), the room's channel and the presence
-# event to publish there when the name is new ("" for none: the join is announced in
-# the same step, no second round trip), publish command.
-# Returns 1 when the name was absent from the room everywhere, else 0.
+# KEYS: the room's members, refs, shown and holders (Keys.presence_keys), and the
+# name's ban key when a ban is to refuse the entry. ARGV: name key, display, holder
+# entry ("node\nname key"), the room's channel and the presence event to publish there
+# when the name is new ("" for none: the join is announced in the same step, no second
+# round trip), publish command.
+# Returns 1 when the name was absent from the room everywhere, else 0; minus the ban's
+# end (epoch ms), storing nothing, while the name is banned from the room.
 PRESENCE_ADD = """
+if KEYS[5] then
+  local ban = redis.call('GET', KEYS[5])
+  if ban then return -tonumber(ban) end
+end
 if redis.call('SADD', KEYS[4], ARGV[3]) == 0 then return 0 end
 local refs = redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
 if refs > 1 then return 0 end

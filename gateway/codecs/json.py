@@ -8,11 +8,14 @@ from typing import Any
 
 import orjson
 
+from gateway.access import MAX_BAN_SECONDS
 from gateway.commands import (
     Command,
+    Delete,
     DirectSend,
     HistoryQuery,
     Join,
+    Kick,
     Leave,
     ListRooms,
     Ping,
@@ -94,6 +97,11 @@ def _history(f: _Fields) -> Command:
     )
 
 
+def _kick(f: _Fields) -> Command:
+    seconds = f.optional_int("seconds", 0, MAX_BAN_SECONDS) or 0
+    return Kick(room=f.text("room"), name=f.text("name"), seconds=seconds, ref=f.ref)
+
+
 _DECODERS: dict[str, Callable[[_Fields], Command]] = {
     "send": _send,
     "join": _join,
@@ -102,6 +110,8 @@ _DECODERS: dict[str, Callable[[_Fields], Command]] = {
     "rooms": lambda f: ListRooms(ref=f.ref),
     "history": _history,
     "dm": lambda f: DirectSend(to=f.text("to"), text=f.text("text"), ref=f.ref),
+    "kick": _kick,
+    "delete": lambda f: Delete(room=f.text("room"), offset=f.text("offset"), ref=f.ref),
     "ping": lambda f: Ping(ref=f.ref),
 }
 

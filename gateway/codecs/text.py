@@ -7,12 +7,15 @@ line-oriented clients (websocat) show a frame's newlines as spaces.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 
+from gateway.access import MAX_BAN_SECONDS
 from gateway.commands import (
     Command,
     DirectSend,
     HistoryQuery,
     Join,
+    Kick,
     ListRooms,
     Quit,
     Send,
@@ -22,6 +25,7 @@ from gateway.commands import (
 from gateway.errors import ErrorCode, ProtocolError
 from gateway.events import (
     Ack,
+    Deleted,
     Direct,
     ErrorReply,
     Event,
@@ -31,6 +35,7 @@ from gateway.events import (
     Notice,
     Pong,
     PresenceChange,
+    Removed,
     RoomList,
     Subscribed,
     Unsubscribed,
@@ -50,6 +55,7 @@ HELP_LINES = [
     "*   /rooms            rooms and how many are in each",
     '*   /msg NAME TEXT    a direct message (quote a name with spaces: /msg "a b" hi)',
     "*   /history [N]      the last N messages here (default 20)",
+    "*   /kick NAME [S]    moderators: remove NAME from this room (banned S seconds)",
     "*   /help             this list",
     "*   /quit             leave the chat",
     "*   //text            send a message that starts with /",
@@ -77,18 +83,31 @@ def _history(args: str) -> Command:
     return HistoryQuery(room=None, limit=limit)
 
 
-def _direct(args: str) -> Command:
+def _name_and_rest(args: str, usage: str) -> tuple[str, str]:
+    """A name (quoted when it holds spaces) and what follows it."""
     args = args.strip()
     if args.startswith('"'):
-        name, quote, text = args[1:].partition('"')
+        name, quote, rest = args[1:].partition('"')
         if not quote:
-            raise _usage('/msg "NAME WITH SPACES" TEXT')
+            raise _usage(usage.replace("NAME", '"NAME WITH SPACES"'))
     else:
-        name, _, text = args.partition(" ")
-    text = text.strip()
+        name, _, rest = args.partition(" ")
+    return name, rest.strip()
+
+
+def _direct(args: str) -> Command:
+    name, text = _name_and_rest(args, "/msg NAME TEXT")
     if not name or not text:
         raise _usage("/msg NAME TEXT")
     return DirectSend(to=name, text=text)
+
+
+def _kick(args: str) -> Command:
+    name, seconds = _name_and_rest(args, "/kick NAME [SECONDS]")
+    ban = parse_count(seconds, 1, MAX_BAN_SECONDS) if seconds else 0
+    if not name or ban is None:
+        raise _usage(f"/kick NAME [SECONDS], SECONDS from 1 to {MAX_BAN_SECONDS}")
+    return Kick(room=None, name=name, seconds=ban)
 
 
 def _no_args(command: Command, usage: str) -> Callable[[str], Command]:
@@ -105,6 +124,7 @@ _COMMANDS: dict[str, Callable[[str], Command]] = {
     "join": _join,
     "rooms": _no_args(ListRooms(), "/rooms"),
     "msg": _direct,
+    "kick": _kick,
     "history": _history,
     "help": _no_args(ShowHelp(), "/help"),
     "quit": _no_args(Quit(), "/quit"),
@@ -126,8 +146,23 @@ def _history_lines(event: History) -> str:
     count = len(event.messages)
     last = "the last message" if count == 1 else f"the last {count} messages"
     lines = [f"* {last} of {event.room}:"]
-    lines += [f"{m.sender}: {_indent(m.text)}" for m in event.messages]
+    lines += [_message_line(m) for m in event.messages]
     return "\n".join(lines)
+
+
+def _message_line(message: Message) -> str:
+    if message.deleted_by is not None:
+        return f"{message.sender}: [deleted by {message.deleted_by}]"
+    return f"{message.sender}: {_indent(message.text)}"
+
+
+def _time(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _removed(event: Removed) -> str:
+    until = f"; banned until {_time(event.until)}" if event.until is not None else ""
+    return f"* you were removed from {event.room} by {event.by}{until}; /join another room"
 
 
 def _room_list(event: RoomList) -> str:
@@ -166,7 +201,11 @@ class TextCodec:
     def encode(self, event: Event, *, outgoing: bool = False) -> str | None:
         match event:
             case Message():
-                return f"{event.sender}: {_indent(event.text)}"
+                return _message_line(event)
+            case Deleted():
+                return f"* {event.by} deleted a message in {event.room}"
+            case Removed():
+                return _removed(event)
             case PresenceChange():
                 verb = "joined" if event.event == "join" else "left"
                 return f"* {event.name} {verb} {event.room}"

@@ -1,0 +1,108 @@
+"""Moderation on Redis: bans, tombstones of deleted messages, removals and disconnects.
+
+A ban is a key in the room's slot (`P room:{R}:ban:{K}`) holding its end, which expires
+then; the presence script refuses an entry while it exists, so a ban costs a join no
+round trip. A delete takes the message's stream entry out (XDEL: its text is gone from
+Redis) and leaves a tombstone in the room's `deleted` hash, which history and replay
+put back in its place (`tombstones`), so offsets and order stay as they were. Removals
+and disconnects go out on the name's user channel, which every node with a connection
+of the name listens to.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from gateway.broker.redis_history import unavailable_on_error
+from gateway.broker.redis_lua import Lua
+from gateway.broker.redis_scripts import Keys
+from gateway.names import name_key
+from gateway.offsets import parse_offset
+
+# KEYS: meta, log, tombstones. ARGV: epoch of the offset, seq, moderator, the room's
+# channel, the `deleted` event to publish there, publish command, room ttl ms.
+# Returns 1 when deleted now, 2 when deleted before, 0 when the room has no such message.
+DELETE = """
+if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return 0 end
+if redis.call('HEXISTS', KEYS[3], ARGV[2]) == 1 then return 2 end
+local id = ARGV[2] .. '-0'
+local entries = redis.call('XRANGE', KEYS[2], id, id)
+if #entries == 0 then return 0 end
+local json = entries[1][2][2]
+local sender = cjson.decode(json)['from']
+local ts = string.match(json, '"ts":(%d+)')  -- as text: a Lua number loses digits
+redis.call('XDEL', KEYS[2], id)
+redis.call('HSET', KEYS[3], ARGV[2], '{"from":' .. cjson.encode(sender) .. ',"ts":' ..
+           (ts or '0') .. ',"by":' .. cjson.encode(ARGV[3]) .. '}')
+local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1]
+if first then  -- tombstones of entries trimmed since then go too
+  local oldest = tonumber(string.match(first[1], '^(%d+)'))
+  for _, field in ipairs(redis.call('HKEYS', KEYS[3])) do
+    if tonumber(field) < oldest and field ~= ARGV[2] then redis.call('HDEL', KEYS[3], field) end
+  end
+end
+redis.call('PEXPIRE', KEYS[3], ARGV[7])
+redis.call(ARGV[6], ARGV[4], ARGV[5])
+return 1
+"""
+
+
+class Moderation:
+    """Bans, deletes, removals and disconnects, for every node at once."""
+
+    def __init__(self, redis: Any, keys: Keys, publish_command: str, room_ttl: float) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._pub = publish_command
+        self._room_ttl_ms = int(room_ttl * 1000)
+        self._delete = Lua(redis, DELETE)
+
+    async def kick(self, room: str, name: str, by: str, seconds: int) -> int | None:
+        """Ban first (a rejoin racing the removal is refused), then tell every node."""
+        key = name_key(name)
+        until = None
+        with unavailable_on_error():
+            if seconds > 0:
+                until = int(time.time() * 1000) + seconds * 1000
+                await self._redis.set(self._keys.ban(room, key), until, px=seconds * 1000)
+            body = orjson.dumps({"room": room, "name": name, "by": by, "until": until})
+            await self._redis.execute_command(self._pub, self._keys.user_channel(key), b"r" + body)
+        return until
+
+    async def unban(self, room: str, name: str) -> None:
+        with unavailable_on_error():
+            await self._redis.delete(self._keys.ban(room, name_key(name)))
+
+    async def banned_until(self, room: str, name: str) -> int | None:
+        with unavailable_on_error():
+            until = await self._redis.get(self._keys.ban(room, name_key(name)))
+        return int(until) if until is not None else None
+
+    async def delete(self, room: str, offset: str, by: str) -> bool:
+        position = parse_offset(offset)
+        if position is None:
+            return False
+        keys = self._keys
+        event = orjson.dumps({"room": room, "offset": offset, "by": by})
+        with unavailable_on_error():
+            done = await self._delete(
+                keys=[keys.meta(room), keys.log(room), keys.deleted(room)],
+                args=[
+                    position[0],
+                    position[1],
+                    by,
+                    keys.room_channel(room),
+                    b"x" + event,
+                    self._pub,
+                    self._room_ttl_ms,
+                ],
+            )
+        return bool(done)
+
+    async def disconnect(self, name: str) -> None:
+        key = name_key(name)
+        with unavailable_on_error():
+            await self._redis.execute_command(self._pub, self._keys.user_channel(key), b"o")

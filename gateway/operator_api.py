@@ -1,0 +1,96 @@
+"""The operator endpoints (PROTOCOL.md section 10): disconnect a user everywhere, ban
+and unban, delete a message. Each wants the API key (`Authorization: Bearer KEY`),
+with auth on or off; each is an audit line and a metric (gateway/moderation.py).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from gateway.access import MAX_BAN_SECONDS
+from gateway.credentials import bearer
+from gateway.errors import ErrorCode, ProtocolError
+from gateway.http import api_key_refusal, error_response
+from gateway.moderation import OPERATOR
+from gateway.names import validate_name, validate_room
+from gateway.ws import NODE
+
+log = logging.getLogger(__name__)
+
+
+def _refusal(request: web.Request) -> web.Response | None:
+    """The answer to a request without the API key, or None when it has it."""
+    return api_key_refusal(request, bearer(request), "the operator API")
+
+
+async def disconnect_user(request: web.Request) -> web.Response:
+    """POST /api/users/{name}/disconnect: every connection of the name closes, 4001."""
+    refused = _refusal(request)
+    if refused is not None:
+        return refused
+    name = validate_name(request.match_info["name"])
+    await request.app[NODE].moderation.disconnect(name, request.remote)
+    return web.Response(status=202)
+
+
+async def _ban_seconds(request: web.Request) -> int:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ProtocolError(ErrorCode.BAD_FRAME, "the body must be JSON") from None
+    seconds = body.get("seconds") if isinstance(body, dict) else None
+    if isinstance(seconds, bool) or not isinstance(seconds, int):
+        seconds = None
+    if seconds is None or not 1 <= seconds <= MAX_BAN_SECONDS:
+        raise ProtocolError(
+            ErrorCode.BAD_FRAME, f'the body must be {{"seconds": S}}, S from 1 to {MAX_BAN_SECONDS}'
+        )
+    return seconds
+
+
+async def put_ban(request: web.Request) -> web.Response:
+    """PUT /api/rooms/{room}/bans/{name} {"seconds": S}: as a moderator's kick with S."""
+    refused = _refusal(request)
+    if refused is not None:
+        return refused
+    room = validate_room(request.match_info["room"])
+    name = validate_name(request.match_info["name"])
+    seconds = await _ban_seconds(request)
+    moderation = request.app[NODE].moderation
+    await moderation.kick(room, name, seconds, OPERATOR, "operator", request.remote)
+    return web.Response(status=204)
+
+
+async def delete_ban(request: web.Request) -> web.Response:
+    """DELETE /api/rooms/{room}/bans/{name}: the ban is lifted (if there was one)."""
+    refused = _refusal(request)
+    if refused is not None:
+        return refused
+    room = validate_room(request.match_info["room"])
+    name = validate_name(request.match_info["name"])
+    await request.app[NODE].moderation.unban(room, name, request.remote)
+    return web.Response(status=204)
+
+
+async def delete_message(request: web.Request) -> web.Response:
+    """DELETE /api/rooms/{room}/messages/{offset}: as a moderator's delete; 404 for an
+    offset the room does not have."""
+    refused = _refusal(request)
+    if refused is not None:
+        return refused
+    room = validate_room(request.match_info["room"])
+    offset = request.match_info["offset"]
+    moderation = request.app[NODE].moderation
+    if not await moderation.delete(room, offset, OPERATOR, "operator", request.remote):
+        return error_response(404, "not_found", f"{room} has no message at {offset}")
+    return web.Response(status=204)
+
+
+def add_operator_routes(app: web.Application) -> None:
+    """Register the operator endpoints on `app`."""
+    app.router.add_post("/api/users/{name}/disconnect", disconnect_user)
+    app.router.add_put("/api/rooms/{room}/bans/{name}", put_ban)
+    app.router.add_delete("/api/rooms/{room}/bans/{name}", delete_ban)
+    app.router.add_delete("/api/rooms/{room}/messages/{offset}", delete_message)
