@@ -21,6 +21,7 @@ def test_every_key_and_the_channel_of_a_room_share_one_slot(room: str) -> None:
     be refused with CROSSSLOT on a cluster."""
     names = [KEYS.meta(room), KEYS.log(room), KEYS.message_id(room, "alice", "m-1")]
     names += [*KEYS.presence_keys(room), KEYS.room_channel(room)]
+    names += [KEYS.deleted(room), KEYS.ban(room, "alice"), KEYS.ban(room, "{x}")]
     assert len(slots(*names)) == 1
 
 

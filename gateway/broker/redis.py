@@ -26,6 +26,7 @@ from redis.backoff import NoBackoff
 from gateway.broker import redis_scripts as scripts
 from gateway.broker.base import BrokerListener, Published, Replay
 from gateway.broker.redis_cluster import ShardedSubscriber, connect_cluster
+from gateway.broker.redis_events import deliver_event
 from gateway.broker.redis_history import (
     REDIS_ERRORS,
     RoomHistory,
@@ -41,7 +42,7 @@ from gateway.broker.redis_scripts import Keys
 from gateway.broker.redis_subscriber import Subscriber
 from gateway.config import CLUSTER_SCHEME, Settings, cluster_credentials
 from gateway.errors import BrokerUnavailable
-from gateway.events import Deleted, Direct, Message, PresenceChange
+from gateway.events import Direct, Message, PresenceChange
 from gateway.names import name_key
 
 log = logging.getLogger(__name__)
@@ -175,31 +176,11 @@ class RedisBroker:
             if kind == b"m":
                 offset, _, payload = body.partition(b"\n")
                 self._deliver_message(decode_message(offset.decode(), payload))
-            elif kind == b"p":
-                fields = orjson.loads(body)
-                event = PresenceChange(fields["room"], fields["event"], fields["name"])
-                self._listener.on_room_event(event)
-            elif kind == b"d":
-                fields = orjson.loads(body)
-                key = self._keys.user_of_channel(channel)
-                direct = Direct(
-                    fields["from"], fields["to"], fields["text"], fields["ts"], fields["origin"]
-                )
-                self._listener.on_direct(direct, key)
-            elif kind == b"x":
-                fields = orjson.loads(body)
-                self._listener.on_room_event(
-                    Deleted(fields["room"], fields["offset"], fields["by"])
-                )
             elif kind == b"k":
                 self._names.forget(body.decode())
                 self._listener.on_kick(body.decode())
-            elif kind == b"r":
-                fields = orjson.loads(body)
-                room, by, until = fields["room"], fields["by"], fields["until"]
-                self._listener.on_removed(fields["name"], room, by, until)
-            elif kind == b"o":
-                self._listener.on_disconnect(self._keys.user_of_channel(channel))
+            else:
+                deliver_event(kind, body, channel, self._keys, self._listener)
         except (ValueError, KeyError):
             log.exception("dropped a malformed message on %s", channel)
 
