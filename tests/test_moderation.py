@@ -243,13 +243,20 @@ async def test_the_operator_api_is_off_without_a_key(client: TestClient) -> None
 
 async def test_a_ban_refuses_a_return_within_the_grace_period(gateway: Gateway) -> None:
     """Guards against a name that left a moment ago (still present for its grace
-    period, so the broker is not asked again) walking back in through a new ban."""
+    period, so the broker is not asked again) walking back in through a new ban: with
+    a connection still open, and with none (then no removal reaches its node)."""
     node = await gateway(jwt_secret=SECRET, api_key=API_KEY, grace_period=30.0)
     victim = await user(node, "vic")
     await victim.request("leave", room="team-a")
     response = await node.put("/api/rooms/team-a/bans/vic", json={"seconds": 60}, headers=OPERATOR)
     assert response.status == 204
     assert (await victim.request("join", room="team-a"))["code"] == "banned"
+    other = await user(node, "eve")
+    await other.ws.close()
+    await node.put("/api/rooms/team-a/bans/eve", json={"seconds": 60}, headers=OPERATOR)
+    again = await connect_json(node, token=mint(SECRET, "eve", 60), room="team-a")
+    await again.expect("welcome")
+    assert (await again.recv())["code"] == "banned"
 
 
 @pytest.mark.parametrize("broker_kind", ["redis", "cluster"])
@@ -268,3 +275,20 @@ async def test_bans_and_deletes_survive_a_node_restart(gateway: Gateway) -> None
     assert (await fresh.recv(timeout=WAIT))["code"] == "banned"
     history = await (await again.get("/api/rooms/team-a/messages", headers=OPERATOR)).json()
     assert [(m["text"], m.get("deleted")) for m in history["messages"]] == [("", True)]
+
+
+async def test_a_kick_skips_the_grace_period(gateway: Gateway, broker_kind: str) -> None:
+    """Guards against a kicked name lingering as a member for the grace period, both
+    for a connection in the room and for a name that left it a moment ago."""
+    one, two = await two_nodes(gateway, broker_kind, grace_period=60.0)
+    mod = await user(one, "mod", moderates=MODERATOR)
+    watcher = await user(two, "wat")
+    victim = await user(two, "vic")
+    assert (await mod.request("kick", room="team-a", name="vic"))["type"] == "ack"
+    await victim.expect("removed", room="team-a")
+    await watcher.expect("presence", event="leave", name="vic")  # not a minute later
+    assert (await victim.request("join", room="team-a"))["type"] == "subscribed"
+    await victim.request("leave", room="team-a")  # present for its grace period
+    assert "vic" in (await watcher.request("who", room="team-a"))["members"]
+    assert (await mod.request("kick", room="team-a", name="vic"))["type"] == "ack"
+    await watcher.expect("presence", event="leave", name="vic")
