@@ -114,6 +114,9 @@ async def handle_join(node: Node, session: Session, command: Join) -> None:
     if session.is_text:
         current = session.current_room
         if current is not None:
+            until = await node.broker.banned_until(room, session.name)
+            if until is not None:  # refused before leaving: the user stays where it was
+                raise Banned(room, until)
             await leave_room(node, session, current, announce=False)
     elif len(session.rooms) >= node.settings.max_rooms_per_connection:
         raise ProtocolError(

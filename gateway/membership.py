@@ -35,6 +35,10 @@ async def enter_room(
     except BrokerUnavailable:
         await leave_room(node, session, room, announce=False)
         raise
+    if room not in session.rooms:  # a moderator removed it meanwhile (it got `removed`)
+        node.presence.exit(room, session.name, at_once=True)
+        await node.hub.exit(session, room)
+        return
     session.finish_join(
         Subscribed(room, members, replay.offset, replay.recovered, ref), replay.messages
     )

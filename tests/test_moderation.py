@@ -180,8 +180,12 @@ async def test_text_mode_kicks_and_sees_deletes(gateway: Gateway) -> None:
     await mod.expect_line("* vic was removed from team-a, banned for 30 s")
     removed = await vic.expect_line("* you were removed from team-a by mod; banned until ...")
     assert "UTC" in removed
+    await vic.say("/join lobby")
+    await vic.expect_line("* you are in lobby...")
     await vic.say("/join team-a")
     assert "banned from team-a until" in await vic.expect_line("! ...")
+    await vic.say("still in the lobby")
+    await vic.expect_line("* sent")
     await mod.say("/kick vic many")
     assert "usage: /kick NAME [SECONDS]" in await mod.expect_line("! ...")
 
