@@ -409,6 +409,8 @@ FRAME_FIELDS: dict[str, dict[str, str]] = {
     "rooms": {},
     "history": {"room": '"lobby"', "before": "null", "limit": "10"},
     "dm": {"to": '"honest-j"', "text": '"psst"'},
+    "kick": {"room": '"lobby"', "name": '"honest-j"', "seconds": "60"},
+    "delete": {"room": '"lobby"', "offset": '"x-1"'},
     "ping": {},
 }
 
@@ -460,10 +462,11 @@ class Inputs:
         return Probe(raw_object(pairs), f"wrong {kind}.{key}", None)
 
     def _missing_field(self) -> Probe:
-        kind = self.rng.choice(["send", "join", "leave", "who", "history", "dm"])
+        kind = self.rng.choice(["send", "join", "leave", "who", "history", "dm", "kick", "delete"])
         pairs = {"type": json.dumps(kind), **FRAME_FIELDS[kind]}
         required = [k for k, v in pairs.items() if k != "type" and v != "null" and k != "id"]
         required = [k for k in required if not (kind == "history" and k == "limit")]
+        required = [k for k in required if not (kind == "kick" and k == "seconds")]
         del pairs[self.rng.choice(required)]
         return Probe(raw_object(pairs), f"missing field of {kind}")
 
@@ -598,7 +601,8 @@ class Inputs:
             [f"/history {number}", f"/join {random_text(self.rng, 70)}", f"/join {self.room()}",
              "/join", "/join a b", f"/msg {random_text(self.rng, 40)}", '/msg "unclosed hi',
              '/msg "" hi', "/msg honest-j hello", "/msg nobody-here hi", "/who extra", "/who",
-             "/rooms x", "/rooms", "/help me", "/help", "/HISTORY 3", "//" + random_text(self.rng)]
+             "/rooms x", "/rooms", "/help me", "/help", "/HISTORY 3", "//" + random_text(self.rng),
+             "/kick", "/kick honest-j", f"/kick honest-j {number}", '/kick "unclosed 5']
         )  # fmt: skip
         return Probe(line, f"command {line[:20]}", None)
 
