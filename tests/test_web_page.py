@@ -20,8 +20,7 @@ import jwt
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from playwright.async_api import Page, expect
-from playwright.async_api import TimeoutError as PlaywrightTimeout
+from playwright.async_api import expect
 
 from gateway import http as gateway_http
 from gateway.app import create_app
@@ -36,6 +35,7 @@ from tests.web_support import (
     chromium,
     join,
     message_text,
+    no_more_websockets,
     received_frames,
     record_handshakes,
     say,
@@ -459,13 +459,6 @@ async def auth_node(aiohttp_client: Any) -> TestClient:
     settings = replace(TEST_SETTINGS, jwt_secret=JWT_SECRET, jwt_leeway=0)
     client: TestClient = await aiohttp_client(create_app(settings))
     return client
-
-
-async def no_more_websockets(page: Page, opened: list[str], count: int) -> None:
-    """`opened` stays at `count` for a second (short and bounded: nothing reconnects)."""
-    with pytest.raises(PlaywrightTimeout):
-        await page.wait_for_event("websocket", timeout=1000)
-    assert len(opened) == count
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,7 @@ from playwright.async_api import (
     async_playwright,
     expect,
 )
+from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from gateway.credentials import offered_subprotocols
 
@@ -196,6 +197,13 @@ def record_handshakes(app: web.Application) -> list[Handshake]:
 
     app.on_response_prepare.append(prepared)
     return seen
+
+
+async def no_more_websockets(page: Page, opened: list[str], count: int) -> None:
+    """`opened` stays at `count` for a second (short and bounded: nothing reconnects)."""
+    with pytest.raises(PlaywrightTimeout):
+        await page.wait_for_event("websocket", timeout=1000)
+    assert len(opened) == count
 
 
 def websocket_urls(page: Page) -> list[str]:

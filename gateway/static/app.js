@@ -1,13 +1,14 @@
-// The page: the login form (a name, or a token), the sidebar, the conversation, the keyboard.
+// The page: the sidebar, the conversation, the banner, moderation, the keyboard (the name
+// form is login.js).
 
-import { Chat, ROOM_PATTERN, nameKey } from "./chat.js";
+import { Chat, ROOM_PATTERN } from "./chat.js";
 import { setUpComposer } from "./composer.js";
-import { SUBPROTOCOL_SAFE } from "./connection.js";
+import { backToLogin, capitalize, loginFailed, setUpLogin, storedName } from "./login.js";
+import { banText, outText, parseKick } from "./moderation.js";
 import { ChatView } from "./render.js";
 
 const $ = (id) => document.getElementById(id);
 const ROOMS_REFRESH_MS = 15000;
-const NAME_STORE = "chat-gateway.name";
 const STATUS_TEXT = {
   connecting: "Connecting",
   connected: "Connected",
@@ -29,141 +30,9 @@ let lastStop = null; // the close code that stopped reconnecting, until the user
 
 // ------------------------------------------------------------------------- name form
 
-/** The room in the address (`/#dev`, or `/#room=dev` as in `/#room=dev&token=...`), else lobby. */
-function startRoom() {
-  const hash = window.location.hash.slice(1);
-  const wanted = hash.includes("=") ? (new URLSearchParams(hash).get("room") ?? "") : hash;
-  return ROOM_PATTERN.test(wanted) ? wanted : "lobby";
-}
-
-/**
- * A token handed over in the address (`/#token=...`, or `/#room=dev&token=...`), taken
- * once and at once removed from the address bar (replacing the history entry), so that
- * copying the address or a screenshot does not pass it on. A fragment never goes to a
- * server: the token is sent only to /ws (as a subprotocol, never in its URL), and kept
- * only in memory.
- */
-function takeUrlToken() {
-  const params = new URLSearchParams(window.location.hash.slice(1));
-  const token = params.get("token");
-  if (token === null) return "";
-  const room = params.get("room") ?? "";
-  const keep = ROOM_PATTERN.test(room) ? `#${room}` : "";
-  const { pathname, search } = window.location;
-  history.replaceState(history.state, "", `${pathname}${search}${keep}`);
-  return token.trim();
-}
-
-/** The name a token is for (its `sub`), read without checking it: the server does. */
-function tokenName(token) {
-  try {
-    const payload = token.split(".")[1].replaceAll("-", "+").replaceAll("_", "/");
-    const bytes = Uint8Array.from(atob(payload), (c) => c.charCodeAt(0));
-    const { sub } = JSON.parse(new TextDecoder().decode(bytes));
-    return typeof sub === "string" ? sub : null;
-  } catch {
-    return null; // not a JWT: the server will say so
-  }
-}
-
-/** The token field, shown once the server wants a token or the address brought one. */
-function showTokenField() {
-  $("token-label").hidden = false;
-  $("token-input").hidden = false;
-  $("login-intro").textContent = "This chat needs a token: paste yours. Your name comes with it.";
-  $("name-input").placeholder = "Your name (optional with a token)";
-}
-
-/** Log in with `token` from the address: nothing to type. */
-function loginWithToken(token) {
-  showTokenField();
-  $("token-input").value = token;
-  $("login-form").requestSubmit();
-}
-
-/** The last name used here, to fill in (storage may be off: then nothing). */
-function storedName(name = undefined) {
-  try {
-    if (name === undefined) return localStorage.getItem(NAME_STORE) ?? "";
-    localStorage.setItem(NAME_STORE, name);
-  } catch {
-    /* private mode or storage disabled: the name is simply not remembered */
-  }
-  return name ?? "";
-}
-
-$("login-form").addEventListener("submit", (event) => {
-  event.preventDefault();
-  const name = $("name-input").value.trim();
-  const token = $("token-input").hidden ? "" : $("token-input").value.trim();
-  if (!name && !token) {
-    showLoginError($("token-input").hidden ? "Type a name first." : "Paste your token first.");
-    return;
-  }
-  if (token && !SUBPROTOCOL_SAFE.test(token)) {
-    // It travels as a WebSocket subprotocol, which cannot hold such characters.
-    const message = "That is not a token: a token has only letters, digits, . _ and -.";
-    showLoginError(message, "token-input");
-    $("token-input").focus();
-    return;
-  }
-  showLoginError("");
+setUpLogin(chat, () => {
   lastStop = null;
-  $("login-button").disabled = true;
-  $("login-button").textContent = "Joining…";
-  if (canRenew(name, token)) chat.renew(token);
-  else chat.login(name, startRoom(), token);
 });
-
-// After the submit handler: a submit without it would load /?token=... from the server.
-const addressToken = takeUrlToken();
-if (addressToken) {
-  loginWithToken(addressToken); // the token names us: the stored name is not filled in
-} else {
-  $("name-input").value = storedName();
-  $("name-input").focus();
-}
-
-window.addEventListener("hashchange", () => {
-  const token = takeUrlToken();
-  if (token && !$("login").hidden && !$("login-button").disabled) loginWithToken(token);
-});
-
-/** A new token for the name we had (the old one expired): go on where we were. */
-function canRenew(name, token) {
-  const renewed = token && chat.welcomed ? tokenName(token) : null;
-  const same = (other) => nameKey(other) === nameKey(chat.name);
-  return renewed !== null && same(renewed) && (!name || same(name));
-}
-
-/** Show `message` under the form, marking `field` (the name or the token) as the culprit. */
-function showLoginError(message, field = "name-input") {
-  $("name-error").textContent = message;
-  $("name-error").hidden = !message;
-  for (const id of ["name-input", "token-input"]) {
-    $(id).setAttribute("aria-invalid", message && id === field ? "true" : "false");
-  }
-}
-
-function backToLogin(message, field = "name-input") {
-  $("app").hidden = true;
-  $("login").hidden = false;
-  $("login-button").disabled = false;
-  $("login-button").textContent = "Join the chat";
-  showLoginError(message, field);
-  $(field).focus();
-  $(field).select();
-}
-
-function loginFailed({ message, code }) {
-  if (code !== "unauthorized") {
-    backToLogin(capitalize(message));
-    return;
-  }
-  showTokenField(); // the server wants a token, or a better one
-  const refused = chat.token ? `The token was refused: ${message}` : capitalize(message);
-  backToLogin(refused, "token-input");
-}
 
 // ------------------------------------------------------------------------- what changed
 
@@ -176,7 +45,7 @@ function changed(what, detail = {}) {
     case "rewelcome":
       return $("app").hidden ? enterChat() : view.header(); // shown again after a renewal
     case "login-failed":
-      return loginFailed(detail);
+      return loginFailed(detail, chat.token);
     case "stopped":
       return stopped(detail);
     case "dropped":
@@ -191,6 +60,14 @@ function changed(what, detail = {}) {
       return detail.room === view.activeRoom() && view.members();
     case "message":
       return view.append(detail.conversation, detail.entry);
+    case "entry":
+      return view.replace(detail.conversation, detail.entry);
+    case "out":
+      return roomOut(detail.room);
+    case "kicked":
+      return kicked(detail);
+    case "moderation":
+      return view.all(); // a renewed token moderates other rooms
     case "history":
       return detail.room === view.activeRoom() && view.log({ keepPosition: true });
     case "outbox":
@@ -220,6 +97,11 @@ function stopped({ code, error }) {
     showBanner(`The name ${chat.name} was taken while you were away.`, choose);
   } else if (code === 4000) {
     showBanner("This chat was opened in another window.", ["Use it here", reconnect]);
+  } else if (code === 4001) {
+    const why = "An operator disconnected you; the chat does not reconnect by itself.";
+    showBanner(why, ["Reconnect", reconnect]);
+  } else if (error?.code === "banned" && error.room) {
+    showBanner(outText(error.room, { until: error.until }), ["Reconnect", reconnect]);
   } else {
     const why = error?.message ?? "the server closed the connection";
     showBanner(`Disconnected: ${why}.`, ["Reconnect", reconnect]);
@@ -266,15 +148,43 @@ function hideBanner() {
   $("banner").hidden = true;
 }
 
+// ------------------------------------------------------------------------- moderation
+
+/** This user is out of `room` (removed, or banned): said where it is not in view. */
+function roomOut(room) {
+  view.header();
+  view.sidebar();
+  if (room.out?.by && view.activeRoom() !== room.name) showBanner(outText(room.name, room.out));
+}
+
+$("rejoin-button").addEventListener("click", () => {
+  const room = view.activeRoom();
+  if (room !== null) chat.rejoin(room);
+  $("message-input").focus();
+});
+
+function kicked({ room, name, seconds }) {
+  showBanner(`You removed ${name} from #${room}${banText(seconds)}.`, null, 6000);
+}
+
+/** `/kick NAME [SECONDS]` in a room: true when `text` was that command (sent, or not). */
+function kickCommand(text) {
+  const kick = parseKick(text);
+  if (kick === null) return false;
+  const room = view.activeRoom();
+  if (kick.error || room === null) {
+    showBanner(kick.error ?? "/kick works in a room, not in direct messages.", null, 6000);
+  } else {
+    chat.moderation.kick(room, kick.name, kick.seconds); // the server says if it may not
+  }
+  return true;
+}
+
 // ------------------------------------------------------------------------- small things
 
 function showRoomError(message) {
   $("room-error").textContent = message;
   $("room-error").hidden = !message;
-}
-
-function capitalize(text) {
-  return text ? text[0].toUpperCase() + text.slice(1) : text;
 }
 
 // ------------------------------------------------------------------------- navigation
@@ -329,7 +239,10 @@ $("messages").addEventListener("scroll", () => {
 
 // ------------------------------------------------------------------------- composer
 
-setUpComposer({ send: (text) => chat.send(text), sent: () => view.scrollToBottom() });
+setUpComposer({
+  send: (text) => kickCommand(text) || chat.send(text),
+  sent: () => view.scrollToBottom(),
+});
 
 document.addEventListener("keydown", (event) => {
   if ($("app").hidden) return;

@@ -9,7 +9,9 @@
 // (a replay racing a live message, history overlapping live) is dropped by offset.
 
 import { Connection, offer } from "./connection.js";
+import { Moderation } from "./moderation.js";
 import { Outbox } from "./outbox.js";
+import { DirectConversation, Room } from "./rooms.js";
 
 export const ROOM_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 const HISTORY_PAGE = 50;
@@ -17,30 +19,6 @@ const KEEP_MESSAGES = 1000; // per conversation; older ones are dropped from mem
 
 /** Names compare NFC-normalised and case-folded, as on the server. */
 export const nameKey = (name) => name.normalize("NFC").toLowerCase();
-
-class Room {
-  constructor(name) {
-    this.name = name;
-    this.subscribed = false; // on the current connection
-    this.joining = false; // a join is on its way
-    this.cursor = null; // every message up to this offset is held (or was never there)
-    this.joinedWith = null; // the `since` of the current join
-    this.historyLoaded = false;
-    this.moreHistory = false; // older messages may exist on the server
-    this.seen = new Set();
-    this.messages = []; // {kind: "message", from, text, ts, offset} | {kind: "notice", text, ts}
-    this.members = [];
-    this.unread = 0;
-  }
-}
-
-class DirectConversation {
-  constructor(peer) {
-    this.peer = peer;
-    this.messages = []; // {kind: "message", from, to, text, ts}
-    this.unread = 0;
-  }
-}
 
 export class Chat {
   constructor(wsUrl, onChange) {
@@ -58,6 +36,7 @@ export class Chat {
     this.active = null; // {kind: "room"|"dm", id}
     this.answers = new Map(); // ref -> handler of the answer
     this.refs = 0;
+    this.moderation = new Moderation(this, (frame, onAnswer) => this.#request(frame, onAnswer));
     this.conn = new Connection({
       handshake: () => this.#handshake(),
       onFrame: (frame) => this.#frame(frame),
@@ -102,6 +81,15 @@ export class Chat {
     this.show({ kind: "room", id: room });
   }
 
+  /** Join again a room this user was removed or banned from (the user asked). */
+  rejoin(roomName) {
+    const room = this.rooms.get(roomName);
+    if (!room?.out) return;
+    room.out = null;
+    if (this.conn.ready) this.#join(room);
+    this.onChange("out", { room });
+  }
+
   leave(room) {
     if (!this.rooms.has(room) || this.rooms.size === 1) return; // always in one room
     const wasSubscribed = this.rooms.get(room).subscribed;
@@ -136,6 +124,7 @@ export class Chat {
 
   /** Send `text` to the active conversation; it waits in the outbox until confirmed. */
   send(text) {
+    if (this.active.kind === "room" && this.rooms.get(this.active.id).out) return;
     if (this.active.kind === "room") this.outbox.sendToRoom(this.active.id, text);
     else this.outbox.sendDirect(this.dms.get(this.active.id).peer, text);
   }
@@ -175,8 +164,10 @@ export class Chat {
   }
 
   #firstRoom() {
+    // Not one this user is out of: being banned from it would close the connection.
     const active = this.active?.kind === "room" ? this.rooms.get(this.active.id) : undefined;
-    return active ?? this.rooms.values().next().value;
+    const rooms = [active, ...this.rooms.values()].filter(Boolean);
+    return rooms.find((room) => !room.out) ?? rooms[0];
   }
 
   #closed({ code, reason, welcomed, error }) {
@@ -186,6 +177,7 @@ export class Chat {
       room.joining = false;
     }
     this.outbox.connectionLost(code);
+    const banned = this.moderation.takeBannedFirst();
     if (!this.welcomed || error?.code === "unauthorized") {
       // Never in (the name, the token or the server said no), or the token no longer
       // lets us back in (it expired): back to the form; retrying would not help.
@@ -193,9 +185,16 @@ export class Chat {
       this.onChange("login-failed", { message, code: error?.code });
       return false;
     }
+    if (code === 1008 && banned) {
+      // Banned from the URL's room: back at once through another room, if there is one.
+      if ([...this.rooms.values()].some((room) => !room.out)) return true;
+      this.onChange("stopped", { code, reason, error: banned });
+      return false;
+    }
     const detail = { code, reason, error };
-    if (code === 1008 || code === 4000 || code === 1000) {
-      this.onChange("stopped", detail); // policy, taken over, or a deliberate close
+    if (code === 1008 || code === 4000 || code === 4001 || code === 1000) {
+      // policy, taken over, disconnected by an operator, or a deliberate close
+      this.onChange("stopped", detail);
       return false;
     }
     this.onChange("dropped", detail); // 1001 going away, 1006 network, 1011 try again
@@ -216,8 +215,9 @@ export class Chat {
   #request(frame, onAnswer) {
     const ref = `r${++this.refs}`;
     this.answers.set(ref, onAnswer);
-    if (!this.conn.send({ ...frame, ref })) this.answers.delete(ref);
-    return ref;
+    if (this.conn.send({ ...frame, ref })) return ref;
+    this.answers.delete(ref);
+    return null; // no connection: no answer will come
   }
 
   #join(room) {
@@ -235,6 +235,10 @@ export class Chat {
 
   #joinRefused(room, error) {
     if (this.rooms.get(room.name) !== room) return;
+    if (error.code === "banned") {
+      this.moderation.out(room, { until: error.until }); // shown as banned, until when
+      return;
+    }
     if (error.code === "unavailable") {
       // The backend could not take us in right now: the room stays, the join is tried again.
       const again = () => this.conn.ready && this.rooms.get(room.name) === room && this.#join(room);
@@ -264,7 +268,9 @@ export class Chat {
       dm: (f) => this.#direct(f),
       rooms: (f) => this.#roomList(f),
       members: (f) => this.#members(f.room, f.members),
-      error: (f) => this.welcomed && this.onChange("error", { message: f.message }),
+      deleted: (f) => this.moderation.deleted(f.room, f.offset, f.by),
+      removed: (f) => this.rooms.has(f.room) && this.moderation.out(this.rooms.get(f.room), f),
+      error: (f) => this.#error(f),
     };
     handlers[frame.type]?.(frame);
   }
@@ -275,18 +281,24 @@ export class Chat {
     this.name = frame.name; // as the server spells it (trimmed, normalised)
     this.session = frame.session;
     this.node = frame.node;
+    const moderated = String(this.moderation.patterns);
+    this.moderation.patterns = frame.moderates ?? [];
     for (const room of this.rooms.values()) {
-      if (room !== this.urlRoom) this.#join(room); // the URL's room is being entered already
+      // The URL's room is being entered already; one this user is out of stays out.
+      if (room !== this.urlRoom && !room.out) this.#join(room);
     }
     this.onChange(first ? "welcome" : "rewelcome");
+    if (!first && moderated !== String(this.moderation.patterns)) this.onChange("moderation");
     this.refreshRooms();
     this.outbox.flush();
   }
 
   #subscribed(frame) {
     const room = this.rooms.get(frame.room);
-    if (!room) {
-      this.#request({ type: "leave", room: frame.room }, () => {}); // left while joining
+    if (!room || room.out) {
+      // Left while joining; or one this user is out of, entered only as the URL's room
+      // (every room was one): it stays out.
+      this.#request({ type: "leave", room: frame.room }, () => {});
       return;
     }
     room.subscribed = true;
@@ -320,22 +332,29 @@ export class Chat {
   }
 
   #prepend(room, messages) {
+    for (const m of messages) {
+      if (m.deleted && room.seen.has(m.offset)) room.delete(m.offset, m.by); // shown, then deleted
+    }
     const fresh = messages.filter((m) => !room.seen.has(m.offset));
     for (const m of fresh) room.seen.add(m.offset);
-    room.messages.unshift(...fresh.map(toEntry));
+    room.messages.unshift(...fresh.map((m) => room.entry(m)));
     this.onChange("history", { room: room.name });
   }
 
   #message(frame) {
     const room = this.rooms.get(frame.room);
-    if (!room || room.seen.has(frame.offset)) return; // not ours, or shown already
+    if (!room || room.out) return; // not ours (any more)
+    if (room.seen.has(frame.offset)) {
+      if (frame.deleted) this.moderation.deleted(room.name, frame.offset, frame.by); // tombstone
+      return; // shown already
+    }
     room.seen.add(frame.offset);
     room.cursor = frame.offset;
-    const entry = toEntry(frame);
+    const entry = room.entry(frame);
     this.#append(room, entry);
     const own = nameKey(frame.from) === nameKey(this.name);
     if (own) this.outbox.delivered(frame.offset);
-    if (!own && !this.#isVisible({ kind: "room", id: room.name })) {
+    if (!own && !entry.deletedBy && !this.#isVisible({ kind: "room", id: room.name })) {
       room.unread += 1;
       this.onChange("unread");
     }
@@ -355,9 +374,14 @@ export class Chat {
     this.#append(room, { kind: "notice", text, ts: Date.now() });
   }
 
+  #error(frame) {
+    if (this.moderation.bannedFrom(this.urlRoom, frame)) return; // the close follows
+    if (this.welcomed) this.onChange("error", { message: frame.message });
+  }
+
   #presence(frame) {
     const room = this.rooms.get(frame.room);
-    if (!room) return;
+    if (!room || room.out) return;
     const others = room.members.filter((n) => nameKey(n) !== nameKey(frame.name));
     this.#members(room.name, frame.event === "join" ? [...others, frame.name] : others);
     if (nameKey(frame.name) !== nameKey(this.name)) {
@@ -394,8 +418,4 @@ export class Chat {
     const a = this.active;
     return !document.hidden && a && a.kind === target.kind && a.id === target.id;
   }
-}
-
-function toEntry(m) {
-  return { kind: "message", from: m.from, text: m.text, ts: m.ts, offset: m.offset };
 }

@@ -164,7 +164,7 @@ export class Connection {
   #dropDeadSocket() {
     const ws = this.ws;
     try {
-      ws.close(4001, "no answer to ping");
+      ws.close(1000, "no answer to ping"); // not 4001: that is the server's, an operator's
     } catch {
       /* closing a dead socket may throw; it is dropped anyway */
     }

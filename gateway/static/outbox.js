@@ -63,10 +63,12 @@ export class Outbox {
     if (mine) this.discard(mine);
   }
 
-  /** The user left `room`: what was waiting for it will not go. */
-  roomLeft(room) {
+  /** The user left `room` (or was taken out: `why`): what was waiting for it will not
+   * go, and what was sent will not come back to be shown. */
+  roomLeft(room, why = `you left #${room}`) {
+    this.items = this.items.filter((item) => item.room !== room || item.state !== "acked");
     for (const item of this.items) {
-      if (item.room === room && item.state !== "acked") this.#fail(item, `you left #${room}`);
+      if (item.room === room) this.#fail(item, why);
     }
     this.hooks.changed();
   }

@@ -2,6 +2,8 @@
 // conversation's log and its pending messages. Reads the Chat; changes nothing in it.
 
 import { nameKey } from "./chat.js";
+import { deleteControl, kickButton, kickForm } from "./controls.js";
+import { outText } from "./moderation.js";
 import {
   avatar,
   el,
@@ -25,6 +27,7 @@ export class ChatView {
     this.chat = chat;
     this.actions = actions;
     this.rendered = []; // the entries of the open conversation shown in #log, in order
+    this.kicking = null; // the member whose remove form is open: {room, key, seconds}
     let resizing = false; // a new width may cut a folded message, or no longer
     window.addEventListener("resize", () => {
       if (resizing) return;
@@ -60,7 +63,10 @@ export class ChatView {
     if (this.chat.active.kind === "room") {
       $("conversation-title").textContent = `# ${conversation.name}`;
       const count = conversation.members.length;
-      $("conversation-info").textContent = `${count} ${count === 1 ? "member" : "members"} online`;
+      const moderator = this.chat.moderation.can(conversation.name) ? " · you moderate it" : "";
+      $("conversation-info").textContent = conversation.out
+        ? "You are not in this room"
+        : `${count} ${count === 1 ? "member" : "members"} online${moderator}`;
       input.placeholder = `Message #${conversation.name}`;
     } else {
       $("conversation-title").textContent = `@ ${conversation.peer}`;
@@ -68,14 +74,26 @@ export class ChatView {
         "Direct messages reach them while they are online; they are not kept.";
       input.placeholder = `Message ${conversation.peer}`;
     }
+    this.roomState(conversation);
+  }
+
+  /** Out of the open room: why (instead of the composer), and a way back in. */
+  roomState(conversation) {
+    const out = this.chat.active.kind === "room" ? conversation.out : null;
+    $("room-state").hidden = !out;
+    $("composer").hidden = Boolean(out);
+    if (out) $("room-state-text").textContent = outText(conversation.name, out);
   }
 
   sidebar() {
     const rooms = [...this.chat.rooms.values()].map((room) => {
       const item = el("li", "nav-item");
       const current = this.chat.active.kind === "room" && this.chat.active.id === room.name;
-      const button = navButton({ label: room.name, prefix: "#", badge: room.unread, current });
+      const extra = room.out ? "muted-button" : "";
+      const badge = room.unread;
+      const button = navButton({ label: room.name, prefix: "#", badge, current, extra });
       button.dataset.room = room.name;
+      if (room.out) button.append(el("span", "count", room.out.by ? "removed" : "banned"));
       button.addEventListener("click", () => this.actions.open({ kind: "room", id: room.name }));
       item.append(button);
       if (this.chat.rooms.size > 1) {
@@ -129,6 +147,7 @@ export class ChatView {
     if (!room) return;
     $("members-heading").textContent = `In #${room.name} · ${room.members.length}`;
     const me = nameKey(this.chat.name);
+    const moderator = this.chat.moderation.can(room.name);
     const members = room.members.map((name) => {
       const item = el("li", "nav-item");
       const self = nameKey(name) === me;
@@ -142,10 +161,59 @@ export class ChatView {
         button.addEventListener("click", () => this.actions.openDirect(name));
       }
       item.append(button);
+      if (moderator && !self) this.#kickControls(item, name, room.name);
       return item;
     });
     fill($("members"), members);
     if (this.chat.active.kind === "room") this.header();
+  }
+
+  /** A moderator's remove button on the member `name` of `room`, and its form if open. */
+  #kickControls(item, name, room) {
+    const key = nameKey(name);
+    const open = this.kicking?.room === room && this.kicking.key === key;
+    const redraw = (kicking) => {
+      this.kicking = kicking;
+      this.members();
+      const again = [...$("members").querySelectorAll(".nav-button")].find(
+        (b) => b.dataset.name === name,
+      )?.parentElement;
+      again?.querySelector(kicking ? ".ban-select" : ".kick-button")?.focus();
+    };
+    item.append(kickButton(name, room, () => redraw(open ? null : { room, key, seconds: 0 })));
+    if (!open) return;
+    item.classList.add("kicking");
+    const form = kickForm(name, room, {
+      seconds: this.kicking.seconds,
+      choose: (seconds) => Object.assign(this.kicking, { seconds }),
+      remove: (seconds) => {
+        redraw(null);
+        this.chat.moderation.kick(room, name, seconds);
+      },
+      cancel: () => redraw(null),
+    });
+    item.append(form);
+  }
+
+  /** The controls of a message in the open room: a moderator may delete it. */
+  #tools() {
+    const room = this.activeRoom();
+    if (room === null || !this.chat.moderation.can(room)) return undefined;
+    const confirmed = (entry) => this.chat.moderation.deleteMessage(room, entry.offset);
+    return (entry) => (entry.offset && !entry.deletedBy ? deleteControl(entry, confirmed) : null);
+  }
+
+  /** `entry` of `conversation` changed (it was deleted): drawn again in its place. */
+  replace(conversation, entry) {
+    if (conversation !== this.chat.conversation() || !entry.offset) return;
+    const selector = `.message[data-offset="${CSS.escape(entry.offset)}"]`;
+    const old = $("log").querySelector(selector);
+    if (!old) return;
+    const own = old.classList.contains("own");
+    const continued = old.classList.contains("continued");
+    const item = messageItem(entry, { own, continued, tools: this.#tools()?.(entry) });
+    old.replaceWith(item);
+    settleFolds(item);
   }
 
   /** The open conversation's log, redrawn; `keepPosition` keeps the view (older added above). */
@@ -156,7 +224,10 @@ export class ChatView {
     const entries = conversation ? conversation.messages : [];
     const me = nameKey(this.chat.name);
     const items = [];
-    entries.forEach((entry, i) => items.push(...entryItems(entry, entries[i - 1], me, nameKey)));
+    const tools = this.#tools();
+    entries.forEach((entry, i) => {
+      items.push(...entryItems(entry, entries[i - 1], me, nameKey, tools));
+    });
     fill($("log"), items);
     settleFolds($("log"));
     this.rendered = [...entries];
@@ -170,7 +241,7 @@ export class ChatView {
     if (conversation !== this.chat.conversation()) return this.sidebar();
     const nearBottom = this.nearBottom();
     const previous = this.rendered.at(-1);
-    const items = entryItems(entry, previous, nameKey(this.chat.name), nameKey);
+    const items = entryItems(entry, previous, nameKey(this.chat.name), nameKey, this.#tools());
     $("log").append(...items);
     settleFolds(...items);
     this.rendered.push(entry);

@@ -88,9 +88,10 @@ function messageText(text) {
 
 /**
  * The list items for `entry` after `previous` (a day divider first when the day
- * changed). `me` is the name key of this page's user; `nameKey` compares names.
+ * changed). `me` is the name key of this page's user; `nameKey` compares names;
+ * `tools(entry)`, if given, makes a message's controls (or null: none).
  */
-export function entryItems(entry, previous, me, nameKey) {
+export function entryItems(entry, previous, me, nameKey, tools = undefined) {
   const items = [];
   if (!previous || dayKey(previous.ts) !== dayKey(entry.ts)) {
     const divider = el("li", "divider");
@@ -109,7 +110,7 @@ export function entryItems(entry, previous, me, nameKey) {
     nameKey(previous.from) === nameKey(entry.from) &&
     entry.ts - previous.ts < GROUP_WITHIN_MS &&
     dayKey(previous.ts) === dayKey(entry.ts);
-  items.push(messageItem(entry, { own, continued }));
+  items.push(messageItem(entry, { own, continued, tools: tools?.(entry) }));
   return items;
 }
 
@@ -170,9 +171,11 @@ export function refold(root) {
   settleFolds(root);
 }
 
-/** A message bubble: avatar, sender, text, time. `key` names it for folding (the entry
- * by default; an outbox item for a pending one). */
-export function messageItem(entry, { own, continued, state = "", error = "", key = entry }) {
+/** A message bubble: avatar, sender, text, time, then its `tools` (an element) if any.
+ * `key` names it for folding (the entry by default; an outbox item for a pending one).
+ * A deleted message shows who deleted it, never its text. */
+export function messageItem(entry, options) {
+  const { own, continued, state = "", error = "", key = entry, tools = null } = options;
   const item = el("li", "message");
   item.classList.toggle("own", own);
   item.classList.toggle("continued", continued);
@@ -183,12 +186,18 @@ export function messageItem(entry, { own, continued, state = "", error = "", key
   const bubble = el("div", "bubble");
   const sender = el("span", `sender ${hueClass(entry.from)}`, own ? "You" : entry.from);
   if (own || continued) sender.classList.add("sr-only"); // still read out, not shown
-  const text = messageText(entry.text);
-  bubble.append(sender, text);
-  if (foldable(entry.text)) bubble.append(foldedText(text, key));
+  if (entry.deletedBy !== undefined) {
+    item.classList.add("deleted");
+    bubble.append(sender, el("span", "tombstone", `Message deleted by ${entry.deletedBy}`));
+  } else {
+    const text = messageText(entry.text);
+    bubble.append(sender, text);
+    if (foldable(entry.text)) bubble.append(foldedText(text, key));
+  }
   const label = state === "queued" || state === "sending" ? "Sending…" : undefined;
   bubble.append(timeElement(entry.ts, label));
   item.append(bubble);
+  if (tools) item.append(tools);
   if (error) {
     const problem = el("div", "send-error");
     problem.append(el("span", "", `Not sent: ${error}`));
