@@ -18,8 +18,9 @@ from uuid import uuid4
 
 import aiohttp
 
-from cli.events import ChatEvent, DirectMessage, ErrorLine
+from cli.events import ChatEvent, DirectMessage, ErrorLine, Status
 from cli.link import CLOSE_NORMAL, ClientConfig, Link
+from cli.moderation import ms_field, until_text
 from cli.outbox import Outbox, Outgoing
 from cli.view import RoomView, now_ms
 
@@ -54,6 +55,17 @@ class ChatClient:
     def room(self) -> str:
         """The current room."""
         return self._view.room
+
+    @property
+    def present(self) -> bool:
+        """False once a moderator removed this user from the current room (until /join)."""
+        return self._view.present
+
+    @property
+    def moderating(self) -> bool:
+        """Whether the `welcome` says this user moderates the current room (its messages
+        then show their numbers, for /delete)."""
+        return self._view.moderating
 
     @property
     def connected(self) -> bool:
@@ -137,8 +149,9 @@ class ChatClient:
 
     def say(self, text: str) -> None:
         """Send `text` to the current room (queued until acked, resent after a drop)."""
-        msg_id = uuid4().hex
-        self._queue({"type": "send", "text": _utf8(text), "id": msg_id}, ref=msg_id)
+        if self._in_a_room():
+            msg_id = uuid4().hex
+            self._queue({"type": "send", "text": _utf8(text), "id": msg_id}, ref=msg_id)
 
     def direct(self, to: str, text: str) -> None:
         """Send a direct message to the user `to`."""
@@ -151,7 +164,8 @@ class ChatClient:
 
     def who(self) -> None:
         """Ask for the members of the current room."""
-        self._queue({"type": "who"})
+        if self._in_a_room():
+            self._queue({"type": "who"})
 
     def rooms(self) -> None:
         """Ask for the rooms and their member counts."""
@@ -159,7 +173,25 @@ class ChatClient:
 
     def history(self, limit: int) -> None:
         """Ask for the last `limit` messages of the current room."""
-        self._queue({"type": "history", "limit": limit})
+        if self._in_a_room():
+            self._queue({"type": "history", "limit": limit})
+
+    def kick(self, name: str, seconds: int = 0) -> None:
+        """Remove `name` from the current room (moderators); `seconds` > 0 bans it that long."""
+        if self._in_a_room(pending_join=False):
+            frame: dict[str, Any] = {"type": "kick", "room": self.room, "name": _utf8(name)}
+            self._queue(frame | ({"seconds": seconds} if seconds else {}))
+
+    def delete(self, number: int) -> None:
+        """Delete the current room's message shown as `#number` (moderators)."""
+        if not self._in_a_room(pending_join=False):
+            return
+        offset = self._view.offset_of(number)
+        if offset is None:
+            why = "" if self.moderating else " (numbers show in rooms your token moderates)"
+            self.notify(ErrorLine(f"no message #{number} in {self.room}{why}"))
+        else:
+            self._queue({"type": "delete", "room": self.room, "offset": offset})
 
     def notify(self, event: ChatEvent) -> None:
         """Put a line to show (also local ones: help, usage errors) into the stream."""
@@ -186,13 +218,25 @@ class ChatClient:
         else:
             self._outbox.put(item)
 
+    def _in_a_room(self, *, pending_join: bool = True) -> bool:
+        """True when in a room (or, with `pending_join`, entering one); else says so."""
+        if self._view.present or (pending_join and self._view.joining):
+            return True
+        self.notify(ErrorLine(f"you are in no room (removed from {self.room}): /join ROOM"))
+        return False
+
     def _answered(self, item: Outgoing, reply: dict[str, Any]) -> None:
         if reply.get("type") == "error":
             self._view.refused(item.ref)
-            self.notify(ErrorLine(str(reply.get("message")), str(reply.get("code"))))
+            until = ms_field(reply.get("until"))
+            self.notify(ErrorLine(str(reply.get("message")), str(reply.get("code")), until))
         elif item.kind == "dm":
             to, text = str(item.frame["to"]), str(item.frame["text"])
             self.notify(DirectMessage(self.name, to, text, now_ms(), outgoing=True))
+        elif item.kind == "kick":
+            seconds = int(item.frame.get("seconds") or 0)
+            ban = f", banned until {until_text(now_ms() + seconds * 1000)}" if seconds else ""
+            self.notify(Status(f"kicked {item.frame['name']} from {item.frame['room']}{ban}"))
 
     def _fail(self, message: str) -> None:
         self.exit_code, self.failure = 1, message

@@ -13,6 +13,8 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from cli.moderation import ms_field, with_until
+
 SUBPROTOCOL = "chat.v1.json"
 # The session secret rides as a further subprotocol offered after the mode, never in the
 # URL: proxies log request lines (nginx's error log keeps the query too). The node
@@ -22,19 +24,27 @@ SESSION_SUBPROTOCOL = "chat.session."
 # could not travel in the header and is not kept.
 _TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 NAME_ERRORS = frozenset({"invalid_name", "name_taken"})
-FATAL_ERRORS = frozenset({"invalid_room", "bad_frame"})
+ROOM_REFUSALS = frozenset({"forbidden", "banned"})  # this room, not this user, is refused
+FATAL_ERRORS = frozenset({"invalid_room", "bad_frame"}) | ROOM_REFUSALS
 CLOSE_POLICY = 1008
+CLOSE_BY_OPERATOR = 4001  # an operator disconnected the user: never reconnect by itself
+OPERATOR_CLOSED = "disconnected by an operator"
 
 _CLOSED = frozenset({aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED})
 
 
 class Rejected(Exception):
-    """The server refused this client (policy, auth, name): trying again will not help."""
+    """The server refused this client (policy, auth, name, room): trying again will not
+    help. `until` (ms since the epoch): when a ban from the room ends."""
 
-    def __init__(self, message: str, code: str = "") -> None:
+    def __init__(self, message: str, code: str = "", until: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
+        self.until = until
+
+    def __str__(self) -> str:
+        return with_until(self.message, self.until)
 
 
 class NameRejected(Rejected):
@@ -51,10 +61,16 @@ class ConnectFailed(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Opened:
-    """A connection that got its `welcome`."""
+    """A connection that got its `welcome`.
+
+    `early`: the frames read after it, up to the first room's answer (to be handled
+    first); `close_reason`: what the server said if it closed meanwhile, else None.
+    """
 
     ws: aiohttp.ClientWebSocketResponse
     welcome: dict[str, Any]
+    early: tuple[dict[str, Any], ...] = ()
+    close_reason: str | None = None
 
 
 def decode(data: str) -> dict[str, Any] | None:
@@ -91,13 +107,15 @@ async def open_connection(
     headers: Mapping[str, str] | None = None,
     session: str | None = None,
 ) -> Opened:
-    """Connect to `url` with `query` (and `headers`) and read up to the `welcome` frame.
+    """Connect to `url` with `query` (and `headers`) and read up to the `welcome` frame,
+    and on to the first room's answer.
 
     `session`, the secret of an earlier `welcome`, is offered as the subprotocol
     `chat.session.<SECRET>` after `chat.v1.json`, so that it stays out of the URL.
 
     Raises NameRejected, Unauthorized or Rejected when the server refuses (an `error` then a close
-    before any `welcome`, or a 1008 close), ConnectFailed for anything transient.
+    before any `welcome`, or a 1008 close; or the first room refused after the
+    `welcome`: `banned`), ConnectFailed for anything transient.
     """
     target = URL(url).update_query(dict(query))
     protocols = (SUBPROTOCOL, f"{SESSION_SUBPROTOCOL}{session}") if session else (SUBPROTOCOL,)
@@ -114,16 +132,57 @@ async def open_connection(
     try:
         if ws.protocol != SUBPROTOCOL:
             raise Rejected(f"{url} does not speak {SUBPROTOCOL}")
-        return Opened(ws, await _await_welcome(ws, wait_limit))
+        deadline = asyncio.get_running_loop().time() + wait_limit
+        welcome = await _await_welcome(ws, wait_limit, deadline)
+        return await _await_entry(ws, welcome, deadline)
     except BaseException:
         await ws.close()
         raise
 
 
-async def _await_welcome(ws: aiohttp.ClientWebSocketResponse, wait_limit: float) -> dict[str, Any]:
+async def _await_entry(
+    ws: aiohttp.ClientWebSocketResponse, welcome: dict[str, Any], deadline: float
+) -> Opened:
+    """Read on after the `welcome` until the first room's answer: a room refused (an
+    `error` `banned`, then a close) raises Rejected; anything else is kept for the
+    link to handle. Past the deadline the connection is handed over as it is."""
+    early: list[dict[str, Any]] = []
+    refusal: dict[str, Any] | None = None
+    try:
+        async with asyncio.timeout_at(deadline):
+            while True:
+                msg = await ws.receive()
+                if msg.type is aiohttp.WSMsgType.TEXT:
+                    if (frame := decode(msg.data)) is None:
+                        continue
+                    if _refuses_room(frame):
+                        refusal = frame  # the close follows
+                        continue
+                    early.append(frame)
+                    return Opened(ws, welcome, tuple(early))
+                if msg.type in _CLOSED or msg.type is aiohttp.WSMsgType.ERROR:
+                    break
+    except TimeoutError:
+        return Opened(ws, welcome, tuple(early))
+    if refusal is not None:
+        message = str(refusal.get("message") or refusal.get("code"))
+        raise Rejected(message, str(refusal.get("code")), ms_field(refusal.get("until")))
+    reason = str(msg.extra or "") if msg.type is aiohttp.WSMsgType.CLOSE else ""
+    return Opened(ws, welcome, tuple(early), close_reason=reason)
+
+
+def _refuses_room(frame: dict[str, Any]) -> bool:
+    """An answer to no request refusing the room entered: a banned first room."""
+    unasked = frame.get("ref") is None
+    return frame.get("type") == "error" and unasked and frame.get("code") in ROOM_REFUSALS
+
+
+async def _await_welcome(
+    ws: aiohttp.ClientWebSocketResponse, wait_limit: float, deadline: float
+) -> dict[str, Any]:
     error: dict[str, Any] = {}
     try:
-        async with asyncio.timeout(wait_limit):
+        async with asyncio.timeout_at(deadline):
             while True:
                 msg = await ws.receive()
                 if msg.type is aiohttp.WSMsgType.TEXT:
@@ -144,6 +203,8 @@ async def _await_welcome(ws: aiohttp.ClientWebSocketResponse, wait_limit: float)
         raise Unauthorized(message, code)
     if code == "unavailable":  # the backend is down for now (even if closed 1008)
         raise ConnectFailed(message)
+    if ws.close_code == CLOSE_BY_OPERATOR:
+        raise Rejected(OPERATOR_CLOSED, "disconnected")
     if code in FATAL_ERRORS or ws.close_code == CLOSE_POLICY:
-        raise Rejected(message, code)
+        raise Rejected(message, code, ms_field(error.get("until")))
     raise ConnectFailed(message)

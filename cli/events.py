@@ -11,7 +11,11 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class RoomMessage:
-    """A message in the current room; `own` when it came from this user."""
+    """A message in the current room; `own` when it came from this user.
+
+    `number` names it for `/delete` (shown to moderators of the room only); a
+    `deleted` one is a tombstone, without its text, `by` naming the moderator.
+    """
 
     room: str
     sender: str
@@ -19,6 +23,29 @@ class RoomMessage:
     offset: str
     ts: int
     own: bool = False
+    number: int | None = None
+    deleted: bool = False
+    by: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDeleted:
+    """A moderator deleted a message shown earlier: `message`, now its tombstone."""
+
+    message: RoomMessage
+
+
+@dataclass(frozen=True, slots=True)
+class Removed:
+    """A moderator removed this user from `room` (kicked; banned until `until`, ms).
+
+    `current`: it was the current room, so the client is now in no room.
+    """
+
+    room: str
+    by: str
+    until: int | None = None
+    current: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,14 +115,20 @@ class HelpText:
 
 @dataclass(frozen=True, slots=True)
 class ErrorLine:
-    """An error to show; `code` is the protocol's error code, or "" for local errors."""
+    """An error to show; `code` is the protocol's error code, or "" for local errors.
+
+    `until` (ms since the epoch): when what was refused ends (a ban).
+    """
 
     message: str
     code: str = ""
+    until: int | None = None
 
 
 ChatEvent = (
     RoomMessage
+    | MessageDeleted
+    | Removed
     | Presence
     | DirectMessage
     | Joined

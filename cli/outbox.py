@@ -53,6 +53,7 @@ class Outbox:
     def __init__(self, retry_initial: float = 0.25, retry_max: float = 5.0) -> None:
         self._items: deque[Outgoing] = deque()
         self._nonempty = asyncio.Event()
+        self._added = asyncio.Event()
         self._progress = asyncio.Event()
         self._in_flight: InFlight | None = None
         self._retry = (retry_initial, retry_max)
@@ -67,6 +68,7 @@ class Outbox:
         """Queue a frame behind the others."""
         self._items.append(item)
         self._nonempty.set()
+        self._added.set()
 
     async def head(self) -> Outgoing:
         """The oldest unanswered frame, waiting until there is one."""
@@ -74,6 +76,15 @@ class Outbox:
             self._nonempty.clear()
             await self._nonempty.wait()
         return self._items[0]
+
+    async def first(self, kind: str) -> Outgoing:
+        """The oldest unanswered frame of `kind`, waiting until there is one."""
+        while True:
+            for item in self._items:
+                if item.kind == kind:
+                    return item
+            self._added.clear()
+            await self._added.wait()
 
     def peek(self) -> Outgoing | None:
         """The oldest unanswered frame, or None."""

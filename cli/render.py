@@ -12,11 +12,14 @@ from cli.events import (
     HistoryPage,
     Joined,
     MemberList,
+    MessageDeleted,
     Presence,
+    Removed,
     RoomList,
     RoomMessage,
     Status,
 )
+from cli.moderation import until_text, with_until
 
 Fragments = list[tuple[str, str]]
 
@@ -28,6 +31,8 @@ STYLE = {
     "pending": "italic fg:ansibrightblack",
     "dm": "fg:ansimagenta",
     "error": "bold fg:ansired",
+    "number": "fg:ansicyan",
+    "deleted": "italic fg:ansibrightblack",
 }
 
 PRESENCE_VERBS = {"join": "joined", "leave": "left"}
@@ -38,6 +43,14 @@ def render(event: ChatEvent, *, clock: bool) -> list[Fragments]:
     match event:
         case RoomMessage():
             return [_message(event, clock)]
+        case MessageDeleted(message):
+            return [_message(message, clock)]
+        case Removed(room, by, until, current):
+            ban = f" until {until_text(until)}" if until is not None else ""
+            lines = [_info(f"you were removed from {room}{f' by {by}' if by else ''}{ban}")]
+            if current:
+                lines.append(_info("you are in no room now: /join ROOM to enter another"))
+            return lines
         case DirectMessage(sender, to, text, ts, outgoing):
             head = f"[dm -> {to}] " if outgoing else f"[dm] {sender}: "
             return [[*_clock(ts, clock), ("class:dm", head + text)]]
@@ -59,8 +72,8 @@ def render(event: ChatEvent, *, clock: bool) -> list[Fragments]:
             return [[("class:info", line)] for line in lines]
         case Status(text):
             return [_info(text)]
-        case ErrorLine(message):
-            return [[("class:error", f"! {message}")]]
+        case ErrorLine(message, _, until):
+            return [[("class:error", f"! {with_until(message, until)}")]]
     return []
 
 
@@ -71,7 +84,12 @@ def plain(fragments: Fragments) -> str:
 
 def _message(msg: RoomMessage, clock: bool) -> Fragments:
     sender_style = "class:own" if msg.own else "class:sender"
-    return [*_clock(msg.ts, clock), (sender_style, msg.sender), ("", f": {msg.text}")]
+    number: Fragments = [] if msg.number is None else [("class:number", f"#{msg.number} ")]
+    if msg.deleted:
+        text = ("class:deleted", f"[deleted by {msg.by}]" if msg.by else "[deleted]")
+    else:
+        text = ("", msg.text)
+    return [*_clock(msg.ts, clock), *number, (sender_style, msg.sender), ("", ": "), text]
 
 
 def _clock(ts: int, clock: bool) -> Fragments:

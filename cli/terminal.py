@@ -127,5 +127,6 @@ def prompt_fragments(client: ChatClient) -> Fragments:
     if len(pending) > PENDING_SHOWN:
         lines.append(("class:pending", f"(sending) {len(pending) - PENDING_SHOWN} earlier ones\n"))
     lines.extend(("class:pending", f"(sending) {text}\n") for text in pending[-PENDING_SHOWN:])
-    room = client.room if client.connected else f"{client.room} (offline)"
+    room = client.room if client.present else "(no room)"
+    room = room if client.connected else f"{room} (offline)"
     return [*lines, ("", f"{room}> ")]

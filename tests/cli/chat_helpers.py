@@ -27,6 +27,7 @@ WAIT = 8.0  # the most any single expectation waits, in seconds
 ROOT = Path(__file__).resolve().parents[2]
 CHAT = [sys.executable, "-m", "cli"]
 JWT_SECRET = "a-secret-for-the-cli-tests-of-at-least-32-bytes"
+API_KEY = "the-operator-key-of-the-cli-tests"  # the operator API of `moderated_gateway`
 
 
 def unique(prefix: str) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 import aiohttp
 import pytest
 from chat_helpers import (
+    API_KEY,
     JWT_SECRET,
     ChatProcess,
     GatewayProcess,
@@ -39,6 +40,24 @@ def auth_gateway() -> Iterator[GatewayProcess]:
     server = GatewayProcess(None, "--jwt-secret", JWT_SECRET, "--jwt-leeway", "0").start()
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def moderated_gateway() -> Iterator[GatewayProcess]:
+    """A gateway wanting tokens (JWT_SECRET), with the operator API on (API_KEY)."""
+    server = GatewayProcess(
+        None, "--jwt-secret", JWT_SECRET, "--jwt-leeway", "0", "--api-key", API_KEY
+    ).start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+async def moderated_proxy(moderated_gateway: GatewayProcess) -> AsyncIterator[TcpProxy]:
+    """A TCP proxy in front of `moderated_gateway`, which the test may cut."""
+    relay = await TcpProxy(moderated_gateway.port).start()
+    yield relay
+    await relay.close()
 
 
 @pytest.fixture

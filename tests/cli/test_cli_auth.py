@@ -55,6 +55,7 @@ async def test_the_token_goes_in_a_header_not_in_the_url(aiohttp_server):
         ws = web.WebSocketResponse(protocols=("chat.v1.json",))
         await ws.prepare(request)
         await ws.send_json({"type": "welcome", "name": "Ann", "node": "fake", "session": "s"})
+        await ws.send_json({"type": "subscribed", "room": "lobby", "members": ["Ann"]})
         await ws.receive()  # until the client closes
         return ws
 
