@@ -1,11 +1,12 @@
 // The page: the sidebar, the conversation, the banner, moderation, the keyboard (the name
 // form is login.js).
 
-import { Chat, ROOM_PATTERN } from "./chat.js";
+import { Chat } from "./chat.js";
 import { setUpComposer } from "./composer.js";
 import { backToLogin, capitalize, loginFailed, setUpLogin, storedName } from "./login.js";
 import { banText, outText, parseKick } from "./moderation.js";
 import { ChatView } from "./render.js";
+import { ROOM_PATTERN } from "./rooms.js";
 
 const $ = (id) => document.getElementById(id);
 const ROOMS_REFRESH_MS = 15000;

@@ -1,8 +1,8 @@
 // The name form: a name, or a token (pasted, or handed over in the address), and what
 // the server said when it would not let us in.
 
-import { ROOM_PATTERN, nameKey } from "./chat.js";
 import { SUBPROTOCOL_SAFE } from "./connection.js";
+import { ROOM_PATTERN, nameKey } from "./rooms.js";
 
 const $ = (id) => document.getElementById(id);
 const NAME_STORE = "chat-gateway.name";

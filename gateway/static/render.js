@@ -1,9 +1,11 @@
-// Drawing the chat: header, sidebar (rooms, direct conversations, members), the
+// Drawing the chat: the header, the sidebar (its lists of rooms and direct conversations
+// come from sidebar.js; the members, with a moderator's controls, are drawn here), the
 // conversation's log and its pending messages. Reads the Chat; changes nothing in it.
 
-import { nameKey } from "./chat.js";
 import { deleteControl, kickButton, kickForm } from "./controls.js";
 import { outText } from "./moderation.js";
+import { nameKey } from "./rooms.js";
+import { directItems, moreRoomItems, roomItems } from "./sidebar.js";
 import {
   avatar,
   el,
@@ -86,55 +88,11 @@ export class ChatView {
   }
 
   sidebar() {
-    const rooms = [...this.chat.rooms.values()].map((room) => {
-      const item = el("li", "nav-item");
-      const current = this.chat.active.kind === "room" && this.chat.active.id === room.name;
-      const extra = room.out ? "muted-button" : "";
-      const badge = room.unread;
-      const button = navButton({ label: room.name, prefix: "#", badge, current, extra });
-      button.dataset.room = room.name;
-      if (room.out) button.append(el("span", "count", room.out.by ? "removed" : "banned"));
-      button.addEventListener("click", () => this.actions.open({ kind: "room", id: room.name }));
-      item.append(button);
-      if (this.chat.rooms.size > 1) {
-        const leave = el("button", "leave-button", "×");
-        leave.type = "button";
-        leave.title = `Leave #${room.name}`;
-        leave.setAttribute("aria-label", `Leave #${room.name}`);
-        leave.addEventListener("click", () => this.chat.leave(room.name));
-        item.append(leave);
-      }
-      return item;
-    });
-    fill($("rooms"), rooms);
-
-    const more = this.chat.otherRooms
-      .filter((r) => !this.chat.rooms.has(r.room) && r.members > 0)
-      .sort((a, b) => b.members - a.members || a.room.localeCompare(b.room))
-      .slice(0, 12)
-      .map((r) => {
-        const item = el("li", "nav-item");
-        const button = navButton({ label: r.room, prefix: "#", extra: "muted-button" });
-        button.append(el("span", "count", `${r.members}`));
-        button.title = `Join #${r.room} (${r.members} online)`;
-        const target = { kind: "room", id: r.room };
-        button.addEventListener("click", () => this.actions.open(target, true));
-        item.append(button);
-        return item;
-      });
+    fill($("rooms"), roomItems(this.chat, this.actions));
+    const more = moreRoomItems(this.chat, this.actions);
     fill($("more-rooms"), more);
     $("more-rooms-section").hidden = more.length === 0;
-
-    const dms = [...this.chat.dms.entries()].map(([key, conversation]) => {
-      const item = el("li", "nav-item");
-      const current = this.chat.active.kind === "dm" && this.chat.active.id === key;
-      const button = navButton({ label: conversation.peer, badge: conversation.unread, current });
-      button.dataset.peer = conversation.peer;
-      button.prepend(avatar(conversation.peer, "small"));
-      button.addEventListener("click", () => this.actions.open({ kind: "dm", id: key }));
-      item.append(button);
-      return item;
-    });
+    const dms = directItems(this.chat, this.actions);
     fill($("dms"), dms);
     $("dms-section").hidden = dms.length === 0;
     this.title();

@@ -1,5 +1,11 @@
 // What the page holds of one conversation: a room (its messages, members, where it
-// resumes from, whether this user is out of it) or a direct conversation.
+// resumes from, whether this user is out of it) or a direct conversation; and how room
+// names look and names compare.
+
+export const ROOM_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** Names compare NFC-normalised and case-folded, as on the server. */
+export const nameKey = (name) => name.normalize("NFC").toLowerCase();
 
 export class Room {
   constructor(name) {
