@@ -172,8 +172,9 @@ class Cluster:
             "CHAT_HOST": "127.0.0.1",
             "CHAT_PORT": str(self.node_ports[index]),
             "CHAT_REDIS_URL": self.redis_url,
-            # Behind nginx every client has nginx's address: a per-IP cap would cap the node.
-            "CHAT_MAX_CONNECTIONS_PER_IP": os.environ.get("CHAT_MAX_CONNECTIONS_PER_IP", "0"),
+            # nginx (on 127.0.0.1) names the client in X-Forwarded-For: the per-address
+            # limit (CHAT_MAX_CONNECTIONS_PER_IP, 100 by default) counts clients, not nginx.
+            "CHAT_TRUSTED_PROXIES": os.environ.get("CHAT_TRUSTED_PROXIES", "127.0.0.1"),
             "PYTHONUNBUFFERED": "1",
         }
         return Process(

@@ -1,7 +1,10 @@
 """The access log, without query strings: `?token=` and `?session=` are credentials.
 
 The path is logged as it came, still percent-encoded, so a client cannot write a line
-break (`%0A`) into the log and forge a line.
+break (`%0A`) into the log and forge a line. The address is the client's, behind a
+trusted proxy too: the one `gateway.proxies.real_client` recorded in the request, else
+the peer's. Nothing here asks `request.app`: a request aiohttp could not parse or route
+(a 400) has none, and asking raises.
 """
 
 from __future__ import annotations
@@ -9,14 +12,16 @@ from __future__ import annotations
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
 
+from gateway.proxies import CLIENT_ADDRESS
+
 
 class AccessLogger(AbstractAccessLogger):
-    """One INFO line per request: peer, method, raw path (never the query), status, time."""
+    """One INFO line per request: client, method, raw path (never the query), status, time."""
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
         self.logger.info(
             '%s "%s %s" %d %.3fs',
-            request.remote,
+            request.get(CLIENT_ADDRESS, request.remote),
             request.method,
             request.rel_url.raw_path,
             response.status,

@@ -27,6 +27,7 @@ from gateway.guard import GUARD, Guard, guard_websockets
 from gateway.http import add_routes, api_errors
 from gateway.node import Node
 from gateway.operator_api import add_operator_routes
+from gateway.proxies import TRUSTED, parse_networks, real_client
 from gateway.session import Session
 from gateway.tasks import stop_tasks
 from gateway.ws import NODE, websocket_handler
@@ -54,8 +55,11 @@ STOPPING = web.AppKey("stopping", Stopping)
 def create_app(settings: Settings, broker: Broker | None = None) -> web.Application:
     """A node serving /ws and the HTTP routes, on `broker` or the one `settings` name."""
     node = Node(settings, broker if broker is not None else create_broker(settings))
-    app = web.Application(middlewares=[_refuse_while_stopping, guard_websockets, api_errors])
+    app = web.Application(
+        middlewares=[real_client, _refuse_while_stopping, guard_websockets, api_errors]
+    )
     app[NODE] = node
+    app[TRUSTED] = parse_networks(settings.trusted_proxies)
     app[STOPPING] = Stopping()
     app[GUARD] = Guard(settings, node.metrics)
     app.router.add_get("/ws", websocket_handler)

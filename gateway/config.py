@@ -11,6 +11,8 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 from urllib.parse import unquote
 
+from gateway.proxies import parse_networks
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 SECRETS = frozenset({"jwt_secret", "api_key"})  # an empty one is a mistake, never "off"
 MIN_JWT_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key at least as long as the hash
@@ -173,6 +175,10 @@ class Settings:
             "help": "open WebSocket connections per client address; over it: 429; 0: unlimited"
         },
     )
+    trusted_proxies: str = field(
+        default="",
+        metadata={"help": "comma-separated proxy addresses or CIDRs; their X-Forwarded-For counts"},
+    )
     name_timeout: float = field(
         default=30.0,
         metadata={"help": "seconds a text-mode connection has to give a name; then 1008; 0: off"},
@@ -225,6 +231,10 @@ class Settings:
                 cluster_nodes(self.redis_url)
             except ValueError as exc:
                 raise InvalidSetting("redis_url", str(exc)) from None
+        try:
+            parse_networks(self.trusted_proxies)
+        except ValueError as exc:
+            raise InvalidSetting("trusted_proxies", str(exc)) from None
         if "{" in self.redis_prefix or "}" in self.redis_prefix:
             raise InvalidSetting("redis_prefix", "may not hold a brace (keys carry hash tags)")
         if self.workers > 1 and not self.redis_url:

@@ -7,7 +7,9 @@ at module level. Its middleware refuses, in this order:
   another site cannot open a WebSocket with a visitor's browser and cookies (cross-site
   WebSocket hijacking). A request without `Origin` is not a browser's and passes;
 - a request over `--max-connections` on this node: 503 (another node may take it);
-- a request over `--max-connections-per-ip` from one `request.remote`: 429.
+- a request over `--max-connections-per-ip` from one `request.remote`: 429. Behind a
+  trusted proxy that is the client's address, not the proxy's (gateway/proxies.py sets
+  it before this middleware runs).
 
 After the upgrade, `name_deadline` bounds how long a text-mode connection may take to
 give a valid name (`--name-timeout`): one that never answers "Your name:" would

@@ -159,6 +159,29 @@ class Stack:
                 raise AssertionError(f"{service} still {status} after {timeout:g}s")
             time.sleep(0.5)  # a poll of a job that takes seconds, bounded by `timeout`
 
+    def log(self, service: str) -> str:
+        """Everything `service` wrote so far, its stdout and its stderr (where the
+        gateways log) interleaved."""
+        done = subprocess.run(
+            [self.podman, "logs", self.container(service)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=COMMAND_TIMEOUT,
+        )
+        if done.returncode != 0:
+            raise AssertionError(f"podman logs {self.container(service)}:\n{done.stdout}")
+        return done.stdout
+
+    def requests(self, service: str, path: str) -> list[str]:
+        """The lines of `service`'s log (nginx's or a gateway's access log) for
+        `GET path`."""
+        return [line for line in self.log(service).splitlines() if f'"GET {path}"' in line]
+
+    def ws_refused(self) -> int:
+        """WebSocket upgrades nginx answered 429 (over a node's per-address limit)."""
+        return sum(1 for line in self.requests("nginx", "/ws") if '"GET /ws" 429 ' in line)
+
     def logs(self, *services: str) -> str:
         """The last lines of every service's log, for a failure message."""
         out = []

@@ -1,12 +1,14 @@
 """`docker compose up`, run for real: docker-compose.yml under podman-compose.
 
 Redis, three gateway containers and nginx, on images deploy/local-images.sh builds
-(deploy/Dockerfile on a plain Debian bookworm, installed from a wheelhouse). Through
-the balancer: a JSON and a text client on different nodes chat; one node container is
-stopped (SIGTERM: its clients move to another node with no leave), another killed
-(SIGKILL: its members leave once its heartbeat expires), Redis is restarted (sends are
-refused, then taken again; nothing acked is lost); then `down -v` leaves nothing. The
-figures go to test-artifacts/compose.json. Skips where containers cannot run, unless
+(deploy/Dockerfile on a plain Debian bookworm, installed from a wheelhouse). The nodes
+see each client's address as nginx saw it, never one the client wrote in a header
+(--trusted-proxies; the per-address limit is on). Through the balancer: a JSON and a
+text client on different nodes chat; one node container is stopped (SIGTERM: its
+clients move to another node with no leave), another killed (SIGKILL: its members
+leave once its heartbeat expires), Redis is restarted (sends are refused, then taken
+again; nothing acked is lost); then `down -v` leaves nothing. The figures go to
+test-artifacts/compose.json. Skips where containers cannot run, unless
 CHAT_TEST_COMPOSE=require (CI sets it).
 """
 
@@ -18,6 +20,9 @@ import json
 import os
 import re
 import time
+import urllib.error
+import urllib.request
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -35,6 +40,7 @@ from tests.compose_stack import (
     run_status,
 )
 from tests.conftest import TextPeer
+from tests.test_deploy import GATEWAYS
 from tests.test_process import free_port
 from tests.test_rolling_restart import LONG_WAIT, ROOM, ChatUser
 
@@ -91,6 +97,29 @@ def test_the_image_checks_its_own_health_and_runs_as_a_user(images: tuple[str, f
         assert run([podman, "exec", name, "id", "-u"]).strip() == "10001"
     finally:
         run([podman, "rm", "-f", name])
+
+
+def test_the_nodes_see_the_client_nginx_saw_not_a_header_it_wrote(
+    stack: tuple[Stack, dict[str, float]],
+) -> None:
+    """Guards against nodes that see nginx as every client (the per-address limit would
+    cap them all together), and against one that believes a client's own
+    X-Forwarded-For (a client could name any address, and dodge the limit)."""
+    compose, _ = stack
+    spoofed = "203.0.113.99"
+    paths = [f"/no-such-page-{uuid.uuid4().hex}" for _ in range(3)]  # 404s, one per node
+    for path in paths:
+        request = urllib.request.Request(compose.url + path, headers={"X-Forwarded-For": spoofed})
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(request, timeout=10)
+        answer.value.close()  # its connection
+        assert answer.value.code == 404
+    seen = {line.split()[0] for path in paths for line in compose.requests("nginx", path)}
+    assert len(seen) == 1, seen  # the address nginx got our connections from
+    (client,) = seen
+    for path in paths:
+        (line,) = [line for name in GATEWAYS for line in compose.requests(name, path)]
+        assert f": {client} " in line and spoofed not in line, line
 
 
 @pytest.fixture
@@ -251,7 +280,8 @@ async def test_the_compose_stack_chats_through_node_and_redis_faults(
 
         # Nothing acked is lost: every acked message is in the room's history, carol's
         # (acked in text mode with `* sent`) by their text; nobody left but carol.
-        stored = await stored_messages(alice)
+        async with asyncio.timeout(LONG_WAIT):
+            stored = await stored_messages(alice)
         kept = {m["offset"] for m in stored}
         acked = set(alice.acked.values()) | set(bob.acked.values())
         from_carol = {m["text"] for m in stored if m["from"] == "carol"}
@@ -262,6 +292,17 @@ async def test_the_compose_stack_chats_through_node_and_redis_faults(
         assert from_carol == {f"from text {count}" for count in range(MESSAGES)}
         after = presence_events(users, settled)
         assert {(event, name) for _, event, name in after} == {("leave", "carol")}, after
+        # The per-address limit (on; every client here is one address to the nodes, the
+        # one the host forwards from) never refused a client of this test.
+        figures["ws_refused_429"] = await asyncio.to_thread(compose.ws_refused)
+        assert figures["ws_refused_429"] == 0, figures
+    except BaseException:
+        # What each service said, to tell a refusal (429: the per-address limit) or a
+        # node's own trouble from a slow step, since the stack is gone afterwards.
+        with contextlib.suppress(Exception):
+            figures["ws_refused_429"] = await asyncio.to_thread(compose.ws_refused)
+            print(await asyncio.to_thread(compose.logs))
+        raise
     finally:
         for user in users:
             await user.stop()

@@ -270,14 +270,24 @@ def test_the_operations_guide_explains_every_metric() -> None:
         assert f"`{name}" in OPERATIONS, name
 
 
-def test_nodes_behind_the_balancer_have_no_per_ip_cap() -> None:
-    """Guards against capping every node at --max-connections-per-ip in total: behind
-    nginx all clients share its address."""
+def test_nodes_behind_the_balancer_trust_it_for_the_client_address() -> None:
+    """Guards against capping every node at --max-connections-per-ip in total (behind
+    nginx all clients share its address unless its X-Forwarded-For is trusted), against
+    a deployment that turns the limit off instead, and against an nginx that passes a
+    client's own X-Forwarded-For on (the nodes trust every private address in compose,
+    and 127.0.0.1 in make cluster: a client there could name any address)."""
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     for name, service in compose["services"].items():
         if name.startswith("gateway"):
-            assert str(service["environment"]["CHAT_MAX_CONNECTIONS_PER_IP"]) == "0"
-    assert '"CHAT_MAX_CONNECTIONS_PER_IP"' in (ROOT / "deploy" / "cluster.py").read_text()
+            env = service["environment"]
+            limit = str(env["CHAT_MAX_CONNECTIONS_PER_IP"])
+            assert limit.removeprefix("${CHAT_MAX_CONNECTIONS_PER_IP:-").rstrip("}") == "100"
+            trusted = env["CHAT_TRUSTED_PROXIES"].removeprefix("${CHAT_TRUSTED_PROXIES:-")
+            assert "10.0.0.0/8" in trusted and "172.16.0.0/12" in trusted
+    local = (ROOT / "deploy" / "cluster.py").read_text()
+    assert '"CHAT_TRUSTED_PROXIES"' in local and '"CHAT_MAX_CONNECTIONS_PER_IP"' not in local
+    forwarded = re.findall(r"proxy_set_header X-Forwarded-For (\S+);", NGINX_CONF.read_text())
+    assert forwarded == ["$remote_addr"]
 
 
 def test_nginx_logs_no_query_strings() -> None:
