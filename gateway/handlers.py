@@ -123,7 +123,8 @@ async def handle_join(node: Node, session: Session, command: Join) -> None:
             ErrorCode.BAD_FRAME,
             f"a connection may be in at most {node.settings.max_rooms_per_connection} rooms",
         )
-    await enter_room(node, session, room, command.since, command.ref)
+    if not await enter_room(node, session, room, command.since, command.ref):
+        raise ProtocolError(ErrorCode.NOT_IN_ROOM, f"you were removed from {room} as you joined")
 
 
 async def handle_leave(node: Node, session: Session, command: Leave) -> None:

@@ -19,9 +19,10 @@ log = logging.getLogger(__name__)
 
 async def enter_room(
     node: Node, session: Session, room: str, since: str | None, ref: str | None = None
-) -> None:
+) -> bool:
     """Put `session` in `room` and send `subscribed` (with the replay after `since`).
-    Raises Banned while the name is banned from the room."""
+    Raises Banned while the name is banned from the room; False (the session got
+    `removed`) when a moderator removed it while it was entering."""
     session.begin_join(room)
     try:
         await node.hub.enter(session, room)
@@ -38,10 +39,11 @@ async def enter_room(
     if room not in session.rooms:  # a moderator removed it meanwhile (it got `removed`)
         node.presence.exit(room, session.name, at_once=True)
         await node.hub.exit(session, room)
-        return
+        return False
     session.finish_join(
         Subscribed(room, members, replay.offset, replay.recovered, ref), replay.messages
     )
+    return True
 
 
 async def leave_room(

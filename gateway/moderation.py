@@ -81,12 +81,15 @@ class Moderation:
         node = self._node
         sessions = [s for s in node.hub.named(name_key(name)) if room in s.rooms]
         node.presence.expel(room, name)  # the name left here a moment ago: no grace
+        settled = []  # those in the room; a join under way undoes itself (enter_room)
         for session in sessions:
+            if not session.joining(room):
+                settled.append(session)
+                node.presence.exit(room, session.name, at_once=True)
             session.abandon_join(room)  # nothing more of the room reaches it
             session.send(Removed(room, by, until))
-            node.presence.exit(room, session.name, at_once=True)
-        if sessions:
-            task = asyncio.create_task(self._exit(sessions, room), name=f"removed-{room}")
+        if settled:
+            task = asyncio.create_task(self._exit(settled, room), name=f"removed-{room}")
             self._exits.add(task)
             task.add_done_callback(self._exits.discard)
 

@@ -193,6 +193,10 @@ class Session:
         for event in held:
             self.deliver_room(event, {})
 
+    def joining(self, room: str) -> bool:
+        """Whether a join of `room` is under way (between `begin_join` and `finish_join`)."""
+        return room in self._pending
+
     def abandon_join(self, room: str) -> None:
         """Forget `room`: undo `begin_join`, or leave."""
         self._pending.pop(room, None)

@@ -84,7 +84,7 @@ def _refuse(node: Node, session: Session, error: ProtocolError, peer: str | None
     """
     log.log(
         logging.WARNING if error.code is ErrorCode.UNAUTHORIZED else logging.INFO,
-        "refused /ws from %s before welcome: %s %r",  # %r: the message may echo input
+        "refused /ws from %s at the handshake: %s %r",  # %r: the message may echo input
         peer,
         error.code,
         error.message,
@@ -141,7 +141,7 @@ async def _handshake(node: Node, session: Session, request: web.Request) -> bool
     moderates = session.moderates.patterns or ()
     session.send(Welcome(session.name, settings.node_id, session_secret, moderates))
     try:
-        await enter_room(node, session, room, since)
+        await enter_room(node, session, room, since)  # False: removed as it entered
     except BrokerUnavailable:
         unavailable = ProtocolError(ErrorCode.UNAVAILABLE, UNAVAILABLE_MESSAGE)
         return _refuse(node, session, unavailable, peer)

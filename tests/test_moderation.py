@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.auth import mint
+from gateway.broker.redis_scripts import Keys
+from gateway.ws import NODE
 from tests.conftest import WAIT, JsonPeer, TextPeer, read_metric
+from tests.redis_backend import RedisServer
 from tests.test_auth import SECRET, Gateway, connect_json
+from tests.test_redis_faults import needs_redis_server, node_on, own_redis  # noqa: F401
 
 API_KEY = "the-api-key"
 OPERATOR = {"Authorization": f"Bearer {API_KEY}"}
@@ -294,5 +299,60 @@ async def test_a_kick_skips_the_grace_period(gateway: Gateway, broker_kind: str)
     assert (await victim.request("join", room="team-a"))["type"] == "subscribed"
     await victim.request("leave", room="team-a")  # present for its grace period
     assert "vic" in (await watcher.request("who", room="team-a"))["members"]
-    assert (await mod.request("kick", room="team-a", name="vic"))["type"] == "ack"
+    assert (await mod.request("kick", room="team-a", name="VIC"))["type"] == "ack"
+    await watcher.expect("presence", event="leave", name="vic")  # as it joined, not "VIC"
+
+
+async def test_tombstones_keep_their_place_at_the_head_and_go_with_trimming(
+    gateway: Gateway, broker_kind: str
+) -> None:
+    """Guards against tombstones of the oldest messages being taken for trimmed ones
+    (the message vanishes), against stale tombstones outliving the history they were in
+    (a resume then claims `recovered` over a hole), and against an offset written
+    another way ("E-01") announced as written."""
+    node = await gateway(jwt_secret=SECRET, api_key=API_KEY, history_size=5)
+    mod = await user(node, "mod", moderates=MODERATOR)
+    offsets = [(await mod.request("send", room="team-a", text=f"m{i}"))["offset"] for i in range(3)]
+    epoch, _, first = offsets[0].rpartition("-")
+    assert (await mod.request("delete", room="team-a", offset=f"{epoch}-0{first}"))["type"] == "ack"
+    assert (await mod.expect("deleted"))["offset"] == offsets[0]
+    assert (await mod.request("delete", room="team-a", offset=offsets[1]))["type"] == "ack"
+    history = await mod.request("history", room="team-a")
+    shown = [(m["offset"], m["text"]) for m in history["messages"]]
+    assert shown == [(offsets[0], ""), (offsets[1], ""), (offsets[2], "m2")]
+    for i in range(3, 12):
+        await mod.request("send", room="team-a", text=f"m{i}")
+    history = await mod.request("history", room="team-a", limit=100)
+    assert [m["text"] for m in history["messages"]] == [f"m{i}" for i in range(7, 12)]
+    resumed = await connect_json(
+        node, token=mint(SECRET, "bob", 60), room="team-a", since=offsets[0]
+    )
+    assert (await resumed.expect("subscribed"))["recovered"] is False
+    rest = await (await node.get("/api/rooms/team-a/messages?limit=100", headers=OPERATOR)).json()
+    assert [m["text"] for m in rest["messages"]] == [f"m{i}" for i in range(7, 12)]
+
+
+@needs_redis_server
+async def test_a_ban_a_node_did_not_hear_removes_when_it_subscribes_again(
+    own_redis: RedisServer,  # noqa: F811
+    node_on: Callable[..., Awaitable[TestClient]],  # noqa: F811
+) -> None:
+    """Guards against a banned user staying in the room for good when the node missed
+    the removal (published while its subscription was away): on its next subscription
+    the node puts its presence back, finds the ban and removes the user itself."""
+    node = await node_on(own_redis.url, "n0", jwt_secret=SECRET, api_key=API_KEY)
+    victim = await user(node, "vic")
+    watcher = await user(node, "wat")
+    keys = Keys(node.server.app[NODE].settings.redis_prefix)
+    until = int(time.time() * 1000) + 60_000
+    redis = own_redis.client()
+    try:  # the ban is stored; its removal never reaches the node
+        redis.set(keys.ban("team-a", "vic"), f"{until} mod", px=60_000)
+        redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+    finally:
+        redis.close()
+    removed = await victim.expect("removed", room="team-a", timeout=WAIT * 2)
+    assert removed["by"] == "mod" and removed["until"] == until
     await watcher.expect("presence", event="leave", name="vic")
+    assert (await watcher.request("who", room="team-a"))["members"] == ["wat"]
+    assert (await victim.request("join", room="team-a"))["code"] == "banned"

@@ -36,10 +36,17 @@ class BrokerListener(Protocol):
 class Banned(Exception):
     """The name is banned from the room until `until` (epoch milliseconds)."""
 
-    def __init__(self, room: str, until: int) -> None:
+    @classmethod
+    def parse(cls, room: str, stored: bytes) -> Banned:
+        """The ban as stored on Redis: `UNTIL BY`."""
+        until, _, by = stored.decode().partition(" ")
+        return cls(room, int(until), by)
+
+    def __init__(self, room: str, until: int, by: str = "") -> None:
         super().__init__(f"banned from {room} until {until}")
         self.room = room
         self.until = until
+        self.by = by  # who banned it, where known
 
 
 class NameTaken(Exception):

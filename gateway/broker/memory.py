@@ -65,7 +65,7 @@ class MemoryBroker:
         self._subscribed: set[str] = set()  # rooms this node listens to
         self._presence: dict[str, dict[str, str]] = {}  # room -> name key -> display name
         self._names: dict[str, _NameOwners] = {}  # name key -> owning connections
-        self._bans: dict[tuple[str, str], int] = {}  # (room, name key) -> end, epoch ms
+        self._bans: dict[tuple[str, str], tuple[int, str]] = {}  # (room, key) -> end ms, by
         # (room, sender, id) -> offset, expiry
         self._seen_ids: dict[tuple[str, str, str], tuple[str, float]] = {}
         self._queue: asyncio.Queue[Callable[[BrokerListener], None]] = asyncio.Queue()
@@ -195,9 +195,9 @@ class MemoryBroker:
 
     async def presence_add(self, room: str, name: str, *, announce: bool = False) -> bool:
         key = name_key(name)
-        until = self._ban_of(room, key)
-        if until is not None:
-            raise Banned(room, until)
+        ban = self._ban_of(room, key)
+        if ban is not None:
+            raise Banned(room, *ban)
         present = self._presence.setdefault(room, {})
         added = key not in present
         present[key] = name
@@ -207,12 +207,12 @@ class MemoryBroker:
 
     async def presence_remove(self, room: str, name: str, *, announce: bool = False) -> bool:
         present = self._presence.get(room, {})
-        removed = present.pop(name_key(name), None) is not None
+        shown = present.pop(name_key(name), None)  # announced as the join was
         if not present:
             self._presence.pop(room, None)
-        if removed and announce:
-            self._deliver_room(PresenceChange(room, "leave", name))
-        return removed
+        if shown is not None and announce:
+            self._deliver_room(PresenceChange(room, "leave", shown))
+        return shown is not None
 
     async def members(self, room: str) -> list[str]:
         await asyncio.sleep(0)  # a read yields, as a round trip to Redis does
@@ -263,19 +263,19 @@ class MemoryBroker:
 
     # moderation --------------------------------------------------------------
 
-    def _ban_of(self, room: str, key: str) -> int | None:
-        until = self._bans.get((room, key))
-        if until is not None and until <= time.time() * 1000:
+    def _ban_of(self, room: str, key: str) -> tuple[int, str] | None:
+        ban = self._bans.get((room, key))
+        if ban is not None and ban[0] <= time.time() * 1000:
             del self._bans[(room, key)]
             return None
-        return until
+        return ban
 
     async def kick(self, room: str, name: str, by: str, seconds: int) -> int | None:
         key = name_key(name)
         until = None
         if seconds > 0:
             until = int(time.time() * 1000) + seconds * 1000
-            self._bans[(room, key)] = until
+            self._bans[(room, key)] = (until, by)
         self._deliver(lambda listener: listener.on_removed(name, room, by, until))
         return until
 
@@ -283,7 +283,8 @@ class MemoryBroker:
         self._bans.pop((room, name_key(name)), None)
 
     async def banned_until(self, room: str, name: str) -> int | None:
-        return self._ban_of(room, name_key(name))
+        ban = self._ban_of(room, name_key(name))
+        return ban[0] if ban is not None else None
 
     async def delete(self, room: str, offset: str, by: str) -> bool:
         seq = self._parse(offset)
@@ -295,7 +296,7 @@ class MemoryBroker:
                 if message.deleted_by is not None:
                     return True  # deleted before: nothing more to tell
                 log_.messages[index] = (seq, tombstone(message, by))
-                self._deliver_room(Deleted(room, offset, by))
+                self._deliver_room(Deleted(room, message.offset, by))
                 return True
         return False
 

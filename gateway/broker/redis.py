@@ -24,7 +24,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from gateway.broker import redis_scripts as scripts
-from gateway.broker.base import BrokerListener, Published, Replay
+from gateway.broker.base import Banned, BrokerListener, Published, Replay
 from gateway.broker.redis_cluster import ShardedSubscriber, connect_cluster
 from gateway.broker.redis_events import deliver_event
 from gateway.broker.redis_history import (
@@ -83,7 +83,7 @@ class RedisBroker:
             self._redis = connect_cluster(url) if sharded else connect(url)
         self._keys = Keys(settings.redis_prefix)
         self._pub = "SPUBLISH" if sharded else "PUBLISH"  # for every channel message
-        self._history = RoomHistory(self._redis, self._keys)
+        self._history = RoomHistory(self._redis, self._keys, settings.history_size)
         self._node = settings.node_id
         self._publish = Lua(self._redis, scripts.PUBLISH)
         self._listener: BrokerListener | None = None
@@ -109,10 +109,17 @@ class RedisBroker:
                 self._after_reconnect,
                 probe_interval=settings.probe_interval,
             )
-        self._moderation = Moderation(self._redis, self._keys, self._pub, settings.room_ttl)
+        self._moderation = Moderation(
+            self._redis, self._keys, self._pub, settings.room_ttl, settings.history_size
+        )
         self._liveness = Liveness(self._redis, self._keys, settings, self.reregister, self._pub)
         self._presence = Presence(
-            self._redis, self._keys, self._node, self._pub, self._liveness.settle_room
+            self._redis,
+            self._keys,
+            self._node,
+            self._pub,
+            self._liveness.settle_room,
+            self._banned_while_away,
         )
         self._names = Names(
             self._redis,
@@ -237,6 +244,10 @@ class RedisBroker:
             complete = False
         complete = await self._presence.restore(announce, mine) and complete
         return await self._names.reclaim_all(channels) and complete
+
+    def _banned_while_away(self, banned: Banned, name: str) -> None:
+        if self._listener is not None:
+            self._listener.on_removed(name, banned.room, banned.by, banned.until)
 
     def _kick(self, connection: str) -> None:
         if self._listener is not None:

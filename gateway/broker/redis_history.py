@@ -50,22 +50,27 @@ def _seq_of(stream_id: str, default: float) -> float:
     return int(stream_id.split("-")[0])
 
 
-def tombstones(
+def _seq(message: Message) -> int:
+    return int(message.offset.rpartition("-")[2])
+
+
+def merge_log(
     room: str,
     epoch: str,
     messages: list[Message],
     deleted: dict[bytes, bytes],
     bounds: tuple[str, str],
     count: int | None,
+    floor: int,
 ) -> list[Message]:
-    """`messages` (read from `bounds`, the newest `count` if given) with the tombstones
-    of that range put back in their places, oldest first."""
-    if not deleted:
-        return messages
-    low, high = _seq_of(bounds[0], 0), _seq_of(bounds[1], float("inf"))
-    merged = {int(m.offset.rpartition("-")[2]): m for m in messages}
-    if count is not None and len(messages) >= count:
-        low = max(low, min(merged))  # older entries were not read: nor their tombstones
+    """`messages` (read from `bounds`, the newest `count` if given, oldest first) with
+    the tombstones of that range put back in their places. What lies below `floor`, the
+    oldest sequence number the room keeps, is gone: trimming (`MINID ~`) may leave a few
+    entries more, and a tombstone may outlive its entry's trimming."""
+    low, high = max(_seq_of(bounds[0], 0), floor), _seq_of(bounds[1], float("inf"))
+    if count is not None and len(messages) >= count and messages:
+        low = max(low, _seq(messages[0]))  # older entries were not read: nor their tombstones
+    merged = {_seq(m): m for m in messages if _seq(m) >= low}
     for field, value in deleted.items():
         seq = int(field)
         if low <= seq <= high and seq not in merged:
@@ -79,9 +84,10 @@ def tombstones(
 class RoomHistory:
     """History, replay and positions of rooms, read from their streams."""
 
-    def __init__(self, redis: Any, keys: Keys) -> None:
+    def __init__(self, redis: Any, keys: Keys, history_size: int) -> None:
         self._redis = redis
         self._keys = keys
+        self._size = history_size  # the room keeps the newest this many offsets
 
     async def position(self, room: str) -> tuple[str, int] | None:
         """The room's epoch and newest sequence number; None for a room with no log."""
@@ -94,34 +100,37 @@ class RoomHistory:
         keys = self._keys
         with unavailable_on_error():
             async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.hget(keys.meta(room), "epoch")
+                pipe.hmget(keys.meta(room), ["epoch", "seq"])
                 if count is None:
                     pipe.xrange(keys.log(room), min=low, max=high)
                 else:
                     pipe.xrevrange(keys.log(room), max=high, min=low, count=count)
                 pipe.hgetall(keys.deleted(room))
-                epoch, entries, deleted = await pipe.execute()
-        if epoch is None:
-            return []
+                meta, entries, deleted = await pipe.execute()
         if count is not None:
             entries.reverse()
-        return self._with_tombstones(room, epoch, entries, deleted, (low, high), count)
+        return self._merged(room, meta, entries, deleted, (low, high), count)
 
-    def _with_tombstones(
+    def _merged(
         self,
         room: str,
-        epoch: bytes,
+        meta: list[bytes | None],
         entries: list[Any],
         deleted: dict[bytes, bytes],
         bounds: tuple[str, str],
         count: int | None,
     ) -> list[Message]:
+        """The entries read as messages, tombstones in place, nothing below the floor."""
+        epoch, newest = meta
+        if epoch is None:
+            return []
         prefix = epoch.decode()
         messages = [
             decode_message(f"{prefix}-{entry_id.decode().split('-')[0]}", fields[b"m"])
             for entry_id, fields in entries
         ]
-        return tombstones(room, prefix, messages, deleted, bounds, count)
+        floor = int(newest) - self._size + 1 if newest is not None else 1
+        return merge_log(room, prefix, messages, deleted, bounds, count, floor)
 
     async def _parse(self, room: str, offset: str | None) -> int | None:
         """The sequence number of `offset` in the room's current epoch, else None."""
@@ -154,20 +163,20 @@ class RoomHistory:
         if seq == position[1]:
             return Replay(True, [], newest)
         messages = await self.read_log(room, f"{seq + 1}-0", f"{position[1]}-0", None)
-        if not messages or messages[0].offset != f"{position[0]}-{seq + 1}":
-            return Replay(False, await self.history(room, None, limit), newest)  # trimmed
+        if len(messages) != position[1] - seq:  # offsets are dense: some were trimmed
+            return Replay(False, await self.history(room, None, limit), newest)
         return Replay(True, messages, newest)
 
     async def gap(self, room: str, last: tuple[str, int] | None) -> list[Message]:
         """What the room's log holds after `last` (all of it in a new epoch): the gap a
         resubscription must fill."""
-        epoch = await self._redis.hget(self._keys.meta(room), "epoch")
-        if epoch is None:
+        meta = await self._redis.hmget(self._keys.meta(room), ["epoch", "seq"])
+        if meta[0] is None:
             return []
-        same_epoch = last is not None and last[0] == epoch.decode()
+        same_epoch = last is not None and last[0] == meta[0].decode()
         start = f"{last[1] + 1}-0" if last is not None and same_epoch else "-"
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.xrange(self._keys.log(room), min=start)
             pipe.hgetall(self._keys.deleted(room))
             entries, deleted = await pipe.execute()
-        return self._with_tombstones(room, epoch, entries, deleted, (start, "+"), None)
+        return self._merged(room, meta, entries, deleted, (start, "+"), None)

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from gateway.broker.base import Banned
 from gateway.broker.redis_history import unavailable_on_error
 from gateway.broker.redis_lua import Lua
 from gateway.broker.redis_scripts import Keys
@@ -23,10 +24,13 @@ from gateway.names import name_key
 from gateway.offsets import parse_offset
 
 # KEYS: meta, log, tombstones. ARGV: epoch of the offset, seq, moderator, the room's
-# channel, the `deleted` event to publish there, publish command, room ttl ms.
-# Returns 1 when deleted now, 2 when deleted before, 0 when the room has no such message.
+# channel, the `deleted` event to publish there, publish command, room ttl ms, the
+# history size. Returns 1 when deleted now, 2 when deleted before, 0 when the room has
+# no such message (another epoch, below the floor the room keeps, or never there).
 DELETE = """
 if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return 0 end
+local floor = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0') - tonumber(ARGV[8]) + 1
+if tonumber(ARGV[2]) < floor then return 0 end
 if redis.call('HEXISTS', KEYS[3], ARGV[2]) == 1 then return 2 end
 local id = ARGV[2] .. '-0'
 local entries = redis.call('XRANGE', KEYS[2], id, id)
@@ -37,12 +41,8 @@ local ts = string.match(json, '"ts":(%d+)')  -- as text: a Lua number loses digi
 redis.call('XDEL', KEYS[2], id)
 redis.call('HSET', KEYS[3], ARGV[2], '{"from":' .. cjson.encode(sender) .. ',"ts":' ..
            (ts or '0') .. ',"by":' .. cjson.encode(ARGV[3]) .. '}')
-local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1]
-if first then  -- tombstones of entries trimmed since then go too
-  local oldest = tonumber(string.match(first[1], '^(%d+)'))
-  for _, field in ipairs(redis.call('HKEYS', KEYS[3])) do
-    if tonumber(field) < oldest and field ~= ARGV[2] then redis.call('HDEL', KEYS[3], field) end
-  end
+for _, field in ipairs(redis.call('HKEYS', KEYS[3])) do
+  if tonumber(field) < floor then redis.call('HDEL', KEYS[3], field) end  -- trimmed since
 end
 redis.call('PEXPIRE', KEYS[3], ARGV[7])
 redis.call(ARGV[6], ARGV[4], ARGV[5])
@@ -53,11 +53,14 @@ return 1
 class Moderation:
     """Bans, deletes, removals and disconnects, for every node at once."""
 
-    def __init__(self, redis: Any, keys: Keys, publish_command: str, room_ttl: float) -> None:
+    def __init__(
+        self, redis: Any, keys: Keys, publish_command: str, room_ttl: float, history_size: int
+    ) -> None:
         self._redis = redis
         self._keys = keys
         self._pub = publish_command
         self._room_ttl_ms = int(room_ttl * 1000)
+        self._history_size = history_size
         self._delete = Lua(redis, DELETE)
 
     async def kick(self, room: str, name: str, by: str, seconds: int) -> int | None:
@@ -67,7 +70,8 @@ class Moderation:
         with unavailable_on_error():
             if seconds > 0:
                 until = int(time.time() * 1000) + seconds * 1000
-                await self._redis.set(self._keys.ban(room, key), until, px=seconds * 1000)
+                ban = f"{until} {by}"  # the presence script refuses entries while it lasts
+                await self._redis.set(self._keys.ban(room, key), ban, px=seconds * 1000)
             body = orjson.dumps({"room": room, "name": name, "by": by, "until": until})
             await self._redis.execute_command(self._pub, self._keys.user_channel(key), b"r" + body)
         return until
@@ -78,15 +82,16 @@ class Moderation:
 
     async def banned_until(self, room: str, name: str) -> int | None:
         with unavailable_on_error():
-            until = await self._redis.get(self._keys.ban(room, name_key(name)))
-        return int(until) if until is not None else None
+            ban = await self._redis.get(self._keys.ban(room, name_key(name)))
+        return Banned.parse(room, ban).until if ban is not None else None
 
     async def delete(self, room: str, offset: str, by: str) -> bool:
         position = parse_offset(offset)
         if position is None:
             return False
         keys = self._keys
-        event = orjson.dumps({"room": room, "offset": offset, "by": by})
+        canonical = f"{position[0]}-{position[1]}"  # as the room wrote it: "E-01" is "E-1"
+        event = orjson.dumps({"room": room, "offset": canonical, "by": by})
         with unavailable_on_error():
             done = await self._delete(
                 keys=[keys.meta(room), keys.log(room), keys.deleted(room)],
@@ -98,6 +103,7 @@ class Moderation:
                     b"x" + event,
                     self._pub,
                     self._room_ttl_ms,
+                    self._history_size,
                 ],
             )
         return bool(done)

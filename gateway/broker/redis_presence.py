@@ -39,8 +39,10 @@ class Presence:
         node: str,
         publish_command: str,
         settle: Callable[[str], Awaitable[None]],
+        on_banned: Callable[[Banned, str], None],
     ) -> None:
         self._redis = redis
+        self._on_banned = on_banned  # an entry not put back: its name was banned meanwhile
         self._keys = keys
         self._node = node
         self._pub = publish_command
@@ -55,10 +57,10 @@ class Presence:
     async def add(self, room: str, name: str, *, announce: bool = False) -> bool:
         """`name` present in `room` through this node; whether it was new everywhere."""
         key = name_key(name)
-        self._unremoved.discard((room, name))
         added = await self._call(self._add, room, key, name, "join" if announce else "", ban=True)
-        if added < 0:
-            raise Banned(room, -added)
+        if isinstance(added, list):
+            raise Banned.parse(room, added[0])
+        self._unremoved.discard((room, name))
         self._present[(room, key)] = name
         return added > 0
 
@@ -131,7 +133,12 @@ class Presence:
         return complete
 
     async def _put_back(self, room: str, key: str, display: str, announce: bool) -> None:
-        added = await self._call(self._add, room, key, display)
+        added = await self._call(self._add, room, key, display, ban=True)
+        if isinstance(added, list):
+            # Banned while this node did not hear (its subscription was away): the
+            # removal it missed happens now, here.
+            self._on_banned(Banned.parse(room, added[0]), display)
+            return
         if added and announce:
             try:
                 await self.publish(PresenceChange(room, "join", display))
@@ -157,10 +164,11 @@ class Presence:
         announce: Literal["", "join", "leave"] = "",
         *,
         ban: bool = False,
-    ) -> int:
+    ) -> Any:
         """Run a presence script; with `announce` ("join"/"leave") it also publishes
-        that event when the name's presence changed everywhere. With `ban` the name's
-        ban refuses the entry (the add script then answers minus its end)."""
+        that event when the name's presence changed everywhere: 1 when it did, else 0.
+        With `ban` the name's ban refuses the entry: the add script then answers
+        [the ban as stored]."""
         keys = self._keys
         channel, payload = "", b""
         if announce:
@@ -178,7 +186,7 @@ class Presence:
                 keys=script_keys,
                 args=[key, display, f"{self._node}\n{key}", channel, payload, self._pub],
             )
-        return int(result)
+        return result
 
 
 def presence_payload(event: PresenceChange) -> bytes:

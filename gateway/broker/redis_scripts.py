@@ -14,8 +14,8 @@ nothing changes. Keys, under a prefix P (default `chat:`; it may hold no brace):
     P room:{R}:id:{n}:{sender}:{id}  string  offset of an idempotent send (n = len(sender))
     P room:{R}:deleted   hash   seq -> {"from", "ts", "by"}: a deleted message's tombstone
                                 (its stream entry is gone: XDEL)
-    P room:{R}:ban:{K}   string when name key K's ban from the room ends (epoch ms);
-                                expires then
+    P room:{R}:ban:{K}   string "UNTIL BY": when name key K's ban from the room ends
+                                (epoch ms) and who banned it; expires then
     P name:{K}           hash   conn, node, session, display: who owns a name
     P node:{N}:alive     string heartbeat; expires after the presence timeout
     P node:{N}:rooms     set    rooms where the node may hold presence (the reaper's index)
@@ -117,7 +117,11 @@ if not epoch then
 end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 local offset = epoch .. '-' .. seq
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'm', ARGV[3])
+-- Trimmed by sequence number, not count: a deleted entry does not make the log keep
+-- an older one, and readers know the floor (seq - maxlen + 1) without asking.
+local floor = seq - tonumber(ARGV[2]) + 1
+if floor < 1 then floor = 1 end
+redis.call('XADD', KEYS[2], 'MINID', '~', floor, seq .. '-0', 'm', ARGV[3])
 redis.call(ARGV[7], ARGV[5], 'm' .. offset .. '\\n' .. ARGV[3])
 if KEYS[4] then redis.call('SET', KEYS[4], offset, 'PX', ARGV[4]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
@@ -131,12 +135,12 @@ return {offset, 0}
 # entry ("node\nname key"), the room's channel and the presence event to publish there
 # when the name is new ("" for none: the join is announced in the same step, no second
 # round trip), publish command.
-# Returns 1 when the name was absent from the room everywhere, else 0; minus the ban's
-# end (epoch ms), storing nothing, while the name is banned from the room.
+# Returns 1 when the name was absent from the room everywhere, else 0; {the ban} ("UNTIL
+# BY"), storing nothing, while the name is banned from the room.
 PRESENCE_ADD = """
 if KEYS[5] then
   local ban = redis.call('GET', KEYS[5])
-  if ban then return -tonumber(ban) end
+  if ban then return {ban} end
 end
 if redis.call('SADD', KEYS[4], ARGV[3]) == 0 then return 0 end
 local refs = redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
