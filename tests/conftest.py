@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -256,3 +256,16 @@ async def join_text(client: TestClient, name: str, room: str = "lobby") -> TextP
     await peer.expect_line(f"* welcome, {name}! /help lists the commands")
     await peer.expect_line(f"* you are in {room}; members: ...")
     return peer
+
+
+@pytest.fixture
+async def pages(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+    """Pages in a headless Chromium (tests/web_support.py). Ask for it after the
+    servers, so that it is torn down first: the screenshots show the pages still
+    connected. Imported here, not at the top: only the page tests need Playwright."""
+    from tests.web_support import Pages, chromium
+
+    async with chromium() as browser:
+        opened = Pages(browser, request.node.name)
+        yield opened
+        await opened.finish()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -25,7 +24,6 @@ from tests.conftest import TEST_SETTINGS, JsonPeer, join_json
 from tests.tcp_proxy import TcpProxy
 from tests.web_support import (
     Pages,
-    chromium,
     message_text,
     no_more_websockets,
     received_frames,
@@ -36,15 +34,6 @@ from tests.web_support import (
 
 SECRET = "a-secret-for-the-moderation-page-tests-32-bytes"
 API_KEY = "the-moderation-api-key"
-
-
-@pytest.fixture
-async def pages(request: pytest.FixtureRequest) -> AsyncIterator[Pages]:
-    """Pages in a headless Chromium (asked for after the node: torn down first)."""
-    async with chromium() as browser:
-        opened = Pages(browser, request.node.name)
-        yield opened
-        await opened.finish()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -32,7 +32,6 @@ from tests.redis_backend import REDIS_SERVER, RedisBackend
 from tests.tcp_proxy import TcpProxy
 from tests.web_support import (
     Pages,
-    chromium,
     join,
     message_text,
     no_more_websockets,
@@ -47,16 +46,6 @@ XSS = "<img src=x onerror=alert(1)><script>window.pwned=1</script>"
 XSS_NAME = "<img src=y onerror=alert(2)>"
 
 Cluster = Callable[..., Awaitable[list[TestClient]]]
-
-
-@pytest.fixture
-async def pages(request: pytest.FixtureRequest) -> AsyncIterator[Pages]:
-    """Pages in a headless Chromium. Ask for it after the servers, so that it is torn
-    down first: the screenshots show the pages still connected."""
-    async with chromium() as browser:
-        opened = Pages(browser, request.node.name)
-        yield opened
-        await opened.finish()
 
 
 @pytest.fixture
