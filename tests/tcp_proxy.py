@@ -19,6 +19,7 @@ class TcpProxy:
         self.target_port = target_port
         self.accepting = True
         self.drop_downstream = False
+        self.subscriber_delay = 0.0
         self.port = 0
         self.accepted = 0
         self._server: asyncio.Server | None = None
@@ -68,15 +69,37 @@ class TcpProxy:
         client: asyncio.StreamWriter,
         downstream: bool,
     ) -> None:
+        held: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+        later = asyncio.create_task(self._write_later(held, writer))
+        self._tasks.add(later)
+        try:
+            with contextlib.suppress(OSError):
+                while data := await reader.read(65536):
+                    if not downstream and b"SUBSCRIBE" in data.upper():
+                        self._subscribers.add(client)
+                    if downstream and (self.drop_downstream or client in self._silenced):
+                        continue
+                    if downstream and self.subscriber_delay and client in self._subscribers:
+                        due = asyncio.get_running_loop().time() + self.subscriber_delay
+                        held.put_nowait((due, data))
+                        continue
+                    writer.write(data)
+                    await writer.drain()
+        finally:
+            later.cancel()
+            writer.transport.abort()
+
+    async def _write_later(
+        self, held: asyncio.Queue[tuple[float, bytes]], writer: asyncio.StreamWriter
+    ) -> None:
+        """Write each held chunk at its time, in order."""
+        loop = asyncio.get_running_loop()
         with contextlib.suppress(OSError):
-            while data := await reader.read(65536):
-                if not downstream and b"SUBSCRIBE" in data.upper():
-                    self._subscribers.add(client)
-                if downstream and (self.drop_downstream or client in self._silenced):
-                    continue
+            while True:
+                due, data = await held.get()
+                await asyncio.sleep(max(0.0, due - loop.time()))
                 writer.write(data)
                 await writer.drain()
-        writer.transport.abort()
 
     def cut(self) -> None:
         """Abort every relayed connection, both sides."""

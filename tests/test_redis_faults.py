@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient
 from gateway.app import create_app
 from gateway.broker.redis import RedisBroker
 from gateway.broker.redis_scripts import Keys
-from tests.conftest import TEST_SETTINGS, WAIT, JsonPeer, join_json
+from tests.conftest import TEST_SETTINGS, WAIT, JsonPeer, join_json, read_metric
 from tests.redis_backend import REDIS_SERVER, RedisBackend, RedisServer
 from tests.tcp_proxy import TcpProxy
 
@@ -162,6 +162,33 @@ async def test_a_deaf_subscription_is_caught_by_the_probe(
         after = await send_until_acked(talker, "after")
         await listener.expect("message", text="after")
         assert delivered(listener) == [first["offset"], during["offset"], after["offset"]]
+    finally:
+        await proxy.close()
+
+
+@needs_redis_server
+async def test_a_probe_slower_than_its_interval_still_counts(
+    own_redis: RedisServer,
+    node_on: Callable[..., Awaitable[TestClient]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Guards against a subscription judged deaf while it hears every probe, only late:
+    when only the newest probe counted, one round trip longer than the probe interval
+    made the node drop and resubscribe again and again (a storm that fed itself on a
+    loaded machine: CI saw hundreds in a failover test)."""
+    proxy = await TcpProxy(own_redis.port).start()
+    try:
+        node = await node_on(proxy.redis_url, "n0", probe_interval=0.5)
+        listener = await join_json(node, "listener")
+        proxy.subscriber_delay = 0.8  # longer than the interval, well within the deaf limit
+        async with asyncio.timeout(WAIT * 2):
+            while await read_metric(node, "chat_broker_probe_rtt_seconds") < 0.8:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        assert "deaf" not in caplog.text
+        assert (await node.get("/readyz")).status == 200
+        talker = await join_json(node, "talker")
+        await send_until_acked(talker, "still heard")
+        await listener.expect("message", text="still heard")
     finally:
         await proxy.close()
 

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 BACKOFF_FIRST = 0.1  # seconds before the first reconnect
 BACKOFF_CAP = 5.0  # the longest wait between reconnects
+DEAF_AFTER = 3  # probe intervals with none back: the subscription is deaf
 
 
 class Subscriber:
@@ -248,7 +249,7 @@ class Subscriber:
             await asyncio.sleep(self._probe_interval)
             if not self._live.is_set():
                 continue
-            if time.monotonic() - self._last_probe_back > self._probe_interval * 3:
+            if time.monotonic() - self._last_probe_back > self._probe_interval * DEAF_AFTER:
                 log.warning("redis subscription is deaf: no probe came back; reconnecting")
                 if self._on_lost is not None:
                     # On a cluster the shard may have failed over without a word: its
@@ -256,8 +257,14 @@ class Subscriber:
                     self._on_lost()
                 await self._drop()
                 continue
+            # Every probe still in the deaf window counts when it comes back: one that
+            # takes longer than the interval is late, not lost (counting only the newest
+            # made a slow path deaf for good: a resubscription storm on a loaded host).
+            now = time.monotonic()
+            window = self._probe_interval * DEAF_AFTER
+            self._probe_sent = {t: at for t, at in self._probe_sent.items() if now - at < window}
             token = secrets.token_hex(6)
-            self._probe_sent = {token: time.monotonic()}
+            self._probe_sent[token] = now
             command = "SPUBLISH" if self._sharded else "PUBLISH"
             with contextlib.suppress(Exception):  # a lost probe is what the check is for
                 await self._redis.execute_command(command, self._probe_channel, "q" + token)
