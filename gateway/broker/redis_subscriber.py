@@ -67,6 +67,7 @@ class Subscriber:
         self._confirmed: dict[str, asyncio.Future[None]] = {}  # channel -> subscribe ack
         self._held: list[tuple[str, bytes]] | None = None  # live messages held during a gap fill
         self._probe_sent: dict[str, float] = {}  # probe token -> monotonic time sent
+        self._heard = False  # a probe came back since the subscription went live
         self._last_probe_back = time.monotonic()
         self.probe_rtt: float | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -91,7 +92,7 @@ class Subscriber:
     @property
     def healthy(self) -> bool:
         """Subscribed, reading, and the last probe came back in time."""
-        deadline = self._probe_interval * 3
+        deadline = self._probe_interval * DEAF_AFTER
         return self._live.is_set() and time.monotonic() - self._last_probe_back < deadline
 
     @property
@@ -191,9 +192,9 @@ class Subscriber:
                     for channel, data in held:
                         self._on_message(channel, data)
                     self._last_probe_back = time.monotonic()
+                    self._heard = False
                     self._live.set()
                     was_live = True
-                    backoff = BACKOFF_FIRST
                     await reader
                 finally:
                     await stop_tasks(reader)
@@ -204,6 +205,9 @@ class Subscriber:
                 log.warning("redis %s (%s); reconnecting in %.1fs", what, exc, backoff)
                 if self._on_lost is not None:
                     self._on_lost()
+            if self._heard:  # it worked (a probe came back): the next loss starts afresh
+                backoff = BACKOFF_FIRST  # (one deaf again and again backs off instead)
+            self._heard = False
             self._live.clear()
             self._held = None
             self._on_connection = set()
@@ -240,6 +244,7 @@ class Subscriber:
     def _probe_returned(self, data: bytes) -> None:
         sent = self._probe_sent.pop(data.decode().removeprefix("q"), None)
         if sent is not None:
+            self._heard = True
             self._last_probe_back = time.monotonic()
             self.probe_rtt = self._last_probe_back - sent
 
