@@ -33,30 +33,27 @@ class Presence:
     async def enter(self, room: str, name: str) -> None:
         """A connection of `name` entered `room`. Raises Banned while it is banned there."""
         key = (room, name_key(name))
-        if not self._local[key] and key in self._leaving and key not in self._committed:
-            # Back within the grace period: the broker is not asked to add the name, so
-            # ask it about a ban (one set since the name left, or on another node).
-            until = await self._broker.banned_until(room, name)
-            if until is not None:
-                raise Banned(room, until)
         self._local[key] += 1
         if self._local[key] > 1:
             return
         leaving = self._leaving.pop(key, None)
         if leaving is not None:
             if key not in self._committed:
-                leaving.cancel()  # back within the grace period: no leave, no join
+                leaving.cancel()  # back within the grace period: no leave
                 self._cancelled.add(leaving)
                 leaving.add_done_callback(self._cancelled.discard)
-                return
-            # The grace period is over and the leave is on its way: let it finish,
-            # then this is a new arrival.
-            with contextlib.suppress(BrokerUnavailable):
-                await asyncio.shield(leaving)
+                # The broker is still asked: it adds nothing (and announces nothing)
+                # while this node's entry is there, but refuses a ban set since, and
+                # puts back (with a join) an entry a moderator's kick took out.
+            else:
+                # The grace period is over and the leave is on its way: let it finish,
+                # then this is a new arrival.
+                with contextlib.suppress(BrokerUnavailable):
+                    await asyncio.shield(leaving)
         try:
             await self._broker.presence_add(room, name, announce=True)
         except Banned:
-            self._drop(key)  # nothing was stored
+            self.exit(room, name, at_once=True)  # nothing was added: what is left goes
             raise
         except BrokerUnavailable:
             self.exit(room, name)  # whatever was stored is removed like any leave
@@ -74,6 +71,8 @@ class Presence:
                 self._leave_later(key, room, name, 0.0 if at_once else self._grace),
                 name=f"leave-{room}",
             )
+            if at_once:
+                self._committed.add(key)  # a return waits for it, then is a join
 
     def expel(self, room: str, name: str) -> None:
         """A moderator removed `name` from `room`: a leave in its grace period (the name
@@ -88,6 +87,7 @@ class Presence:
         self._leaving[key] = asyncio.create_task(
             self._leave_later(key, room, name, 0.0), name=f"leave-{room}"
         )
+        self._committed.add(key)
 
     def _drop(self, key: tuple[str, str]) -> None:
         self._local[key] -= 1

@@ -356,3 +356,22 @@ async def test_a_ban_a_node_did_not_hear_removes_when_it_subscribes_again(
     await watcher.expect("presence", event="leave", name="vic")
     assert (await watcher.request("who", room="team-a"))["members"] == ["wat"]
     assert (await victim.request("join", room="team-a"))["code"] == "banned"
+
+
+async def test_a_kick_ends_the_grace_period_of_a_name_gone_from_its_node(
+    gateway: Gateway, broker_kind: str
+) -> None:
+    """Guards against a kicked name that lingers for its grace period because it has no
+    connection left on its node (which then listens to its user channel no more)."""
+    one, two = await two_nodes(gateway, broker_kind, grace_period=60.0)
+    mod = await user(one, "mod", moderates=MODERATOR)
+    watcher = await user(one, "wat")
+    victim = await user(two, "vic")
+    await victim.ws.close()  # present for a minute more, with no connection anywhere
+    assert "vic" in (await mod.request("who", room="team-a"))["members"]
+    assert (await mod.request("kick", room="team-a", name="vic"))["type"] == "ack"
+    await watcher.expect("presence", event="leave", name="vic")  # not a minute later
+    assert (await mod.request("who", room="team-a"))["members"] == ["mod", "wat"]
+    back = await user(two, "vic")  # a plain kick: it may come back, and is seen to
+    await watcher.expect("presence", event="join", name="vic")
+    assert (await back.request("who", room="team-a"))["members"] == ["mod", "vic", "wat"]

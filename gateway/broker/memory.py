@@ -276,6 +276,7 @@ class MemoryBroker:
         if seconds > 0:
             until = int(time.time() * 1000) + seconds * 1000
             self._bans[(room, key)] = (until, by)
+        await self.presence_remove(room, name, announce=True)  # one leave, at once
         self._deliver(lambda listener: listener.on_removed(name, room, by, until))
         return until
 

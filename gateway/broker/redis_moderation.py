@@ -50,6 +50,29 @@ return 1
 """
 
 
+# KEYS: the room's presence keys. ARGV: name key, room, the room's channel, publish
+# command. Takes the name out of the room for every node that holds it, and announces
+# its leave once (the nodes' own removals then find nothing left). Returns 1 if it was
+# present.
+EXPEL = """
+local suffix = '\\n' .. ARGV[1]
+local held = false
+for _, entry in ipairs(redis.call('SMEMBERS', KEYS[4])) do
+  if string.sub(entry, -#suffix) == suffix then
+    redis.call('SREM', KEYS[4], entry)
+    held = true
+  end
+end
+if not held then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[1])
+local shown = redis.call('HGET', KEYS[3], ARGV[1]) or ARGV[1]
+redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('SREM', KEYS[1], shown)
+redis.call(ARGV[4], ARGV[3], 'p' .. cjson.encode({room = ARGV[2], event = 'leave', name = shown}))
+return 1
+"""
+
+
 class Moderation:
     """Bans, deletes, removals and disconnects, for every node at once."""
 
@@ -62,16 +85,24 @@ class Moderation:
         self._room_ttl_ms = int(room_ttl * 1000)
         self._history_size = history_size
         self._delete = Lua(redis, DELETE)
+        self._expel = Lua(redis, EXPEL)
 
     async def kick(self, room: str, name: str, by: str, seconds: int) -> int | None:
-        """Ban first (a rejoin racing the removal is refused), then tell every node."""
+        """Ban first (a rejoin racing the removal is refused), take the name's presence
+        out of the room (every node's, one leave: also where it has no connection left,
+        in its grace period), then tell every node with a connection of it."""
         key = name_key(name)
         until = None
+        keys = self._keys
         with unavailable_on_error():
             if seconds > 0:
                 until = int(time.time() * 1000) + seconds * 1000
                 ban = f"{until} {by}"  # the presence script refuses entries while it lasts
-                await self._redis.set(self._keys.ban(room, key), ban, px=seconds * 1000)
+                await self._redis.set(keys.ban(room, key), ban, px=seconds * 1000)
+            await self._expel(
+                keys=keys.presence_keys(room),
+                args=[key, room, keys.room_channel(room), self._pub],
+            )
             body = orjson.dumps({"room": room, "name": name, "by": by, "until": until})
             await self._redis.execute_command(self._pub, self._keys.user_channel(key), b"r" + body)
         return until
