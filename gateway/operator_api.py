@@ -5,7 +5,9 @@ with auth on or off; each is an audit line and a metric (gateway/moderation.py).
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -20,16 +22,24 @@ from gateway.ws import NODE
 log = logging.getLogger(__name__)
 
 
-def _refusal(request: web.Request) -> web.Response | None:
-    """The answer to a request without the API key, or None when it has it."""
-    return api_key_refusal(request, bearer(request), "the operator API")
+Endpoint = Callable[[web.Request], Awaitable[web.Response]]
 
 
+def _operators_only(endpoint: Endpoint) -> Endpoint:
+    """`endpoint`, answered only for a request that shows the API key (checked before
+    anything of the request is read)."""
+
+    @functools.wraps(endpoint)
+    async def checked(request: web.Request) -> web.Response:
+        refused = api_key_refusal(request, bearer(request), "the operator API")
+        return refused if refused is not None else await endpoint(request)
+
+    return checked
+
+
+@_operators_only
 async def disconnect_user(request: web.Request) -> web.Response:
     """POST /api/users/{name}/disconnect: every connection of the name closes, 4001."""
-    refused = _refusal(request)
-    if refused is not None:
-        return refused
     name = validate_name(request.match_info["name"])
     await request.app[NODE].moderation.disconnect(name, request.remote)
     return web.Response(status=202)
@@ -50,11 +60,9 @@ async def _ban_seconds(request: web.Request) -> int:
     return seconds
 
 
+@_operators_only
 async def put_ban(request: web.Request) -> web.Response:
     """PUT /api/rooms/{room}/bans/{name} {"seconds": S}: as a moderator's kick with S."""
-    refused = _refusal(request)
-    if refused is not None:
-        return refused
     room = validate_room(request.match_info["room"])
     name = validate_name(request.match_info["name"])
     seconds = await _ban_seconds(request)
@@ -63,23 +71,19 @@ async def put_ban(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+@_operators_only
 async def delete_ban(request: web.Request) -> web.Response:
     """DELETE /api/rooms/{room}/bans/{name}: the ban is lifted (if there was one)."""
-    refused = _refusal(request)
-    if refused is not None:
-        return refused
     room = validate_room(request.match_info["room"])
     name = validate_name(request.match_info["name"])
     await request.app[NODE].moderation.unban(room, name, request.remote)
     return web.Response(status=204)
 
 
+@_operators_only
 async def delete_message(request: web.Request) -> web.Response:
     """DELETE /api/rooms/{room}/messages/{offset}: as a moderator's delete; 404 for an
     offset the room does not have."""
-    refused = _refusal(request)
-    if refused is not None:
-        return refused
     room = validate_room(request.match_info["room"])
     offset = request.match_info["offset"]
     moderation = request.app[NODE].moderation
