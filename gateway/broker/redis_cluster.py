@@ -238,6 +238,10 @@ class ShardedSubscriber:
                 client_name=self._client_name,
                 username=self._credentials[0],
                 password=self._credentials[1],
+                # No retries: redis-py would reconnect a lost pubsub read by itself and
+                # subscribe again underneath, with no gap fill (messages lost), or, after
+                # a drop of ours, read on with no subscription at all (deaf for good).
+                retry=Retry(NoBackoff(), 0),
             )
             shard = Subscriber(
                 client,
