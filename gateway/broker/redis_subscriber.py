@@ -64,6 +64,11 @@ class Subscriber:
         self._lock = asyncio.Lock()  # one SUBSCRIBE/UNSUBSCRIBE at a time, in order
         self._pubsub: PubSub | None = None
         self._live = asyncio.Event()  # set while subscribed and reading
+        # Asked for a new subscription (deaf, or a SUBSCRIBE that failed): the reading
+        # task ends the current one itself. Closing its connection from outside left
+        # redis-py's reader on a connection the pool then gave to a command.
+        self._renewal = asyncio.Event()
+        self._renewal_reason = ""
         self._confirmed: dict[str, asyncio.Future[None]] = {}  # channel -> subscribe ack
         self._held: list[tuple[str, bytes]] | None = None  # live messages held during a gap fill
         self._probe_sent: dict[str, float] = {}  # probe token -> monotonic time sent
@@ -123,7 +128,7 @@ class Subscriber:
                     self._on_connection.add(channel)
                 except Exception as exc:
                     log.warning("SUBSCRIBE %s failed (%s); resubscribing everything", channel, exc)
-                    await self._drop()  # the reader fails, and the next connection has it
+                    self._renew(f"SUBSCRIBE {channel} failed")  # the next connection has it
                     return
         if waiting is not None:
             with contextlib.suppress(Exception):
@@ -149,7 +154,7 @@ class Subscriber:
                         await pubsub.unsubscribe(channel)
                 except Exception as exc:
                     log.warning("UNSUBSCRIBE %s failed (%s); resubscribing the rest", channel, exc)
-                    await self._drop()
+                    self._renew(f"UNSUBSCRIBE {channel} failed")
 
     def _expect_confirmations(self, channels: list[str]) -> list[asyncio.Future[None]]:
         loop = asyncio.get_running_loop()
@@ -170,6 +175,7 @@ class Subscriber:
         backoff = BACKOFF_FIRST
         was_live = False  # never connected yet: nothing was "lost"
         while True:
+            self._renewal.clear()
             pubsub = self._redis.pubsub()
             self._pubsub = pubsub
             try:
@@ -185,6 +191,7 @@ class Subscriber:
                     self._on_connection = set(channels)
                     self._unsubscribing.clear()
                 reader = asyncio.create_task(self._read(pubsub), name="redis-reader")
+                renewal = asyncio.create_task(self._renewal.wait(), name="redis-renewal")
                 try:
                     await self._confirmed_all(waiting)
                     await self._on_reconnect(frozenset(channels))
@@ -195,9 +202,13 @@ class Subscriber:
                     self._heard = False
                     self._live.set()
                     was_live = True
-                    await reader
+                    await asyncio.wait((reader, renewal), return_when=asyncio.FIRST_COMPLETED)
+                    if not reader.done():
+                        raise ConnectionError(self._renewal_reason)
+                    reader.result()  # how the reading ended: the subscription is lost
+                    raise ConnectionError("the subscription's reader stopped")
                 finally:
-                    await stop_tasks(reader)
+                    await stop_tasks(reader, renewal)  # before its connection is dropped
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -260,7 +271,7 @@ class Subscriber:
                     # On a cluster the shard may have failed over without a word: its
                     # old primary, now a replica, takes SSUBSCRIBE but hears nothing.
                     self._on_lost()
-                await self._drop()
+                self._renew("deaf: no probe came back")
                 continue
             # Every probe still in the deaf window counts when it comes back: one that
             # takes longer than the interval is late, not lost (counting only the newest
@@ -273,6 +284,11 @@ class Subscriber:
             command = "SPUBLISH" if self._sharded else "PUBLISH"
             with contextlib.suppress(Exception):  # a lost probe is what the check is for
                 await self._redis.execute_command(command, self._probe_channel, "q" + token)
+
+    def _renew(self, reason: str) -> None:
+        """Have the reading task end this subscription and make a new one."""
+        self._renewal_reason = reason
+        self._renewal.set()
 
     def _fail_confirmations(self) -> None:
         for future in self._confirmed.values():
