@@ -7,14 +7,29 @@ WebSocket, but they can offer subprotocols: the page offers its mode
 `chat.session.<SECRET>`. The node answers with the mode alone and never echoes a
 credential. `Authorization: Bearer` carries a token too, and `?token=` /
 `?session=` keep working for any other client.
+
+An offer that names our family (`chat.`...) but no mode is refused before the upgrade
+(`offer_refusal`): aiohttp would log the whole offer, credentials included, and go on
+in text mode, which is not what the client asked for.
 """
 
 from __future__ import annotations
 
-from aiohttp import web
+from aiohttp import hdrs, web
+
+from gateway.codecs import JSON_SUBPROTOCOL, TEXT_SUBPROTOCOL
 
 TOKEN_SUBPROTOCOL = "chat.token."
 SESSION_SUBPROTOCOL = "chat.session."
+FAMILY = "chat."  # every subprotocol of ours starts so (compared without case)
+MODES = (JSON_SUBPROTOCOL, TEXT_SUBPROTOCOL)
+NO_MODE_MESSAGE = (
+    "the Sec-WebSocket-Protocol offer names chat. subprotocols but no mode: offer "
+    f"{JSON_SUBPROTOCOL} or {TEXT_SUBPROTOCOL} (exactly so, in lower case) with them"
+)
+SPLIT_OFFER_MESSAGE = (
+    "offer every subprotocol in one Sec-WebSocket-Protocol header, separated by commas"
+)
 
 
 def offered_subprotocols(request: web.Request) -> list[str]:
@@ -23,6 +38,26 @@ def offered_subprotocols(request: web.Request) -> list[str]:
     for header in request.headers.getall("Sec-WebSocket-Protocol", ()):
         offered.extend(part.strip() for part in header.split(",") if part.strip())
     return offered
+
+
+def offer_refusal(request: web.Request) -> str | None:
+    """Why `request`'s subprotocol offer is refused (a 400 before the upgrade); None
+    when it may go on: an offer of no `chat.` subprotocol at all (text mode), or one
+    that names a mode.
+
+    Refused: `chat.` subprotocols without a mode (`chat.v2.json` or `chat.v1.JSON`
+    beside `chat.token.<JWT>`, a credential alone), and `chat.` subprotocols split over
+    several Sec-WebSocket-Protocol headers (aiohttp reads only the first, so a mode in
+    another would be missed). The reason never echoes the offer: it may hold secrets.
+    """
+    offered = offered_subprotocols(request)
+    if not any(part.lower().startswith(FAMILY) for part in offered):
+        return None
+    if len(request.headers.getall(hdrs.SEC_WEBSOCKET_PROTOCOL)) > 1:
+        return SPLIT_OFFER_MESSAGE
+    if not any(part in MODES for part in offered):
+        return NO_MODE_MESSAGE
+    return None
 
 
 def _from_subprotocol(request: web.Request, prefix: str) -> str | None:

@@ -11,7 +11,7 @@ from gateway.auth import authenticate
 from gateway.broker.base import Banned, NameTaken
 from gateway.codecs import JSON_SUBPROTOCOL, TEXT_SUBPROTOCOL
 from gateway.codecs.text import NAME_QUESTION
-from gateway.credentials import presented_session, presented_token
+from gateway.credentials import offer_refusal, presented_session, presented_token
 from gateway.errors import BrokerUnavailable, ErrorCode, ProtocolError
 from gateway.events import ErrorReply, Welcome
 from gateway.guard import NAME_TIMEOUT_MESSAGE, name_deadline
@@ -30,10 +30,16 @@ NODE = web.AppKey("node", Node)
 UNAVAILABLE_MESSAGE = "the chat backend is unavailable; try again later"
 
 
-async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
-    """Serve one WebSocket connection until it closes."""
+async def websocket_handler(request: web.Request) -> web.StreamResponse:
+    """Serve one WebSocket connection until it closes (or refuse a bad subprotocol
+    offer with 400 before the upgrade)."""
     node = request.app[NODE]
     settings = node.settings
+    refusal = offer_refusal(request)
+    if refusal is not None:
+        log.info("refused /ws from %s: %s", request.remote, refusal)  # not the offer itself
+        node.metrics.handshakes_refused.labels(reason="subprotocol").inc()
+        return web.Response(status=400, text=refusal + "\n")
     ws = web.WebSocketResponse(
         protocols=(JSON_SUBPROTOCOL, TEXT_SUBPROTOCOL),
         max_msg_size=settings.max_frame_bytes + 1,  # aiohttp refuses size >= the limit
