@@ -23,6 +23,7 @@ from gateway.app import create_app
 from gateway.auth import mint
 from gateway.config import CLUSTER_SCHEME, Settings, cluster_seeds_shown
 from gateway.errors import ProtocolError
+from gateway.log_filter import install as install_log_filter
 from gateway.workers import listen, listen_error, supervise, worker_index
 
 DEFAULT_TOKEN_TTL = 24 * 3600.0
@@ -61,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    install_log_filter()  # no secret, no forged line: whatever a client sends
     log = logging.getLogger("gateway")
     worker = worker_index()
     if worker is not None:

@@ -212,7 +212,7 @@ async def _run_frame(node: Node, session: Session, frame: str) -> None:
         ref = error.ref if error.ref is not None else getattr(command, "ref", None)
         # Counted at once, logged only at DEBUG: a client can make these as fast as it
         # can send, and must not be able to flood the logs.
-        log.debug("refused a frame of %s (%s): %s", session.ref, error.code, error.message)
+        log.debug("refused a frame of %s (%s): %r", session.ref, error.code, error.message)
         session.send(ErrorReply(error.code, error.message, ref, error.until))
         node.metrics.errors.labels(code=error.code).inc()
     except Exception:
