@@ -10,8 +10,8 @@ an API key), and some of it may hold a line break that would start a line of its
 - bearer secrets are replaced by `<redacted>`: the values of `chat.token.` and
   `chat.session.` subprotocols, query strings after a path (`/ws?session=...`: the
   access log never writes one either), `name=value` pairs whose name speaks of a secret
-  (`token=`, `session=`, `api_key=`, `password=`, ...), and `Authorization` and
-  `Bearer` values;
+  (`token=`, `session=`, `api_key=`, `password=`, ...), `Authorization` and `Bearer`
+  values, and the user and password of a URL (`redis://:secret@host`);
 - control characters (C0 and C1, DEL, the Unicode line and paragraph separators) and the
   bidi embeddings, overrides and isolates are escaped (`\\n`, `\\x1b`, `\\u2028`), so
   one record is one line.
@@ -46,6 +46,8 @@ _SECRET_WORD = r"(?:token|session|secret|passw(?:or)?d|api[_-]?key|apikey|auth\w
 _SECRETS = (
     # Subprotocol credentials, in any case: chat.token.<JWT>, chat.session.<SECRET>.
     (re.compile(r"(chat\.(?:token|session)\.)" + _VALUE, re.IGNORECASE), r"\1" + REDACTED),
+    # A URL's user and password: redis://:secret@host, https://user:pw@host.
+    (re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/\s@'\"]*@", re.IGNORECASE), r"\1" + REDACTED + "@"),
     # A query string after a path: /ws?session=...&token=... (all of it).
     (re.compile(r"(/[^\s?'\"]*)\?[^\s'\"]+"), r"\1?" + REDACTED),
     # An Authorization header's whole value, whatever its scheme.

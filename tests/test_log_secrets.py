@@ -173,6 +173,10 @@ async def test_a_line_break_in_a_refused_frame_cannot_forge_a_log_line() -> None
             "api_key=<redacted> x-auth-token=<redacted> room=lobby",
         ),
         ('{"session": "s3cr3t"}', '{"session": "<redacted>"}'),
+        (
+            "redis://:pw@redis:6379/0 rediss://u:pw@h",
+            "redis://<redacted>@redis:6379/0 rediss://<redacted>@h",
+        ),
         ("a\nb\r\x1b[2J\x85\u2028\u202ez\tend", "a\\nb\\r\\x1b[2J\\x85\\u2028\\u202ez\tend"),
         ("refused /ws from 127.0.0.1: origin 'x' not allowed", None),
     ],
