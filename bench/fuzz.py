@@ -1371,6 +1371,20 @@ async def no_key(run: FuzzRun, rng: random.Random) -> RawResult:
     return await _http(run, _handshake(headers)), "no Sec-WebSocket-Key"
 
 
+async def modeless_offer(run: FuzzRun, rng: random.Random) -> RawResult:
+    """chat. subprotocols and no mode, a credential among them: 400 before the upgrade
+    (aiohttp would log the offer whole and go on in text mode)."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    mode = rng.choice(["chat.v2.json", "chat.v1.JSON", "CHAT.V1.TEXT", "chat.", "graphql-ws"])
+    secret = rng.choice(["token", "session"])
+    offer = f"{mode}, chat.{secret}.{rng.randbytes(12).hex()}"
+    headers = (
+        f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: {offer}\r\n"
+    )
+    return await _http(run, _handshake(headers)), f"Sec-WebSocket-Protocol: {mode}, chat.{secret}."
+
+
 async def garbage_request(run: FuzzRun, rng: random.Random) -> RawResult:
     data = rng.randbytes(rng.randint(1, 200)) + b"\r\n\r\n"
     return await _http(run, data), f"{len(data)} random bytes as HTTP"
@@ -1438,6 +1452,7 @@ RAW_CASES: list[tuple[str, RawCase, set[Outcome]]] = [
     ("reset before the answer", drop_before_answer, {"dropped by us"}),
     ("version 8", bad_version, {"http 400", "http 426", "http 101"}),  # aiohttp takes 8
     ("no key", no_key, {"http 400"}),
+    ("a chat. offer without a mode", modeless_offer, {"http 400"}),
     ("random request", garbage_request, {"http 400", "eof"}),
     ("huge header", huge_header, {"http 400", "http 431"}),
     ("reset after the upgrade", reset_after_upgrade, {"dropped by us"}),
