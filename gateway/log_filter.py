@@ -29,7 +29,9 @@ from collections.abc import Iterable
 
 REDACTED = "<redacted>"
 
-# Where records come from: ours ("gateway", its children propagate to it) and aiohttp's.
+# The root logger's handlers get every record that propagates (ours, "gateway.*", and
+# aiohttp's); a filter on a logger itself sees only the records logged to that logger,
+# before any handler of its own.
 LOGGERS = (
     "",
     "gateway",
@@ -76,7 +78,6 @@ _UNSAFE_BUT_NEWLINE = re.compile(
     "[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
 )
 _NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r"}
-_TRACEBACKS = logging.Formatter()  # formats exc_info as every standard formatter does
 
 
 def redact(text: str) -> str:
@@ -110,6 +111,10 @@ class Scrubber(logging.Filter):
     none. The record is changed in place (its message is formatted here, once), so
     every handler after this one sees the clean record too."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._tracebacks = logging.Formatter()  # formats exc_info as the standard ones do
+
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
@@ -117,7 +122,7 @@ class Scrubber(logging.Filter):
             message = f"{record.msg!r} % {record.args!r}"
         record.msg, record.args = scrub(message), None
         if record.exc_info and not record.exc_text:
-            record.exc_text = _TRACEBACKS.formatException(record.exc_info)
+            record.exc_text = self._tracebacks.formatException(record.exc_info)
         if record.exc_text:
             record.exc_text = _UNSAFE_BUT_NEWLINE.sub(_escape_one, redact(record.exc_text))
         if record.stack_info:
