@@ -3,9 +3,11 @@
 A message is shown line by line (a text-mode client, `chat`, a terminal): a character
 that breaks a line, or that a terminal runs as a command (ESC, and the C1 controls such
 as U+009B, a one-byte CSI), would let a message forge a line of its own or rewrite the
-screen. Message text may hold newline and tab, and none of these (gateway.names), so
-one list serves the check, the text codec (which neutralises what an older node may
-have stored) and the `chat` client (which shows whatever arrives escaped).
+screen. Message text may hold newline and tab, and none of these: one list serves the
+check (gateway.names), the text codec (which neutralises what a message stored before
+the rule, or by an older node, may hold) and the fuzzer. The `chat` client
+(cli/visible.py, which escapes a little more) and the page (static/view.js) keep their
+own copy, as they must stand on their own against whatever a server sends.
 """
 
 from __future__ import annotations
