@@ -43,6 +43,7 @@ from aiohttp import WSMsgType
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from gateway.controls import NOT_IN_TEXT
 from tests.processes import GatewayProcess
 
 JSON_PROTOCOL = "chat.v1.json"
@@ -382,7 +383,8 @@ def random_text(rng: random.Random, longest: int = 120) -> str:
     """Random printable-ish Unicode (never a lone surrogate: those are not UTF-8)."""
     pools = [
         (0x20, 0x7E), (0xA0, 0x2FF), (0x370, 0x3FF), (0x400, 0x4FF), (0x4E00, 0x4FFF),
-        (0x1F300, 0x1F6FF), (0x0, 0x1F), (0x200B, 0x200F), (0xFFF0, 0xFFFF),
+        (0x1F300, 0x1F6FF), (0x0, 0x1F), (0x200B, 0x200F), (0xFFF0, 0xFFFF), (0x80, 0x9F),
+        (0x2028, 0x2029),
     ]  # fmt: skip
     out = []
     for _ in range(rng.randint(0, longest)):
@@ -390,6 +392,10 @@ def random_text(rng: random.Random, longest: int = 120) -> str:
         out.append(chr(rng.randint(low, high)))
     return "".join(out)
 
+
+# Characters message text may not hold: C0 (CR, VT, FF, the separators 0x1C-0x1E), ESC,
+# DEL, C1 (NEL 0x85, CSI 0x9B) and the Unicode line and paragraph separators.
+CONTROL_CODES = [0, 1, 7, 8, 11, 12, 13, 27, 28, 30, 127, 0x80, 0x85, 0x9B, 0x9F, 0x2028, 0x2029]
 
 # Raw JSON text for a field value: wrong types, huge numbers, bad strings, deep nesting.
 WRONG_VALUES = [
@@ -564,7 +570,7 @@ class Inputs:
         return Probe(self.rng.randbytes(self.rng.randint(0, 300)), "binary")
 
     def _control_text(self) -> Probe:
-        text = "a" + chr(self.rng.choice([0, 7, 8, 11, 12, 27, 127])) + "b"
+        text = "a" + chr(self.rng.choice(CONTROL_CODES)) + "b"
         return Probe(json.dumps({"type": "send", "room": "lobby", "text": text}), "control char")
 
     def _at_limit(self) -> Probe:
@@ -607,7 +613,7 @@ class Inputs:
         return Probe(line, f"command {line[:20]}", None)
 
     def _control_line(self) -> Probe:
-        char = chr(self.rng.choice([0, 1, 7, 8, 11, 12, 27, 127]))
+        char = chr(self.rng.choice(CONTROL_CODES))
         return Probe(f"a{char}b", "control char")
 
     def _long_line(self) -> Probe:
@@ -695,6 +701,8 @@ class Fuzzed:
             self.counts[f"{frame.get('type')}{'+ref' if ref else ''}"] += 1
         else:
             frame = data
+            if NOT_IN_TEXT.search(data):  # a terminal would run it, or split the line there
+                report.anomaly(f"a text-mode line holds a control character: {data[:80]!r}")
             if data.startswith("! "):
                 self.errors += 1
                 report.error_codes["text-mode ! line"] += 1

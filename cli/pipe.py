@@ -18,6 +18,7 @@ from cli.client import ChatClient, ClientConfig
 from cli.commands import run_line
 from cli.connection import ConnectFailed, Rejected
 from cli.render import plain, render
+from cli.visible import visible
 
 
 class StdinLines:
@@ -68,7 +69,7 @@ async def run_pipe(
     try:
         await client.start()
     except (Rejected, ConnectFailed) as exc:
-        print(f"chat: {exc}", file=sys.stderr)
+        print(f"chat: {visible(str(exc))}", file=sys.stderr)
         return 1
     printer = asyncio.create_task(_print_events(client, out), name="chat-print")
     try:
@@ -84,7 +85,7 @@ async def run_pipe(
         await client.close()
         await printer
     if client.failure:
-        print(f"chat: {client.failure}", file=sys.stderr)
+        print(f"chat: {visible(client.failure)}", file=sys.stderr)
     return 1 if client.exit_code or not drained else 0
 
 

@@ -1,4 +1,10 @@
-"""Events as lines of styled fragments; the pipe mode prints the same text unstyled."""
+"""Events as lines of styled fragments; the pipe mode prints the same text unstyled.
+
+A message's lines after its first are indented under its text, so none can pass for a
+line of its own (`hi\n* admin joined lobby` is one message, not a message and a join),
+and every fragment is passed through `cli.visible`: no control character reaches the
+terminal or the pipe.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ from cli.events import (
     Status,
 )
 from cli.moderation import until_text, with_until
+from cli.visible import message_lines, visible, width
 
 Fragments = list[tuple[str, str]]
 
@@ -39,12 +46,17 @@ PRESENCE_VERBS = {"join": "joined", "leave": "left"}
 
 
 def render(event: ChatEvent, *, clock: bool) -> list[Fragments]:
-    """The lines showing `event`; `clock` puts the local time before messages."""
+    """The lines showing `event`; `clock` puts the local time before messages. Nothing
+    in them is a control character (see cli.visible)."""
+    return [[(style, visible(text)) for style, text in line] for line in _lines(event, clock)]
+
+
+def _lines(event: ChatEvent, clock: bool) -> list[Fragments]:
     match event:
         case RoomMessage():
-            return [_message(event, clock)]
+            return _message(event, clock)
         case MessageDeleted(message):
-            return [_message(message, clock)]
+            return _message(message, clock)
         case Removed(room, by, until, current):
             ban = f" until {until_text(until)}" if until is not None else ""
             lines = [_info(f"you were removed from {room}{f' by {by}' if by else ''}{ban}")]
@@ -53,7 +65,7 @@ def render(event: ChatEvent, *, clock: bool) -> list[Fragments]:
             return lines
         case DirectMessage(sender, to, text, ts, outgoing):
             head = f"[dm -> {to}] " if outgoing else f"[dm] {sender}: "
-            return [[*_clock(ts, clock), ("class:dm", head + text)]]
+            return _with_continuations([*_clock(ts, clock), ("class:dm", head)], "class:dm", text)
         case Presence(room, kind, name):
             return [_info(f"{name} {PRESENCE_VERBS.get(kind, kind)} {room}")]
         case Joined(room, members):
@@ -67,7 +79,7 @@ def render(event: ChatEvent, *, clock: bool) -> list[Fragments]:
             if not messages:
                 return [_info(f"no messages in {room}")]
             header = _info(f"last {len(messages)} messages in {room}:")
-            return [header, *(_message(m, clock) for m in messages)]
+            return [header, *(line for m in messages for line in _message(m, clock))]
         case HelpText(lines):
             return [[("class:info", line)] for line in lines]
         case Status(text):
@@ -82,14 +94,21 @@ def plain(fragments: Fragments) -> str:
     return "".join(text for _, text in fragments)
 
 
-def _message(msg: RoomMessage, clock: bool) -> Fragments:
+def _message(msg: RoomMessage, clock: bool) -> list[Fragments]:
     sender_style = "class:own" if msg.own else "class:sender"
     number: Fragments = [] if msg.number is None else [("class:number", f"#{msg.number} ")]
+    head = [*_clock(msg.ts, clock), *number, (sender_style, msg.sender), ("", ": ")]
     if msg.deleted:
-        text = ("class:deleted", f"[deleted by {msg.by}]" if msg.by else "[deleted]")
-    else:
-        text = ("", msg.text)
-    return [*_clock(msg.ts, clock), *number, (sender_style, msg.sender), ("", ": "), text]
+        return [[*head, ("class:deleted", f"[deleted by {msg.by}]" if msg.by else "[deleted]")]]
+    return _with_continuations(head, "", msg.text)
+
+
+def _with_continuations(head: Fragments, style: str, text: str) -> list[Fragments]:
+    """`head` and the first line of `text`, then each further line of it indented to
+    where the text began."""
+    first, *more = message_lines(text)
+    indent = " " * width(visible(plain(head)))
+    return [[*head, (style, first)], *([(style, indent + line)] for line in more)]
 
 
 def _clock(ts: int, clock: bool) -> Fragments:

@@ -17,6 +17,7 @@ from cli.commands import run_line
 from cli.connection import ConnectFailed, NameRejected, Rejected
 from cli.events import Status
 from cli.render import STYLE, Fragments, render
+from cli.visible import visible
 
 EXIT_INTERRUPTED = 130
 QUIT_DRAIN_SECONDS = 2.0
@@ -48,7 +49,8 @@ class TerminalUI:
             return await self._chat(client)
 
     def _error(self, message: str) -> None:
-        print_formatted_text(FormattedText([("class:error", f"! {message}")]), style=self._style)
+        line = [("class:error", f"! {visible(message)}")]
+        print_formatted_text(FormattedText(line), style=self._style)
 
     async def _connect(self) -> ChatClient | int:
         """A started client, asking for a name until one is taken; or an exit code.
@@ -126,7 +128,9 @@ def prompt_fragments(client: ChatClient) -> Fragments:
     lines: Fragments = []
     if len(pending) > PENDING_SHOWN:
         lines.append(("class:pending", f"(sending) {len(pending) - PENDING_SHOWN} earlier ones\n"))
-    lines.extend(("class:pending", f"(sending) {text}\n") for text in pending[-PENDING_SHOWN:])
+    lines.extend(
+        ("class:pending", f"(sending) {visible(text)}\n") for text in pending[-PENDING_SHOWN:]
+    )
     room = client.room if client.present else "(no room)"
     room = room if client.connected else f"{room} (offline)"
     return [*lines, ("", f"{room}> ")]

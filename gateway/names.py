@@ -5,18 +5,20 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from gateway.controls import CONTROL_CHARACTERS, LINE_SEPARATORS
 from gateway.errors import ErrorCode, ProtocolError
 
 MAX_NAME_CHARS = 32
 ROOM_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
-CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b-\x1f\x7f]")  # all but tab and newline
 LONE_SURROGATES = re.compile("[\ud800-\udfff]")
 # Embeddings, overrides and isolates reorder the text around them: "\u202eabc" shows as
 # "cba". Names refuse them as non-printable; message text refuses them too. The marks
 # (U+200E, U+200F, U+061C) only set one character's direction and stay allowed.
 BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
 FORBIDDEN_IN_TEXT = re.compile(
-    "|".join(p.pattern for p in (CONTROL_CHARACTERS, LONE_SURROGATES, BIDI_CONTROLS))
+    "|".join(
+        p.pattern for p in (CONTROL_CHARACTERS, LINE_SEPARATORS, LONE_SURROGATES, BIDI_CONTROLS)
+    )
 )
 
 
@@ -50,7 +52,8 @@ def validate_room(room: str) -> str:
 
 def validate_text(text: str, max_chars: int) -> str:
     """Message text: not blank, not over the limit, none of the characters it may not hold
-    (control characters but newline and tab, lone surrogates, bidi controls)."""
+    (control characters but newline and tab, C1 ones included, the line and paragraph
+    separators, lone surrogates, bidi controls)."""
     if not text.strip():
         raise ProtocolError(ErrorCode.BAD_FRAME, "a message needs some text")
     if len(text) > max_chars:
@@ -59,7 +62,12 @@ def validate_text(text: str, max_chars: int) -> str:
     if found is not None:
         char = found.group()
         if CONTROL_CHARACTERS.match(char):
-            problem = "control characters"
+            problem = (
+                "control characters (U+0000 to U+001F, U+007F to U+009F): "
+                "newline and tab are the only ones allowed"
+            )
+        elif LINE_SEPARATORS.match(char):
+            problem = "line or paragraph separators (U+2028, U+2029): use a newline"
         elif LONE_SURROGATES.match(char):
             problem = "lone surrogates"
         else:

@@ -7,12 +7,13 @@ import contextlib
 import json
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from gateway.codecs.json import JsonCodec
 from gateway.codecs.text import TextCodec
 from gateway.commands import DirectSend, HistoryQuery, Join, Send
+from gateway.controls import NOT_IN_TEXT
 from gateway.errors import ProtocolError
 from gateway.events import Direct, Message, PresenceChange
 
@@ -110,12 +111,17 @@ def test_events_encode_to_json_that_decodes_back(
 
 @settings(max_examples=300, deadline=None)
 @given(sender=plain, text=st.text())
+@example(sender="mallory", text="hi\u2028* admin joined lobby")
+@example(sender="mallory", text="hi\x85[dm] admin: psst\x9b2J")
 def test_a_text_mode_message_is_never_more_than_its_own_lines(sender: str, text: str) -> None:
     """Guards against a message forging a line of its own in text mode: every line after
-    the first is indented."""
-    frame = TEXT.encode(Message("r", sender, text, "e-1", 0)) or ""
-    for line in frame.split("\n")[1:]:
-        assert line.startswith("  ")
+    the first is indented, whatever line boundary (any that str.splitlines knows) made
+    it, and no line holds a control character (tab aside) or a line separator."""
+    for event in (Message("r", sender, text, "e-1", 0), Direct(sender, "bob", text, 0)):
+        frame = TEXT.encode(event) or ""
+        assert NOT_IN_TEXT.search(frame) is None
+        for line in frame.splitlines()[1:]:
+            assert line.startswith("  ")
 
 
 def _unencodable(value: str | None) -> bool:

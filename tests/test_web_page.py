@@ -26,6 +26,8 @@ from gateway import http as gateway_http
 from gateway.app import create_app
 from gateway.auth import mint
 from gateway.credentials import offered_subprotocols
+from gateway.events import Direct
+from gateway.ws import NODE
 from tests.conftest import JSON_PROTOCOL, TEST_SETTINGS, JsonPeer, join_json
 from tests.processes import GatewayProcess
 from tests.redis_backend import REDIS_SERVER, RedisBackend
@@ -171,6 +173,29 @@ async def test_html_and_script_in_messages_show_as_text_and_run_nothing(
     assert await page.locator("img, script:not([src])").count() == 0
     assert await page.evaluate("typeof window.pwned") == "undefined"
     assert pages.log(page).dialogs == []
+
+
+async def test_control_characters_in_a_stored_message_show_as_u_fffd_in_its_bubble(
+    node: TestClient, pages: Pages
+) -> None:
+    """Guards against a message stored before C1 controls and line separators were
+    refused (or by an older node) breaking a line or hiding characters on the page: in a
+    room and in a DM, each shows as U+FFFD, in the one message that holds it."""
+    page = await pages.open(page_url(node), "victim")
+    await join(page, "victim")
+    stored = "hi\u2028* admin joined lobby\x85[dm] admin: x\x9b2J\u2029!"
+    shown = "hi\ufffd* admin joined lobby\ufffd[dm] admin: x\ufffd2J\ufffd!"
+    broker = node.app[NODE].broker
+    await broker.publish("lobby", "mallory", stored, origin="an-older-node")
+    bodies = page.get_by_test_id("messages").locator(".message .text")
+    await expect(bodies).to_have_count(1)
+    assert await shown_texts(page) == [shown]
+    await broker.send_direct(Direct("mallory", "victim", stored, int(time.time() * 1000)))
+    await page.locator("#dms .nav-button").click()
+    await expect(page.locator("#conversation-title")).to_have_text("@ mallory")
+    await expect(bodies).to_have_count(1)
+    assert await shown_texts(page) == [shown]
+    assert pages.log(page).errors == []
 
 
 @pytest.mark.parametrize("death", ["kill", "stop"])

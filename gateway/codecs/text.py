@@ -1,7 +1,9 @@
 """Text mode (no subprotocol): plain lines for any WebSocket client, like a classic chat.
 
 An encoded event may hold several lines; each goes out as a frame of its own, since
-line-oriented clients (websocat) show a frame's newlines as spaces.
+line-oriented clients (websocat) show a frame's newlines as spaces. A message's lines
+after its first are indented, whatever line boundary split them, and no line carries a
+control character or line separator raw (see gateway.controls).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from gateway.commands import (
     ShowHelp,
     Who,
 )
+from gateway.controls import indent_continuations, neutralise
 from gateway.errors import ErrorCode, ProtocolError
 from gateway.events import (
     Ack,
@@ -132,8 +135,10 @@ _COMMANDS: dict[str, Callable[[str], Command]] = {
 
 
 def _indent(text: str) -> str:
-    """Continuation lines are indented so no message can forge a line of its own."""
-    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\n  ")
+    """Continuation lines are indented so no message can forge a line of its own: after
+    a newline, and after any other line boundary (U+2028, NEL U+0085, ...) that a message
+    stored before they were refused may hold."""
+    return indent_continuations(text)
 
 
 def _names(names: list[str]) -> str:
@@ -199,38 +204,46 @@ class TextCodec:
         return text_frames(text.split("\n"))  # a frame per line
 
     def encode(self, event: Event, *, outgoing: bool = False) -> str | None:
-        match event:
-            case Message():
-                return _message_line(event)
-            case Deleted():
-                return f"* {event.by} deleted a message in {event.room}"
-            case Removed():
-                return _removed(event)
-            case PresenceChange():
-                verb = "joined" if event.event == "join" else "left"
-                return f"* {event.name} {verb} {event.room}"
-            case Direct() if outgoing:
-                return f"[dm -> {event.to}] {_indent(event.text)}"
-            case Direct():
-                return f"[dm] {event.sender}: {_indent(event.text)}"
-            case ErrorReply():
-                return f"! {event.message}"
-            case Welcome():
-                return f"* welcome, {event.name}! /help lists the commands"
-            case Subscribed():
-                return f"* you are in {event.room}; members: {_names(event.members)}"
-            case Members():
-                return f"* members of {event.room}: {_names(event.members)}"
-            case RoomList():
-                return _room_list(event)
-            case History():
-                return _history_lines(event)
-            case Notice():
-                return "\n".join(event.lines)
-            case Pong():
-                return "* pong"
-            case Ack() if event.offset is not None:
-                return "* sent"  # a room message was stored (a dm shows its own line)
-            case Ack() | Unsubscribed():
-                return None
-        return None
+        """The lines showing `event`, joined by newlines (None: nothing to show). Anything
+        else that could break or rewrite a line, which only a message stored before such
+        characters were refused can hold, is shown as U+FFFD."""
+        text = _describe(event, outgoing)
+        return None if text is None else neutralise(text)
+
+
+def _describe(event: Event, outgoing: bool) -> str | None:
+    match event:
+        case Message():
+            return _message_line(event)
+        case Deleted():
+            return f"* {event.by} deleted a message in {event.room}"
+        case Removed():
+            return _removed(event)
+        case PresenceChange():
+            verb = "joined" if event.event == "join" else "left"
+            return f"* {event.name} {verb} {event.room}"
+        case Direct() if outgoing:
+            return f"[dm -> {event.to}] {_indent(event.text)}"
+        case Direct():
+            return f"[dm] {event.sender}: {_indent(event.text)}"
+        case ErrorReply():
+            return f"! {event.message}"
+        case Welcome():
+            return f"* welcome, {event.name}! /help lists the commands"
+        case Subscribed():
+            return f"* you are in {event.room}; members: {_names(event.members)}"
+        case Members():
+            return f"* members of {event.room}: {_names(event.members)}"
+        case RoomList():
+            return _room_list(event)
+        case History():
+            return _history_lines(event)
+        case Notice():
+            return "\n".join(event.lines)
+        case Pong():
+            return "* pong"
+        case Ack() if event.offset is not None:
+            return "* sent"  # a room message was stored (a dm shows its own line)
+        case Ack() | Unsubscribed():
+            return None
+    return None

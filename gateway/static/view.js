@@ -10,6 +10,10 @@ const unfolded = new WeakSet(); // the entries (or outbox items) the user unfold
 let textIds = 0;
 const HUES = 8;
 const URL_PATTERN = /\bhttps?:\/\/[^\s<>"']+[^\s<>"'.,;:!?)\]]/g;
+// What message text may not hold (gateway/controls.py): control characters but newline
+// and tab, C1 ones included, and the line and paragraph separators. Only a message stored
+// before they were refused can hold one; it is shown as U+FFFD, as text mode shows it.
+const NOT_IN_TEXT = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u2028\u2029]/g;
 
 /** A new element with classes and (optional) text. */
 export function el(tag, className = "", text = undefined) {
@@ -70,8 +74,9 @@ function dayLabel(ts) {
 }
 
 /** The text of a message as text nodes, with http(s) links made clickable. */
-function messageText(text) {
+function messageText(raw) {
   const node = el("div", "text");
+  const text = raw.replace(NOT_IN_TEXT, "\uFFFD");
   let last = 0;
   for (const match of text.matchAll(URL_PATTERN)) {
     node.append(document.createTextNode(text.slice(last, match.index)));
