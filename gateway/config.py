@@ -115,6 +115,17 @@ class Settings:
     max_rooms_per_connection: int = field(
         default=50, metadata={"help": "rooms one JSON connection may be in"}
     )
+    redis_ack_replicas: str = field(
+        default="auto",
+        metadata={
+            "help": "replicas a message must reach before its ack (WAIT): a number, or auto "
+            "(1 when the primary has a replica, else 0)"
+        },
+    )
+    redis_ack_timeout: float = field(
+        default=0.5,
+        metadata={"help": "seconds a message waits for its replicas; short of them: unavailable"},
+    )
     history_size: int = field(default=1000, metadata={"help": "newest messages kept per room"})
     replay_limit: int = field(
         default=100,
@@ -237,6 +248,8 @@ class Settings:
             raise InvalidSetting("trusted_proxies", str(exc)) from None
         if "{" in self.redis_prefix or "}" in self.redis_prefix:
             raise InvalidSetting("redis_prefix", "may not hold a brace (keys carry hash tags)")
+        if self.redis_ack_replicas != "auto" and not self.redis_ack_replicas.isdigit():
+            raise InvalidSetting("redis_ack_replicas", "must be auto or a number of replicas")
         if self.workers > 1 and not self.redis_url:
             raise InvalidSetting(
                 "workers", "above 1 needs --redis-url: the workers share the chat through Redis"
@@ -247,6 +260,11 @@ class Settings:
                 f"must be at least {MIN_JWT_SECRET_BYTES} bytes (make one with: "
                 "python -c 'import secrets; print(secrets.token_urlsafe(32))')",
             )
+
+    @property
+    def ack_replicas(self) -> int:
+        """`--redis-ack-replicas` as a number; -1 for auto."""
+        return -1 if self.redis_ack_replicas == "auto" else int(self.redis_ack_replicas)
 
     @property
     def auth(self) -> bool:

@@ -37,3 +37,8 @@ class ProtocolError(Exception):
 
 class BrokerUnavailable(Exception):
     """The backend cannot take the operation now; nothing was stored."""
+
+
+class NotReplicated(BrokerUnavailable):
+    """The primary took the write but too few replicas confirmed it in time: it is not
+    acknowledged (a primary lost now would lose it); the same id may be sent again."""

@@ -25,7 +25,7 @@ from gateway.commands import (
     ShowHelp,
     Who,
 )
-from gateway.errors import BrokerUnavailable, ErrorCode, ProtocolError
+from gateway.errors import BrokerUnavailable, ErrorCode, NotReplicated, ProtocolError
 from gateway.events import Ack, Direct, ErrorReply, History, Members, Notice, Pong, RoomList
 from gateway.membership import enter_room, leave_room
 from gateway.names import validate_name, validate_room, validate_text
@@ -205,6 +205,10 @@ async def handle(node: Node, session: Session, command: Command) -> None:
     the broker could not do its part: nothing was stored)."""
     try:
         await HANDLERS[type(command)](node, session, command)
+    except NotReplicated as exc:
+        raise ProtocolError(
+            ErrorCode.UNAVAILABLE, f"{exc}: send it again with the same id"
+        ) from None
     except BrokerUnavailable:
         raise _unavailable() from None
     except Banned as banned:

@@ -14,7 +14,7 @@ from aiohttp import web
 from gateway.access import EVERY_ROOM, Rooms
 from gateway.auth import authenticate
 from gateway.credentials import bearer
-from gateway.errors import BrokerUnavailable, ErrorCode, ProtocolError
+from gateway.errors import BrokerUnavailable, ErrorCode, NotReplicated, ProtocolError
 from gateway.names import parse_count, validate_name, validate_room, validate_text
 from gateway.ws import NODE
 
@@ -45,6 +45,8 @@ async def api_errors(request: web.Request, handler: Any) -> web.StreamResponse:
         if error.code is ErrorCode.FORBIDDEN:
             return error_response(403, error.code, error.message)
         return error_response(400, error.code, error.message)
+    except NotReplicated as exc:
+        return error_response(503, ErrorCode.UNAVAILABLE, f"{exc}: send it again")
     except BrokerUnavailable:
         return error_response(503, ErrorCode.UNAVAILABLE, "the chat backend is unavailable")
 

@@ -41,9 +41,12 @@ def name_holders(client: redis.Redis, name_hash: str) -> list[bytes]:
 class RedisServer:
     """A redis-server process of the test's own, in a temp dir, keeping nothing on disk."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, replica_of: int | None = None) -> None:
+        """On `port` (a free one by default); with `replica_of`, a replica of the
+        server on that port."""
         assert REDIS_SERVER is not None
         self.port = port or free_port()
+        self.replica_of = replica_of
         self._dir = tempfile.mkdtemp(prefix="chat-redis-")
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -56,7 +59,9 @@ class RedisServer:
         assert REDIS_SERVER is not None
         self._proc = subprocess.Popen(
             [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self._dir, "--logfile", str(Path(self._dir) / "log")],
+             "--appendonly", "no", "--repl-diskless-sync-delay", "0", "--dir", self._dir,
+             "--logfile", str(Path(self._dir) / "log"),
+             *(["--replicaof", "127.0.0.1", str(self.replica_of)] if self.replica_of else [])],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
@@ -73,6 +78,11 @@ class RedisServer:
                     time.sleep(0.02)
         finally:
             client.close()
+
+    def signal(self, signum: int) -> None:
+        """Send the process `signum` (SIGSTOP freezes it, SIGCONT lets it go on)."""
+        assert self._proc is not None
+        self._proc.send_signal(signum)
 
     def stop(self) -> None:
         """Stop it (SIGKILL: nothing is saved anyway) and wait for the process."""

@@ -171,6 +171,15 @@ class RedisClusterServers:
         for port in [target, source, *(p for p in self.primaries() if p not in (source, target))]:
             self.client(port).execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
 
+    def replica_of(self, port: int) -> int:
+        """The port of the replica of the primary at `port`."""
+        info = self.client(port).info("replication")
+        return int(info["slave0"]["port"])
+
+    def signal(self, port: int, signum: int) -> None:
+        """Send the node at `port` `signum` (SIGSTOP freezes it, SIGCONT lets it go on)."""
+        self.procs[port].send_signal(signum)
+
     def kill(self, port: int) -> None:
         proc = self.procs[port]
         proc.kill()

@@ -38,6 +38,7 @@ from gateway.broker.redis_lua import Lua
 from gateway.broker.redis_moderation import Moderation
 from gateway.broker.redis_names import Names
 from gateway.broker.redis_presence import Presence, sorted_names
+from gateway.broker.redis_replicas import ReplicaWaits
 from gateway.broker.redis_scripts import Keys
 from gateway.broker.redis_subscriber import Subscriber
 from gateway.config import CLUSTER_SCHEME, Settings, cluster_credentials
@@ -86,6 +87,10 @@ class RedisBroker:
         self._history = RoomHistory(self._redis, self._keys, settings.history_size)
         self._node = settings.node_id
         self._publish = Lua(self._redis, scripts.PUBLISH)
+        self._seq_floor = Lua(self._redis, scripts.SEQ_FLOOR)
+        self._replicas = ReplicaWaits(
+            self._redis, settings.ack_replicas, settings.redis_ack_timeout, sharded=sharded
+        )
         self._listener: BrokerListener | None = None
         self._rooms: dict[str, tuple[str, int] | None] = {}  # room -> last delivered position
         self._subscriber: Subscriber | ShardedSubscriber
@@ -209,6 +214,8 @@ class RedisBroker:
         their presence and names, retry their cleanups (on a cluster, one shard's)."""
         for room, last in list(self._rooms.items()):
             if self._keys.room_channel(room) in channels:
+                if last is not None:  # after a failover: never number a message twice
+                    await self._seq_floor(keys=[self._keys.meta(room)], args=list(last))
                 for message in await self._history.gap(room, last):
                     self._deliver_message(message)
         # Were we reaped meanwhile? Then the others saw us leave: put everything back
@@ -277,7 +284,8 @@ class RedisBroker:
         if message_id:
             keys.append(self._keys.message_id(room, name_key(sender), message_id))
         with unavailable_on_error():
-            offset, duplicate = await self._publish(
+            offset, duplicate = await self._replicas.run(
+                self._publish,
                 keys=keys,
                 args=[
                     secrets.token_hex(4),

@@ -11,7 +11,7 @@ down, taking the healthy shards' calls with it).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from redis.exceptions import NoScriptError
@@ -26,6 +26,12 @@ class Lua:
         self._redis = redis
         self._source = source
         self._sha = hashlib.sha1(source.encode()).hexdigest()
+
+    def commands(self, keys: Sequence[Any], args: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
+        """The command that runs the script by its SHA1, then the one that sends it whole:
+        for a caller that sends it in a pipeline and tries the second on NOSCRIPT."""
+        yield ("EVALSHA", self._sha, len(keys), *keys, *args)
+        yield ("EVAL", self._source, len(keys), *keys, *args)
 
     async def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = ()) -> Any:
         command = ("EVALSHA", self._sha, len(keys), *keys, *args)

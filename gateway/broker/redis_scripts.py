@@ -107,7 +107,11 @@ class Keys:
 PUBLISH = """
 if KEYS[4] then
   local seen = redis.call('GET', KEYS[4])
-  if seen then return {seen, 1} end
+  if seen then
+    -- a write all the same: a WAIT after it covers the first one's replication too
+    redis.call('PEXPIRE', KEYS[4], ARGV[4])
+    return {seen, 1}
+  end
 end
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
@@ -128,6 +132,18 @@ redis.call('PEXPIRE', KEYS[1], ARGV[6])
 redis.call('PEXPIRE', KEYS[2], ARGV[6])
 redis.call('PEXPIRE', KEYS[3], ARGV[6])  -- the tombstones live as long as their log
 return {offset, 0}
+"""
+
+# KEYS: the room's meta. ARGV: epoch, sequence number a node delivered.
+# After a failover the promoted replica may lack the newest writes, which nodes may have
+# delivered live (never acked: their WAIT failed); the room's numbering must not hand
+# those offsets out again, or the nodes would drop the new messages as repeats.
+SEQ_FLOOR = """
+if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return 0 end
+local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
+if seq >= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], 'seq', ARGV[2])
+return 1
 """
 
 # KEYS: the room's members, refs, shown and holders (Keys.presence_keys), and the
