@@ -26,8 +26,15 @@ from tests.redis_cluster_backend import REDIS_CLI, RedisClusterServers
 WAIT = 5.0  # the most any single expectation waits, in seconds
 JSON_PROTOCOL = "chat.v1.json"
 
+# The ack timeout is long: on a loaded machine a replica may take longer than 0.5 s,
+# and only tests/test_redis_acks.py is about a replica that does not keep up.
 TEST_SETTINGS = Settings(
-    node_id="test-node", grace_period=0.05, heartbeat=0, probe_interval=0.2, presence_timeout=2.0
+    node_id="test-node",
+    grace_period=0.05,
+    heartbeat=0,
+    probe_interval=0.2,
+    presence_timeout=2.0,
+    redis_ack_timeout=5.0,
 )
 
 
