@@ -147,13 +147,18 @@ def one_run(
     plan = core_plan()
     servers, loadgen = plan if plan else (None, None)
     count = 1 if broker == "memory" else args.nodes
+    # bench.shards' variants: "+replica" gives Redis (each shard) a replica, which the
+    # gateway waits for before an ack; "-nowait" tells it not to (--redis-ack-replicas 0).
+    base = broker.split("+")[0]
     with Cluster(
         peer,
         count,
-        redis=broker in ("redis", "cluster"),
+        redis=base in ("redis", "cluster"),
         cores=servers,
         modules=modules if peer == "node" else None,
-        shards=3 if broker == "cluster" else 0,
+        shards=3 if base == "cluster" else 0,
+        replicas=1 if "+replica" in broker else 0,
+        node_flags=("--redis-ack-replicas", "0") if broker.endswith("-nowait") else (),
     ) as cluster:
         spec = Spec(
             scenario,
