@@ -9,6 +9,7 @@ import time
 from importlib import resources
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from gateway.access import EVERY_ROOM, Rooms
@@ -19,6 +20,7 @@ from gateway.names import parse_count, validate_name, validate_room, validate_te
 from gateway.ws import NODE
 
 MAX_API_LIMIT = 100
+MAX_BODY_DEPTH = 1024  # orjson's nesting limit: deeper is a clean JSONDecodeError
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +163,19 @@ async def list_messages(request: web.Request) -> web.Response:
     return _json({"room": room, "messages": [m.wire() for m in messages]})
 
 
+async def json_body(request: web.Request) -> Any:
+    """The request's body, parsed as JSON; `bad_frame` (400) for anything else, nested
+    deeper than MAX_BODY_DEPTH included. orjson has no recursion to exhaust: the
+    standard library's parser raised RecursionError on deep nesting, a 500."""
+    try:
+        return orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        raise ProtocolError(
+            ErrorCode.BAD_FRAME,
+            f"the body must be JSON in UTF-8, nested at most {MAX_BODY_DEPTH} deep",
+        ) from None
+
+
 def api_key_refusal(request: web.Request, given: str | None, what: str) -> web.Response | None:
     """The answer to a request for `what` (an endpoint that wants the API key) that does
     not show it as `given`: 403 while no key is set, 401 (logged) for none or a wrong
@@ -182,10 +197,7 @@ async def post_message(request: web.Request) -> web.Response:
     if refused is not None:
         return refused
     room = validate_room(request.match_info["room"])
-    try:
-        body = await request.json()
-    except ValueError:
-        raise ProtocolError(ErrorCode.BAD_FRAME, "the body must be JSON") from None
+    body = await json_body(request)
     if not isinstance(body, dict) or not all(
         isinstance(body.get(k), str) for k in ("from", "text")
     ):

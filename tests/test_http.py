@@ -301,6 +301,26 @@ async def test_a_bad_publish_is_a_400_json_error(
     assert not [f for f in bob.frames if f["type"] == "message"]
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/api/rooms/lobby/messages"), ("PUT", "/api/rooms/lobby/bans/vic")],
+)
+async def test_a_deeply_nested_body_is_a_400_not_a_500(
+    gateway: StartGateway, method: str, path: str
+) -> None:
+    """Guards against a body nested 100,000 deep (a few hundred KB) answering 500 with a
+    RecursionError traceback in the log, instead of a clear 400."""
+    client = await gateway(api_key=API_KEY)
+    for body in (b"[" * 100_000, b'{"a":' * 50_000 + b"1" + b"}" * 50_000):
+        response = await client.request(
+            method, path, data=body, headers={**AUTH, "Content-Type": "application/json"}
+        )
+        assert response.status == 400, await response.text()
+        error = (await response.json())["error"]
+        assert error["code"] == "bad_frame" and "nested" in error["message"]
+    assert (await client.get("/healthz")).status == 200
+
+
 async def test_exactly_4000_characters_can_be_published(gateway: StartGateway) -> None:
     """Guards against an off-by-one in the API's length check."""
     client = await gateway(api_key=API_KEY)
