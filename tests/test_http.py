@@ -83,13 +83,14 @@ async def test_metrics_are_prometheus_text_with_connections_by_mode(client: Test
 
 async def test_rooms_lists_member_counts(client: TestClient) -> None:
     """Guards against counting connections instead of names, or listing empty rooms."""
-    assert await get_json(client, "/api/rooms") == {"rooms": []}
+    assert await get_json(client, "/api/rooms") == {"rooms": [], "total": 0}
     alice = await join_json(client, "alice")
     await join_text(client, "bob")
     await join_json(client, "carol", room="dev")
     await alice.request("join", room="dev")
     assert await get_json(client, "/api/rooms") == {
-        "rooms": [{"room": "dev", "members": 2}, {"room": "lobby", "members": 2}]
+        "rooms": [{"room": "dev", "members": 2}, {"room": "lobby", "members": 2}],
+        "total": 2,
     }
 
 
@@ -97,10 +98,10 @@ async def test_rooms_drop_a_member_after_they_left(client: TestClient) -> None:
     """Guards against a count that never goes down."""
     alice = await join_json(client, "alice")
     bob = await join_json(client, "bob")
-    assert await get_json(client, "/api/rooms") == {"rooms": [{"room": "lobby", "members": 2}]}
+    assert (await get_json(client, "/api/rooms"))["rooms"] == [{"room": "lobby", "members": 2}]
     await alice.ws.close()
     await bob.expect("presence", event="leave", name="alice")
-    assert await get_json(client, "/api/rooms") == {"rooms": [{"room": "lobby", "members": 1}]}
+    assert (await get_json(client, "/api/rooms"))["rooms"] == [{"room": "lobby", "members": 1}]
 
 
 async def test_members_of_a_room(client: TestClient) -> None:
