@@ -824,9 +824,11 @@ class FuzzRun:
         ]
         return sum(values)
 
-    async def rooms(self) -> list[str]:
+    async def rooms(self) -> tuple[list[str], int]:
+        """The rooms /api/rooms lists (the busiest 100 at most), and how many there are."""
         _, body = await self.get("/api/rooms")
-        return [entry["room"] for entry in json.loads(body)["rooms"]]
+        listing = json.loads(body)
+        return [entry["room"] for entry in listing["rooms"]], int(listing["total"])
 
     async def watch_health(self) -> None:
         """Poll /healthz every half second for as long as the fuzz runs."""
@@ -846,14 +848,14 @@ class FuzzRun:
         while True:
             try:
                 self.report.connections_left = await self.metric("chat_connections")
-                self.report.rooms_left = await self.rooms()
-            except (aiohttp.ClientError, TimeoutError, ConnectionError, ValueError):
+                self.report.rooms_left = (await self.rooms())[0]
+            except (aiohttp.ClientError, TimeoutError, ConnectionError, ValueError, KeyError):
                 self.report.rooms_left = ["? /api/rooms did not answer"]
             if self.report.connections_left == connections and self.report.rooms_left == [*rooms]:
                 return True
             if time.monotonic() > deadline:
                 return False
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.25)  # under the REST read rate (5/s) of one address
 
     # opening connections --------------------------------------------------------
 
@@ -1001,8 +1003,10 @@ class FuzzRun:
                 if mode == "json":
                     text = json.dumps({"type": "send", "room": room, "text": text})
                 sock.send(0x1, text.encode())
-            ask = json.dumps({"type": "history", "room": room, "limit": 100})
-            ask = ask if mode == "json" else "/history 100"
+            # 20: the room holds no more, and a request costs the history budget the
+            # limit it asks for (--history-burst 1000: 50 answers of 80 KB at once).
+            ask = json.dumps({"type": "history", "room": room, "limit": 20})
+            ask = ask if mode == "json" else "/history 20"
             for _ in range(100):
                 sock.send(0x1, ask.encode())
             self.report.frames += 120
@@ -1046,8 +1050,8 @@ class FuzzRun:
             )
         full.append(index)
         if len(full) == self.config.room_floods:
-            with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError):
-                self.report.rooms_at_peak = len(await self.rooms())
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError, KeyError):
+                self.report.rooms_at_peak = (await self.rooms())[1]
             all_full.set()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(3 * STEP):
