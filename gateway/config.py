@@ -125,8 +125,8 @@ class Settings:
     api_read_rate: float = field(
         default=5.0,
         metadata={
-            "help": "REST reads (GET /api/rooms...) per second per client address without "
-            "credentials (auth off, no API key); over it: 429; 0 turns it off"
+            "help": "REST reads (GET /api/rooms...) per second per client address, but for "
+            "the API key's; over it: 429; 0 turns it off"
         },
     )
     api_read_burst: int = field(

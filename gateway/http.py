@@ -144,20 +144,21 @@ def _authorize_read(request: web.Request) -> Rooms:
     (any user's) as `Authorization: Bearer`, or the API key. Raises unauthorized. The
     rooms the caller may read: those of the token, every room for the API key.
 
-    With auth off they are open, and a caller without the API key spends one of its
-    address's `--api-read-rate` tokens: ReadsThrottled (429) when none is left."""
+    Every read but the API key's (with auth off they need no credentials) spends one of
+    its address's `--api-read-rate` tokens: ReadsThrottled (429) when none is left."""
     node = request.app[NODE]
     settings = node.settings
     given = bearer(request)
     if _is_api_key(given, settings.api_key):
         return EVERY_ROOM
-    if settings.jwt_secret is None:
-        wait = node.api_reads.take(request.remote or "")
-        if wait:
-            node.metrics.rate_limited.labels(limit="api_read").inc()
-            raise ReadsThrottled(wait)
-        return EVERY_ROOM
-    return authenticate(settings.jwt_secret, given, None, settings.jwt_leeway).rooms
+    readable = EVERY_ROOM
+    if settings.jwt_secret is not None:
+        readable = authenticate(settings.jwt_secret, given, None, settings.jwt_leeway).rooms
+    wait = node.api_reads.take(request.remote or "")
+    if wait:
+        node.metrics.rate_limited.labels(limit="api_read").inc()
+        raise ReadsThrottled(wait)
+    return readable
 
 
 async def list_rooms(request: web.Request) -> web.Response:

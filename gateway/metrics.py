@@ -37,7 +37,7 @@ class Metrics:
         self.rate_limited = Counter(
             "chat_rate_limited",
             "Requests refused by a rate limit, by limit: history (a connection's history "
-            "reads), api_read (REST reads without credentials, per address)",
+            "reads), api_read (REST reads of a client address, but the API key's)",
             ["limit"],
             registry=self.registry,
         )

@@ -37,7 +37,7 @@ class Node:
             broker, settings.rooms_refresh, settings.max_rooms_listed
         )
         self.presence = Presence(broker, settings.grace_period, self.room_directory.note)
-        # REST reads without credentials, per client address (gateway/http.py).
+        # REST reads but the API key's, per client address (gateway/http.py).
         self.api_reads = KeyedBuckets(settings.api_read_rate, settings.api_read_burst)
         self.moderation = Moderation(self)
         self.hub.removals = self.moderation

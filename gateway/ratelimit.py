@@ -58,7 +58,8 @@ class KeyedBuckets:
 
     A full bucket is the same as no bucket, so full ones are dropped whenever the map
     doubles since it was last pruned: only keys active in the last `burst / rate`
-    seconds are kept. Past MAX_KEYS the oldest are dropped too (they start afresh).
+    seconds are kept. Past MAX_KEYS // 2 active keys the oldest are dropped too (they
+    start afresh), so the map never holds more than MAX_KEYS.
     """
 
     def __init__(
@@ -86,9 +87,10 @@ class KeyedBuckets:
 
     def _prune(self) -> None:
         self._buckets = {k: b for k, b in self._buckets.items() if not b.full}
-        while len(self._buckets) > MAX_KEYS:
-            del self._buckets[next(iter(self._buckets))]
-        self._prune_at = max(1024, 2 * len(self._buckets))
+        if len(self._buckets) >= MAX_KEYS // 2:  # the oldest go too: amortised, not per call
+            keep = list(self._buckets.items())[-(MAX_KEYS // 4) :]
+            self._buckets = dict(keep)
+        self._prune_at = min(max(1024, 2 * len(self._buckets)), MAX_KEYS)
 
     def __len__(self) -> int:
         return len(self._buckets)

@@ -1,6 +1,6 @@
 """Cheap requests that must not cost the node dearly (issue 19, finding 7): `rooms` from
 the node's kept list (gateway/room_directory.py), a history budget per connection, and
-the REST reads without credentials limited per client address."""
+the REST reads (but the API key's) limited per client address."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from gateway.auth import mint
 from gateway.broker.redis_scripts import Keys
 from gateway.ws import NODE
 from tests.conftest import WAIT, JsonPeer, join_json, join_text, read_metric
@@ -19,6 +20,7 @@ from tests.redis_backend import RedisBackend
 StartGateway = Callable[..., Awaitable[TestClient]]
 
 API_KEY = "k3y-for-tests"
+SECRET = "a-test-secret-of-at-least-32-bytes-for-the-reads"
 
 
 def _servers(kind: str, request: pytest.FixtureRequest, backend: RedisBackend) -> list[Any]:
@@ -174,25 +176,29 @@ async def test_text_mode_history_is_budgeted_too(gateway: StartGateway) -> None:
     await tom.expect_line("! slow down: history is limited to 1 messages a second...")
 
 
-async def test_rest_reads_without_credentials_are_limited_per_address(
-    gateway: StartGateway,
-) -> None:
-    """Guards against GET /api/rooms... (open without auth) letting one address read as
-    fast as it can: past its burst it gets 429 with Retry-After, while another address
-    and the API key holder still read."""
+@pytest.mark.parametrize("auth", [False, True], ids=["auth-off", "auth-on"])
+async def test_rest_reads_are_limited_per_address(gateway: StartGateway, auth: bool) -> None:
+    """Guards against GET /api/rooms... (open to anyone without auth, to any token holder
+    with it) letting one address read as fast as it can: past its burst it gets 429 with
+    Retry-After, while another address and the API key holder still read."""
     node = await gateway(
-        api_read_rate=0.5, api_read_burst=3, api_key=API_KEY, trusted_proxies="127.0.0.1"
+        api_read_rate=0.5,
+        api_read_burst=3,
+        api_key=API_KEY,
+        trusted_proxies="127.0.0.1",
+        jwt_secret=SECRET if auth else None,
     )
+    token = {"Authorization": f"Bearer {mint(SECRET, 'reader', 60)}"} if auth else {}
     paths = ["/api/rooms", "/api/rooms/lobby/members", "/api/rooms/lobby/messages"]
     for path in paths:
-        assert (await node.get(path)).status == 200
+        assert (await node.get(path, headers=token)).status == 200
     for path in paths:
-        refused = await node.get(path)
+        refused = await node.get(path, headers=token)
         assert refused.status == 429
         assert int(refused.headers["Retry-After"]) >= 1
         assert (await refused.json())["error"]["code"] == "rate_limited"
     assert (await node.get("/healthz")).status == 200  # health and metrics are not reads
-    other = {"X-Forwarded-For": "203.0.113.7"}
+    other = {"X-Forwarded-For": "203.0.113.7", **token}
     assert (await node.get("/api/rooms", headers=other)).status == 200
     keyed = {"Authorization": f"Bearer {API_KEY}"}
     assert (await node.get("/api/rooms", headers=keyed)).status == 200
