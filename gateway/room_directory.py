@@ -6,7 +6,8 @@ seconds, for all its requests together (one sweep at a time; the requests that a
 meanwhile wait for it), and answers from what it kept in between: a client asking many
 times a second costs a lookup in memory. The joins and leaves of this node's own users
 (a name's first entry into a room, its last leave) change the kept list at once; those
-made through other nodes show within `--rooms-refresh`. An answer lists at most
+made through other nodes show within `--rooms-refresh`, and a kick through this node
+makes the next listing sweep. An answer lists at most
 `--max-rooms-listed` rooms, the busiest (then by name), sorted by name, and says how
 many rooms there are in all (`total`).
 """
@@ -72,6 +73,11 @@ class RoomDirectory:
             visible = [rc for rc in self._ranked if readable.allows(rc[0])]
             shown, total = visible[: self._limit], len(visible)
         return RoomListing(sorted(shown), total)
+
+    def invalidate(self) -> None:
+        """The kept list is wrong in a way this node cannot tell (a moderator's kick took
+        a name out of a room for every node): the next listing sweeps."""
+        self._swept_at = -math.inf
 
     def note(self, room: str, change: int) -> None:
         """A name became present in `room` everywhere (+1) or absent everywhere (-1),

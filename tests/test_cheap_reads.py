@@ -96,8 +96,9 @@ async def _until_listed(peer: JsonPeer, rooms: list[tuple[str, int]], total: int
 
 async def test_rooms_follow_this_nodes_joins_and_leaves_at_once(gateway: StartGateway) -> None:
     """Guards against a kept list of rooms that shows a room filled or emptied through
-    this node only at the next sweep (a minute, here), or a cut list without its total."""
-    node = await gateway(rooms_refresh=60.0, max_rooms_listed=2)
+    this node (by joins, leaves, a kick) only at the next sweep (a minute, here), or a
+    cut list without its total."""
+    node = await gateway(rooms_refresh=60.0, max_rooms_listed=2, api_key=API_KEY)
     alice = await join_json(node, "alice")
     await _until_listed(alice, [("lobby", 1)], 1)  # the sweep: kept from now on
     bob = await join_json(node, "bob", room="dev")
@@ -115,6 +116,13 @@ async def test_rooms_follow_this_nodes_joins_and_leaves_at_once(gateway: StartGa
     await _until_listed(alice, [("dev", 1), ("lobby", 1)], 2)
     await bob.ws.close()
     await _until_listed(alice, [("lobby", 1)], 1)
+    kick = await node.put(
+        "/api/rooms/lobby/bans/alice",
+        json={"seconds": 60},
+        headers={"Authorization": f"Bearer {API_KEY}"},
+    )
+    assert kick.status == 204
+    await _until_listed(alice, [], 0)
 
 
 @pytest.mark.parametrize("broker_kind", ["redis", "cluster"])
