@@ -53,6 +53,7 @@ MAX_CHARS = 4000  # the node's default --max-message-chars
 HONEST_ROOM = "lobby"
 STEP = 10.0  # the most one network step (connect, an answer, a close) may take, in seconds
 CHURN_TRIES = 5  # handshakes a churn connection tries while refused with 429
+FUZZ_API_KEY = "fuzz-operator-key"  # the fuzzed node's, so that REST bodies are read
 MIB = 1024 * 1024
 
 # Close codes the protocol (or RFC 6455 for broken framing) gives a misbehaving client.
@@ -824,9 +825,11 @@ class FuzzRun:
         ]
         return sum(values)
 
-    async def rooms(self) -> list[str]:
+    async def rooms(self) -> tuple[list[str], int]:
+        """The rooms /api/rooms lists (the busiest 100 at most), and how many there are."""
         _, body = await self.get("/api/rooms")
-        return [entry["room"] for entry in json.loads(body)["rooms"]]
+        listing = json.loads(body)
+        return [entry["room"] for entry in listing["rooms"]], int(listing["total"])
 
     async def watch_health(self) -> None:
         """Poll /healthz every half second for as long as the fuzz runs."""
@@ -846,14 +849,14 @@ class FuzzRun:
         while True:
             try:
                 self.report.connections_left = await self.metric("chat_connections")
-                self.report.rooms_left = await self.rooms()
-            except (aiohttp.ClientError, TimeoutError, ConnectionError, ValueError):
+                self.report.rooms_left = (await self.rooms())[0]
+            except (aiohttp.ClientError, TimeoutError, ConnectionError, ValueError, KeyError):
                 self.report.rooms_left = ["? /api/rooms did not answer"]
             if self.report.connections_left == connections and self.report.rooms_left == [*rooms]:
                 return True
             if time.monotonic() > deadline:
                 return False
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.25)  # under the REST read rate (5/s) of one address
 
     # opening connections --------------------------------------------------------
 
@@ -1001,8 +1004,10 @@ class FuzzRun:
                 if mode == "json":
                     text = json.dumps({"type": "send", "room": room, "text": text})
                 sock.send(0x1, text.encode())
-            ask = json.dumps({"type": "history", "room": room, "limit": 100})
-            ask = ask if mode == "json" else "/history 100"
+            # 20: the room holds no more, and a request costs the history budget the
+            # limit it asks for (--history-burst 1000: 50 answers of 80 KB at once).
+            ask = json.dumps({"type": "history", "room": room, "limit": 20})
+            ask = ask if mode == "json" else "/history 20"
             for _ in range(100):
                 sock.send(0x1, ask.encode())
             self.report.frames += 120
@@ -1046,8 +1051,8 @@ class FuzzRun:
             )
         full.append(index)
         if len(full) == self.config.room_floods:
-            with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError):
-                self.report.rooms_at_peak = len(await self.rooms())
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError, KeyError):
+                self.report.rooms_at_peak = (await self.rooms())[1]
             all_full.set()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(3 * STEP):
@@ -1403,6 +1408,23 @@ async def huge_header(run: FuzzRun, rng: random.Random) -> RawResult:
     return await _http(run, _handshake(headers)), "a 20 kB header"
 
 
+async def nested_body(run: FuzzRun, rng: random.Random) -> RawResult:
+    """A REST body nested far deeper than any parser's stack (the standard library's
+    raised RecursionError: a 500 and a traceback), with the API key, so it is read."""
+    depth = rng.randint(2_000, 100_000)
+    opener, closer = rng.choice([(b"[", b"]"), (b'{"a":', b"}")])
+    body = opener * depth + (closer * depth if rng.random() < 0.5 else b"")
+    method, path = rng.choice(
+        [("POST", "/api/rooms/lobby/messages"), ("PUT", "/api/rooms/lobby/bans/fz-nested")]
+    )
+    head = (
+        f"{method} {path} HTTP/1.1\r\nHost: fuzz\r\nAuthorization: Bearer {FUZZ_API_KEY}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    return await _http(run, head.encode() + body), f"{method} {path}, a body {depth} deep"
+
+
 async def reset_after_upgrade(run: FuzzRun, rng: random.Random) -> RawResult:
     run.report.connections += 1
     sock = await RawSocket.connect(run.node.port)
@@ -1463,6 +1485,7 @@ RAW_CASES: list[tuple[str, RawCase, set[Outcome]]] = [
     ("a chat. offer without a mode", modeless_offer, {"http 400"}),
     ("random request", garbage_request, {"http 400", "eof"}),
     ("huge header", huge_header, {"http 400", "http 431"}),
+    ("deeply nested REST body", nested_body, {"http 400"}),
     ("reset after the upgrade", reset_after_upgrade, {"dropped by us"}),
     ("half close", half_close, {"close 1000", "eof"}),
     ("close first", close_first, {"close 1000"}),
@@ -1623,7 +1646,7 @@ async def run_fuzz(config: FuzzConfig, node_log: Path | None = None) -> FuzzRepo
     if config.redis_url:
         prefix = f"fuzz-{config.seed}-{os.getpid()}-{time.time_ns()}:"
         extra = ["--redis-url", config.redis_url, "--redis-prefix", prefix]
-    node = FuzzedNode(None, *extra)
+    node = FuzzedNode(None, *extra, "--api-key", FUZZ_API_KEY)
     await asyncio.to_thread(node.start)
     started = time.monotonic()
     try:

@@ -72,9 +72,10 @@ def _lines(event: ChatEvent, clock: bool) -> list[Fragments]:
             return [_info(f"you are in {room}: {', '.join(members) or 'nobody else'}")]
         case MemberList(room, members):
             return [_info(f"members of {room}: {', '.join(members)}")]
-        case RoomList(rooms):
+        case RoomList(rooms, total):
             listed = ", ".join(f"{room} ({count})" for room, count in rooms)
-            return [_info(f"rooms: {listed or 'none'}")]
+            more = f" and {total - len(rooms)} more" if total > len(rooms) else ""
+            return [_info(f"rooms: {listed or 'none'}{more}")]
         case HistoryPage(room, messages):
             if not messages:
                 return [_info(f"no messages in {room}")]

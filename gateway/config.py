@@ -112,6 +112,37 @@ class Settings:
         default=20,
         metadata={"help": "rate-limited messages in a row before the connection is closed 1008"},
     )
+    history_rate: float = field(
+        default=200.0,
+        metadata={
+            "help": "history messages per second per connection (a history request costs "
+            "the limit it asks for); over it: rate_limited; 0 turns it off"
+        },
+    )
+    history_burst: int = field(
+        default=1000, metadata={"help": "burst of the per-connection history rate, in messages"}
+    )
+    api_read_rate: float = field(
+        default=5.0,
+        metadata={
+            "help": "REST reads (GET /api/rooms...) per second per client address, but for "
+            "the API key's; over it: 429; 0 turns it off"
+        },
+    )
+    api_read_burst: int = field(
+        default=20, metadata={"help": "burst of the per-address REST read rate"}
+    )
+    rooms_refresh: float = field(
+        default=2.0,
+        metadata={
+            "help": "seconds a node answers rooms from the list it last read from the "
+            "broker (its own users' joins and leaves apply at once); 0: read it every time"
+        },
+    )
+    max_rooms_listed: int = field(
+        default=100,
+        metadata={"help": "rooms one rooms answer lists (the busiest); total counts them all"},
+    )
     max_rooms_per_connection: int = field(
         default=50, metadata={"help": "rooms one JSON connection may be in"}
     )
@@ -233,6 +264,8 @@ class Settings:
             raise InvalidSetting("log_level", f"must be one of {', '.join(LOG_LEVELS)}")
         if self.max_message_chars < 1:
             raise InvalidSetting("max_message_chars", "must be at least 1")
+        if self.max_rooms_listed < 1:
+            raise InvalidSetting("max_rooms_listed", "must be at least 1")
         if self.max_frame_bytes < 1024:
             raise InvalidSetting("max_frame_bytes", "must be at least 1024")
         if not 1 <= self.workers <= 256:

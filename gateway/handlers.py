@@ -140,14 +140,31 @@ async def handle_who(node: Node, session: Session, command: Who) -> None:
 
 
 async def handle_rooms(node: Node, session: Session, command: ListRooms) -> None:
-    rooms = [r for r in await node.broker.rooms() if session.rooms_allowed.allows(r[0])]
-    session.send(RoomList(rooms, command.ref))
+    listing = await node.room_directory.listing(session.rooms_allowed)
+    session.send(RoomList(listing.rooms, listing.total, command.ref))
+
+
+def _spend_history(node: Node, session: Session, limit: int, ref: str | None) -> None:
+    """`limit` messages' worth of the connection's history budget; `rate_limited`
+    (nothing read) when it has not that much left."""
+    budget = session.history_budget
+    if budget.take(limit):
+        return
+    node.metrics.rate_limited.labels(limit="history").inc()
+    wait = budget.retry_after(limit)
+    raise ProtocolError(
+        ErrorCode.RATE_LIMITED,
+        f"slow down: history is limited to {node.settings.history_rate:g} messages a second "
+        f"per connection; ask again in {wait:.1f} s",
+        ref,
+    )
 
 
 async def handle_history(node: Node, session: Session, command: HistoryQuery) -> None:
     room = _room_of(session, command.room, must_be_in=False)
     session.rooms_allowed.check(room, "read")
     limit = command.limit or DEFAULT_HISTORY_LIMIT
+    _spend_history(node, session, limit, command.ref)
     messages = await node.broker.history(room, command.before, limit)
     session.send(History(room, messages, command.ref))
 

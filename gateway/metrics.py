@@ -34,6 +34,15 @@ class Metrics:
         self.errors = Counter(
             "chat_errors", "Error answers sent to clients", ["code"], registry=self.registry
         )
+        self.rate_limited = Counter(
+            "chat_rate_limited",
+            "Requests refused by a rate limit, by limit: history (a connection's history "
+            "reads), api_read (REST reads of a client address, but the API key's)",
+            ["limit"],
+            registry=self.registry,
+        )
+        for limit in ("history", "api_read"):
+            self.rate_limited.labels(limit=limit)  # a series from the start, at 0
         self.handshakes_refused = Counter(
             "chat_handshakes_refused",
             "WebSocket handshakes refused, before the upgrade (origin, full, per_ip) or "

@@ -14,6 +14,8 @@ from gateway.hub import Hub
 from gateway.metrics import Metrics
 from gateway.moderation import Moderation
 from gateway.presence import Presence
+from gateway.ratelimit import KeyedBuckets
+from gateway.room_directory import RoomDirectory
 from gateway.wire import Corker
 
 
@@ -31,7 +33,12 @@ class Node:
         self.corker = Corker()  # one write per connection per loop iteration
         self.metrics.probe_rtt.set_function(lambda: _or_nan(broker.probe_rtt))
         self.hub = Hub(broker, self.metrics)
-        self.presence = Presence(broker, settings.grace_period)
+        self.room_directory = RoomDirectory(
+            broker, settings.rooms_refresh, settings.max_rooms_listed
+        )
+        self.presence = Presence(broker, settings.grace_period, self.room_directory.note)
+        # REST reads but the API key's, per client address (gateway/http.py).
+        self.api_reads = KeyedBuckets(settings.api_read_rate, settings.api_read_burst)
         self.moderation = Moderation(self)
         self.hub.removals = self.moderation
         self.json_codec: Codec = JsonCodec()

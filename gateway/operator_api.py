@@ -14,7 +14,7 @@ from aiohttp import web
 from gateway.access import MAX_BAN_SECONDS
 from gateway.credentials import bearer
 from gateway.errors import ErrorCode, ProtocolError
-from gateway.http import api_key_refusal, error_response
+from gateway.http import api_key_refusal, error_response, json_body
 from gateway.moderation import OPERATOR
 from gateway.names import validate_name, validate_room
 from gateway.ws import NODE
@@ -46,10 +46,7 @@ async def disconnect_user(request: web.Request) -> web.Response:
 
 
 async def _ban_seconds(request: web.Request) -> int:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise ProtocolError(ErrorCode.BAD_FRAME, "the body must be JSON") from None
+    body = await json_body(request)
     seconds = body.get("seconds") if isinstance(body, dict) else None
     if isinstance(seconds, bool) or not isinstance(seconds, int):
         seconds = None

@@ -51,6 +51,7 @@ class Session:
         *,
         outbox: Outbox,
         rate: TokenBucket,
+        history_budget: TokenBucket,
         metrics: Metrics,
     ) -> None:
         self.ws = ws
@@ -65,6 +66,7 @@ class Session:
         self.moderates = NO_ROOM  # the rooms its token lets it moderate
         self.rate = rate
         self.rate_strikes = 0
+        self.history_budget = history_budget  # history messages it may still ask for
         self.broken: object = None  # why aiohttp dropped the connection, if it did
         self._metrics = metrics
         self._outbox = outbox

@@ -54,6 +54,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         node.next_ref(),
         outbox=Outbox(request.transport, node.corker, settings.send_queue_limit),
         rate=TokenBucket(settings.rate_per_second, settings.rate_burst),
+        history_budget=TokenBucket(settings.history_rate, settings.history_burst),
         metrics=node.metrics,
     )
     node.hub.connect(session)

@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 
 
 MAX_REDIS_CONNECTIONS = 100
+ROOMS_PIPELINE = 500  # SCARDs sent together when the rooms are listed
 
 
 def connect(url: str) -> Redis:
@@ -331,14 +332,22 @@ class RedisBroker:
         return Replay(False, [], newest), sorted_names(names)
 
     async def rooms(self) -> list[tuple[str, int]]:
+        # A sweep of the keyspace: the node's RoomDirectory makes one every
+        # --rooms-refresh seconds at most, whatever its clients ask.
         start, end = self._keys.presence("\0").split("\0")
-        counts = []
+        keys: list[str] = []
         with unavailable_on_error():
-            async for raw in self._redis.scan_iter(match=f"{start}*{end}", count=500):
-                key = raw.decode()
-                room = key.removeprefix(start).removesuffix(end)
-                counts.append((room, await self._redis.scard(key)))
-        return sorted(c for c in counts if c[1] > 0)
+            async for raw in self._redis.scan_iter(match=f"{start}*{end}", count=1000):
+                keys.append(raw.decode())
+            keys = list(dict.fromkeys(keys))  # SCAN may return a key twice
+            counts: list[int] = []
+            for low in range(0, len(keys), ROOMS_PIPELINE):
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for key in keys[low : low + ROOMS_PIPELINE]:
+                        pipe.scard(key)
+                    counts.extend(await pipe.execute())
+        rooms = [k.removeprefix(start).removesuffix(end) for k in keys]
+        return sorted((room, n) for room, n in zip(rooms, counts, strict=True) if n > 0)
 
     async def claim_name(
         self, name: str, connection: str, session: str | None, *, shared: bool = False
