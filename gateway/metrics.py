@@ -34,6 +34,14 @@ class Metrics:
         self.errors = Counter(
             "chat_errors", "Error answers sent to clients", ["code"], registry=self.registry
         )
+        self.rate_limited = Counter(
+            "chat_rate_limited",
+            "Requests refused for a budget: user (sends and DMs of one user on this node), "
+            "recipient (DMs to one name, cluster-wide), joins (announced joins of one "
+            "connection), address (announced joins from one client address)",
+            ["limit"],
+            registry=self.registry,
+        )
         self.handshakes_refused = Counter(
             "chat_handshakes_refused",
             "WebSocket handshakes refused, before the upgrade (origin, full, per_ip) or "

@@ -19,7 +19,6 @@ from gateway.handlers import banned_error, handle
 from gateway.membership import enter_room, leave_everything
 from gateway.names import name_key, validate_name, validate_room
 from gateway.node import Node
-from gateway.ratelimit import TokenBucket
 from gateway.session import Session
 from gateway.tasks import complete_despite_cancel
 from gateway.wire import Outbox
@@ -53,7 +52,8 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         codec,
         node.next_ref(),
         outbox=Outbox(request.transport, node.corker, settings.send_queue_limit),
-        rate=TokenBucket(settings.rate_per_second, settings.rate_burst),
+        joins=node.budgets.connection_joins(),
+        address=request.remote or "",
         metrics=node.metrics,
     )
     node.hub.connect(session)
@@ -117,6 +117,7 @@ async def _handshake(node: Node, session: Session, request: web.Request) -> bool
             session.rooms_allowed.check(room, "join")  # before the welcome: 1008
         elif raw_name is None and not session.is_text:
             raise ProtocolError(ErrorCode.INVALID_NAME, "JSON mode needs ?name= in the URL")
+        node.budgets.check_join(session)  # churn from one address: refused before the name
     except ProtocolError as error:
         return _refuse(node, session, error, peer)
     since = query.get("since") or None
