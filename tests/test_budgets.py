@@ -128,8 +128,9 @@ async def test_forty_senders_cannot_cut_off_a_recipient_on_a_slow_link(
     of about 100 KB/s. Without a budget per recipient that is about 1.3 MB/s at it and it
     is cut off as a slow consumer within seconds; with it (the defaults: 5 a second,
     burst 20, cluster-wide) the senders are refused with a rate_limited that names the
-    recipient, and the reader stays connected and answers."""
-    client = await gateway(rate_strikes=1000)
+    recipient, and the reader stays connected and answers. The node's send queue is
+    200 KB here: on loopback the kernel's buffers take megabytes before it fills."""
+    client = await gateway(rate_strikes=1000, send_queue_limit=200_000)
     raw = await RawWebSocket.connect(client, "name=slow&room=lobby", JSON_PROTOCOL)
     link = SlowLink(raw, rate=100_000)
     try:
