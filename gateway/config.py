@@ -135,14 +135,14 @@ class Settings:
     )
     join_burst: int = field(default=60, metadata={"help": "burst of the per-connection join rate"})
     join_rate_per_ip: float = field(
-        default=5.0,
+        default=10.0,
         metadata={
             "help": "announced room joins per second per client address, all its "
             "connections together (over it: rate_limited); 0 turns it off"
         },
     )
     join_burst_per_ip: int = field(
-        default=100, metadata={"help": "burst of the per-address join rate"}
+        default=300, metadata={"help": "burst of the per-address join rate"}
     )
     max_rooms_per_connection: int = field(
         default=50, metadata={"help": "rooms one JSON connection may be in"}
