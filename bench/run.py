@@ -40,7 +40,9 @@ PEER_NOTE = (
 )
 GATEWAY_FLAGS = (
     "--rate-per-second 0 --max-connections-per-ip 0 --max-connections 0 "
-    "(the rate limit and both connection limits off for the bench's clients)"
+    "--join-rate-per-ip 0 --join-rate 0 --dm-recipient-rate 0 "
+    "(the rate limits, the join and DM budgets and both connection limits off for the "
+    "bench's clients, which all come from one address)"
 )
 
 

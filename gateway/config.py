@@ -105,9 +105,13 @@ class Settings:
         default=64 * 1024, metadata={"help": "largest frame accepted; over it: close 1009"}
     )
     rate_per_second: float = field(
-        default=10.0, metadata={"help": "messages per second per connection; 0 turns it off"}
+        default=10.0,
+        metadata={
+            "help": "sends and DMs per second per user (all of its connections on this "
+            "node together); 0 turns it off"
+        },
     )
-    rate_burst: int = field(default=20, metadata={"help": "burst of the per-connection rate"})
+    rate_burst: int = field(default=20, metadata={"help": "burst of the per-user rate"})
     rate_strikes: int = field(
         default=20,
         metadata={"help": "rate-limited messages in a row before the connection is closed 1008"},
@@ -142,6 +146,34 @@ class Settings:
     max_rooms_listed: int = field(
         default=100,
         metadata={"help": "rooms one rooms answer lists (the busiest); total counts them all"},
+    )
+    dm_recipient_rate: float = field(
+        default=5.0,
+        metadata={
+            "help": "direct messages per second one name may receive, from everyone "
+            "together, on every node; over it the senders get rate_limited; 0 turns it off"
+        },
+    )
+    dm_recipient_burst: int = field(
+        default=20, metadata={"help": "burst of the per-recipient DM rate"}
+    )
+    join_rate: float = field(
+        default=1.0,
+        metadata={
+            "help": "announced room joins per second per connection (over it: rate_limited); "
+            "0 turns it off"
+        },
+    )
+    join_burst: int = field(default=60, metadata={"help": "burst of the per-connection join rate"})
+    join_rate_per_ip: float = field(
+        default=10.0,
+        metadata={
+            "help": "announced room joins per second per client address, all its "
+            "connections together (over it: rate_limited); 0 turns it off"
+        },
+    )
+    join_burst_per_ip: int = field(
+        default=300, metadata={"help": "burst of the per-address join rate"}
     )
     max_rooms_per_connection: int = field(
         default=50, metadata={"help": "rooms one JSON connection may be in"}

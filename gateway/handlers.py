@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.broker.base import Banned
+from gateway.broker.base import Banned, RecipientBusy
 from gateway.codecs.text import HELP_LINES
 from gateway.commands import (
     Command,
@@ -53,8 +54,8 @@ def _room_of(session: Session, room: str | None, *, must_be_in: bool) -> str:
 
 
 def _spend_rate(node: Node, session: Session, ref: str | None) -> None:
-    """One message's worth of the connection's rate; repeated breaches close it."""
-    if session.rate.take():
+    """One message's worth of the user's rate; repeated breaches close the connection."""
+    if node.budgets.take_message(session):
         session.rate_strikes = 0
         return
     session.rate_strikes += 1
@@ -96,7 +97,15 @@ async def handle_direct(node: Node, session: Session, command: DirectSend) -> No
     text = validate_text(command.text, node.settings.max_message_chars)
     _spend_rate(node, session, command.ref)
     event = Direct(session.name, to, text, int(time.time() * 1000), session.ref)
-    delivered = await node.broker.send_direct(event)
+    try:
+        delivered = await node.broker.send_direct(event)
+    except RecipientBusy as busy:  # not the sender's fault: no strike
+        node.budgets.refused_direct()
+        wait = max(1, math.ceil(busy.retry_after))
+        raise ProtocolError(
+            ErrorCode.RATE_LIMITED,
+            f"{busy.name} is getting too many direct messages: not sent; try again in {wait} s",
+        ) from None
     if not delivered:
         raise ProtocolError(ErrorCode.USER_NOT_FOUND, f"{to} is not online")
     node.metrics.direct_messages.inc()
@@ -111,6 +120,7 @@ async def handle_join(node: Node, session: Session, command: Join) -> None:
     session.rooms_allowed.check(room, "join")
     if room in session.rooms:
         raise ProtocolError(ErrorCode.BAD_FRAME, f"you are already in {room}")
+    node.budgets.check_join(session)  # before a text-mode connection leaves its room
     if session.is_text:
         current = session.current_room
         if current is not None:

@@ -36,12 +36,15 @@ class Metrics:
         )
         self.rate_limited = Counter(
             "chat_rate_limited",
-            "Requests refused by a rate limit, by limit: history (a connection's history "
-            "reads), api_read (REST reads of a client address, but the API key's)",
+            "Requests refused for a budget: user (sends and DMs of one user on this node), "
+            "recipient (DMs to one name, cluster-wide), joins (announced joins of one "
+            "connection), address (announced joins from one client address), history (a "
+            "connection's history reads), api_read (REST reads of a client address, but "
+            "the API key's)",
             ["limit"],
             registry=self.registry,
         )
-        for limit in ("history", "api_read"):
+        for limit in ("user", "recipient", "joins", "address", "history", "api_read"):
             self.rate_limited.labels(limit=limit)  # a series from the start, at 0
         self.handshakes_refused = Counter(
             "chat_handshakes_refused",

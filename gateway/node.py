@@ -6,6 +6,7 @@ import itertools
 import secrets
 
 from gateway.broker.base import Broker
+from gateway.budgets import Budgets
 from gateway.codecs import JSON_SUBPROTOCOL, Codec
 from gateway.codecs.json import JsonCodec
 from gateway.codecs.text import TextCodec
@@ -24,12 +25,13 @@ def _or_nan(value: float | None) -> float:
 
 
 class Node:
-    """Settings, broker, hub, presence and metrics of one gateway process."""
+    """Settings, broker, hub, presence, budgets and metrics of one gateway process."""
 
     def __init__(self, settings: Settings, broker: Broker) -> None:
         self.settings = settings
         self.broker = broker
         self.metrics = Metrics()
+        self.budgets = Budgets(settings, self.metrics)
         self.corker = Corker()  # one write per connection per loop iteration
         self.metrics.probe_rtt.set_function(lambda: _or_nan(broker.probe_rtt))
         self.hub = Hub(broker, self.metrics)

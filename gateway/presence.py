@@ -37,12 +37,13 @@ class Presence:
         self._cancelled: set[asyncio.Task[None]] = set()  # cancelled leaves not yet finished
         self._committed: set[tuple[str, str]] = set()  # leaves past their grace period
 
-    async def enter(self, room: str, name: str) -> None:
-        """A connection of `name` entered `room`. Raises Banned while it is banned there."""
+    async def enter(self, room: str, name: str) -> bool:
+        """A connection of `name` entered `room`; True when that was announced as a
+        join (the name was present nowhere). Raises Banned while it is banned there."""
         key = (room, name_key(name))
         self._local[key] += 1
         if self._local[key] > 1:
-            return
+            return False
         leaving = self._leaving.pop(key, None)
         if leaving is not None:
             if key not in self._committed:
@@ -67,6 +68,7 @@ class Presence:
             raise
         if added:
             self._on_change(room, 1)
+        return bool(added)
 
     def exit(self, room: str, name: str, *, at_once: bool = False) -> None:
         """A connection of `name` left `room`; the last one starts the grace period

@@ -50,8 +50,9 @@ class Session:
         ref: str,
         *,
         outbox: Outbox,
-        rate: TokenBucket,
         history_budget: TokenBucket,
+        joins: TokenBucket,
+        address: str,
         metrics: Metrics,
     ) -> None:
         self.ws = ws
@@ -64,9 +65,10 @@ class Session:
         self.rooms: dict[str, None] = {}  # rooms in join order (a set that keeps order)
         self.rooms_allowed = EVERY_ROOM  # where its token lets it go (auth on)
         self.moderates = NO_ROOM  # the rooms its token lets it moderate
-        self.rate = rate
-        self.rate_strikes = 0
         self.history_budget = history_budget  # history messages it may still ask for
+        self.address = address  # the client's (behind a trusted proxy, from X-Forwarded-For)
+        self.joins = joins  # its own budget of announced joins (gateway/budgets.py)
+        self.rate_strikes = 0  # rate-limited messages in a row
         self.broken: object = None  # why aiohttp dropped the connection, if it did
         self._metrics = metrics
         self._outbox = outbox

@@ -53,8 +53,9 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         codec,
         node.next_ref(),
         outbox=Outbox(request.transport, node.corker, settings.send_queue_limit),
-        rate=TokenBucket(settings.rate_per_second, settings.rate_burst),
         history_budget=TokenBucket(settings.history_rate, settings.history_burst),
+        joins=node.budgets.connection_joins(),
+        address=request.remote or "",
         metrics=node.metrics,
     )
     node.hub.connect(session)
@@ -118,6 +119,7 @@ async def _handshake(node: Node, session: Session, request: web.Request) -> bool
             session.rooms_allowed.check(room, "join")  # before the welcome: 1008
         elif raw_name is None and not session.is_text:
             raise ProtocolError(ErrorCode.INVALID_NAME, "JSON mode needs ?name= in the URL")
+        node.budgets.check_join(session)  # churn from one address: refused before the name
     except ProtocolError as error:
         return _refuse(node, session, error, peer)
     since = query.get("since") or None

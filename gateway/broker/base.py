@@ -49,6 +49,16 @@ class Banned(Exception):
         self.by = by  # who banned it, where known
 
 
+class RecipientBusy(Exception):
+    """A direct message refused: its recipient has had its budget of direct messages
+    (from everyone together); one fits again in `retry_after` seconds."""
+
+    def __init__(self, name: str, retry_after: float) -> None:
+        super().__init__(f"{name} gets too many direct messages")
+        self.name = name
+        self.retry_after = retry_after
+
+
 class NameTaken(Exception):
     """The name belongs to another connection and no matching session was shown."""
 
@@ -165,7 +175,9 @@ class Broker(Protocol):
         """Free `name` from `connection`; the name is free once no connection owns it."""
 
     async def send_direct(self, event: Direct) -> bool:
-        """Deliver a direct message; False when its recipient is not online."""
+        """Deliver a direct message; False when its recipient is not online. Raises
+        RecipientBusy, delivering nothing, when the recipient is over its budget of
+        direct messages (`--dm-recipient-rate`, counted for every sender on every node)."""
 
     # moderation (PROTOCOL.md section 10) ------------------------------------------
 

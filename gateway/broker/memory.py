@@ -16,11 +16,19 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gateway.broker.base import Banned, BrokerListener, NameTaken, Published, Replay
+from gateway.broker.base import (
+    Banned,
+    BrokerListener,
+    NameTaken,
+    Published,
+    RecipientBusy,
+    Replay,
+)
 from gateway.config import Settings
 from gateway.events import Deleted, Direct, Message, PresenceChange, RoomEvent, tombstone
 from gateway.names import name_key
 from gateway.offsets import parse_offset
+from gateway.ratelimit import KeyedBuckets
 from gateway.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
@@ -68,6 +76,9 @@ class MemoryBroker:
         self._bans: dict[tuple[str, str], tuple[int, str]] = {}  # (room, key) -> end ms, by
         # (room, sender, id) -> offset, expiry
         self._seen_ids: dict[tuple[str, str, str], tuple[str, float]] = {}
+        self._dm_budgets = KeyedBuckets(  # name key -> direct messages it may still receive
+            settings.dm_recipient_rate, settings.dm_recipient_burst, clock
+        )
         self._queue: asyncio.Queue[Callable[[BrokerListener], None]] = asyncio.Queue()
         self._dispatcher: asyncio.Task[None] | None = None
         self._listener: BrokerListener | None = None
@@ -257,6 +268,9 @@ class MemoryBroker:
         to_key, sender_key = name_key(event.to), name_key(event.sender)
         if to_key not in self._names:
             return False
+        budget = self._dm_budgets.bucket(to_key)
+        if not budget.take():
+            raise RecipientBusy(event.to, budget.wait())
         for key in {to_key, sender_key}:
             self._deliver(_direct_to(event, key))
         return True

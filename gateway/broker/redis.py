@@ -135,6 +135,7 @@ class RedisBroker:
             self._subscriber,
             self._kick,
             self._liveness.settle_name,
+            (settings.dm_recipient_rate, settings.dm_recipient_burst),
         )
 
     @property

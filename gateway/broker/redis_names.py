@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gateway.broker import redis_scripts as scripts
-from gateway.broker.base import NameTaken
+from gateway.broker.base import NameTaken, RecipientBusy
 from gateway.broker.redis_history import REDIS_ERRORS, unavailable_on_error
 from gateway.broker.redis_lua import Lua
 from gateway.broker.redis_scripts import Keys
@@ -41,6 +41,7 @@ class Names:
         subscriber: Any,
         on_kick: Callable[[str], None],
         settle: Callable[[str], Awaitable[None]],
+        dm_budget: tuple[float, int],
     ) -> None:
         self._redis = redis
         self._keys = keys
@@ -49,6 +50,7 @@ class Names:
         self._subscriber = subscriber  # Subscriber or ShardedSubscriber
         self._on_kick = on_kick  # a connection here lost its name to someone else
         self._settle = settle  # reaps a former run's hold of a name key before a claim
+        self._dm_budget = dm_budget  # a recipient's DMs: rate per second, burst
         self._claim = Lua(redis, scripts.CLAIM_NAME)
         self._claim_shared = Lua(redis, scripts.CLAIM_SHARED)
         self._release = Lua(redis, scripts.RELEASE_NAME)
@@ -169,7 +171,8 @@ class Names:
 
     async def send_direct(self, event: Direct) -> bool:
         """Publish `event` to its recipient and to the sender's other connections;
-        False when the recipient is not online."""
+        False when the recipient is not online; RecipientBusy when it is over its
+        budget (checked and spent in the same script, one round trip)."""
         to_key, sender_key = name_key(event.to), name_key(event.sender)
         body = json.dumps(
             {
@@ -183,9 +186,11 @@ class Names:
         )
         with unavailable_on_error():
             delivered = await self._direct(
-                keys=[self._keys.name(to_key)],
-                args=[self._keys.user_channel(to_key), body, self._pub],
+                keys=[self._keys.name(to_key), self._keys.dm_budget(to_key)],
+                args=[self._keys.user_channel(to_key), body, self._pub, *self._dm_budget],
             )
+            if delivered < 0:
+                raise RecipientBusy(event.to, -delivered / 1000)
             if delivered and sender_key != to_key:  # the sender's other connections
                 sender_channel = self._keys.user_channel(sender_key)
                 await self._redis.execute_command(self._pub, sender_channel, "d" + body)

@@ -17,6 +17,8 @@ nothing changes. Keys, under a prefix P (default `chat:`; it may hold no brace):
     P room:{R}:ban:{K}   string "UNTIL BY": when name key K's ban from the room ends
                                 (epoch ms) and who banned it; expires then
     P name:{K}           hash   conn, node, session, display: who owns a name
+    P name:{K}:dm-budget hash  tokens, at (ms): the direct messages K may still
+                                receive (--dm-recipient-rate); expires once full again
     P node:{N}:alive     string heartbeat; expires after the presence timeout
     P node:{N}:rooms     set    rooms where the node may hold presence (the reaper's index)
     P node:{N}:names     set    name keys the node's connections may own (the same)
@@ -77,6 +79,10 @@ class Keys:
 
     def name(self, key: str) -> str:
         return f"{self.prefix}name:{{{key}}}"
+
+    def dm_budget(self, key: str) -> str:
+        """The direct messages name key `key` may still receive (a token bucket)."""
+        return f"{self.name(key)}:dm-budget"
 
     def node(self, node_id: str) -> str:
         """The start of every key of node `node_id`: add `:alive`, `:rooms`, ..."""
@@ -301,11 +307,28 @@ return 0
 """
 )
 
-# KEYS: recipient name. ARGV: recipient channel, JSON, publish command.
-# Returns 0 when the recipient is not online (the sender's own copy is published by
-# the caller: the sender's channel lives in another slot).
+# KEYS: recipient name, its DM budget. ARGV: recipient channel, JSON, publish command,
+# the budget's rate (DMs per second; 0: none) and burst. The budget is a token bucket
+# (fields `tokens` and `at`, Redis's own TIME in ms, so every node counts alike) that
+# expires once it would be full again. Returns 1 when published, 0 when the recipient
+# is not online, or minus the milliseconds until the budget has room again (nothing
+# published). The sender's own copy is published by the caller: the sender's channel
+# lives in another slot.
 DIRECT = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local rate = tonumber(ARGV[4])
+if rate > 0 then
+  local burst = tonumber(ARGV[5])
+  local time = redis.call('TIME')
+  local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  local held = redis.call('HMGET', KEYS[2], 'tokens', 'at')
+  local tokens = tonumber(held[1]) or burst
+  local at = tonumber(held[2]) or now
+  if now > at then tokens = math.min(burst, tokens + (now - at) * rate / 1000) end
+  if tokens < 1 then return -math.max(1, math.ceil((1 - tokens) * 1000 / rate)) end
+  redis.call('HSET', KEYS[2], 'tokens', tostring(tokens - 1), 'at', now)
+  redis.call('PEXPIRE', KEYS[2], math.ceil(burst * 1000 / rate) + 1000)
+end
 redis.call(ARGV[3], ARGV[1], 'd' .. ARGV[2])
 return 1
 """
