@@ -5,9 +5,17 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from gateway.confusables import BLANK_RENDERING, is_default_ignorable, skeleton
 from gateway.errors import ErrorCode, ProtocolError
 
 MAX_NAME_CHARS = 32
+# What text-mode lines start with: `* ` system, `! ` error, `[dm] ` direct message. A name
+# may not start with one, nor with a look-alike of one: a compatibility form (NFKC:
+# fullwidth `［`, small `﹗`) or a confusable (skeleton: `⁎`, `ǃ`). (Each is its own
+# skeleton: the check below relies on that.)
+LINE_PREFIXES = ("*", "!", "[")
+# UTS #39 (5.4): more nonspacing marks in a row than this hide what is under them.
+MAX_MARKS_IN_A_ROW = 4
 ROOM_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b-\x1f\x7f]")  # all but tab and newline
 LONE_SURROGATES = re.compile("[\ud800-\udfff]")
@@ -25,17 +33,61 @@ def name_key(name: str) -> str:
     return unicodedata.normalize("NFC", name).casefold()
 
 
+def name_skeleton(name: str) -> str:
+    """What names are told apart by when one may not look like another (two names
+    online may not share one): see key_skeleton."""
+    return key_skeleton(name_key(name))
+
+
+def key_skeleton(key: str) -> str:
+    """The skeleton of name key `key`: its UTS #39 skeleton, case-folded again (the
+    prototype of `0` is `O`: `b0b` then looks like `bob`, as it does on screen)."""
+    return skeleton(key).casefold()
+
+
 def validate_name(raw: str) -> str:
     """The display name for `raw`, trimmed; raises invalid_name with the reason."""
     name = unicodedata.normalize("NFC", raw.strip())
     if not 1 <= len(name) <= MAX_NAME_CHARS:
         raise ProtocolError(ErrorCode.INVALID_NAME, f"a name is 1 to {MAX_NAME_CHARS} characters")
-    if not name.isprintable():
-        raise ProtocolError(
-            ErrorCode.INVALID_NAME,
-            "a name may not contain control, formatting or invisible characters",
-        )
+    problem = _invisible(name) or _unanchored_marks(name) or _line_prefix(name)
+    if problem is not None:
+        raise ProtocolError(ErrorCode.INVALID_NAME, f"a name may not {problem}")
     return name
+
+
+def _invisible(name: str) -> str | None:
+    """Why `name` holds something that does not show, or None."""
+    if not name.isprintable():
+        return "contain control, formatting, separator or unassigned characters"
+    for char in name:
+        if is_default_ignorable(char) or char in BLANK_RENDERING:
+            return f"contain invisible or blank characters (U+{ord(char):04X})"
+    return None
+
+
+def _unanchored_marks(name: str) -> str | None:
+    """Why `name` holds combining marks that sit on nothing (or pile up), or None."""
+    previous, run = " ", 0  # the start of a name counts as a space: no base
+    for char in unicodedata.normalize("NFD", name):
+        if unicodedata.category(char).startswith("M"):
+            if previous == " " and run == 0:
+                return f"start with, or put after a space, a combining mark (U+{ord(char):04X})"
+            run += 1
+            if run > MAX_MARKS_IN_A_ROW or char == previous:
+                return "stack combining marks (more than 4, or one twice, on one character)"
+        else:
+            run = 0
+        previous = char
+    return None
+
+
+def _line_prefix(name: str) -> str | None:
+    """Why `name` could pass for the start of a text-mode line, or None."""
+    compatible = unicodedata.normalize("NFKC", name)
+    if compatible.startswith(LINE_PREFIXES) or skeleton(compatible).startswith(LINE_PREFIXES):
+        return "start with '*', '!' or '[', nor with a character that looks like one"
+    return None
 
 
 def validate_room(room: str) -> str:
