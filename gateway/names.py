@@ -11,8 +11,8 @@ from gateway.errors import ErrorCode, ProtocolError
 MAX_NAME_CHARS = 32
 # What text-mode lines start with: `* ` system, `! ` error, `[dm] ` direct message. A name
 # may not start with one, nor with a look-alike of one: a compatibility form (NFKC:
-# fullwidth `［`, small `﹗`) or a confusable (skeleton: `⁎`, `ǃ`). (Each is its own
-# skeleton: the check below relies on that.)
+# fullwidth U+FF3B, small U+FE57) or a confusable (skeleton: low asterisk U+204E, the
+# click letter U+01C3). (Each prefix is its own skeleton: the check relies on that.)
 LINE_PREFIXES = ("*", "!", "[")
 # UTS #39 (5.4): more nonspacing marks in a row than this hide what is under them.
 MAX_MARKS_IN_A_ROW = 4
@@ -58,11 +58,10 @@ def validate_name(raw: str) -> str:
 
 def _invisible(name: str) -> str | None:
     """Why `name` holds something that does not show, or None."""
-    if not name.isprintable():
-        return "contain control, formatting, separator or unassigned characters"
     for char in name:
-        if is_default_ignorable(char) or char in BLANK_RENDERING:
-            return f"contain invisible or blank characters (U+{ord(char):04X})"
+        if not char.isprintable() or is_default_ignorable(char) or char in BLANK_RENDERING:
+            # not printable: control, format, separator, surrogate, private use, unassigned
+            return f"contain invisible, blank, control or formatting characters (U+{ord(char):04X})"
     return None
 
 

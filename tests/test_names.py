@@ -167,7 +167,7 @@ async def test_a_look_alike_is_refused_in_text_mode(client: TestClient) -> None:
 
 
 async def test_a_session_does_not_move_a_name_to_its_look_alike(client: TestClient) -> None:
-    """Guards against the session of 'alice' handing her name to 'аlice'."""
+    """Guards against the session of 'alice' handing her name to a Cyrillic 'alice'."""
     alice = await join_json(client, "alice")
     peer = await connect(client, name="\u0430lice", session=alice.welcome["session"])
     assert (await peer.recv())["code"] == "name_taken"
@@ -176,7 +176,7 @@ async def test_a_session_does_not_move_a_name_to_its_look_alike(client: TestClie
 
 async def test_a_look_alike_is_free_once_the_name_is_gone(client: TestClient) -> None:
     """Guards against a skeleton that stays held after its name's connection closed;
-    then the other way round: 'alice' is refused while 'аlice' is online."""
+    then the other way round: 'alice' is refused while a Cyrillic 'alice' is online."""
     alice = await join_json(client, "alice")
     await alice.ws.close()
     cyrillic = await join_json(client, "\u0430lice")
@@ -186,7 +186,7 @@ async def test_a_look_alike_is_free_once_the_name_is_gone(client: TestClient) ->
 
 
 async def test_a_direct_message_to_a_look_alike_reaches_nobody(client: TestClient) -> None:
-    """Guards against a DM to 'аlice' (offline) delivered to alice, who looks the same."""
+    """Guards against a DM to a Cyrillic 'alice' (offline) delivered to alice."""
     bob = await join_json(client, "bob")
     alice = await join_json(client, "alice")
     answer = await bob.request("dm", to="\u0430lice", text="for someone else")

@@ -28,13 +28,14 @@ nothing changes. Keys, under a prefix P (default `chat:`; it may hold no brace):
     P nodes              set    node ids that may hold entries
 
 Channels: `P ch:room:{R}` (messages and presence), `P ch:user:{n}:{S}K` (direct
-messages and kicks for name key K of skeleton S, n = len(S)), `P ch:node:{N}` (the node's readiness probe), each in the slot
-of its owner's keys, so that a script can publish on it (SPUBLISH, on a cluster, only
-reaches a shard channel of the slot the script runs in). A channel message starts with
-one letter: m (message: offset, newline, JSON), p (presence JSON), x (a message
-deleted: JSON), d (direct JSON), k (kick: a connection ref), r (removed from a room by
-a moderator: JSON), o (disconnected by an operator), q (probe token). The scripts
-take the publish command as an argument: PUBLISH on one Redis, SPUBLISH on a cluster.
+messages and kicks for name key K of skeleton S, n = len(S)), `P ch:node:{N}` (the
+node's readiness probe), each in the slot of its owner's keys, so that a script can
+publish on it (SPUBLISH, on a cluster, only reaches a shard channel of the slot the
+script runs in). A channel message starts with one letter: m (message: offset,
+newline, JSON), p (presence JSON), x (a message deleted: JSON), d (direct JSON), k
+(kick: a connection ref), r (removed from a room by a moderator: JSON), o
+(disconnected by an operator), q (probe token). The scripts take the publish command
+as an argument: PUBLISH on one Redis, SPUBLISH on a cluster.
 """
 
 from __future__ import annotations
