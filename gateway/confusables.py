@@ -50,10 +50,14 @@ BLANK_RENDERING = frozenset(
 )
 
 
+DEFAULT_IGNORABLE = frozenset(
+    chr(point) for low, high in DEFAULT_IGNORABLE_RANGES for point in range(low, high + 1)
+)
+
+
 def is_default_ignorable(char: str) -> bool:
     """Whether the one character `char` is a Default_Ignorable code point."""
-    point = ord(char)
-    return any(low <= point <= high for low, high in DEFAULT_IGNORABLE_RANGES)
+    return char in DEFAULT_IGNORABLE
 
 
 def _load_prototypes() -> Mapping[str, str]:
@@ -76,6 +80,6 @@ def skeleton(text: str) -> str:
     """The UTS #39 skeleton of `text`: equal for strings that look alike."""
     decomposed = unicodedata.normalize("NFD", text)
     mapped = "".join(
-        PROTOTYPES.get(char, char) for char in decomposed if not is_default_ignorable(char)
+        PROTOTYPES.get(char, char) for char in decomposed if char not in DEFAULT_IGNORABLE
     )
     return unicodedata.normalize("NFD", mapped)
