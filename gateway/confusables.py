@@ -42,6 +42,7 @@ BLANK_RENDERING = frozenset(
     {
         "\u2800",  # braille pattern blank
         "\U0001d159",  # musical symbol null notehead
+        "\U00016fe4",  # Khitan small script filler
         "\u115f",  # the Hangul fillers (also Default_Ignorable; named here for the reader)
         "\u1160",
         "\u3164",

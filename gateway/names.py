@@ -74,7 +74,10 @@ def _unanchored_marks(name: str) -> str | None:
                 return f"start with, or put after a space, a combining mark (U+{ord(char):04X})"
             run += 1
             if run > MAX_MARKS_IN_A_ROW or char == previous:
-                return "stack combining marks (more than 4, or one twice, on one character)"
+                return (
+                    f"stack combining marks (more than {MAX_MARKS_IN_A_ROW}, or one twice, "
+                    "on one character)"
+                )
         else:
             run = 0
         previous = char

@@ -22,6 +22,8 @@ INVISIBLE_OR_FORGED = {
     "\u2800": "U+2800",  # a braille blank: the same
     "bob\ufe0f": "U+FE0F",  # a variation selector
     "\u0301bob": "combining mark",  # an accent on nothing
+    "bo\u0301\u0302\u0303\u0304\u0306b": "stack combining marks",  # a pile over the line
+    "bo\u0308\u0308b": "stack combining marks",  # one mark twice: drawn as once
     "[dm] admin": "start with",  # "[dm] admin: hi" in a room reads as a direct message
     "! server": "start with",  # an error line
     "* x": "start with",  # a system line
