@@ -230,3 +230,12 @@ async def test_a_token_for_a_look_alike_is_refused_while_the_name_is_online(
     assert await peer.close_code() == 1008
     again = await connect(other, token=mint(SECRET, "alice", 60))  # alice herself: shared
     assert (await again.expect("welcome"))["name"] == "alice"
+
+
+async def test_a_name_starting_with_a_brace_is_a_name_like_any_other(client: TestClient) -> None:
+    """Guards against '}' ending the name's hash tag at once: the key was then hashed
+    whole, and on a Redis Cluster its claim and DM scripts crossed slots."""
+    bob = await join_json(client, "bob")
+    brace = await join_json(client, "}x{")
+    assert (await bob.request("dm", to="}x{", text="hi"))["type"] == "ack"
+    assert (await brace.expect("dm"))["text"] == "hi"

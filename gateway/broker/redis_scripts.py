@@ -1,7 +1,8 @@
 """Key names and Lua scripts of the Redis broker. Each script is one atomic step.
 
 Every key of a room carries the room's hash tag `{room}`, every key of a name the
-skeleton of the name (`{S}`: names that look alike share one, see gateway/names.py),
+skeleton of the name (`{S}`: names that look alike share one, see gateway/names.py;
+a `}` in it written %7D, a `%` %25),
 every key of a node the node's: on a Redis Cluster each script then touches one
 slot (a script or multi-key command across slots is refused there), and on one Redis
 nothing changes. Keys, under a prefix P (default `chat:`; it may hold no brace):
@@ -27,8 +28,8 @@ nothing changes. Keys, under a prefix P (default `chat:`; it may hold no brace):
                                 it finds this on its next beat and re-registers
     P nodes              set    node ids that may hold entries
 
-Channels: `P ch:room:{R}` (messages and presence), `P ch:user:{n}:{S}K` (direct
-messages and kicks for name key K of skeleton S, n = len(S)), `P ch:node:{N}` (the
+Channels: `P ch:room:{R}` (messages and presence), `P ch:user:{S}K` (direct messages
+and kicks for name key K of skeleton S), `P ch:node:{N}` (the
 node's readiness probe), each in the slot of its owner's keys, so that a script can
 publish on it (SPUBLISH, on a cluster, only reaches a shard channel of the slot the
 script runs in). A channel message starts with one letter: m (message: offset,
@@ -41,6 +42,12 @@ as an argument: PUBLISH on one Redis, SPUBLISH on a cluster.
 from __future__ import annotations
 
 from gateway.names import key_skeleton
+
+
+def _tag(text: str) -> str:
+    """`text` as a hash tag's content: Redis ends a tag at its first `}` (and hashes the
+    whole key when the tag is empty), so `}` is written %7D (and `%` %25)."""
+    return text.replace("%", "%25").replace("}", "%7D")
 
 
 class Keys:
@@ -83,7 +90,7 @@ class Keys:
 
     def name(self, key: str) -> str:
         """The hash of name key `key`'s skeleton: whoever holds that name or a look-alike."""
-        return f"{self.prefix}name:{{{key_skeleton(key)}}}"
+        return f"{self.prefix}name:{{{_tag(key_skeleton(key))}}}"
 
     def node(self, node_id: str) -> str:
         """The start of every key of node `node_id`: add `:alive`, `:rooms`, ..."""
@@ -98,13 +105,11 @@ class Keys:
 
     def user_channel(self, key: str) -> str:
         """Name key `key`'s channel, in the slot of its name hash (the skeleton's tag)."""
-        shape = key_skeleton(key)
-        return f"{self.prefix}ch:user:{len(shape)}:{{{shape}}}{key}"
+        return f"{self.prefix}ch:user:{{{_tag(key_skeleton(key))}}}{key}"
 
     def user_of_channel(self, channel: str) -> str:
         """The name key a user channel belongs to."""
-        length, _, rest = channel.removeprefix(f"{self.prefix}ch:user:").partition(":")
-        return rest[int(length) + 2 :]  # past "{S}"
+        return channel.removeprefix(f"{self.prefix}ch:user:{{").partition("}")[2]
 
     def node_channel(self, node_id: str) -> str:
         return f"{self.prefix}ch:node:{{{node_id}}}"
