@@ -368,6 +368,10 @@ class RawSocket:
 
 
 ARABIC_3, ARABIC_10, WIDE_10 = "\u0663", "\u0661\u0660", "\uff11\uff10"  # decimal digits too
+# Names no node may accept: they render as another name, as nothing, or as the start of
+# a system, error or direct-message line (invisible, blank, a mark on nothing, a prefix).
+HOSTILE_NAMES = ("ali\u034fce", "alice\u3164", "\u3164", "\u2800", "\u0301x", "[dm] admin",
+                 "! server", "* x", "\uff3bdm\uff3d x", "bob\ufe0f")  # fmt: skip
 
 
 def deep(depth: int, kind: str = "list") -> str:
@@ -944,7 +948,8 @@ class FuzzRun:
         mine = f"fz-h{index}"
         params: dict[str, str] = {}
         names = [mine, mine, random_text(rng, 40), "", " ", "n" * 33, "honest-j", "HONEST-J",
-                 "a\x00b", "\u200b", "\ufeffbob", "x\u202ey"]  # fmt: skip
+                 "h\u043enest-j", "a\x00b", "\u200b", "\ufeffbob", "x\u202ey",
+                 *HOSTILE_NAMES]  # fmt: skip
         rooms = [f"fz-h{index}", "lobby", "", "a b", "r" * 65, "../x", random_text(rng, 10)]
         if rng.random() < 0.9:
             params["name"] = rng.choice(names)
@@ -965,6 +970,8 @@ class FuzzRun:
         if json_mode:
             subscribed = await conn.wait_for(conn.entered)
             allowed = {f"close {POLICY}"} if not subscribed else {"closed by us"}
+            if subscribed and params.get("name") in HOSTILE_NAMES:
+                self.report.anomaly(f"{label}: a name no node may accept was welcomed")
         else:
             for _ in range(rng.randint(0, 3)):
                 await conn.send(Probe(rng.choice(names[2:]), "typed name", None))

@@ -169,8 +169,13 @@ async def _claim(node: Node, session: Session, raw_name: str, secret: str | None
         session_secret = await node.broker.claim_name(
             name, session.ref, secret, shared=node.settings.auth
         )
-    except NameTaken:
-        raise ProtocolError(ErrorCode.NAME_TAKEN, f"the name {name} is taken") from None
+    except NameTaken as taken:
+        if name_key(taken.holder) == name_key(name):
+            raise ProtocolError(ErrorCode.NAME_TAKEN, f"the name {name} is taken") from None
+        raise ProtocolError(
+            ErrorCode.NAME_TAKEN,
+            f"the name {name} looks like {taken.holder}, who is online: pick another",
+        ) from None
     except BrokerUnavailable:
         raise ProtocolError(ErrorCode.UNAVAILABLE, UNAVAILABLE_MESSAGE) from None
     session.name, session.name_key = name, name_key(name)

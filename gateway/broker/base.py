@@ -60,7 +60,13 @@ class RecipientBusy(Exception):
 
 
 class NameTaken(Exception):
-    """The name belongs to another connection and no matching session was shown."""
+    """The name belongs to another connection and no matching session was shown, or a
+    name that looks the same (the same skeleton) is online: `holder` is the name held."""
+
+    def __init__(self, name: str, holder: str | None = None) -> None:
+        super().__init__(name)
+        self.name = name
+        self.holder = name if holder is None else holder
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +169,8 @@ class Broker(Protocol):
     ) -> str:
         """Make `connection` an owner of `name`; returns the name's session secret.
 
+        A name that looks like one online (the same `name_skeleton`, another name key)
+        is refused: NameTaken with the holder's name, whatever session is shown.
         Exclusive (the default, no auth): one connection owns the name. Raises NameTaken
         when another connection owns it and `session` does not match; with a matching
         session the old owner is kicked (`BrokerListener.on_kick`).

@@ -65,21 +65,24 @@ class Names:
 
     async def _claim_call(
         self, name: str, connection: str, new: str, given: str, *, shared: bool
-    ) -> Any:
-        """Claim `name` for `connection`: {session, display}, or empty when taken."""
+    ) -> str | NameTaken:
+        """Claim `name` for `connection`: its session secret, or NameTaken naming who
+        holds it (or a look-alike of it)."""
         key = name_key(name)
         await self._settle(key)
         await self._redis.sadd(self._index, key)  # the index first: the reaper finds it
         script = self._claim_shared if shared else self._claim
         args = [key, name, connection, self._node, new, given, self._keys.user_channel(key)]
         result = await script(keys=[self._keys.name(key)], args=[*args, self._pub, ""])
-        if len(result) == 2 and result[0] == b"owner":
+        if result[0] == b"owner":
             # Held by another node: free if that node is dead (not reaped yet).
             owner = result[1].decode()
             if await self._redis.exists(self._keys.node(owner) + ":alive"):
-                return []
+                return _taken(name, result)
             result = await script(keys=[self._keys.name(key)], args=[*args, self._pub, owner])
-        return result
+        if result[0] == b"taken":
+            return _taken(name, result)
+        return str(result[0].decode())
 
     async def claim(self, name: str, connection: str, session: str | None, *, shared: bool) -> str:
         """Own `name` for `connection`; its session secret. NameTaken if someone has it."""
@@ -93,12 +96,12 @@ class Names:
         except BaseException:
             await self._subscriber.unsubscribe(channel)
             raise
-        if not result:
+        if isinstance(result, NameTaken):
             await self._subscriber.unsubscribe(channel)
-            raise NameTaken(name)
+            raise result
         self._owned[connection] = (name, shared)
         self._listening[connection] = channel
-        return str(result[0].decode())
+        return result
 
     async def _release_call(self, name: str, connection: str) -> None:
         key = name_key(name)
@@ -148,7 +151,7 @@ class Names:
                     self._unreleased[connection] = name
                     complete = False
                 continue
-            if not claimed:
+            if isinstance(claimed, NameTaken):
                 del self._owned[connection]
                 self._on_kick(connection)
         for connection, name in list(self._unreleased.items()):
@@ -187,7 +190,7 @@ class Names:
         with unavailable_on_error():
             delivered = await self._direct(
                 keys=[self._keys.name(to_key), self._keys.dm_budget(to_key)],
-                args=[self._keys.user_channel(to_key), body, self._pub, *self._dm_budget],
+                args=[self._keys.user_channel(to_key), body, self._pub, to_key, *self._dm_budget],
             )
             if delivered < 0:
                 raise RecipientBusy(event.to, -delivered / 1000)
@@ -195,3 +198,9 @@ class Names:
                 sender_channel = self._keys.user_channel(sender_key)
                 await self._redis.execute_command(self._pub, sender_channel, "d" + body)
         return bool(delivered)
+
+
+def _taken(name: str, result: list[Any]) -> NameTaken:
+    """NameTaken for a claim script's {'taken', DISPLAY} or {'owner', NODE, DISPLAY}."""
+    holder = result[-1]
+    return NameTaken(name, holder.decode() if isinstance(holder, bytes) else None)
