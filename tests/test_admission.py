@@ -16,6 +16,7 @@ import pytest
 
 from bench.fuzz import FuzzedNode
 from gateway.admission import NODE_ROOM
+from gateway.config import InvalidSetting, Settings
 from tests.conftest import WAIT, metric
 
 PARTIAL_HEAD = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
@@ -192,3 +193,10 @@ def test_behind_a_trusted_proxy_heads_count_toward_the_node_cap_only(
             assert get(node.port, "/healthz", source).startswith(b"HTTP/1.1 503 "), source
     served_again(node)
     assert refused(node, "node_full") == 2
+
+
+def test_a_head_bound_too_small_for_a_browser_is_refused() -> None:
+    """Guards against a --max-header-bytes under which no browser could connect."""
+    with pytest.raises(InvalidSetting, match="--max-header-bytes must be at least 1024"):
+        Settings(max_header_bytes=1000)
+    assert Settings(max_header_bytes=1024).max_header_bytes == 1024
