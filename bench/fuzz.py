@@ -1381,6 +1381,21 @@ async def huge_header(run: FuzzRun, rng: random.Random) -> RawResult:
     return await _http(run, _handshake(headers)), "a 20 kB header"
 
 
+async def colonless_header(run: FuzzRun, rng: random.Random) -> RawResult:
+    headers = "Upgrade: websocket\r\nConnection: Upgrade\r\nno colon here\r\n"
+    return await _http(run, _handshake(headers)), "a header line without a colon"
+
+
+async def long_request_line(run: FuzzRun, rng: random.Random) -> RawResult:
+    url = "/ws?session=" + "s" * rng.randint(8200, 20000)
+    return await _http(run, f"GET {url} HTTP/1.1\r\n\r\n".encode()), "a request line over 8 KiB"
+
+
+async def many_headers(run: FuzzRun, rng: random.Random) -> RawResult:
+    headers = "".join(f"X-F{i}: f\r\n" for i in range(rng.randint(101, 300)))
+    return await _http(run, _handshake(headers)), "over 100 header lines"
+
+
 async def reset_after_upgrade(run: FuzzRun, rng: random.Random) -> RawResult:
     run.report.connections += 1
     sock = await RawSocket.connect(run.node.port)
@@ -1439,7 +1454,10 @@ RAW_CASES: list[tuple[str, RawCase, set[Outcome]]] = [
     ("version 8", bad_version, {"http 400", "http 426", "http 101"}),  # aiohttp takes 8
     ("no key", no_key, {"http 400"}),
     ("random request", garbage_request, {"http 400", "eof"}),
-    ("huge header", huge_header, {"http 400", "http 431"}),
+    ("huge header", huge_header, {"http 431"}),
+    ("header without a colon", colonless_header, {"http 400"}),
+    ("request line too long", long_request_line, {"http 414"}),
+    ("too many headers", many_headers, {"http 431"}),
     ("reset after the upgrade", reset_after_upgrade, {"dropped by us"}),
     ("half close", half_close, {"close 1000", "eof"}),
     ("close first", close_first, {"close 1000"}),
