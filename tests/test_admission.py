@@ -6,18 +6,20 @@ or malformed; each wait is bounded by a socket timeout.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import socket
 import time
 from collections.abc import Iterator
 
+import aiohttp
 import pytest
 
 from bench.fuzz import FuzzedNode
 from gateway.admission import NODE_ROOM
 from gateway.config import InvalidSetting, Settings
-from tests.conftest import WAIT, metric
+from tests.conftest import JSON_PROTOCOL, WAIT, metric
 
 PARTIAL_HEAD = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
 MALFORMED = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nno colon\r\n\r\n"  # the issue's 46 bytes
@@ -111,6 +113,30 @@ def served_again(node: FuzzedNode) -> None:
     deadline = time.monotonic() + WAIT
     while not get(node.port, "/healthz").startswith(b"HTTP/1.1 200 "):
         assert time.monotonic() < deadline, "the closed connections are still counted"
+
+
+async def test_connections_that_ended_are_not_counted(spawn: list[FuzzedNode]) -> None:
+    """Guards against a connection still counted after it ended (upgraded WebSockets
+    and answered requests, which the gate stops seeing once aiohttp has their head): an
+    address would be locked out after a few visits."""
+    node = start(spawn, "--max-connections-per-ip", "3")  # one late close to spare
+    async with aiohttp.ClientSession() as session:
+        for index in range(6):
+            deadline = time.monotonic() + WAIT  # the node sees the last close soon after
+            while True:
+                try:
+                    ws = await session.ws_connect(
+                        node.url, params={"name": f"u{index}"}, protocols=(JSON_PROTOCOL,)
+                    )
+                    break
+                except aiohttp.WSServerHandshakeError as exc:
+                    assert exc.status == 429 and time.monotonic() < deadline, exc
+                    await asyncio.sleep(0.05)  # a bounded poll
+            welcome = await ws.receive_json(timeout=WAIT)
+            assert welcome["type"] == "welcome", welcome
+            await ws.close()
+            async with session.get(f"http://127.0.0.1:{node.port}/healthz") as response:
+                assert response.status == 200
 
 
 def test_a_head_not_complete_in_time_gets_408_and_no_connection_idles(
