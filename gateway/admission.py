@@ -133,12 +133,15 @@ class Admission:
                 del self.per_peer[gate.peer]  # an address gone is forgotten
 
     def is_trusted(self, peer: str) -> bool:
+        """Whether the peer address `peer` is a trusted proxy's."""
         return is_trusted(peer, self._trusted)
 
     def reading_head(self, gate: HeadGate) -> None:
+        """`gate` reads a head: found by its request handler when aiohttp has it."""
         self._heads[gate.inner] = gate
 
     def done_reading(self, gate: HeadGate) -> None:
+        """`gate`'s connection is lost: forget it."""
         self._heads.pop(gate.inner, None)
         self._lingering.discard(gate)
 
@@ -155,9 +158,10 @@ class Admission:
         """A request aiohttp could not parse (it answers 400 and closes): counted, and
         logged in one line without the request's bytes."""
         self._metrics.connections_refused.labels(reason=BAD_REQUEST).inc()
+        level = min(level, logging.WARNING)  # aiohttp: DEBUG for non-HTTP, else ERROR
         self._log.log(
-            min(level, logging.WARNING),
-            BAD_REQUEST,
+            level,
+            f"{BAD_REQUEST}/{level}",
             "bad request from %s: %s (400)",
             peer,
             type(error).__name__,
@@ -241,6 +245,7 @@ class HeadGate(asyncio.Protocol):
         task.add_done_callback(lambda _: self._release())
 
     def close(self) -> None:
+        """Close the connection now."""
         if self._transport is not None:
             self._transport.close()
 
