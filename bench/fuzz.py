@@ -1432,6 +1432,21 @@ async def nested_body(run: FuzzRun, rng: random.Random) -> RawResult:
     return await _http(run, head.encode() + body), f"{method} {path}, a body {depth} deep"
 
 
+async def colonless_header(run: FuzzRun, rng: random.Random) -> RawResult:
+    headers = "Upgrade: websocket\r\nConnection: Upgrade\r\nno colon here\r\n"
+    return await _http(run, _handshake(headers)), "a header line without a colon"
+
+
+async def long_request_line(run: FuzzRun, rng: random.Random) -> RawResult:
+    url = "/ws?session=" + "s" * rng.randint(8200, 20000)
+    return await _http(run, f"GET {url} HTTP/1.1\r\n\r\n".encode()), "a request line over 8 KiB"
+
+
+async def many_headers(run: FuzzRun, rng: random.Random) -> RawResult:
+    headers = "".join(f"X-F{i}: f\r\n" for i in range(rng.randint(101, 300)))
+    return await _http(run, _handshake(headers)), "over 100 header lines"
+
+
 async def reset_after_upgrade(run: FuzzRun, rng: random.Random) -> RawResult:
     run.report.connections += 1
     sock = await RawSocket.connect(run.node.port)
@@ -1491,7 +1506,10 @@ RAW_CASES: list[tuple[str, RawCase, set[Outcome]]] = [
     ("no key", no_key, {"http 400"}),
     ("a chat. offer without a mode", modeless_offer, {"http 400"}),
     ("random request", garbage_request, {"http 400", "eof"}),
-    ("huge header", huge_header, {"http 400", "http 431"}),
+    ("huge header", huge_header, {"http 431"}),
+    ("header without a colon", colonless_header, {"http 400"}),
+    ("request line too long", long_request_line, {"http 414"}),
+    ("too many headers", many_headers, {"http 431"}),
     ("deeply nested REST body", nested_body, {"http 400"}),
     ("reset after the upgrade", reset_after_upgrade, {"dropped by us"}),
     ("half close", half_close, {"close 1000", "eof"}),

@@ -14,7 +14,6 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 
-from aiohttp import web
 from yarl import URL
 
 from gateway.access import parse_patterns
@@ -24,6 +23,7 @@ from gateway.auth import mint
 from gateway.config import CLUSTER_SCHEME, Settings, cluster_seeds_shown
 from gateway.errors import ProtocolError
 from gateway.log_filter import install as install_log_filter
+from gateway.serving import run
 from gateway.workers import listen, listen_error, supervise, worker_index
 
 DEFAULT_TOKEN_TTL = 24 * 3600.0
@@ -83,22 +83,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         with sock:  # held (not listening) until the workers listen beside it
             return supervise(args, settings.workers)
 
-    async def start_listening(_: web.Application) -> None:
-        # The last start-up step, so that until the node can serve a connection to it is
-        # refused, as to a node that is down, and a balancer passes it to another node
-        # (listening from the start, the kernel accepted and held connections through a
-        # restarted node's wait for its former run's hand-over: leave, then join). Here,
-        # not in the server: uvloop's create_server ignores a failed listen.
-        sock.listen(LISTEN_BACKLOG)
-
-    app.on_startup.append(start_listening)
     try:
-        web.run_app(
+        run(
             app,
-            sock=sock,
-            backlog=LISTEN_BACKLOG,
+            settings,
+            sock,
             loop=new_event_loop(),
-            print=lambda _banner: log.info("%s", describe(settings)),  # once it listens
+            backlog=LISTEN_BACKLOG,
+            on_listening=lambda: log.info("%s", describe(settings)),
             shutdown_timeout=10.0,
             access_log_class=AccessLogger,
         )

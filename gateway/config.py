@@ -15,6 +15,7 @@ from gateway.proxies import parse_networks
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 SECRETS = frozenset({"jwt_secret", "api_key"})  # an empty one is a mistake, never "off"
+MIN_HEADER_BYTES = 1024  # a browser's head with a token in the URL needs more than this
 MIN_JWT_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key at least as long as the hash
 
 
@@ -241,17 +242,32 @@ class Settings:
     )
     max_connections: int = field(
         default=10000,
-        metadata={"help": "open WebSocket connections on this node; over it: 503; 0: unlimited"},
+        metadata={
+            "help": "open WebSocket connections on this node; over it: 503 (unfinished HTTP "
+            "requests count too); 0: unlimited"
+        },
     )
     max_connections_per_ip: int = field(
         default=100,
         metadata={
-            "help": "open WebSocket connections per client address; over it: 429; 0: unlimited"
+            "help": "open WebSocket connections per client address, and HTTP connections "
+            "from a peer that is no trusted proxy; over it: 429; 0: unlimited"
         },
     )
     trusted_proxies: str = field(
         default="",
         metadata={"help": "comma-separated proxy addresses or CIDRs; their X-Forwarded-For counts"},
+    )
+    header_timeout: float = field(
+        default=10.0,
+        metadata={
+            "help": "seconds a connection has to send a complete request head; then 408 and "
+            "closed (also the idle time a keep-alive connection is kept); 0: off"
+        },
+    )
+    max_header_bytes: int = field(
+        default=32 * 1024,
+        metadata={"help": "bytes a request head (request line and headers) may take; over it: 431"},
     )
     name_timeout: float = field(
         default=30.0,
@@ -300,6 +316,8 @@ class Settings:
             raise InvalidSetting("max_rooms_listed", "must be at least 1")
         if self.max_frame_bytes < 1024:
             raise InvalidSetting("max_frame_bytes", "must be at least 1024")
+        if self.max_header_bytes < MIN_HEADER_BYTES:
+            raise InvalidSetting("max_header_bytes", f"must be at least {MIN_HEADER_BYTES}")
         if not 1 <= self.workers <= 256:
             raise InvalidSetting("workers", "must be from 1 to 256")
         if self.redis_url and self.redis_url.startswith(CLUSTER_SCHEME):

@@ -53,6 +53,13 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.connections_refused = Counter(
+            "chat_connections_refused",
+            "HTTP connections refused or cut before a request was read (per_ip, node_full, "
+            "header_timeout, headers_too_large, request_line_too_long, bad_request)",
+            ["reason"],
+            registry=self.registry,
+        )
         self.moderation_actions = Counter(
             "chat_moderation_actions",
             "Kicks, bans, unbans, deletes and disconnects done through this node, by "
