@@ -20,9 +20,10 @@ from gateway.access import parse_patterns
 from gateway.access_log import AccessLogger
 from gateway.app import create_app
 from gateway.auth import mint
-from gateway.config import CLUSTER_SCHEME, Settings, cluster_seeds_shown
+from gateway.config import Settings
 from gateway.errors import ProtocolError
 from gateway.log_filter import install as install_log_filter
+from gateway.redis_url import CLUSTER_SCHEME, cluster_seeds_shown
 from gateway.serving import run
 from gateway.workers import listen, listen_error, supervise, worker_index
 

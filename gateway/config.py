@@ -2,56 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 import math
-import os
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import MISSING, dataclass, field, fields
-from typing import Any
-from urllib.parse import unquote
+from dataclasses import dataclass, field, fields
 
 from gateway.proxies import parse_networks
+from gateway.redis_url import CLUSTER_SCHEME, cluster_nodes
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 SECRETS = frozenset({"jwt_secret", "api_key"})  # an empty one is a mistake, never "off"
 MIN_HEADER_BYTES = 1024  # a browser's head with a token in the URL needs more than this
 MIN_JWT_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key at least as long as the hash
-
-
-CLUSTER_SCHEME = "redis+cluster://"  # --redis-url for a Redis Cluster: seeds after it
-
-
-def cluster_nodes(url: str) -> list[tuple[str, int]]:
-    """The seed nodes of `redis+cluster://[user:password@]host:port[,host:port...]`."""
-    rest = url.removeprefix(CLUSTER_SCHEME).split("/", 1)[0].split("?", 1)[0]
-    rest = rest.rpartition("@")[2]
-    nodes = []
-    for part in rest.split(","):
-        host, _, port = part.strip().rpartition(":")
-        if not host or not port.isdecimal():
-            raise ValueError(f"expected host:port in {url!r}, got {part!r}")
-        nodes.append((host.strip("[]"), int(port)))
-    return nodes
-
-
-def cluster_credentials(url: str) -> tuple[str | None, str | None]:
-    """The (username, password) of a redis+cluster:// URL (percent-decoded), if any:
-    every node of the cluster is asked with them (AUTH), as `requirepass` or an ACL
-    user on each node wants."""
-    rest = url.removeprefix(CLUSTER_SCHEME).split("/", 1)[0]
-    userinfo, at, _ = rest.rpartition("@")
-    if not at:
-        return None, None
-    user, colon, password = userinfo.partition(":")
-    if not colon:  # a user alone, as redis-py reads redis://user@host (no AUTH is sent)
-        return (unquote(user) or None), None
-    return (unquote(user) or None), unquote(password)
-
-
-def cluster_seeds_shown(url: str) -> str:
-    """The seed list of a redis+cluster:// URL, without its credentials (for logs)."""
-    return url.removeprefix(CLUSTER_SCHEME).split("/", 1)[0].rpartition("@")[2]
 
 
 class InvalidSetting(ValueError):
@@ -287,19 +249,9 @@ class Settings:
         cls, argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     ) -> Settings:
         """Build settings from flags over CHAT_* environment variables over defaults."""
-        environ = env if env is not None else os.environ
-        parser = build_parser(environ)
-        namespace = parser.parse_args(argv)
-        values = {k: v for k, v in vars(namespace).items() if v is not None}
-        try:
-            return cls(**values)
-        except InvalidSetting as exc:
-            flags = vars(build_parser({}).parse_args(argv))  # what the command line set
-            env_name = _env_name(exc.name)
-            if flags.get(exc.name) is None and env_name in environ:
-                shown = "" if exc.name in SECRETS else f"={environ[env_name]!r}"  # never echo one
-                parser.error(f"{env_name}{shown} {exc.problem}")
-            parser.error(str(exc))
+        from gateway.flags import settings_from_sources  # it reads this class's fields
+
+        return settings_from_sources(argv, env)
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -353,52 +305,3 @@ class Settings:
     def auth(self) -> bool:
         """True when connections must present a token (`--jwt-secret` is set)."""
         return self.jwt_secret is not None
-
-
-def _env_name(name: str) -> str:
-    return f"CHAT_{name.upper()}"
-
-
-def _field_type(f: Any) -> type:
-    text = str(f.type)
-    if "int" in text:
-        return int
-    if "float" in text:
-        return float
-    return str
-
-
-def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
-    """The `chat-gateway` argument parser; defaults come from `env` (CHAT_*)."""
-    parser = argparse.ArgumentParser(
-        prog="chat-gateway",
-        description=(
-            "A horizontally scalable WebSocket chat gateway. Every flag can also be set "
-            "as an environment variable, shown in brackets; a flag wins over its variable."
-        ),
-        epilog="chat-gateway token NAME [--ttl SECONDS] prints a token for NAME instead "
-        "(see chat-gateway token --help).",
-    )
-    for f in fields(Settings):
-        kind = _field_type(f)
-        env_name = _env_name(f.name)
-        raw = env.get(env_name)
-        default: Any = None
-        if raw == "" and f.name in SECRETS:
-            parser.error(f"{env_name} is set but empty: unset it, or give the secret")
-        if raw is not None and raw != "":
-            try:
-                default = kind(raw)
-            except ValueError:
-                parser.error(f"{env_name}={raw!r} is not a valid {kind.__name__}")
-        shown = f.default if f.default not in (MISSING, None) else None
-        parser.add_argument(
-            f"--{f.name.replace('_', '-')}",
-            dest=f.name,
-            type=kind,
-            default=default,
-            metavar=f.name.upper(),
-            help=f"{f.metadata['help']} [{env_name}]"
-            + (f" (default: {shown})" if shown is not None else ""),
-        )
-    return parser

@@ -41,10 +41,11 @@ from gateway.broker.redis_presence import Presence, sorted_names
 from gateway.broker.redis_replicas import ReplicaWaits
 from gateway.broker.redis_scripts import Keys
 from gateway.broker.redis_subscriber import Subscriber
-from gateway.config import CLUSTER_SCHEME, Settings, cluster_credentials
+from gateway.config import Settings
 from gateway.errors import BrokerUnavailable
 from gateway.events import Direct, Message, PresenceChange
 from gateway.names import name_key
+from gateway.redis_url import CLUSTER_SCHEME, cluster_credentials
 
 log = logging.getLogger(__name__)
 
