@@ -184,3 +184,19 @@ async def test_join_moves_to_the_new_room_and_leaves_the_old(gateway_server, cha
     await chat.expect(rf"^\* members of {new}: ")
     assert not any("anyone?" in line for line in chat.lines)
     assert in_old.texts(bot) == []
+
+
+async def test_a_url_without_the_ws_path_says_the_path_is_probably_missing_it(
+    gateway_server, chat_procs
+):
+    """`chat --url ws://HOST:PORT/` (the page, not /ws): exit 1 with a hint on stderr.
+
+    Guards against: aiohttp's raw `200, message='Invalid response status'` as the only
+    explanation.
+    """
+    page = gateway_server.url.removesuffix("/ws") + "/"
+    chat = await chat_procs(page, "--name", unique("bot"))
+    await chat.end_input()
+    assert await chat.wait() == 1
+    assert "the path is probably missing /ws" in chat.stderr, chat.stderr
+    assert f"--url {gateway_server.url}" in chat.stderr, chat.stderr
