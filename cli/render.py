@@ -79,7 +79,9 @@ def _lines(event: ChatEvent, clock: bool) -> list[Fragments]:
         case HistoryPage(room, messages):
             if not messages:
                 return [_info(f"no messages in {room}")]
-            header = _info(f"last {len(messages)} messages in {room}:")
+            count = len(messages)
+            last = "last message" if count == 1 else f"last {count} messages"
+            header = _info(f"{last} in {room}:")
             return [header, *(line for m in messages for line in _message(m, clock))]
         case HelpText(lines):
             return [[("class:info", line)] for line in lines]

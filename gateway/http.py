@@ -119,10 +119,12 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """200 while the node can chat (naming what does not work, if anything), else 503."""
+    """200 while the node can chat (naming what does not work, if anything), else 503
+    saying why ("not ready: Redis unreachable")."""
     broker = request.app[NODE].broker
     if not broker.is_ready():
-        return web.Response(text="not ready\n", status=503)
+        reason = broker.unready_reason()
+        return web.Response(text=f"not ready: {reason}\n" if reason else "not ready\n", status=503)
     degraded = broker.degraded()
     return web.Response(text=f"ready, degraded: {degraded}\n" if degraded else "ready\n")
 

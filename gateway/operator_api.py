@@ -46,14 +46,17 @@ async def disconnect_user(request: web.Request) -> web.Response:
 
 
 async def _ban_seconds(request: web.Request) -> int:
+    """The ban's length from the body `{"seconds": S}`; a clear 400 for anything else
+    (no body, not JSON, S missing or out of range)."""
+    wanted = f'{{"seconds": S}} (how long the ban lasts, S from 1 to {MAX_BAN_SECONDS})'
+    if not (await request.read()).strip():
+        raise ProtocolError(ErrorCode.BAD_FRAME, f"no body: a ban wants the JSON body {wanted}")
     body = await json_body(request)
     seconds = body.get("seconds") if isinstance(body, dict) else None
     if isinstance(seconds, bool) or not isinstance(seconds, int):
         seconds = None
     if seconds is None or not 1 <= seconds <= MAX_BAN_SECONDS:
-        raise ProtocolError(
-            ErrorCode.BAD_FRAME, f'the body must be {{"seconds": S}}, S from 1 to {MAX_BAN_SECONDS}'
-        )
+        raise ProtocolError(ErrorCode.BAD_FRAME, f"the body must be {wanted}")
     return seconds
 
 

@@ -98,6 +98,9 @@ class Broker(Protocol):
     def is_ready(self) -> bool:
         """True while the backend is reachable and deliveries arrive."""
 
+    def unready_reason(self) -> str:
+        """While not ready, why ("Redis unreachable"); "" while ready."""
+
     def degraded(self) -> str | None:
         """While ready, what does not work now (a Redis Cluster shard down), or None."""
 

@@ -100,6 +100,9 @@ class MemoryBroker:
     def is_ready(self) -> bool:
         return self._dispatcher is not None and not self._dispatcher.done()
 
+    def unready_reason(self) -> str:
+        return "" if self.is_ready() else "the in-process broker is stopped"
+
     def degraded(self) -> str | None:
         return None  # one process: it works or it does not
 

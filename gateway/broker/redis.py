@@ -146,8 +146,10 @@ class RedisBroker:
 
     async def start(self, listener: BrokerListener) -> None:
         self._listener = listener
-        await self._liveness.start()
+        reached = await self._liveness.start()
         self._subscriber.start()
+        if not reached:  # the node listens at once, not ready, and retries meanwhile
+            return
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(5.0):
                 await self._subscriber.wait_live()
@@ -162,6 +164,11 @@ class RedisBroker:
         # On a cluster a node is ready while any shard works: with one shard down every
         # node is alike, and the rooms of the other shards still chat.
         return self._subscriber.serving and self._liveness.healthy
+
+    def unready_reason(self) -> str:
+        if not self._liveness.healthy:
+            return "Redis unreachable"
+        return "" if self.is_ready() else "Redis subscription not live"
 
     def degraded(self) -> str | None:
         down = self._subscriber.shards_down()
