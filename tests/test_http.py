@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import join_json, join_text, metric, read_metric
+from tests.conftest import WAIT, join_json, join_text, metric, read_metric
 
 StartGateway = Callable[..., Awaitable[TestClient]]
 
@@ -35,6 +36,30 @@ async def test_the_page_is_html(client: TestClient) -> None:
     body = await response.text()
     assert body.lstrip().lower().startswith("<!doctype html>")
     assert "</html>" in body.lower()
+
+
+async def test_no_path_reaches_a_file_outside_the_page(client: TestClient) -> None:
+    """Guards against path traversal: /static/ serves the page's own files by name and
+    nothing else, however the path is spelled (raw requests: a client would normalise)."""
+    paths = [
+        "/static/../config.py",
+        "/static/..%2fconfig.py",
+        "/static/%2e%2e/config.py",
+        "/static/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+        "/static/....//config.py",
+        "/static/chat.js%00.py",
+        "/static/..\\config.py",
+        "//etc/passwd",
+        "/static//etc/passwd",
+    ]
+    for path in paths:
+        reader, writer = await asyncio.open_connection(client.host, client.port)
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        answer = await asyncio.wait_for(reader.read(), WAIT)
+        writer.close()
+        status = int(answer.split(b" ", 2)[1])
+        assert status in (400, 404), (path, status)
+        assert b"import" not in answer and b"root:" not in answer, path
 
 
 async def test_healthz_and_readyz_answer_200(client: TestClient) -> None:
