@@ -87,14 +87,14 @@ async def _upgrade(request: web.Request, ws: web.WebSocketResponse, max_message:
 
 def _refuse_frame(session: Session, code: int, reason: str) -> None:
     """A frame the watch refused (unmasked: 1002; too large: 1009): close with `code`."""
-    session.broken = reason
+    log.info("closing %s (%s): %s", session.ref, session.name or "no name", reason)
     session.close(code, reason)
 
 
 async def _end(node: Node, session: Session) -> None:
     """Log why a connection broke, if it did; leave its rooms, free its name, close it."""
-    # A frame refused by the watch (1002, 1009), or by aiohttp (invalid UTF-8: 1007), or
-    # no pong within the heartbeat: aiohttp closed the connection (or cancelled the
+    # A frame aiohttp refused (invalid UTF-8: 1007, a broken frame: 1002), or no pong
+    # within the heartbeat: aiohttp closed the connection (or cancelled the
     # handler). After a close of ours, aiohttp only notes the connection's end.
     broken = session.broken or (None if session.closing else session.ws.exception())
     if broken is not None:
