@@ -213,7 +213,8 @@ async def test_a_client_that_never_answers_the_close_is_closed_after_the_timeout
 
 
 async def test_a_clients_close_is_answered_then_tcp_ends(client: TestClient) -> None:
-    """Guards against a client's Close going unanswered (RFC 6455 5.5.1)."""
+    """Guards against a client's Close going unanswered (RFC 6455 5.5.1), or TCP ending
+    before the answer."""
     raw = await open_raw(client, "leaver")
     try:
         await raw.send_frame(8, (1000).to_bytes(2, "big"))
