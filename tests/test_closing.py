@@ -76,12 +76,19 @@ async def quit_command(client: TestClient, run: int) -> Any:
     return peer.ws
 
 
+async def name_timeout(client: TestClient, run: int) -> Any:
+    peer = TextPeer(await client.ws_connect("/ws"))
+    assert await peer.recv() == "Your name:"
+    return peer.ws
+
+
 CLOSES = {
     "operator-4001": (operator_disconnect, 4001),
     "takeover-4000": (takeover, 4000),
     "rate-1008": (rate_abuse, 1008),
     "too-large-1009": (frame_too_large, 1009),
     "quit-1000": (quit_command, 1000),
+    "name-timeout-1008": (name_timeout, 1008),
 }
 
 
@@ -94,7 +101,12 @@ async def test_aiohttps_client_reads_the_code_the_server_sent(
     client reports 1006 (the network broke) instead of the server's code."""
     start, code = CLOSES[case]
     client = await gateway(
-        api_key=API_KEY, max_frame_bytes=2048, rate_per_second=1, rate_burst=2, rate_strikes=3
+        api_key=API_KEY,
+        max_frame_bytes=2048,
+        rate_per_second=1,
+        rate_burst=2,
+        rate_strikes=3,
+        name_timeout=0.3,
     )
     for run in range(RUNS):
         ws = await start(client, run)
