@@ -12,15 +12,17 @@ It refuses, before aiohttp sees them:
   so the session can still write a last line and its close frame in order.
 
 Both stop the hand-over to aiohttp there (frames before the bad one still reach it) and
-report the close to the session (`attach`). From then on, and from the moment the
-session starts any close of its own (`closing`), the watch keeps reading frame headers
-but hands nothing on: it waits for the client's Close frame (RFC 6455 7.1.1: the server
-closes TCP once both sides have sent one), which `peer_closed` awaits. A Close the
-client starts is left to aiohttp, which answers it and closes the connection.
+report the refusal to the session (`attach`), which closes with that code. From then
+on, and from the moment the session starts any close of its own (`closing`), the watch
+keeps reading frame headers but hands nothing on: it waits for the client's Close
+frame (RFC 6455 7.1.1: the server closes TCP once both sides have sent one), which
+`peer_closed` awaits. A Close the client starts is left to aiohttp, which answers it
+and closes the connection.
 
-A client must not send frames before it has read the 101 answer (RFC 6455 4.1); the
-watch is installed before that answer goes out, so it sees every frame of such a client
-from its first byte.
+The watch is installed before the 101 answer goes out, so it sees every frame of a
+client that waits for that answer before sending, as RFC 6455 4.1 requires. Bytes a
+client sent before it (aiohttp keeps them aside) are not seen: if they end inside a
+frame, the watch misreads what follows, and may close that client (1002 or 1009).
 """
 
 from __future__ import annotations
