@@ -7,7 +7,9 @@ one subtraction) and hands the chunk on unchanged, so the hot path stays one cal
 It refuses, before aiohttp sees them:
 
 - a frame without the mask bit: RFC 6455 5.1 says a server MUST close on it, with 1002,
-  and aiohttp's reader accepts it;
+  and aiohttp's reader accepts it; the other header-level breaches of the protocol
+  (reserved bits, unknown opcodes, a fragmented or long control frame, a fragment out
+  of sequence), also 1002, which aiohttp would refuse too, but without a handshake;
 - a message (its fragments added up) over the frame limit: 1009, detected at the header,
   so the session can still write a last line and its close frame in order.
 
@@ -50,6 +52,7 @@ class FrameWatch(asyncio.Protocol):
         self._need = 0  # bytes of the current frame's mask key and payload still to come
         self._head = b""  # the start of a header cut off at the end of the last chunk
         self._message = 0  # bytes of the fragmented data message under way
+        self._fragmented = False  # a data message's first fragment came, not its last
         self._in_close = False  # the frame being skipped is the client's Close
         self._closing = False  # hand nothing on any more; wait for the client's Close
         self._violation: Violation | None = None
@@ -151,14 +154,26 @@ class FrameWatch(asyncio.Protocol):
         return refused_at
 
     def _judge(self, first: int, opcode: int, masked: int, length: int) -> Violation | None:
-        """Why this frame is refused, if it is."""
+        """Why this frame is refused, if it is (RFC 6455 5.2 to 5.5)."""
         if not masked:
             return 1002, UNMASKED_REASON
-        if opcode < 0x8:  # a data frame (0: a further fragment of the message under way)
-            total = length + (self._message if opcode == 0 else 0)
-            if total > self._max_message:
-                return 1009, f"frame too large ({size_text(self._max_message)} at most)"
-            self._message = 0 if first & 0x80 else total
+        if first & 0x70:
+            return 1002, "reserved bits set: no extension was agreed"
+        if opcode >= 0x8:  # close, ping, pong
+            if opcode > 0xA:
+                return 1002, f"unknown opcode {opcode}"
+            if not first & 0x80 or length > 125:
+                return 1002, "a control frame must be one frame of at most 125 bytes"
+            return None
+        if opcode > 0x2:
+            return 1002, f"unknown opcode {opcode}"
+        if (opcode == 0) != self._fragmented:  # a continuation needs a message under way
+            return 1002, "a fragment out of sequence"
+        total = length + self._message  # (0 unless a fragmented message is under way)
+        if total > self._max_message:
+            return 1009, f"frame too large ({size_text(self._max_message)} at most)"
+        self._fragmented = not first & 0x80
+        self._message = total if self._fragmented else 0
         return None
 
     def _refuse(self, violation: Violation) -> None:

@@ -262,6 +262,47 @@ async def test_an_unmasked_frame_closes_with_1002_and_is_not_run(
     assert [f["text"] for f in bob.frames if f["type"] == "message"] == ["masked"]
 
 
+def masked(first: int, payload: bytes) -> bytes:
+    """A masked client frame with the first header byte `first` (payloads under 126)."""
+    key = b"\x01\x02\x03\x04"
+    body = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return bytes((first, 0x80 | len(payload))) + key + body
+
+
+BREACHES = {
+    "reserved-bits": ([masked(0x80 | 0x40 | 0x1, b"hi")], "reserved bits set: no extension ..."),
+    "unknown-opcode": ([masked(0x80 | 0x3, b"x")], "unknown opcode 3"),
+    "fragmented-ping": ([masked(0x9, b"p")], "a control frame must be one frame of ..."),
+    "orphan-continuation": ([masked(0x80, b"orphan")], "a fragment out of sequence"),
+    "text-inside-fragments": (
+        [masked(0x1, b"one"), masked(0x81, b"two")],
+        "a fragment out of sequence",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BREACHES), ids=list(BREACHES))
+async def test_a_broken_frame_closes_with_1002_in_a_handshake(
+    client: TestClient, case: str
+) -> None:
+    """Guards against a frame that breaks the protocol (RFC 6455 5.2 to 5.5) ending the
+    connection without the handshake (aiohttp alone cuts TCP right after its 1002), or
+    a text-mode client not being told why."""
+    frames, reason = BREACHES[case]
+    raw = await open_raw(client, "breaker", text=True)
+    try:
+        await asyncio.get_running_loop().sock_sendall(raw.sock, b"".join(frames))
+        code, texts = await close_frame_of(raw)
+        assert code == 1002
+        line = texts[-1].decode()
+        assert line.startswith("! " + reason.removesuffix("...")), line
+        assert await still_open_after(raw, 0.3), "TCP ended before the client's Close"
+        await raw.send_frame(8, (1002).to_bytes(2, "big"))
+        assert await ends_with_a_fin(raw)
+    finally:
+        raw.close()
+
+
 async def text_peer_told(client: TestClient, name: str, act: Callable[[TextPeer], Any]) -> Any:
     """Join in text mode, `act`, and read to the close; (its code, its last line)."""
     peer = await join_text(client, name)

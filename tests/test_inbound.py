@@ -86,7 +86,11 @@ def chunks(data: bytes, cuts: list[int]) -> list[bytes]:
 
 
 LENGTHS = st.one_of(st.integers(0, 300), st.sampled_from([125, 126, 127, 65535, 65536, 70000]))
-FRAMES = st.lists(st.tuples(st.sampled_from([TEXT, BINARY, PING]), LENGTHS), max_size=6)
+FRAME = st.one_of(
+    st.tuples(st.sampled_from([TEXT, BINARY]), LENGTHS),
+    st.tuples(st.just(PING), st.integers(0, 125)),  # a control frame: 125 bytes at most
+)
+FRAMES = st.lists(FRAME, max_size=6)
 CUTS = st.lists(st.integers(0, 1 << 20), max_size=40)
 
 
