@@ -39,7 +39,7 @@ from gateway.metrics import Metrics
 log = logging.getLogger(__name__)
 
 GUARDED_PATH = "/ws"
-NAME_TIMEOUT_MESSAGE = "! no name given in time"
+NAME_TIMEOUT_REASON = "no name given in time"  # also the text-mode last line, after `! `
 RETRY = {"Retry-After": "1"}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
