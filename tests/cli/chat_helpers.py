@@ -24,6 +24,9 @@ from tests.tcp_proxy import TcpProxy
 __all__ = ["GatewayProcess", "TcpProxy", "free_port"]
 
 WAIT = 8.0  # the most any single expectation waits, in seconds
+# The most a client's whole run may take, start to exit: a python process's start-up
+# alone took seconds on a loaded 2-core CI machine (a pipe-mode test timed out at 8 s).
+EXIT_WAIT = 30.0
 ROOT = Path(__file__).resolve().parents[2]
 CHAT = [sys.executable, "-m", "cli"]
 JWT_SECRET = "a-secret-for-the-cli-tests-of-at-least-32-bytes"
@@ -126,7 +129,7 @@ class ChatProcess:
             pass
         raise AssertionError(f"no line matching {pattern!r}; {which} so far: {lines}")
 
-    async def wait(self, timeout: float = WAIT) -> int:
+    async def wait(self, timeout: float = EXIT_WAIT) -> int:
         """The exit code, once the process ends (fails after `timeout`)."""
         async with asyncio.timeout(timeout):
             code = await self.proc.wait()
