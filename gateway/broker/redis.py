@@ -134,6 +134,7 @@ class RedisBroker:
             self._subscriber,
             self._kick,
             self._liveness.settle_name,
+            self._liveness.took_from,
         )
 
     @property

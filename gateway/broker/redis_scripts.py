@@ -218,6 +218,8 @@ if not owner[1] or owner[2] == ARGV[9] then  -- free, or its node is dead (not r
   redis.call('DEL', KEYS[1])
   redis.call('HSET', KEYS[1], 'conn', ARGV[3], 'node', ARGV[4], 'session', ARGV[5],
              'display', ARGV[2])
+  -- A node only frozen hears this when it wakes: its connection lost the name.
+  if owner[1] then redis.call(ARGV[8], ARGV[7], 'k' .. owner[1]) end
   return {ARGV[5], ARGV[2]}
 end
 if ARGV[6] == '' or ARGV[6] ~= owner[3] then
