@@ -10,6 +10,7 @@ anyone reaches every client of the room, live or through its resume.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 from collections.abc import Iterator
@@ -46,13 +47,17 @@ class TwoNodes:
         return bool(self.redis.exists(self.alive_key))
 
 
-@pytest.fixture
-def two_nodes(redis_backend: RedisBackend) -> Iterator[TwoNodes]:
-    """Two gateway processes on the suite's redis-server, a short presence timeout."""
+@pytest.fixture(params=["subscription-kept", "subscription-renewed"])
+def two_nodes(redis_backend: RedisBackend, request: pytest.FixtureRequest) -> Iterator[TwoNodes]:
+    """Two gateway processes on the suite's redis-server, a short presence timeout;
+    with a short probe interval the frozen node finds its subscription deaf when it
+    wakes and makes a new one (what it had buffered is dropped), else it reads on."""
     assert redis_backend.server is not None
     prefix = redis_backend.new_prefix()
+    probe = "0.2" if request.param == "subscription-renewed" else "5"
     args = ("--redis-url", redis_backend.server.url, "--redis-prefix", prefix,
-            "--presence-timeout", str(PRESENCE_TIMEOUT), "--log-level", "INFO")  # fmt: skip
+            "--presence-timeout", str(PRESENCE_TIMEOUT), "--probe-interval", probe,
+            "--log-level", "INFO")  # fmt: skip
     nodes = TwoNodes(
         GatewayProcess(None, *args, "--node-id", "f0"),
         GatewayProcess(None, *args, "--node-id", "f1"),
@@ -130,6 +135,25 @@ async def received_all(peer: JsonPeer, wanted: set[str], reader: asyncio.Task[An
             await asyncio.sleep(0.05)  # its reader task receives
 
 
+def members_seen(peer: JsonPeer) -> set[str]:
+    """The lobby's members as `peer` learnt them: its `subscribed`, then each event."""
+    seen = set(peer.subscribed["members"])
+    for frame in peer.frames:
+        if frame.get("type") == "presence" and frame.get("room") == "lobby":
+            (seen.add if frame["event"] == "join" else seen.discard)(frame["name"])
+    return seen
+
+
+async def until_seen(peer: JsonPeer, expected: set[str]) -> None:
+    """Wait until `peer`'s joins and leaves add up to `expected` (at most WAIT seconds)."""
+    deadline = time.monotonic() + WAIT
+    while members_seen(peer) != expected:
+        left = deadline - time.monotonic()
+        assert left > 0, f"{peer.welcome['name']} sees {sorted(members_seen(peer))}"
+        with contextlib.suppress(TimeoutError):
+            await peer.recv(timeout=left)
+
+
 async def send_around(sender: JsonPeer, sleeper: JsonPeer) -> set[str]:
     """Messages sent while the frozen node wakes, the offsets acked: three from the
     other node and one to the frozen node, read and answered once it runs (its ack,
@@ -184,6 +208,8 @@ async def test_a_woken_node_leaves_no_connection_invisible_and_loses_nothing(
                    for name, peer in sleepers.items()}  # fmt: skip
         try:
             still_open = await until_visible_or_closed(asker, readers, interloper)
+            if "s1" in still_open:  # it answers what it read once it woke
+                await poll_until(lambda: any(f.get("ref") == "q" for f in sleepers["s1"].frames))
             queued = next((f for f in sleepers["s1"].frames if f.get("ref") == "q"), None)
             if queued is not None and queued["type"] == "ack":
                 acked.add(queued["offset"])
@@ -210,6 +236,10 @@ async def test_a_woken_node_leaves_no_connection_invisible_and_loses_nothing(
                 await received_all(back, acked - set(seen), None)
             for peer in (sender, asker):
                 await received_all(peer, acked, None)
+            # Everyone's joins and leaves add up to who is there: none missed a join.
+            shown = set(await members(asker))
+            for peer in (sender, asker):
+                await until_seen(peer, shown)
         finally:
             for task in readers.values():
                 task.cancel()
