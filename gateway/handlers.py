@@ -206,9 +206,8 @@ async def handle(node: Node, session: Session, command: Command) -> None:
     try:
         await HANDLERS[type(command)](node, session, command)
     except NotReplicated as exc:
-        raise ProtocolError(
-            ErrorCode.UNAVAILABLE, f"{exc}: send it again with the same id"
-        ) from None
+        again = "send it again with the same id" if isinstance(command, Send) else "send it again"
+        raise ProtocolError(ErrorCode.UNAVAILABLE, f"{exc}: {again}") from None
     except BrokerUnavailable:
         raise _unavailable() from None
     except Banned as banned:
