@@ -176,9 +176,10 @@ async def test_a_woken_node_leaves_no_connection_invisible_and_loses_nothing(
     frozen, awake = two_nodes.frozen, two_nodes.awake
     async with aiohttp.ClientSession() as http:
         sleepers = {name: await connect(http, frozen, name) for name in SLEEPERS}
+        quitter = await connect(http, frozen, "q0")  # it leaves while its node is frozen
         sender, asker = [await connect(http, awake, name) for name in WATCHERS]
         deadline = time.monotonic() + WAIT
-        while set(await members(asker)) != {*SLEEPERS, *WATCHERS}:
+        while set(await members(asker)) != {*SLEEPERS, *WATCHERS, "q0"}:
             assert time.monotonic() < deadline, "the joins never showed"
             await asyncio.sleep(0.05)
         acked = {(await sleepers["s0"].request("send", room="lobby", text="before"))["offset"]}
@@ -186,10 +187,11 @@ async def test_a_woken_node_leaves_no_connection_invisible_and_loses_nothing(
             await received_all(peer, acked, None)  # so each has an offset to resume after
 
         frozen.send_signal(signal.SIGSTOP)
+        quitting = asyncio.create_task(quitter.ws.close())  # its node answers once it wakes
         try:
             if pause == "past-the-timeout":
                 left: set[str] = set()
-                while left != set(SLEEPERS):  # reaped: each leave announced
+                while not set(SLEEPERS) <= left:  # reaped: each leave announced
                     frame = await sender.expect("presence", event="leave", timeout=4 * WAIT)
                     left.add(frame["name"])
             else:
@@ -223,12 +225,16 @@ async def test_a_woken_node_leaves_no_connection_invisible_and_loses_nothing(
             now_open = {name for name, reader in readers.items() if not reader.done()}
             assert now_open == still_open, "a connection closed late"
             assert not invisible(set(await members(asker)), now_open, interloper)
+            await asyncio.wait_for(quitting, WAIT)
+            connected = {*WATCHERS, "s2", *still_open}  # s2: the interloper
             for name in set(SLEEPERS) - still_open:
                 seen = offsets(sleepers[name])
+                resumed = f"{name}-back" if name == "s2" else name  # the interloper holds s2
+                connected.add(resumed)
                 back = await connect(
                     http,
                     awake,
-                    f"{name}-back" if name == "s2" else name,  # the interloper holds s2
+                    resumed,
                     session=sleepers[name].welcome["session"],
                     since=seen[-1],
                 )
@@ -236,10 +242,14 @@ async def test_a_woken_node_leaves_no_connection_invisible_and_loses_nothing(
                 await received_all(back, acked - set(seen), None)
             for peer in (sender, asker):
                 await received_all(peer, acked, None)
-            # Everyone's joins and leaves add up to who is there: none missed a join.
-            shown = set(await members(asker))
+            # Who is there is who is connected (the quitter left no ghost), and
+            # everyone's joins and leaves add up to it: none missed a join.
+            deadline = time.monotonic() + WAIT
+            while (shown := set(await members(asker))) != connected:
+                assert time.monotonic() < deadline, f"who says {sorted(shown)}"
+                await asyncio.sleep(0.05)  # a bounded poll: the quitter's leave may lag
             for peer in (sender, asker):
-                await until_seen(peer, shown)
+                await until_seen(peer, connected)
         finally:
             for task in readers.values():
                 task.cancel()
