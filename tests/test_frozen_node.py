@@ -225,19 +225,16 @@ async def test_a_woken_node_leaves_no_connection_invisible_and_loses_nothing(
             now_open = {name for name, reader in readers.items() if not reader.done()}
             assert now_open == still_open, "a connection closed late"
             assert not invisible(set(await members(asker)), now_open, interloper)
+            assert "s2" not in still_open  # the interloper has the name: s2 was closed,
+            assert readers["s2"].result() == 4000  # as taken over (not to come back as s2)
             await asyncio.wait_for(quitting, WAIT)
             connected = {*WATCHERS, "s2", *still_open}  # s2: the interloper
             for name in set(SLEEPERS) - still_open:
                 seen = offsets(sleepers[name])
                 resumed = f"{name}-back" if name == "s2" else name  # the interloper holds s2
                 connected.add(resumed)
-                back = await connect(
-                    http,
-                    awake,
-                    resumed,
-                    session=sleepers[name].welcome["session"],
-                    since=seen[-1],
-                )
+                session = {"session": sleepers[name].welcome["session"]} if name == resumed else {}
+                back = await connect(http, awake, resumed, since=seen[-1], **session)
                 assert back.subscribed["recovered"], back.subscribed
                 await received_all(back, acked - set(seen), None)
             for peer in (sender, asker):
