@@ -9,16 +9,20 @@ REDIS ?= single
 
 .PHONY: run test lint clean cluster
 
+# setuptools' editable build warns (a banner of asterisks) about folders named like the
+# package, which --quiet does not hide; the build runs in a child that inherits this.
+PIP := PYTHONWARNINGS=ignore::UserWarning $(BIN)/python -m pip
+
 # The server alone for run, cluster and fuzz; the development tools (pytest, Playwright,
 # mypy, ...) only for test and lint.
 $(SERVER): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e .
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e .
 	touch $(SERVER)
 
 $(DEV): $(SERVER)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(PIP) install --quiet -e '.[dev]'
 	touch $(DEV)
 
 run: $(SERVER)  ## one node on the embedded broker: page and /ws on 127.0.0.1:8080
@@ -34,7 +38,7 @@ fuzz: $(SERVER)  ## a bounded fuzz run against a live node; FUZZ_ARGS="--redis-u
 BENCH := $(VENV)/.installed-bench
 
 $(BENCH): $(DEV)
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(PIP) install --quiet -e '.[dev,bench]'
 	touch $(BENCH)
 
 .PHONY: bench

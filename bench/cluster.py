@@ -23,7 +23,7 @@ from pathlib import Path
 from types import TracebackType
 
 from bench.params import Node
-from bench.shards import cluster_url, start_shards
+from bench.shards import cluster_url, start_shards, wait_replicated
 
 ROOT = Path(__file__).resolve().parents[1]
 NODE_PEER_DIR = ROOT / "bench" / "nodepeer"
@@ -164,11 +164,17 @@ class Cluster:
         cores: tuple[int, ...] | None,
         modules: Path | None = None,
         shards: int = 0,
+        replicas: int = 0,
+        node_flags: tuple[str, ...] = (),
     ) -> None:
+        """`replicas`: that many replicas of the Redis (of each shard); `node_flags`:
+        more gateway flags (`--redis-ack-replicas 0`, say)."""
         if peer != "gateway" and (not redis or shards):
             raise ValueError(f"the {peer} peer needs one redis-server")
         self.peer, self.count, self.use_redis, self.cores = peer, count, redis, cores
         self.shards = shards  # above 0: a Redis Cluster of that many primaries
+        self.replicas, self.node_flags = replicas, node_flags
+        self.replica_procs: list[Managed] = []
         self.shard_procs: list[tuple[Managed, int]] = []  # each shard and its port
         self._modules = modules
         self._redis_dir: str | None = None
@@ -202,7 +208,7 @@ class Cluster:
     def redis_pids(self) -> tuple[int, ...]:
         """Every Redis process of the bench."""
         procs = [proc for proc, _ in self.shard_procs] or ([self.redis] if self.redis else [])
-        return tuple(proc.pid for proc in procs)
+        return tuple(proc.pid for proc in [*procs, *self.replica_procs])
 
     def node_info(self) -> tuple[Node, ...]:
         return tuple(Node("127.0.0.1", port, proc.pid) for proc, port in self.nodes)
@@ -210,7 +216,9 @@ class Cluster:
     def _start(self) -> None:
         if self.use_redis and self.shards:
             self._redis_dir = tempfile.mkdtemp(prefix="chat-bench-redis-")
-            self.shard_procs = start_shards(self.shards, Path(self._redis_dir), self.cores)
+            self.shard_procs = start_shards(
+                self.shards, Path(self._redis_dir), self.cores, self.replicas
+            )
         elif self.use_redis:
             self._start_redis()
         for index in range(self.count):
@@ -247,6 +255,17 @@ class Cluster:
         ]
         self.redis = Managed("redis-server", argv, self.cores)
         wait_ready(self.redis, None, self.redis_port)
+        for index in range(self.replicas):
+            port = free_port()
+            replica_dir = Path(self._redis_dir) / f"replica{index}"
+            replica_dir.mkdir()
+            replica_argv = [*argv[:2], str(port), *argv[3:-1], str(replica_dir),
+                            "--replicaof", "127.0.0.1", str(self.redis_port)]  # fmt: skip
+            replica = Managed(f"redis-server replica {index}", replica_argv, self.cores)
+            self.replica_procs.append(replica)
+            wait_ready(replica, None, port)
+        if self.replicas:
+            wait_replicated([self.redis_port])
 
     def _node_argv(self, port: int) -> list[str]:
         if self.peer == "gateway":
@@ -264,8 +283,15 @@ class Cluster:
                 "0",
                 "--max-connections",
                 "0",
+                "--join-rate-per-ip",
+                "0",
+                "--join-rate",
+                "0",
+                "--dm-recipient-rate",
+                "0",
                 "--drain-seconds",
                 "0.5",
+                *self.node_flags,
             ]
             return argv + (["--redis-url", self.redis_url] if self.use_redis else [])
         if self.peer == "socketio":
@@ -292,7 +318,7 @@ class Cluster:
     def failures(self) -> list[str]:
         """Nodes (or Redis) that died by themselves, with their logs' tails."""
         procs = [p for p, _ in self.nodes] + ([self.redis] if self.redis else [])
-        procs += [proc for proc, _ in self.shard_procs]
+        procs += [proc for proc, _ in self.shard_procs] + self.replica_procs
         return [f"{p.name} exited:\n{p.log_tail(800)}" for p in procs if not p.alive()]
 
     def stop(self) -> None:
@@ -306,6 +332,9 @@ class Cluster:
         for shard, _ in self.shard_procs:
             shard.stop()
         self.shard_procs = []
+        for replica in self.replica_procs:
+            replica.stop()
+        self.replica_procs = []
         if self._redis_dir is not None:
             shutil.rmtree(self._redis_dir, ignore_errors=True)
             self._redis_dir = None

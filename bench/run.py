@@ -40,7 +40,9 @@ PEER_NOTE = (
 )
 GATEWAY_FLAGS = (
     "--rate-per-second 0 --max-connections-per-ip 0 --max-connections 0 "
-    "(the rate limit and both connection limits off for the bench's clients)"
+    "--join-rate-per-ip 0 --join-rate 0 --dm-recipient-rate 0 "
+    "(the rate limits, the join and DM budgets and both connection limits off for the "
+    "bench's clients, which all come from one address)"
 )
 
 
@@ -147,13 +149,18 @@ def one_run(
     plan = core_plan()
     servers, loadgen = plan if plan else (None, None)
     count = 1 if broker == "memory" else args.nodes
+    # bench.shards' variants: "+replica" gives Redis (each shard) a replica, which the
+    # gateway waits for before an ack; "-nowait" tells it not to (--redis-ack-replicas 0).
+    base = broker.split("+")[0]
     with Cluster(
         peer,
         count,
-        redis=broker in ("redis", "cluster"),
+        redis=base in ("redis", "cluster"),
         cores=servers,
         modules=modules if peer == "node" else None,
-        shards=3 if broker == "cluster" else 0,
+        shards=3 if base == "cluster" else 0,
+        replicas=1 if "+replica" in broker else 0,
+        node_flags=("--redis-ack-replicas", "0") if broker.endswith("-nowait") else (),
     ) as cluster:
         spec = Spec(
             scenario,

@@ -1,11 +1,16 @@
 """The gateway on one Redis against a Redis Cluster of three primaries, in one run.
 
-    .venv/bin/python -m bench.shards [--quick] [--repetitions N]
+    .venv/bin/python -m bench.shards [--quick] [--repetitions N] [--scenarios s1,s4]
+        [--brokers redis,cluster]
 
 Runs S1 (saturation, one room) and S4 (many small rooms) of `make bench` on each broker,
 repetitions interleaved, and prints the medians: messages (or deliveries) per second
 and Redis CPU per message, summed over every Redis process. The helpers start the
 cluster's primaries for `bench.cluster.Cluster` (`shards` > 0).
+
+What an ack that waits for a replica costs: `--scenarios s2 --brokers
+redis+replica-nowait,redis+replica,cluster+replica-nowait,cluster+replica` (each Redis,
+or each shard, with a replica; "-nowait" runs the gateway with --redis-ack-replicas 0).
 """
 
 from __future__ import annotations
@@ -45,17 +50,17 @@ def shard_port() -> int:
 
 
 def start_shards(
-    count: int, directory: Path, cores: tuple[int, ...] | None
+    count: int, directory: Path, cores: tuple[int, ...] | None, replicas: int = 0
 ) -> list[tuple[Managed, int]]:
-    """`count` redis-server primaries joined into one cluster (no replicas), ready:
-    each process with its port."""
+    """`count` redis-server primaries (with `replicas` replicas each) joined into one
+    cluster, ready and replicating: each process with its port."""
     from bench.cluster import Managed, wait_ready  # bench.cluster imports this module
 
     server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
     if server is None or cli is None:
         raise RuntimeError("a Redis Cluster needs redis-server and redis-cli")
     procs = []
-    for _ in range(count):
+    for _ in range(count * (1 + replicas)):
         port = shard_port()
         node_dir = directory / str(port)
         node_dir.mkdir()
@@ -66,7 +71,8 @@ def start_shards(
         procs.append((proc, port))
         wait_ready(proc, None, port)
     addresses = [f"127.0.0.1:{port}" for _, port in procs]
-    subprocess.run([cli, "--cluster", "create", *addresses, "--cluster-yes"],
+    subprocess.run([cli, "--cluster", "create", *addresses, "--cluster-yes",
+                    "--cluster-replicas", str(replicas)],
                    check=True, capture_output=True, timeout=CLUSTER_TIMEOUT)  # fmt: skip
     deadline = time.monotonic() + CLUSTER_TIMEOUT
     for _, port in procs:
@@ -76,7 +82,24 @@ def start_shards(
                 raise RuntimeError("the bench's Redis Cluster did not become ok")
             time.sleep(0.05)  # a poll, bounded by CLUSTER_TIMEOUT
         client.close()
+    if replicas:
+        wait_replicated([port for _, port in procs])
     return procs
+
+
+def wait_replicated(ports: list[int]) -> None:
+    """Wait (bounded) until every primary among `ports` has its replicas online."""
+    deadline = time.monotonic() + CLUSTER_TIMEOUT
+    for port in ports:
+        client = redis.Redis(port=port)
+        while True:
+            info = client.info("replication")
+            if info["role"] != "master" or info.get("slave0", {}).get("state") == "online":
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the replica of redis-server {port} never came online")
+            time.sleep(0.05)  # a poll, bounded by CLUSTER_TIMEOUT
+        client.close()
 
 
 def cluster_url(procs: list[tuple[Managed, int]]) -> str:
@@ -86,6 +109,7 @@ def cluster_url(procs: list[tuple[Managed, int]]) -> str:
 
 FIGURES = {
     "s1": ("deliveries_per_s", "server_cpu_us_per_delivery", "redis_cpu_us_per_message"),
+    "s2": ("p50_ms", "p99_ms", "server_cpu_us_per_message", "redis_cpu_us_per_message"),
     "s4": ("messages_per_s", "server_cpu_us_per_message", "redis_cpu_us_per_message"),
 }
 
@@ -96,32 +120,35 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="bench.shards", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repetitions", type=int, default=3)
+    parser.add_argument("--scenarios", default="s1,s4", help="of: " + ",".join(FIGURES))
+    parser.add_argument("--brokers", default="redis,cluster")
     own = parser.parse_args(argv)
+    scenarios, brokers = own.scenarios.split(","), own.brokers.split(",")
     args = parse_args(["--peers", "gateway", *(["--quick"] if own.quick else [])])
     runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for rep in range(own.repetitions):
-        for scenario in FIGURES:
-            for broker in ("redis", "cluster"):  # interleaved: drift hits both alike
+        for scenario in scenarios:
+            for broker in brokers:  # interleaved: drift hits all alike
                 outcome = one_run(args, "gateway", scenario, broker, None)
                 runs.setdefault((scenario, broker), []).append(outcome)
                 shown = {k: outcome["figures"].get(k) for k in FIGURES[scenario]}
                 print(f"rep {rep + 1} {scenario} {broker}: {json.dumps(shown)} "
                       f"valid={outcome.get('valid')}", flush=True)  # fmt: skip
-    lines = ["| scenario | figure | one Redis | 3-primary cluster | cluster / one |",
-             "|---|---|---|---|---|"]  # fmt: skip
-    for scenario, names in FIGURES.items():
-        for name in names:
+    lines = ["| scenario | figure | " + " | ".join(brokers) + f" | {brokers[-1]} / {brokers[0]} |",
+             "|---|---|" + "---|" * (len(brokers) + 1)]  # fmt: skip
+    for scenario in scenarios:
+        for name in FIGURES[scenario]:
             medians = []
-            for broker in ("redis", "cluster"):
+            for broker in brokers:
                 values = [
                     r["figures"][name]
                     for r in runs[(scenario, broker)]
                     if r.get("figures", {}).get(name) is not None
                 ]
                 medians.append(statistics.median(values) if values else float("nan"))
-            ratio = medians[1] / medians[0] if medians[0] else float("nan")
-            lines.append(f"| {scenario.upper()} | {name} | {medians[0]:,.1f} | "
-                         f"{medians[1]:,.1f} | {ratio:.2f} |")  # fmt: skip
+            ratio = medians[-1] / medians[0] if medians[0] else float("nan")
+            cells = " | ".join(f"{m:,.2f}" for m in medians)
+            lines.append(f"| {scenario.upper()} | {name} | {cells} | {ratio:.2f} |")
     invalid = [k for k, v in runs.items() if not all(r.get("valid", False) for r in v)]
     lines.append(f"\n{own.repetitions} repetitions, medians; invalid runs: {invalid or 'none'}")
     RESULTS.mkdir(exist_ok=True)

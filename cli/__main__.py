@@ -22,8 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Chat through the gateway. On a terminal: an input line with the chat above "
             "it (/help lists the commands). Otherwise (pipe mode): each stdin line is "
-            "sent, arriving lines are printed plain, and chat exits once stdin has ended "
-            "and every message is acknowledged."
+            "sent, arriving lines are printed plain (`!` lines, refusals, on stderr), and "
+            "chat exits once stdin has ended and every message is acknowledged: 0 when "
+            "everything went out, 1 when anything was refused."
         ),
     )
     parser.add_argument(

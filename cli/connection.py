@@ -127,6 +127,8 @@ async def open_connection(
             heartbeat=heartbeat or None,
             timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=wait_limit),
         )
+    except aiohttp.WSServerHandshakeError as exc:
+        raise ConnectFailed(handshake_refused(url, exc.status, exc.message)) from exc
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         raise ConnectFailed(f"cannot connect to {url}: {exc or type(exc).__name__}") from exc
     try:
@@ -138,6 +140,18 @@ async def open_connection(
     except BaseException:
         await ws.close()
         raise
+
+
+def handshake_refused(url: str, status: int, message: str) -> str:
+    """Why the server at `url` answered the WebSocket handshake with HTTP `status`;
+    a page or a 404 where `/ws` was left out says so."""
+    target = URL(url)
+    if status in (200, 404) and not target.path.rstrip("/").endswith("/ws"):
+        return (
+            f"{url} is not the chat's WebSocket endpoint (HTTP {status}): the path is "
+            f"probably missing /ws (try --url {target.with_path('/ws').with_query(None)})"
+        )
+    return f"cannot connect to {url}: the server answered HTTP {status} ({message})"
 
 
 async def _await_entry(

@@ -86,9 +86,11 @@ class MemberList:
 
 @dataclass(frozen=True, slots=True)
 class RoomList:
-    """The answer to /rooms: (room, member count) pairs."""
+    """The answer to /rooms: (room, member count) pairs, and how many rooms there are
+    in all (a gateway lists the busiest 100 at most)."""
 
     rooms: tuple[tuple[str, int], ...]
+    total: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,11 @@
 """Pipe mode (stdin or stdout is not a terminal): lines in, plain lines out, for scripts.
 
 Every input line is sent (slash commands work); what arrives is printed unstyled and
-without a clock. Once stdin ends the client waits for every send's ack, then exits 0;
-it gives up with 1 after `idle_timeout` seconds without progress.
+without a clock. Once stdin ends the client waits for every send's ack. It exits 0 only
+when everything went out: every `! ...` line (something refused, by the server: too
+long, `/msg` to nobody, banned, ...; or by the client: an unknown command) goes to
+stderr and makes the exit code 1, as does giving up after `idle_timeout` seconds
+without progress.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import TextIO
 from cli.client import ChatClient, ClientConfig
 from cli.commands import run_line
 from cli.connection import ConnectFailed, Rejected
+from cli.events import ErrorLine
 from cli.render import plain, render
 from cli.visible import visible
 
@@ -71,7 +75,7 @@ async def run_pipe(
     except (Rejected, ConnectFailed) as exc:
         print(f"chat: {visible(str(exc))}", file=sys.stderr)
         return 1
-    printer = asyncio.create_task(_print_events(client, out), name="chat-print")
+    printer = asyncio.create_task(_print_events(client, out, sys.stderr), name="chat-print")
     try:
         stopped_early = await _send_input(client, StdinLines(sys.stdin.fileno()))
         drained = stopped_early or await client.drain(idle_timeout)
@@ -83,10 +87,8 @@ async def run_pipe(
             )
     finally:
         await client.close()
-        await printer
-    if client.failure:
-        print(f"chat: {visible(client.failure)}", file=sys.stderr)
-    return 1 if client.exit_code or not drained else 0
+        refused = await printer
+    return 1 if client.exit_code or refused or not drained else 0
 
 
 async def _send_input(client: ChatClient, lines: StdinLines) -> bool:
@@ -108,9 +110,18 @@ async def _send_input(client: ChatClient, lines: StdinLines) -> bool:
         await asyncio.wait({stopped})
 
 
-async def _print_events(client: ChatClient, out: TextIO) -> None:
-    writable = True
+async def _print_events(client: ChatClient, out: TextIO, err: TextIO) -> int:
+    """Print what arrives on `out`, and the `! ...` lines (refusals, the client giving
+    up) on `err`; returns how many of those there were."""
+    writable, errors = True, 0
     async for event in client.events():
+        if isinstance(event, ErrorLine):
+            errors += 1
+            for line in render(event, clock=False):
+                with suppress(OSError, ValueError):
+                    err.write(plain(line) + "\n")
+                    err.flush()
+            continue
         for line in render(event, clock=False):
             if not writable:
                 continue
@@ -120,6 +131,7 @@ async def _print_events(client: ChatClient, out: TextIO) -> None:
             except BrokenPipeError:  # the reader went away (`| head`): keep chatting
                 writable = False
                 _silence(out)
+    return errors
 
 
 def _silence(out: TextIO) -> None:

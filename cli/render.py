@@ -72,13 +72,16 @@ def _lines(event: ChatEvent, clock: bool) -> list[Fragments]:
             return [_info(f"you are in {room}: {', '.join(members) or 'nobody else'}")]
         case MemberList(room, members):
             return [_info(f"members of {room}: {', '.join(members)}")]
-        case RoomList(rooms):
+        case RoomList(rooms, total):
             listed = ", ".join(f"{room} ({count})" for room, count in rooms)
-            return [_info(f"rooms: {listed or 'none'}")]
+            more = f" and {total - len(rooms)} more" if total > len(rooms) else ""
+            return [_info(f"rooms: {listed or 'none'}{more}")]
         case HistoryPage(room, messages):
             if not messages:
                 return [_info(f"no messages in {room}")]
-            header = _info(f"last {len(messages)} messages in {room}:")
+            count = len(messages)
+            last = "last message" if count == 1 else f"last {count} messages"
+            header = _info(f"{last} in {room}:")
             return [header, *(line for m in messages for line in _message(m, clock))]
         case HelpText(lines):
             return [[("class:info", line)] for line in lines]

@@ -264,8 +264,10 @@ class RoomView:
         self._notify(MemberList(str(frame.get("room")), members))
 
     def _on_rooms(self, frame: Frame) -> None:
-        rooms = frame.get("rooms") or ()
-        self._notify(RoomList(tuple((str(r.get("room")), int(r.get("members", 0))) for r in rooms)))
+        listed = frame.get("rooms") or ()
+        rooms = tuple((str(r.get("room")), int(r.get("members", 0))) for r in listed)
+        total = frame.get("total")
+        self._notify(RoomList(rooms, total if isinstance(total, int) else len(rooms)))
 
     def _on_history(self, frame: Frame) -> None:
         messages = [self._message(m) for m in frame.get("messages") or ()]

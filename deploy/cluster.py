@@ -19,13 +19,14 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import select
 import shutil
 import signal
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # its sibling modules
@@ -297,20 +298,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {line}", file=sys.stderr)
         return 1
 
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    stop = StopSignals()
+    stop.install()
     cluster = Cluster(
         args.port,
         nodes=args.nodes,
         gateway_args=args.gateway_args,
         redis=args.redis,
         die_with_parent=True,
-        stop_requested=stop.is_set,
+        stop_requested=lambda: stop.requested,
     )
     code = 0
     try:
@@ -327,6 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cluster.stop()
         left = [p.name for p in cluster.processes() if p.running]
         print("cluster: stopped" + (f"; still running: {left}" if left else ""), flush=True)
+        stop.ignore()  # a late Ctrl-C must not kill the interpreter on its way out
     return code
 
 
@@ -341,7 +338,48 @@ def _print_banner(cluster: Cluster) -> None:
     )
 
 
-def _watch(cluster: Cluster, stop: threading.Event) -> int:
+class StopSignals:
+    """SIGINT and SIGTERM as a flag that the main loop polls.
+
+    The handler only sets an attribute: it runs in the main thread between two
+    bytecodes, possibly inside code that holds a lock, so anything that takes one
+    (`threading.Event.set`, print) can deadlock when a second Ctrl-C comes at the
+    wrong moment. The interpreter's wakeup fd (a non-blocking pipe, written by its C
+    handler) is what `wait` sleeps on, so a signal ends the wait at once.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._read, self._write = os.pipe()
+        for fd in (self._read, self._write):
+            os.set_blocking(fd, False)
+
+    def install(self) -> None:
+        """Handle SIGINT and SIGTERM from now on (call from the main thread)."""
+        signal.set_wakeup_fd(self._write)
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGTERM, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.requested = True  # nothing else: see the class docstring
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to `timeout` seconds or until a signal; True once one has come."""
+        if not self.requested:
+            select.select([self._read], [], [], timeout)
+            with suppress(BlockingIOError):
+                while os.read(self._read, 512):
+                    pass
+        return self.requested
+
+    def ignore(self) -> None:
+        """Ignore SIGINT and SIGTERM from now on (the interpreter, exiting, would otherwise
+        put back the default handlers, and a late Ctrl-C would kill it)."""
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _watch(cluster: Cluster, stop: StopSignals) -> int:
     """Run until a signal; a node that dies is reported (nginx routes around it), as
     is a Redis Cluster node (its replica takes over); a dead nginx or Redis ends it."""
     reported: set[str] = set()

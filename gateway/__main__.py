@@ -14,32 +14,39 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 
-from aiohttp import web
 from yarl import URL
 
 from gateway.access import parse_patterns
 from gateway.access_log import AccessLogger
 from gateway.app import create_app
 from gateway.auth import mint
-from gateway.config import CLUSTER_SCHEME, Settings, cluster_seeds_shown
+from gateway.broker.base import Broker
+from gateway.config import Settings
 from gateway.errors import ProtocolError
 from gateway.log_filter import install as install_log_filter
+from gateway.redis_url import CLUSTER_SCHEME, cluster_seeds_shown
+from gateway.serving import run
 from gateway.workers import listen, listen_error, supervise, worker_index
+from gateway.ws import NODE
 
 DEFAULT_TOKEN_TTL = 24 * 3600.0
 LISTEN_BACKLOG = 1024  # connections the kernel queues for the node once it listens
 
 
-def describe(settings: Settings) -> str:
-    """The node's first log line: where it listens, its broker (a Redis URL without its
-    password) and whether auth is on."""
-    broker = "in-process broker"
+def describe(settings: Settings, broker: Broker | None = None) -> str:
+    """The node's first log line, once it listens: where, its broker (a Redis URL
+    without its password), whether auth is on, and, when `broker` is not ready yet, why
+    ("not ready: Redis unreachable")."""
+    shown = "in-process broker"
     if settings.redis_url and settings.redis_url.startswith(CLUSTER_SCHEME):
-        broker = "redis cluster " + cluster_seeds_shown(settings.redis_url)
+        shown = "redis cluster " + cluster_seeds_shown(settings.redis_url)
     elif settings.redis_url:
-        broker = "redis " + str(URL(settings.redis_url).with_password(None))
+        shown = "redis " + str(URL(settings.redis_url).with_password(None))
     auth = "auth on (JWT)" if settings.auth else "auth off: names are first come, first served"
-    return f"node {settings.node_id} on http://{settings.host}:{settings.port} ({broker}; {auth})"
+    line = f"node {settings.node_id} on http://{settings.host}:{settings.port} ({shown}; {auth})"
+    if broker is not None and not broker.is_ready():
+        line += f"; not ready: {broker.unready_reason() or 'starting'}"
+    return line
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -83,22 +90,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         with sock:  # held (not listening) until the workers listen beside it
             return supervise(args, settings.workers)
 
-    async def start_listening(_: web.Application) -> None:
-        # The last start-up step, so that until the node can serve a connection to it is
-        # refused, as to a node that is down, and a balancer passes it to another node
-        # (listening from the start, the kernel accepted and held connections through a
-        # restarted node's wait for its former run's hand-over: leave, then join). Here,
-        # not in the server: uvloop's create_server ignores a failed listen.
-        sock.listen(LISTEN_BACKLOG)
-
-    app.on_startup.append(start_listening)
     try:
-        web.run_app(
+        run(
             app,
-            sock=sock,
-            backlog=LISTEN_BACKLOG,
+            settings,
+            sock,
             loop=new_event_loop(),
-            print=lambda _banner: log.info("%s", describe(settings)),  # once it listens
+            backlog=LISTEN_BACKLOG,
+            on_listening=lambda: log.info("%s", describe(settings, app[NODE].broker)),
             shutdown_timeout=10.0,
             access_log_class=AccessLogger,
         )

@@ -21,6 +21,7 @@ from gateway.errors import ErrorCode, ProtocolError
 from gateway.names import name_key, validate_name
 
 ALGORITHM = "HS256"
+TIME_CLAIMS = ("exp", "nbf", "iat")  # NumericDate claims: numbers, never strings
 
 
 def authenticate(
@@ -49,6 +50,12 @@ def authenticate(
         raise _unauthorized("the token has expired") from None
     except jwt.InvalidTokenError as exc:
         raise _unauthorized(f"the token is not valid ({exc})") from None
+    for claim in TIME_CLAIMS:
+        # PyJWT takes a numeric string ("9999999999") for a time; RFC 7519 4.1.4 wants
+        # a number, and an issuer that writes strings has a bug worth hearing about.
+        value = claims.get(claim)
+        if claim in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise _unauthorized(f"the token's {claim} must be a number (seconds since 1970)")
     subject = claims["sub"]
     if not isinstance(subject, str):
         raise _unauthorized("the token's sub must be a name")

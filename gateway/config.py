@@ -2,55 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 import math
-import os
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import MISSING, dataclass, field, fields
-from typing import Any
-from urllib.parse import unquote
+from dataclasses import dataclass, field, fields
 
 from gateway.proxies import parse_networks
+from gateway.redis_url import CLUSTER_SCHEME, cluster_nodes
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 SECRETS = frozenset({"jwt_secret", "api_key"})  # an empty one is a mistake, never "off"
+MIN_HEADER_BYTES = 1024  # a browser's head with a token in the URL needs more than this
 MIN_JWT_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key at least as long as the hash
-
-
-CLUSTER_SCHEME = "redis+cluster://"  # --redis-url for a Redis Cluster: seeds after it
-
-
-def cluster_nodes(url: str) -> list[tuple[str, int]]:
-    """The seed nodes of `redis+cluster://[user:password@]host:port[,host:port...]`."""
-    rest = url.removeprefix(CLUSTER_SCHEME).split("/", 1)[0].split("?", 1)[0]
-    rest = rest.rpartition("@")[2]
-    nodes = []
-    for part in rest.split(","):
-        host, _, port = part.strip().rpartition(":")
-        if not host or not port.isdecimal():
-            raise ValueError(f"expected host:port in {url!r}, got {part!r}")
-        nodes.append((host.strip("[]"), int(port)))
-    return nodes
-
-
-def cluster_credentials(url: str) -> tuple[str | None, str | None]:
-    """The (username, password) of a redis+cluster:// URL (percent-decoded), if any:
-    every node of the cluster is asked with them (AUTH), as `requirepass` or an ACL
-    user on each node wants."""
-    rest = url.removeprefix(CLUSTER_SCHEME).split("/", 1)[0]
-    userinfo, at, _ = rest.rpartition("@")
-    if not at:
-        return None, None
-    user, colon, password = userinfo.partition(":")
-    if not colon:  # a user alone, as redis-py reads redis://user@host (no AUTH is sent)
-        return (unquote(user) or None), None
-    return (unquote(user) or None), unquote(password)
-
-
-def cluster_seeds_shown(url: str) -> str:
-    """The seed list of a redis+cluster:// URL, without its credentials (for logs)."""
-    return url.removeprefix(CLUSTER_SCHEME).split("/", 1)[0].rpartition("@")[2]
 
 
 class InvalidSetting(ValueError):
@@ -105,12 +68,75 @@ class Settings:
         default=64 * 1024, metadata={"help": "largest frame accepted; over it: close 1009"}
     )
     rate_per_second: float = field(
-        default=10.0, metadata={"help": "messages per second per connection; 0 turns it off"}
+        default=10.0,
+        metadata={
+            "help": "sends and DMs per second per user (all of its connections on this "
+            "node together); 0 turns it off"
+        },
     )
-    rate_burst: int = field(default=20, metadata={"help": "burst of the per-connection rate"})
+    rate_burst: int = field(default=20, metadata={"help": "burst of the per-user rate"})
     rate_strikes: int = field(
         default=20,
         metadata={"help": "rate-limited messages in a row before the connection is closed 1008"},
+    )
+    history_rate: float = field(
+        default=200.0,
+        metadata={
+            "help": "history messages per second per connection (a history request costs "
+            "the limit it asks for); over it: rate_limited; 0 turns it off"
+        },
+    )
+    history_burst: int = field(
+        default=1000, metadata={"help": "burst of the per-connection history rate, in messages"}
+    )
+    api_read_rate: float = field(
+        default=5.0,
+        metadata={
+            "help": "REST reads (GET /api/rooms...) per second per client address, but for "
+            "the API key's; over it: 429; 0 turns it off"
+        },
+    )
+    api_read_burst: int = field(
+        default=20, metadata={"help": "burst of the per-address REST read rate"}
+    )
+    rooms_refresh: float = field(
+        default=2.0,
+        metadata={
+            "help": "seconds a node answers rooms from the list it last read from the "
+            "broker (its own users' joins and leaves apply at once); 0: read it every time"
+        },
+    )
+    max_rooms_listed: int = field(
+        default=100,
+        metadata={"help": "rooms one rooms answer lists (the busiest); total counts them all"},
+    )
+    dm_recipient_rate: float = field(
+        default=5.0,
+        metadata={
+            "help": "direct messages per second one name may receive, from everyone "
+            "together, on every node; over it the senders get rate_limited; 0 turns it off"
+        },
+    )
+    dm_recipient_burst: int = field(
+        default=20, metadata={"help": "burst of the per-recipient DM rate"}
+    )
+    join_rate: float = field(
+        default=1.0,
+        metadata={
+            "help": "announced room joins per second per connection (over it: rate_limited); "
+            "0 turns it off"
+        },
+    )
+    join_burst: int = field(default=60, metadata={"help": "burst of the per-connection join rate"})
+    join_rate_per_ip: float = field(
+        default=10.0,
+        metadata={
+            "help": "announced room joins per second per client address, all its "
+            "connections together (over it: rate_limited); 0 turns it off"
+        },
+    )
+    join_burst_per_ip: int = field(
+        default=300, metadata={"help": "burst of the per-address join rate"}
     )
     max_rooms_per_connection: int = field(
         default=50, metadata={"help": "rooms one JSON connection may be in"}
@@ -178,17 +204,32 @@ class Settings:
     )
     max_connections: int = field(
         default=10000,
-        metadata={"help": "open WebSocket connections on this node; over it: 503; 0: unlimited"},
+        metadata={
+            "help": "open WebSocket connections on this node; over it: 503 (unfinished HTTP "
+            "requests count too); 0: unlimited"
+        },
     )
     max_connections_per_ip: int = field(
         default=100,
         metadata={
-            "help": "open WebSocket connections per client address; over it: 429; 0: unlimited"
+            "help": "open WebSocket connections per client address, and HTTP connections "
+            "from a peer that is no trusted proxy; over it: 429; 0: unlimited"
         },
     )
     trusted_proxies: str = field(
         default="",
         metadata={"help": "comma-separated proxy addresses or CIDRs; their X-Forwarded-For counts"},
+    )
+    header_timeout: float = field(
+        default=10.0,
+        metadata={
+            "help": "seconds a connection has to send a complete request head; then 408 and "
+            "closed (also the idle time a keep-alive connection is kept); 0: off"
+        },
+    )
+    max_header_bytes: int = field(
+        default=32 * 1024,
+        metadata={"help": "bytes a request head (request line and headers) may take; over it: 431"},
     )
     name_timeout: float = field(
         default=30.0,
@@ -208,19 +249,9 @@ class Settings:
         cls, argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     ) -> Settings:
         """Build settings from flags over CHAT_* environment variables over defaults."""
-        environ = env if env is not None else os.environ
-        parser = build_parser(environ)
-        namespace = parser.parse_args(argv)
-        values = {k: v for k, v in vars(namespace).items() if v is not None}
-        try:
-            return cls(**values)
-        except InvalidSetting as exc:
-            flags = vars(build_parser({}).parse_args(argv))  # what the command line set
-            env_name = _env_name(exc.name)
-            if flags.get(exc.name) is None and env_name in environ:
-                shown = "" if exc.name in SECRETS else f"={environ[env_name]!r}"  # never echo one
-                parser.error(f"{env_name}{shown} {exc.problem}")
-            parser.error(str(exc))
+        from gateway.flags import settings_from_sources  # it reads this class's fields
+
+        return settings_from_sources(argv, env)
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -233,8 +264,12 @@ class Settings:
             raise InvalidSetting("log_level", f"must be one of {', '.join(LOG_LEVELS)}")
         if self.max_message_chars < 1:
             raise InvalidSetting("max_message_chars", "must be at least 1")
+        if self.max_rooms_listed < 1:
+            raise InvalidSetting("max_rooms_listed", "must be at least 1")
         if self.max_frame_bytes < 1024:
             raise InvalidSetting("max_frame_bytes", "must be at least 1024")
+        if self.max_header_bytes < MIN_HEADER_BYTES:
+            raise InvalidSetting("max_header_bytes", f"must be at least {MIN_HEADER_BYTES}")
         if not 1 <= self.workers <= 256:
             raise InvalidSetting("workers", "must be from 1 to 256")
         if self.redis_url and self.redis_url.startswith(CLUSTER_SCHEME):
@@ -270,52 +305,3 @@ class Settings:
     def auth(self) -> bool:
         """True when connections must present a token (`--jwt-secret` is set)."""
         return self.jwt_secret is not None
-
-
-def _env_name(name: str) -> str:
-    return f"CHAT_{name.upper()}"
-
-
-def _field_type(f: Any) -> type:
-    text = str(f.type)
-    if "int" in text:
-        return int
-    if "float" in text:
-        return float
-    return str
-
-
-def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
-    """The `chat-gateway` argument parser; defaults come from `env` (CHAT_*)."""
-    parser = argparse.ArgumentParser(
-        prog="chat-gateway",
-        description=(
-            "A horizontally scalable WebSocket chat gateway. Every flag can also be set "
-            "as an environment variable, shown in brackets; a flag wins over its variable."
-        ),
-        epilog="chat-gateway token NAME [--ttl SECONDS] prints a token for NAME instead "
-        "(see chat-gateway token --help).",
-    )
-    for f in fields(Settings):
-        kind = _field_type(f)
-        env_name = _env_name(f.name)
-        raw = env.get(env_name)
-        default: Any = None
-        if raw == "" and f.name in SECRETS:
-            parser.error(f"{env_name} is set but empty: unset it, or give the secret")
-        if raw is not None and raw != "":
-            try:
-                default = kind(raw)
-            except ValueError:
-                parser.error(f"{env_name}={raw!r} is not a valid {kind.__name__}")
-        shown = f.default if f.default not in (MISSING, None) else None
-        parser.add_argument(
-            f"--{f.name.replace('_', '-')}",
-            dest=f.name,
-            type=kind,
-            default=default,
-            metavar=f.name.upper(),
-            help=f"{f.metadata['help']} [{env_name}]"
-            + (f" (default: {shown})" if shown is not None else ""),
-        )
-    return parser

@@ -170,11 +170,12 @@ class RoomList:
     """The answer to rooms: (room, member count) pairs."""
 
     rooms: list[tuple[str, int]]
+    total: int  # rooms in all (more than listed when the list was cut)
     ref: str | None = None
 
     def wire(self) -> dict[str, Any]:
         rooms = [{"room": room, "members": count} for room, count in self.rooms]
-        return _with_ref({"type": "rooms", "rooms": rooms}, self.ref)
+        return _with_ref({"type": "rooms", "rooms": rooms, "total": self.total}, self.ref)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,11 @@ at module level. Its middleware refuses, in this order:
   trusted proxy that is the client's address, not the proxy's (gateway/proxies.py sets
   it before this middleware runs).
 
+Before any of this, gateway/admission.py has counted the request's TCP connection from
+its accept, against the same caps by the peer's address (a trusted proxy's only toward
+the node's), so that unfinished requests are bounded too; here the count is of
+WebSockets, by the client's address.
+
 After the upgrade, `name_deadline` bounds how long a text-mode connection may take to
 give a valid name (`--name-timeout`): one that never answers "Your name:" would
 otherwise hold a connection slot for ever.
@@ -34,7 +39,7 @@ from gateway.metrics import Metrics
 log = logging.getLogger(__name__)
 
 GUARDED_PATH = "/ws"
-NAME_TIMEOUT_MESSAGE = "! no name given in time"
+NAME_TIMEOUT_REASON = "no name given in time"  # also the text-mode last line, after `! `
 RETRY = {"Retry-After": "1"}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

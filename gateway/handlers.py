@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.broker.base import Banned
+from gateway.broker.base import Banned, RecipientBusy
 from gateway.codecs.text import HELP_LINES
 from gateway.commands import (
     Command,
@@ -63,8 +64,8 @@ def _room_of(session: Session, room: str | None, *, must_be_in: bool) -> str:
 
 
 def _spend_rate(node: Node, session: Session, ref: str | None) -> None:
-    """One message's worth of the connection's rate; repeated breaches close it."""
-    if session.rate.take():
+    """One message's worth of the user's rate; repeated breaches close the connection."""
+    if node.budgets.take_message(session):
         session.rate_strikes = 0
         return
     session.rate_strikes += 1
@@ -106,7 +107,15 @@ async def handle_direct(node: Node, session: Session, command: DirectSend) -> No
     text = validate_text(command.text, node.settings.max_message_chars)
     _spend_rate(node, session, command.ref)
     event = Direct(session.name, to, text, int(time.time() * 1000), session.ref)
-    delivered = await node.broker.send_direct(event)
+    try:
+        delivered = await node.broker.send_direct(event)
+    except RecipientBusy as busy:  # not the sender's fault: no strike
+        node.budgets.refused_direct()
+        wait = max(1, math.ceil(busy.retry_after))
+        raise ProtocolError(
+            ErrorCode.RATE_LIMITED,
+            f"{busy.name} is getting too many direct messages: not sent; try again in {wait} s",
+        ) from None
     if not delivered:
         raise ProtocolError(ErrorCode.USER_NOT_FOUND, f"{to} is not online")
     node.metrics.direct_messages.inc()
@@ -121,6 +130,7 @@ async def handle_join(node: Node, session: Session, command: Join) -> None:
     session.rooms_allowed.check(room, "join")
     if room in session.rooms:
         raise ProtocolError(ErrorCode.BAD_FRAME, f"you are already in {room}")
+    node.budgets.check_join(session)  # before a text-mode connection leaves its room
     if session.is_text:
         current = session.current_room
         if current is not None:
@@ -150,14 +160,31 @@ async def handle_who(node: Node, session: Session, command: Who) -> None:
 
 
 async def handle_rooms(node: Node, session: Session, command: ListRooms) -> None:
-    rooms = [r for r in await node.broker.rooms() if session.rooms_allowed.allows(r[0])]
-    session.send(RoomList(rooms, command.ref))
+    listing = await node.room_directory.listing(session.rooms_allowed)
+    session.send(RoomList(listing.rooms, listing.total, command.ref))
+
+
+def _spend_history(node: Node, session: Session, limit: int, ref: str | None) -> None:
+    """`limit` messages' worth of the connection's history budget; `rate_limited`
+    (nothing read) when it has not that much left."""
+    budget = session.history_budget
+    if budget.take(limit):
+        return
+    node.metrics.rate_limited.labels(limit="history").inc()
+    wait = budget.retry_after(limit)
+    raise ProtocolError(
+        ErrorCode.RATE_LIMITED,
+        f"slow down: history is limited to {node.settings.history_rate:g} messages a second "
+        f"per connection; ask again in {wait:.1f} s",
+        ref,
+    )
 
 
 async def handle_history(node: Node, session: Session, command: HistoryQuery) -> None:
     room = _room_of(session, command.room, must_be_in=False)
     session.rooms_allowed.check(room, "read")
     limit = command.limit or DEFAULT_HISTORY_LIMIT
+    _spend_history(node, session, limit, command.ref)
     messages = await node.broker.history(room, command.before, limit)
     session.send(History(room, messages, command.ref))
 

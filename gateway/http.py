@@ -5,10 +5,12 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import math
 import time
 from importlib import resources
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from gateway.access import EVERY_ROOM, Rooms
@@ -19,6 +21,7 @@ from gateway.names import parse_count, validate_name, validate_room, validate_te
 from gateway.ws import NODE
 
 MAX_API_LIMIT = 100
+MAX_BODY_DEPTH = 1024  # orjson's nesting limit: deeper is a clean JSONDecodeError
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +35,26 @@ def error_response(status: int, code: str, message: str) -> web.Response:
     return _json({"error": {"code": code, "message": message}}, status)
 
 
+class ReadsThrottled(Exception):
+    """A client address over its REST read rate; it may read again in `retry_after` s."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"retry after {retry_after:.3f}s")
+        self.retry_after = retry_after
+
+
 @web.middleware
 async def api_errors(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Protocol errors and an unavailable broker as JSON answers, for the API routes."""
+    """Protocol errors, a throttled reader and an unavailable broker as JSON answers,
+    for the API routes."""
     try:
         return await handler(request)
+    except ReadsThrottled as throttled:
+        response = error_response(
+            429, ErrorCode.RATE_LIMITED, "too many requests from your address: slow down"
+        )
+        response.headers["Retry-After"] = str(max(1, math.ceil(throttled.retry_after)))
+        return response
     except ProtocolError as error:
         if error.code is ErrorCode.UNAUTHORIZED:
             log.warning("refused %s %s from %s: %r", request.method, request.rel_url.raw_path,
@@ -101,10 +119,12 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """200 while the node can chat (naming what does not work, if anything), else 503."""
+    """200 while the node can chat (naming what does not work, if anything), else 503
+    saying why ("not ready: Redis unreachable")."""
     broker = request.app[NODE].broker
     if not broker.is_ready():
-        return web.Response(text="not ready\n", status=503)
+        reason = broker.unready_reason()
+        return web.Response(text=f"not ready: {reason}\n" if reason else "not ready\n", status=503)
     degraded = broker.degraded()
     return web.Response(text=f"ready, degraded: {degraded}\n" if degraded else "ready\n")
 
@@ -124,20 +144,30 @@ def _is_api_key(given: str | None, key: str | None) -> bool:
 def _authorize_read(request: web.Request) -> Rooms:
     """With auth on (`--jwt-secret`) the REST reads want what /ws wants: a valid token
     (any user's) as `Authorization: Bearer`, or the API key. Raises unauthorized. The
-    rooms the caller may read: those of the token, every room for the API key."""
-    settings = request.app[NODE].settings
-    if settings.jwt_secret is None:
-        return EVERY_ROOM
+    rooms the caller may read: those of the token, every room for the API key.
+
+    Every read but the API key's (with auth off they need no credentials) spends one of
+    its address's `--api-read-rate` tokens: ReadsThrottled (429) when none is left."""
+    node = request.app[NODE]
+    settings = node.settings
     given = bearer(request)
     if _is_api_key(given, settings.api_key):
         return EVERY_ROOM
-    return authenticate(settings.jwt_secret, given, None, settings.jwt_leeway).rooms
+    readable = EVERY_ROOM
+    if settings.jwt_secret is not None:
+        readable = authenticate(settings.jwt_secret, given, None, settings.jwt_leeway).rooms
+    wait = node.api_reads.take(request.remote or "")
+    if wait:
+        node.metrics.rate_limited.labels(limit="api_read").inc()
+        raise ReadsThrottled(wait)
+    return readable
 
 
 async def list_rooms(request: web.Request) -> web.Response:
-    readable = _authorize_read(request)
-    rooms = [r for r in await request.app[NODE].broker.rooms() if readable.allows(r[0])]
-    return _json({"rooms": [{"room": room, "members": count} for room, count in rooms]})
+    """GET /api/rooms: the rooms with anyone present (gateway/room_directory.py)."""
+    listing = await request.app[NODE].room_directory.listing(_authorize_read(request))
+    rooms = [{"room": room, "members": count} for room, count in listing.rooms]
+    return _json({"rooms": rooms, "total": listing.total})
 
 
 async def list_members(request: web.Request) -> web.Response:
@@ -161,6 +191,19 @@ async def list_messages(request: web.Request) -> web.Response:
     return _json({"room": room, "messages": [m.wire() for m in messages]})
 
 
+async def json_body(request: web.Request) -> Any:
+    """The request's body, parsed as JSON; `bad_frame` (400) for anything else, nested
+    deeper than MAX_BODY_DEPTH included. orjson has no recursion to exhaust: the
+    standard library's parser raised RecursionError on deep nesting, a 500."""
+    try:
+        return orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        raise ProtocolError(
+            ErrorCode.BAD_FRAME,
+            f"the body must be JSON in UTF-8, nested at most {MAX_BODY_DEPTH} deep",
+        ) from None
+
+
 def api_key_refusal(request: web.Request, given: str | None, what: str) -> web.Response | None:
     """The answer to a request for `what` (an endpoint that wants the API key) that does
     not show it as `given`: 403 while no key is set, 401 (logged) for none or a wrong
@@ -182,10 +225,7 @@ async def post_message(request: web.Request) -> web.Response:
     if refused is not None:
         return refused
     room = validate_room(request.match_info["room"])
-    try:
-        body = await request.json()
-    except ValueError:
-        raise ProtocolError(ErrorCode.BAD_FRAME, "the body must be JSON") from None
+    body = await json_body(request)
     if not isinstance(body, dict) or not all(
         isinstance(body.get(k), str) for k in ("from", "text")
     ):

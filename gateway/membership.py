@@ -22,11 +22,13 @@ async def enter_room(
 ) -> bool:
     """Put `session` in `room` and send `subscribed` (with the replay after `since`).
     Raises Banned while the name is banned from the room; False (the session got
-    `removed`) when a moderator removed it while it was entering."""
+    `removed`) when a moderator removed it while it was entering. An entry announced as
+    a join is charged to the session's join budgets (checked by the caller before)."""
     session.begin_join(room)
     try:
         await node.hub.enter(session, room)
-        await node.presence.enter(room, session.name)
+        if await node.presence.enter(room, session.name):
+            node.budgets.charge_join(session)
     except (BrokerUnavailable, Banned):
         session.abandon_join(room)
         await node.hub.exit(session, room)

@@ -34,10 +34,29 @@ class Metrics:
         self.errors = Counter(
             "chat_errors", "Error answers sent to clients", ["code"], registry=self.registry
         )
+        self.rate_limited = Counter(
+            "chat_rate_limited",
+            "Requests refused for a budget: user (sends and DMs of one user on this node), "
+            "recipient (DMs to one name, cluster-wide), joins (announced joins of one "
+            "connection), address (announced joins from one client address), history (a "
+            "connection's history reads), api_read (REST reads of a client address, but "
+            "the API key's)",
+            ["limit"],
+            registry=self.registry,
+        )
+        for limit in ("user", "recipient", "joins", "address", "history", "api_read"):
+            self.rate_limited.labels(limit=limit)  # a series from the start, at 0
         self.handshakes_refused = Counter(
             "chat_handshakes_refused",
             "WebSocket handshakes refused, before the upgrade (origin, full, per_ip) or "
             "after it, before any welcome (unauthorized, invalid_name, name_timeout, ...)",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.connections_refused = Counter(
+            "chat_connections_refused",
+            "HTTP connections refused or cut before a request was read (per_ip, node_full, "
+            "header_timeout, headers_too_large, request_line_too_long, bad_request)",
             ["reason"],
             registry=self.registry,
         )

@@ -51,6 +51,7 @@ class Moderation:
         """Take `name` out of `room` everywhere, banned for `seconds` if more than 0;
         when the ban ends (epoch ms)."""
         until = await self._node.broker.kick(room, name, by, seconds)
+        self._node.room_directory.invalidate()  # the room may have lost a member
         action = "ban" if seconds else "kick"
         self._record(actor, by, action, room=room, name=name, seconds=seconds, peer=peer)
         return until

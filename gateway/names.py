@@ -5,10 +5,18 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from gateway.confusables import BLANK_RENDERING, is_default_ignorable, skeleton
 from gateway.controls import CONTROL_CHARACTERS, LINE_SEPARATORS
 from gateway.errors import ErrorCode, ProtocolError
 
 MAX_NAME_CHARS = 32
+# What text-mode lines start with: `* ` system, `! ` error, `[dm] ` direct message. A name
+# may not start with one, nor with a look-alike of one: a compatibility form (NFKC:
+# fullwidth U+FF3B, small U+FE57) or a confusable (skeleton: low asterisk U+204E, the
+# click letter U+01C3). (Each prefix is its own skeleton: the check relies on that.)
+LINE_PREFIXES = ("*", "!", "[")
+# UTS #39 (5.4): more nonspacing marks in a row than this hide what is under them.
+MAX_MARKS_IN_A_ROW = 4
 ROOM_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 LONE_SURROGATES = re.compile("[\ud800-\udfff]")
 # Embeddings, overrides and isolates reorder the text around them: "\u202eabc" shows as
@@ -27,17 +35,63 @@ def name_key(name: str) -> str:
     return unicodedata.normalize("NFC", name).casefold()
 
 
+def name_skeleton(name: str) -> str:
+    """What names are told apart by when one may not look like another (two names
+    online may not share one): see key_skeleton."""
+    return key_skeleton(name_key(name))
+
+
+def key_skeleton(key: str) -> str:
+    """The skeleton of name key `key`: its UTS #39 skeleton, case-folded again (the
+    prototype of `0` is `O`: `b0b` then looks like `bob`, as it does on screen)."""
+    return skeleton(key).casefold()
+
+
 def validate_name(raw: str) -> str:
     """The display name for `raw`, trimmed; raises invalid_name with the reason."""
     name = unicodedata.normalize("NFC", raw.strip())
     if not 1 <= len(name) <= MAX_NAME_CHARS:
         raise ProtocolError(ErrorCode.INVALID_NAME, f"a name is 1 to {MAX_NAME_CHARS} characters")
-    if not name.isprintable():
-        raise ProtocolError(
-            ErrorCode.INVALID_NAME,
-            "a name may not contain control, formatting or invisible characters",
-        )
+    problem = _invisible(name) or _unanchored_marks(name) or _line_prefix(name)
+    if problem is not None:
+        raise ProtocolError(ErrorCode.INVALID_NAME, f"a name may not {problem}")
     return name
+
+
+def _invisible(name: str) -> str | None:
+    """Why `name` holds something that does not show, or None."""
+    for char in name:
+        if not char.isprintable() or is_default_ignorable(char) or char in BLANK_RENDERING:
+            # not printable: control, format, separator, surrogate, private use, unassigned
+            return f"contain invisible, blank, control or formatting characters (U+{ord(char):04X})"
+    return None
+
+
+def _unanchored_marks(name: str) -> str | None:
+    """Why `name` holds combining marks that sit on nothing (or pile up), or None."""
+    previous, run = " ", 0  # the start of a name counts as a space: no base
+    for char in unicodedata.normalize("NFD", name):
+        if unicodedata.category(char).startswith("M"):
+            if previous == " " and run == 0:
+                return f"start with, or put after a space, a combining mark (U+{ord(char):04X})"
+            run += 1
+            if run > MAX_MARKS_IN_A_ROW or char == previous:
+                return (
+                    f"stack combining marks (more than {MAX_MARKS_IN_A_ROW}, or one twice, "
+                    "on one character)"
+                )
+        else:
+            run = 0
+        previous = char
+    return None
+
+
+def _line_prefix(name: str) -> str | None:
+    """Why `name` could pass for the start of a text-mode line, or None."""
+    compatible = unicodedata.normalize("NFKC", name)
+    if compatible.startswith(LINE_PREFIXES) or skeleton(compatible).startswith(LINE_PREFIXES):
+        return "start with '*', '!' or '[', nor with a character that looks like one"
+    return None
 
 
 def validate_room(room: str) -> str:

@@ -6,6 +6,7 @@ import itertools
 import secrets
 
 from gateway.broker.base import Broker
+from gateway.budgets import Budgets
 from gateway.codecs import JSON_SUBPROTOCOL, Codec
 from gateway.codecs.json import JsonCodec
 from gateway.codecs.text import TextCodec
@@ -14,6 +15,8 @@ from gateway.hub import Hub
 from gateway.metrics import Metrics
 from gateway.moderation import Moderation
 from gateway.presence import Presence
+from gateway.ratelimit import KeyedBuckets
+from gateway.room_directory import RoomDirectory
 from gateway.wire import Corker
 
 
@@ -22,16 +25,22 @@ def _or_nan(value: float | None) -> float:
 
 
 class Node:
-    """Settings, broker, hub, presence and metrics of one gateway process."""
+    """Settings, broker, hub, presence, budgets and metrics of one gateway process."""
 
     def __init__(self, settings: Settings, broker: Broker) -> None:
         self.settings = settings
         self.broker = broker
         self.metrics = Metrics()
+        self.budgets = Budgets(settings, self.metrics)
         self.corker = Corker()  # one write per connection per loop iteration
         self.metrics.probe_rtt.set_function(lambda: _or_nan(broker.probe_rtt))
         self.hub = Hub(broker, self.metrics)
-        self.presence = Presence(broker, settings.grace_period)
+        self.room_directory = RoomDirectory(
+            broker, settings.rooms_refresh, settings.max_rooms_listed
+        )
+        self.presence = Presence(broker, settings.grace_period, self.room_directory.note)
+        # REST reads but the API key's, per client address (gateway/http.py).
+        self.api_reads = KeyedBuckets(settings.api_read_rate, settings.api_read_burst)
         self.moderation = Moderation(self)
         self.hub.removals = self.moderation
         self.json_codec: Codec = JsonCodec()

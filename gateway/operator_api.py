@@ -14,7 +14,7 @@ from aiohttp import web
 from gateway.access import MAX_BAN_SECONDS
 from gateway.credentials import bearer
 from gateway.errors import ErrorCode, ProtocolError
-from gateway.http import api_key_refusal, error_response
+from gateway.http import api_key_refusal, error_response, json_body
 from gateway.moderation import OPERATOR
 from gateway.names import validate_name, validate_room
 from gateway.ws import NODE
@@ -46,17 +46,17 @@ async def disconnect_user(request: web.Request) -> web.Response:
 
 
 async def _ban_seconds(request: web.Request) -> int:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise ProtocolError(ErrorCode.BAD_FRAME, "the body must be JSON") from None
+    """The ban's length from the body `{"seconds": S}`; a clear 400 for anything else
+    (no body, not JSON, S missing or out of range)."""
+    wanted = f'{{"seconds": S}} (how long the ban lasts, S from 1 to {MAX_BAN_SECONDS})'
+    if not (await request.read()).strip():
+        raise ProtocolError(ErrorCode.BAD_FRAME, f"no body: a ban wants the JSON body {wanted}")
+    body = await json_body(request)
     seconds = body.get("seconds") if isinstance(body, dict) else None
     if isinstance(seconds, bool) or not isinstance(seconds, int):
         seconds = None
     if seconds is None or not 1 <= seconds <= MAX_BAN_SECONDS:
-        raise ProtocolError(
-            ErrorCode.BAD_FRAME, f'the body must be {{"seconds": S}}, S from 1 to {MAX_BAN_SECONDS}'
-        )
+        raise ProtocolError(ErrorCode.BAD_FRAME, f"the body must be {wanted}")
     return seconds
 
 

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
+from collections.abc import Callable
 
 from gateway.broker.base import Banned, Broker
 from gateway.errors import BrokerUnavailable
@@ -22,20 +23,27 @@ log = logging.getLogger(__name__)
 class Presence:
     """Counts this node's connections per (room, name) and tells the broker the edges."""
 
-    def __init__(self, broker: Broker, grace_period: float) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        grace_period: float,
+        on_change: Callable[[str, int], None] = lambda room, change: None,
+    ) -> None:
         self._broker = broker
+        self._on_change = on_change  # a name present everywhere (+1) or gone (-1)
         self._grace = grace_period
         self._local: Counter[tuple[str, str]] = Counter()  # (room, name key) -> connections
         self._leaving: dict[tuple[str, str], asyncio.Task[None]] = {}  # in their grace period
         self._cancelled: set[asyncio.Task[None]] = set()  # cancelled leaves not yet finished
         self._committed: set[tuple[str, str]] = set()  # leaves past their grace period
 
-    async def enter(self, room: str, name: str) -> None:
-        """A connection of `name` entered `room`. Raises Banned while it is banned there."""
+    async def enter(self, room: str, name: str) -> bool:
+        """A connection of `name` entered `room`; True when that was announced as a
+        join (the name was present nowhere). Raises Banned while it is banned there."""
         key = (room, name_key(name))
         self._local[key] += 1
         if self._local[key] > 1:
-            return
+            return False
         leaving = self._leaving.pop(key, None)
         if leaving is not None:
             if key not in self._committed:
@@ -51,13 +59,16 @@ class Presence:
                 with contextlib.suppress(BrokerUnavailable):
                     await asyncio.shield(leaving)
         try:
-            await self._broker.presence_add(room, name, announce=True)
+            added = await self._broker.presence_add(room, name, announce=True)
         except Banned:
             self.exit(room, name, at_once=True)  # nothing was added: what is left goes
             raise
         except BrokerUnavailable:
             self.exit(room, name)  # whatever was stored is removed like any leave
             raise
+        if added:
+            self._on_change(room, 1)
+        return bool(added)
 
     def exit(self, room: str, name: str, *, at_once: bool = False) -> None:
         """A connection of `name` left `room`; the last one starts the grace period
@@ -98,7 +109,8 @@ class Presence:
         try:
             await asyncio.sleep(delay)
             self._committed.add(key)
-            await self._broker.presence_remove(room, name, announce=True)
+            if await self._broker.presence_remove(room, name, announce=True):
+                self._on_change(room, -1)
         except BrokerUnavailable:
             log.warning("%s left %s while the broker was unavailable; retried later", name, room)
         finally:

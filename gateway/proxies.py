@@ -63,6 +63,12 @@ def _trusted(ip: Address, networks: tuple[Network, ...]) -> bool:
     return any(ip in network for network in networks)
 
 
+def is_trusted(peer: str, networks: tuple[Network, ...]) -> bool:
+    """Whether the peer address `peer` is one of the trusted proxies."""
+    ip = _address(peer)
+    return ip is not None and _trusted(ip, networks)
+
+
 def client_address(peer: str | None, forwarded: str | None, networks: tuple[Network, ...]) -> str:
     """The client's address: `peer`, or from `forwarded` (an X-Forwarded-For value,
     several headers joined with commas) when `peer` is a trusted proxy."""

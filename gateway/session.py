@@ -1,9 +1,13 @@
 """One WebSocket connection: who it is, its rooms, and what is on its way to it.
 
 A session never waits for its peer on anyone else's behalf: frames go straight into its
-transport's buffer (gateway/wire.py), with no task of its own. A peer that reads too
-slowly to keep its unsent bytes under the limit is cut off: a 1008 close frame is
-written, the transport closed, and aborted a moment later if it has not gone.
+transport's buffer (gateway/wire.py), with no task of its own. Every close the server
+starts is a closing handshake (RFC 6455 7.1.1): a text-mode peer first gets a last line
+saying why (`* bye`, `! REASON`), then the close frame goes out, and the TCP connection
+is closed once the peer's Close has come back (gateway/inbound.py watches for it), or
+after CLOSE_TIMEOUT without it. A peer that reads too slowly to keep its unsent bytes
+under the limit loses what was queued for it: its close frame is written at once, and
+without the peer's Close within CUT_AFTER the connection is aborted.
 """
 
 from __future__ import annotations
@@ -16,15 +20,16 @@ from aiohttp import web
 from gateway.access import EVERY_ROOM, NO_ROOM
 from gateway.codecs import Codec
 from gateway.events import Direct, Event, Message, RoomEvent, Subscribed
+from gateway.inbound import FrameWatch
 from gateway.metrics import Metrics
 from gateway.offsets import parse_offset
 from gateway.ratelimit import TokenBucket
-from gateway.wire import Outbox, text_frame
+from gateway.wire import CUT_AFTER, Outbox, close_frame, text_frame
 
 log = logging.getLogger(__name__)
 
-FLUSH_TIMEOUT = 5.0  # seconds a normal close waits for what is queued to go out
-CLOSE_TIMEOUT = 2.0  # seconds for the closing handshake before the socket is cut
+FLUSH_TIMEOUT = 5.0  # more seconds for the peer's Close while what was queued goes out
+CLOSE_TIMEOUT = 2.0  # seconds the peer has to answer a close frame before TCP is closed
 
 # A per-event cache of complete frames, keyed by (codec name, outgoing).
 FrameCache = dict[tuple[str, bool], bytes | None]
@@ -40,6 +45,11 @@ def close_reason(reason: str) -> bytes:
     return cut.decode(errors="ignore").encode()
 
 
+def farewell(code: int, reason: str) -> str:
+    """The last line a text-mode connection gets before a close with `code`."""
+    return "* bye" if code == 1000 else f"! {reason}"
+
+
 class Session:
     """A connection's state. Its room membership is kept by the hub and presence."""
 
@@ -50,7 +60,10 @@ class Session:
         ref: str,
         *,
         outbox: Outbox,
-        rate: TokenBucket,
+        history_budget: TokenBucket,
+        joins: TokenBucket,
+        address: str,
+        watch: FrameWatch,
         metrics: Metrics,
     ) -> None:
         self.ws = ws
@@ -63,11 +76,14 @@ class Session:
         self.rooms: dict[str, None] = {}  # rooms in join order (a set that keeps order)
         self.rooms_allowed = EVERY_ROOM  # where its token lets it go (auth on)
         self.moderates = NO_ROOM  # the rooms its token lets it moderate
-        self.rate = rate
-        self.rate_strikes = 0
+        self.history_budget = history_budget  # history messages it may still ask for
+        self.address = address  # the client's (behind a trusted proxy, from X-Forwarded-For)
+        self.joins = joins  # its own budget of announced joins (gateway/budgets.py)
+        self.rate_strikes = 0  # rate-limited messages in a row
         self.broken: object = None  # why aiohttp dropped the connection, if it did
         self._metrics = metrics
         self._outbox = outbox
+        self._watch = watch
         self._pending: dict[str, list[RoomEvent]] = {}  # room -> events held during a join
         self._floors: dict[str, tuple[str, int]] = {}  # room -> newest offset sent at join
         self._acking = False  # a send of this connection awaits its ack
@@ -205,27 +221,45 @@ class Session:
 
     # closing -----------------------------------------------------------------
 
-    def close(self, code: int, reason: str, *, flush: bool = True) -> None:
-        """Close the connection with `code`. With `flush` what is queued goes out first
-        and the peer has time to answer; without, the peer is not reading: the close
-        frame is written and the transport cut after CLOSE_TIMEOUT at the latest."""
+    def close(self, code: int, reason: str, *, flush: bool = True, notice: bool = True) -> None:
+        """Close the connection with `code`: a closing handshake, bounded in time.
+
+        A text-mode connection first gets a last line saying why (`notice`: not when it
+        was just told in an error line). With `flush` what is queued goes out first and
+        the peer has CLOSE_TIMEOUT (more while what was queued is still going out) to
+        answer; without, the peer is not reading: its queue is dropped, and it is
+        aborted unless it answers within CUT_AFTER."""
         if self._closer is not None:
             return
+        frames = close_frame(code, close_reason(reason))
+        if notice and self.is_text:
+            frames = text_frame(farewell(code, reason).encode()) + frames
+        self._watch.closing()
+        written = self._outbox.close(frames, flush=flush)
+        self._closer = asyncio.create_task(
+            self._handshake(flush) if written else asyncio.sleep(0), name=f"closer-{self.ref}"
+        )
+
+    async def _handshake(self, flush: bool) -> None:
+        """Wait for the peer's Close, then close TCP (or abort a peer that is not reading)."""
+        outbox = self._outbox
         if flush:
-            self._closer = asyncio.create_task(self._close(code, reason), name=f"closer-{self.ref}")
+            if not await self._answered(CLOSE_TIMEOUT) and outbox.unsent():
+                await self._answered(FLUSH_TIMEOUT)
+            outbox.finish()
+        elif await self._answered(CUT_AFTER):
+            outbox.finish()
         else:
-            self._closer = asyncio.create_task(self._cut(code, reason), name=f"cutter-{self.ref}")
+            outbox.abort()
 
-    async def _close(self, code: int, reason: str) -> None:
-        self._outbox.flush()
+    async def _answered(self, seconds: float) -> bool:
+        """Whether the peer's Close comes (or the connection ends) within `seconds`."""
         try:
-            async with asyncio.timeout(FLUSH_TIMEOUT + CLOSE_TIMEOUT):
-                await self.ws.close(code=code, message=close_reason(reason))
+            async with asyncio.timeout(seconds):
+                await self._watch.peer_closed()
         except TimeoutError:
-            self._outbox.abort()
-
-    async def _cut(self, code: int, reason: str) -> None:
-        self._outbox.cut(code, close_reason(reason))
+            return False
+        return True
 
     async def finish(self) -> None:
         """Wait for a close in progress (bounded by its own timeouts)."""

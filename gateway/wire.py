@@ -25,7 +25,7 @@ from collections.abc import Iterable
 OPCODE_TEXT = 0x1
 OPCODE_CLOSE = 0x8
 FIN = 0x80
-CUT_AFTER = 2.0  # seconds a cut connection's close frame has before the socket is aborted
+CUT_AFTER = 2.0  # seconds a closed transport has to write what it holds before it is aborted
 _LEN16 = struct.Struct("!BBH")
 _LEN64 = struct.Struct("!BBQ")
 _LINGER_ZERO = struct.pack("ii", 1, 0)  # close() resets the connection at once
@@ -138,16 +138,33 @@ class Outbox:
             return
         transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
 
-    def cut(self, code: int, reason: bytes) -> None:
-        """Give up on a peer that does not read: drop what is queued, write a close
-        frame after what its transport holds, close it, and abort it after CUT_AFTER
-        seconds if it is still not gone (nothing waits for it meanwhile)."""
+    def unsent(self) -> int:
+        """Bytes queued here or in the transport, not yet written to the socket."""
+        transport = self._transport
+        held = transport.get_write_buffer_size() if transport is not None else 0
+        return self._queued + held
+
+    def close(self, frames: bytes, *, flush: bool) -> bool:
+        """Write `frames` (a last line, the close frame) as the connection's last ones:
+        after what is queued with `flush`, else instead of it (the peer does not read,
+        the queue is dropped). The transport stays open for the peer's Close; `finish`
+        ends it. False if it was already closing (nothing written)."""
+        if flush:
+            self.flush()
         self._chunks = []
         self._queued = 0
         transport = self._transport
         if transport is None or transport.is_closing():
+            return False
+        transport.write(frames)
+        return True
+
+    def finish(self) -> None:
+        """Close the transport (FIN once what it holds is written), and abort it after
+        CUT_AFTER seconds if it is still not gone (nothing waits for it meanwhile)."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
             return
-        transport.write(close_frame(code, reason))
         transport.close()
         asyncio.get_running_loop().call_later(CUT_AFTER, _abort, transport)
 

@@ -14,8 +14,9 @@ from gateway.codecs.text import NAME_QUESTION
 from gateway.credentials import offer_refusal, presented_session, presented_token
 from gateway.errors import BrokerUnavailable, ErrorCode, ProtocolError
 from gateway.events import ErrorReply, Welcome
-from gateway.guard import NAME_TIMEOUT_MESSAGE, name_deadline
+from gateway.guard import NAME_TIMEOUT_REASON, name_deadline
 from gateway.handlers import banned_error, handle
+from gateway.inbound import FrameWatch
 from gateway.membership import enter_room, leave_everything
 from gateway.names import name_key, validate_name, validate_room
 from gateway.node import Node
@@ -46,16 +47,20 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         heartbeat=settings.heartbeat or None,
         compress=False,  # frames are built once for everyone (wire.py): no permessage-deflate
     )
-    await ws.prepare(request)
+    watch = await _upgrade(request, ws, settings.max_frame_bytes)
     codec = node.codec_for(ws.ws_protocol)
     session = Session(
         ws,
         codec,
         node.next_ref(),
         outbox=Outbox(request.transport, node.corker, settings.send_queue_limit),
-        rate=TokenBucket(settings.rate_per_second, settings.rate_burst),
+        history_budget=TokenBucket(settings.history_rate, settings.history_burst),
+        joins=node.budgets.connection_joins(),
+        address=request.remote or "",
+        watch=watch,
         metrics=node.metrics,
     )
+    watch.attach(lambda code, reason: _refuse_frame(session, code, reason))
     node.hub.connect(session)
     gauge = node.metrics.connection_gauges[codec.name]
     gauge.inc()
@@ -68,17 +73,34 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     return ws
 
 
+async def _upgrade(request: web.Request, ws: web.WebSocketResponse, max_message: int) -> FrameWatch:
+    """Answer the upgrade with the frame watch already reading the connection (so it
+    sees every frame from the first byte); a handshake aiohttp refuses raises."""
+    transport = request.transport
+    if transport is None or not ws.can_prepare(request).ok:
+        await ws.prepare(request)  # answers the refusal (an HTTP error) and raises
+        raise ConnectionResetError("the connection ended before the upgrade")
+    watch = FrameWatch(transport, max_message)
+    await ws.prepare(request)
+    return watch
+
+
+def _refuse_frame(session: Session, code: int, reason: str) -> None:
+    """A frame the watch refused (unmasked: 1002; too large: 1009): close with `code`."""
+    log.info("closing %s (%s): %s", session.ref, session.name or "no name", reason)
+    session.close(code, reason)
+
+
 async def _end(node: Node, session: Session) -> None:
     """Log why a connection broke, if it did; leave its rooms, free its name, close it."""
-    ws = session.ws
-    # A frame over the limit (1009), invalid UTF-8 (1007), or no pong within the
-    # heartbeat: aiohttp closed the connection (or cancelled the handler).
-    broken = session.broken or ws.exception()
+    # A frame aiohttp refused (invalid UTF-8: 1007, a broken frame: 1002), or no pong
+    # within the heartbeat: aiohttp closed the connection (or cancelled the
+    # handler). After a close of ours, aiohttp only notes the connection's end.
+    broken = session.broken or (None if session.closing else session.ws.exception())
     if broken is not None:
         log.info("closed %s (%s): %s", session.ref, session.name or "no name", broken)
     await leave_everything(node, session)
-    if not ws.closed:
-        session.close(1000, "bye")
+    session.close(1000, "bye")  # nothing is written when the connection is gone
     await session.finish()
 
 
@@ -97,7 +119,8 @@ def _refuse(node: Node, session: Session, error: ProtocolError, peer: str | None
     )
     node.metrics.handshakes_refused.labels(reason=error.code).inc()
     session.send(ErrorReply(error.code, error.message, until=error.until))
-    session.close(1011 if error.code is ErrorCode.UNAVAILABLE else 1008, error.message)
+    code = 1011 if error.code is ErrorCode.UNAVAILABLE else 1008
+    session.close(code, error.message, notice=False)  # the error said why
     return False
 
 
@@ -117,6 +140,7 @@ async def _handshake(node: Node, session: Session, request: web.Request) -> bool
             session.rooms_allowed.check(room, "join")  # before the welcome: 1008
         elif raw_name is None and not session.is_text:
             raise ProtocolError(ErrorCode.INVALID_NAME, "JSON mode needs ?name= in the URL")
+        node.budgets.check_join(session)  # churn from one address: refused before the name
     except ProtocolError as error:
         return _refuse(node, session, error, peer)
     since = query.get("since") or None
@@ -128,10 +152,9 @@ async def _handshake(node: Node, session: Session, request: web.Request) -> bool
                 async with asyncio.timeout_at(deadline):
                     raw_name = await _next_text(session)
             except TimeoutError:
-                log.info("closed /ws from %s: no name given in time", peer)
+                log.info("closed /ws from %s: %s", peer, NAME_TIMEOUT_REASON)
                 node.metrics.handshakes_refused.labels(reason="name_timeout").inc()
-                session.send_raw(NAME_TIMEOUT_MESSAGE)
-                session.close(1008, "no name given in time")
+                session.close(1008, NAME_TIMEOUT_REASON)  # text mode: `! no name given in time`
                 return False
             if raw_name is None:
                 return False
@@ -166,8 +189,13 @@ async def _claim(node: Node, session: Session, raw_name: str, secret: str | None
         session_secret = await node.broker.claim_name(
             name, session.ref, secret, shared=node.settings.auth
         )
-    except NameTaken:
-        raise ProtocolError(ErrorCode.NAME_TAKEN, f"the name {name} is taken") from None
+    except NameTaken as taken:
+        if name_key(taken.holder) == name_key(name):
+            raise ProtocolError(ErrorCode.NAME_TAKEN, f"the name {name} is taken") from None
+        raise ProtocolError(
+            ErrorCode.NAME_TAKEN,
+            f"the name {name} looks like {taken.holder}, who is online: pick another",
+        ) from None
     except BrokerUnavailable:
         raise ProtocolError(ErrorCode.UNAVAILABLE, UNAVAILABLE_MESSAGE) from None
     session.name, session.name_key = name, name_key(name)

@@ -98,6 +98,9 @@ async def refused_count(client: TestClient, reason: str) -> float:
         ({"token": signed({"sub": "al\u202eice"})}, "not a valid name"),
         ({"token": signed({"sub": "alice"}, expires=False)}, 'missing the "exp" claim'),
         ({"token": signed({"sub": "alice"}), "name": "mallory"}, "for alice, not"),
+        ({"token": signed({"sub": "alice", "exp": "9999999999"})}, "exp must be a number"),
+        ({"token": signed({"sub": "alice", "nbf": "0"})}, "nbf must be a number"),
+        ({"token": signed({"sub": "alice", "iat": str(int(time.time()))})}, "iat must be"),
     ],
     ids=[
         "missing",
@@ -111,6 +114,9 @@ async def refused_count(client: TestClient, reason: str) -> float:
         "invisible-sub",
         "no-exp",
         "other-name",
+        "exp-a-string",
+        "nbf-a-string",
+        "iat-a-string",
     ],
 )
 async def test_a_bad_token_is_refused_1008_before_welcome(

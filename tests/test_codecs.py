@@ -85,4 +85,5 @@ def test_events_encode_in_both_modes() -> None:
     dm = Direct("alice", "bob", "psst", 1)
     assert TEXT.encode(dm) == "[dm] alice: psst"
     assert TEXT.encode(dm, outgoing=True) == "[dm -> bob] psst"
-    assert TEXT.encode(RoomList([("a", 1), ("b", 2)])) == "* rooms: a (1), b (2)"
+    assert TEXT.encode(RoomList([("a", 1), ("b", 2)], 2)) == "* rooms: a (1), b (2)"
+    assert TEXT.encode(RoomList([("a", 1)], 3)) == "* rooms: a (1) and 2 more"

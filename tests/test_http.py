@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import join_json, join_text, metric, read_metric
+from tests.conftest import WAIT, join_json, join_text, metric, read_metric
 
 StartGateway = Callable[..., Awaitable[TestClient]]
 
@@ -35,6 +36,30 @@ async def test_the_page_is_html(client: TestClient) -> None:
     body = await response.text()
     assert body.lstrip().lower().startswith("<!doctype html>")
     assert "</html>" in body.lower()
+
+
+async def test_no_path_reaches_a_file_outside_the_page(client: TestClient) -> None:
+    """Guards against path traversal: /static/ serves the page's own files by name and
+    nothing else, however the path is spelled (raw requests: a client would normalise)."""
+    paths = [
+        "/static/../config.py",
+        "/static/..%2fconfig.py",
+        "/static/%2e%2e/config.py",
+        "/static/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+        "/static/....//config.py",
+        "/static/chat.js%00.py",
+        "/static/..\\config.py",
+        "//etc/passwd",
+        "/static//etc/passwd",
+    ]
+    for path in paths:
+        reader, writer = await asyncio.open_connection(client.host, client.port)
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        answer = await asyncio.wait_for(reader.read(), WAIT)
+        writer.close()
+        status = int(answer.split(b" ", 2)[1])
+        assert status in (400, 404), (path, status)
+        assert b"import" not in answer and b"root:" not in answer, path
 
 
 async def test_healthz_and_readyz_answer_200(client: TestClient) -> None:
@@ -83,13 +108,14 @@ async def test_metrics_are_prometheus_text_with_connections_by_mode(client: Test
 
 async def test_rooms_lists_member_counts(client: TestClient) -> None:
     """Guards against counting connections instead of names, or listing empty rooms."""
-    assert await get_json(client, "/api/rooms") == {"rooms": []}
+    assert await get_json(client, "/api/rooms") == {"rooms": [], "total": 0}
     alice = await join_json(client, "alice")
     await join_text(client, "bob")
     await join_json(client, "carol", room="dev")
     await alice.request("join", room="dev")
     assert await get_json(client, "/api/rooms") == {
-        "rooms": [{"room": "dev", "members": 2}, {"room": "lobby", "members": 2}]
+        "rooms": [{"room": "dev", "members": 2}, {"room": "lobby", "members": 2}],
+        "total": 2,
     }
 
 
@@ -97,10 +123,10 @@ async def test_rooms_drop_a_member_after_they_left(client: TestClient) -> None:
     """Guards against a count that never goes down."""
     alice = await join_json(client, "alice")
     bob = await join_json(client, "bob")
-    assert await get_json(client, "/api/rooms") == {"rooms": [{"room": "lobby", "members": 2}]}
+    assert (await get_json(client, "/api/rooms"))["rooms"] == [{"room": "lobby", "members": 2}]
     await alice.ws.close()
     await bob.expect("presence", event="leave", name="alice")
-    assert await get_json(client, "/api/rooms") == {"rooms": [{"room": "lobby", "members": 1}]}
+    assert (await get_json(client, "/api/rooms"))["rooms"] == [{"room": "lobby", "members": 1}]
 
 
 async def test_members_of_a_room(client: TestClient) -> None:
@@ -299,6 +325,26 @@ async def test_a_bad_publish_is_a_400_json_error(
     assert (await get_json(client, "/api/rooms/lobby/messages"))["messages"] == []
     await bob.request("ping")
     assert not [f for f in bob.frames if f["type"] == "message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/api/rooms/lobby/messages"), ("PUT", "/api/rooms/lobby/bans/vic")],
+)
+async def test_a_deeply_nested_body_is_a_400_not_a_500(
+    gateway: StartGateway, method: str, path: str
+) -> None:
+    """Guards against a body nested 100,000 deep (a few hundred KB) answering 500 with a
+    RecursionError traceback in the log, instead of a clear 400."""
+    client = await gateway(api_key=API_KEY)
+    for body in (b"[" * 100_000, b'{"a":' * 50_000 + b"1" + b"}" * 50_000):
+        response = await client.request(
+            method, path, data=body, headers={**AUTH, "Content-Type": "application/json"}
+        )
+        assert response.status == 400, await response.text()
+        error = (await response.json())["error"]
+        assert error["code"] == "bad_frame" and "nested" in error["message"]
+    assert (await client.get("/healthz")).status == 200
 
 
 async def test_exactly_4000_characters_can_be_published(gateway: StartGateway) -> None:

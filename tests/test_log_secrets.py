@@ -106,7 +106,7 @@ async def offer_every_way(node: GatewayProcess, token: str, forged: str) -> str:
         raw_request("/ws", f"Authorization: Bearer {token}{pad}"),
         raw_request("/ws", f"X-Pad: {pad}", f"Authorization: Bearer {token}"),
     ):
-        assert await asyncio.to_thread(raw_status, node.port, data) in (400, 431)
+        assert await asyncio.to_thread(raw_status, node.port, data) in (400, 414, 431)
     return str(session)
 
 

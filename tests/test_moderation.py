@@ -215,6 +215,10 @@ async def test_the_operator_api_disconnects_bans_unbans_and_deletes(
             assert response.status == 401, (method, path, headers)
     bad = await one.put("/api/rooms/team-a/bans/vic", json={"seconds": "soon"}, headers=OPERATOR)
     assert bad.status == 400 and (await bad.json())["error"]["code"] == "bad_frame"
+    bare = await one.put("/api/rooms/team-a/bans/vic", headers=OPERATOR)  # curl -X PUT alone
+    assert bare.status == 400
+    said = (await bare.json())["error"]["message"]
+    assert said.startswith('no body: a ban wants the JSON body {"seconds": S}'), said
     response = await one.put("/api/rooms/team-a/bans/vic", json={"seconds": 60}, headers=OPERATOR)
     assert response.status == 204
     assert (await victims[0].expect("removed", room="team-a"))["by"] == "operator"

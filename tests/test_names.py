@@ -1,11 +1,37 @@
-"""Names and sessions (PROTOCOL.md section 5)."""
+"""Names and sessions (PROTOCOL.md section 5): what a name may be, and who holds it."""
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
 
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import JSON_PROTOCOL, JsonPeer, join_json
+from gateway.auth import mint
+from tests.conftest import JSON_PROTOCOL, JsonPeer, TextPeer, join_json
+
+Gateway = Callable[..., Awaitable[TestClient]]
+SECRET = "a-test-secret-of-at-least-32-bytes-for-tokens"
+
+# Names that render as another name, as nothing, or as the start of a text-mode line
+# (issue 19, findings 4 and 5), with what the refusal must say.
+INVISIBLE_OR_FORGED = {
+    "ali\u034fce": "U+034F",  # a combining grapheme joiner: shows as "alice"
+    "alice\u3164": "U+3164",  # a Hangul filler: shows as "alice"
+    "\u3164": "U+3164",  # a name that shows as nothing
+    "\u2800": "U+2800",  # a braille blank: the same
+    "bob\ufe0f": "U+FE0F",  # a variation selector
+    "\u0301bob": "combining mark",  # an accent on nothing
+    "bo\u0301\u0302\u0303\u0304\u0306b": "stack combining marks",  # a pile over the line
+    "bo\u0308\u0308b": "stack combining marks",  # one mark twice: drawn as once
+    "[dm] admin": "start with",  # "[dm] admin: hi" in a room reads as a direct message
+    "! server": "start with",  # an error line
+    "* x": "start with",  # a system line
+    "\uff3bdm\uff3d admin": "start with",  # fullwidth brackets
+    "\u01c3 server": "start with",  # a click letter that looks like "!"
+}
+# Names that look exactly like "alice" (the same UTS #39 skeleton).
+ALICE_LOOKALIKES = ["\u0430lice", "al\u0456ce", "a1ice", "\u0251lice"]
 
 
 async def connect(client: TestClient, **params: str) -> JsonPeer:
@@ -86,3 +112,130 @@ async def test_direct_messages_reach_a_name_after_quick_reconnects(client: TestC
         alice = await join_json(client, "alice", session=alice.welcome["session"])
         assert (await bob.request("dm", to="alice", text=f"psst {i}"))["type"] == "ack"
         assert (await alice.expect("dm"))["text"] == f"psst {i}"
+
+
+@pytest.mark.parametrize("broker_kind", ["memory"])  # refused before the broker is asked
+@pytest.mark.parametrize("name", list(INVISIBLE_OR_FORGED))
+async def test_invisible_and_line_like_names_are_refused_in_json_mode(
+    client: TestClient, name: str
+) -> None:
+    """Guards against names that render as another name, as nothing, or as the start of
+    a system, error or direct-message line."""
+    peer = await connect(client, name=name)
+    error = await peer.recv()
+    assert (error["type"], error["code"]) == ("error", "invalid_name")
+    assert INVISIBLE_OR_FORGED[name] in error["message"]
+    assert await peer.close_code() == 1008
+
+
+@pytest.mark.parametrize("broker_kind", ["memory"])
+@pytest.mark.parametrize("name", list(INVISIBLE_OR_FORGED))
+async def test_invisible_and_line_like_names_are_refused_in_text_mode(
+    client: TestClient, name: str
+) -> None:
+    """The same in text mode, where the name is asked for again."""
+    peer = TextPeer(await client.ws_connect("/ws"))
+    await peer.expect_line("Your name:")
+    await peer.say(name)
+    refusal = await peer.recv()
+    assert refusal.startswith("! a name may not") and INVISIBLE_OR_FORGED[name] in refusal
+    assert await peer.recv() == "Your name:"
+    await peer.say("carol")
+    await peer.expect_line("* welcome, carol! /help lists the commands")
+
+
+@pytest.mark.parametrize("lookalike", ALICE_LOOKALIKES)
+async def test_a_look_alike_of_an_online_name_is_refused(
+    client: TestClient, lookalike: str
+) -> None:
+    """Guards against a second 'alice' in another script while alice is online."""
+    alice = await join_json(client, "alice")
+    peer = await connect(client, name=lookalike)
+    error = await peer.recv()
+    assert (error["type"], error["code"]) == ("error", "name_taken")
+    assert error["message"] == (
+        f"the name {lookalike} looks like alice, who is online: pick another"
+    )
+    assert await peer.close_code() == 1008
+    assert (await alice.request("ping"))["type"] == "pong"
+
+
+async def test_a_look_alike_is_refused_in_text_mode(client: TestClient) -> None:
+    """The same in text mode: a `! ` line, and the name asked for again."""
+    await join_json(client, "alice")
+    peer = TextPeer(await client.ws_connect("/ws", params={"name": "\u0430lice"}))
+    await peer.expect_line("! the name \u0430lice looks like alice, who is online: pick another")
+    assert await peer.recv() == "Your name:"
+
+
+async def test_a_session_does_not_move_a_name_to_its_look_alike(client: TestClient) -> None:
+    """Guards against the session of 'alice' handing her name to a Cyrillic 'alice'."""
+    alice = await join_json(client, "alice")
+    peer = await connect(client, name="\u0430lice", session=alice.welcome["session"])
+    assert (await peer.recv())["code"] == "name_taken"
+    assert (await alice.request("ping"))["type"] == "pong"  # not taken over
+
+
+async def test_a_look_alike_is_free_once_the_name_is_gone(client: TestClient) -> None:
+    """Guards against a skeleton that stays held after its name's connection closed;
+    then the other way round: 'alice' is refused while a Cyrillic 'alice' is online."""
+    alice = await join_json(client, "alice")
+    await alice.ws.close()
+    cyrillic = await join_json(client, "\u0430lice")
+    assert cyrillic.welcome["name"] == "\u0430lice"
+    latin = await connect(client, name="alice")
+    assert (await latin.recv())["code"] == "name_taken"
+
+
+async def test_a_direct_message_to_a_look_alike_reaches_nobody(client: TestClient) -> None:
+    """Guards against a DM to a Cyrillic 'alice' (offline) delivered to alice."""
+    bob = await join_json(client, "bob")
+    alice = await join_json(client, "alice")
+    answer = await bob.request("dm", to="\u0430lice", text="for someone else")
+    assert answer["code"] == "user_not_found"
+    assert (await bob.request("dm", to="alice", text="marker"))["type"] == "ack"
+    assert (await alice.expect("dm"))["text"] == "marker"  # the first DM alice sees
+
+
+async def two_nodes(gateway: Gateway, broker_kind: str, **settings: object) -> list[TestClient]:
+    """Two nodes of one chat (on the in-process broker, one node twice)."""
+    first = await gateway(node_id="n1", **settings)
+    if broker_kind == "memory":
+        return [first, first]
+    return [first, await gateway(node_id="n2", **settings)]
+
+
+async def test_a_look_alike_on_another_node_is_refused(gateway: Gateway, broker_kind: str) -> None:
+    """Guards against a look-alike check that only knows this node's names."""
+    one, other = await two_nodes(gateway, broker_kind)
+    await join_json(one, "alice")
+    peer = await connect(other, name="\u0430lice")
+    assert (await peer.recv())["code"] == "name_taken"
+
+
+async def test_a_token_for_a_look_alike_is_refused_while_the_name_is_online(
+    gateway: Gateway, broker_kind: str
+) -> None:
+    """Guards against a token's look-alike name joining the connections of the user it
+    imitates (with auth a name is shared by its connections, on any node)."""
+    one, other = await two_nodes(gateway, broker_kind, jwt_secret=SECRET)
+    alice = await connect(one, token=mint(SECRET, "alice", 60))
+    await alice.expect("welcome")
+    peer = await connect(other, token=mint(SECRET, "\u0430lice", 60))
+    error = await peer.recv()
+    assert (error["code"], error["message"]) == (
+        "name_taken",
+        "the name \u0430lice looks like alice, who is online: pick another",
+    )
+    assert await peer.close_code() == 1008
+    again = await connect(other, token=mint(SECRET, "alice", 60))  # alice herself: shared
+    assert (await again.expect("welcome"))["name"] == "alice"
+
+
+async def test_a_name_starting_with_a_brace_is_a_name_like_any_other(client: TestClient) -> None:
+    """Guards against '}' ending the name's hash tag at once: the key was then hashed
+    whole, and on a Redis Cluster its claim and DM scripts crossed slots."""
+    bob = await join_json(client, "bob")
+    brace = await join_json(client, "}x{")
+    assert (await bob.request("dm", to="}x{", text="hi"))["type"] == "ack"
+    assert (await brace.expect("dm"))["text"] == "hi"

@@ -34,6 +34,24 @@ def test_a_names_keys_and_a_nodes_keys_each_share_one_slot() -> None:
     assert len(slots(*(node + s for s in suffixes), KEYS.node_channel("gateway1"))) == 1
 
 
+@pytest.mark.parametrize("key", ["alice", "\u0430lice", "}x", "a}b", "{x}", "%7d}", "李小龍"])
+def test_a_user_channel_names_its_key_and_shares_its_names_slot(key: str) -> None:
+    """Guards against a name whose hash tag Redis reads differently from ours (a name
+    starting with '}' made the tag empty: the whole key hashed, so the claim and DM
+    scripts crossed slots on a cluster), and a channel that does not give its key back."""
+    channel = KEYS.user_channel(key)
+    assert KEYS.user_of_channel(channel) == key
+    assert len(slots(KEYS.name(key), channel)) == 1
+
+
+def test_look_alike_names_share_one_name_hash() -> None:
+    """Guards against look-alikes kept apart in Redis: their claims must meet in one
+    hash (one atomic script step), while each keeps a channel of its own."""
+    assert KEYS.name("alice") == KEYS.name("\u0430lice") == KEYS.name("a1ice")
+    assert KEYS.name("alice") != KEYS.name("alise")
+    assert KEYS.user_channel("alice") != KEYS.user_channel("\u0430lice")
+
+
 def test_rooms_spread_over_the_slots() -> None:
     """Guards against similar names crowding few slots (every room on one shard)."""
     rooms = [f"room{i}" for i in range(300)]

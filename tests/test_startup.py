@@ -3,9 +3,11 @@ only once it does (issue: a busy port printed 36 lines of traceback after "on ht
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 
+import aiohttp
 import pytest
 
 from tests import test_process
@@ -47,15 +49,23 @@ def test_a_busy_port_is_one_line_and_exit_2(spawn: Spawn) -> None:
 async def test_a_port_taken_while_the_node_starts_is_one_line_and_exit_2(spawn: Spawn) -> None:
     """Guards against a traceback when another process listens on the port after the
     node bound it: the node listens only once it has started (until then its port
-    refuses connections, so a balancer tries another node), and that listen fails."""
+    refuses connections, so a balancer tries another node), and that listen fails.
+
+    Its "Redis" accepts connections and never answers: the node's start-up commands
+    wait for their socket timeout, and meanwhile the port is taken."""
     port = free_port()
-    node = spawn("--port", str(port), "--redis-url", f"redis://127.0.0.1:{free_port()}/0")
-    await poll_until(lambda: "cannot subscribe yet" in node.output())  # still starting
-    with socket.socket() as taken:
-        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        taken.bind(("127.0.0.1", port))
-        taken.listen()
-        code = node.exit_code(timeout=STARTUP)  # it tries to listen once it has started
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        silent.settimeout(STARTUP)
+        redis_url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+        node = spawn("--port", str(port), "--redis-url", redis_url)
+        connection, _ = await asyncio.to_thread(silent.accept)  # the node is starting
+        with connection, socket.socket() as taken:
+            taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            taken.bind(("127.0.0.1", port))
+            taken.listen()
+            code = node.exit_code(timeout=STARTUP)  # it tries to listen once it has started
     output = node.output()
     assert code == 2, output
     assert "Traceback" not in output, output
@@ -115,3 +125,25 @@ async def test_an_unreachable_redis_at_start_is_not_a_lost_subscription(spawn: S
     output = node.output()
     assert "cannot subscribe yet" in output, output
     assert "subscription lost" not in output, output
+
+
+@pytest.mark.skipif(REDIS_SERVER is None, reason="needs a redis-server binary for a real URL")
+async def test_an_unreachable_redis_at_start_listens_at_once_and_says_not_ready(
+    spawn: Spawn,
+) -> None:
+    """Guards against a node whose port stayed closed for 5 s (its wait for a
+    subscription to an unreachable Redis), /healthz refused meanwhile, and against a
+    start-up line and /readyz that did not say why the node is not ready."""
+    port = free_port()
+    node = spawn("--port", str(port), "--redis-url", f"redis://127.0.0.1:{free_port()}/0")
+    node.port = port
+    assert await serving_or_exit_code(node) is None
+    async with aiohttp.ClientSession() as http, http.get(f"{node.url}/readyz") as response:
+        assert response.status == 503
+        assert await response.text() == "not ready: Redis unreachable\n"
+    await poll_until(lambda: "on http://" in node.output())
+    before, line = node.output().split("on http://", 1)
+    assert "; not ready: Redis unreachable" in line.splitlines()[0], node.output()
+    # Listening came right after the first heartbeat failed, not after the subscriber's
+    # retries (0.1 s, 0.2 s, 0.4 s, ... apart) used up a wait for the subscription.
+    assert before.count("cannot subscribe yet") <= 2, node.output()

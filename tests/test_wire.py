@@ -112,19 +112,35 @@ async def test_unsent_bytes_over_the_limit_are_refused() -> None:
     assert not outbox.push(b"1")
 
 
-async def test_a_cut_writes_a_close_frame_and_aborts_a_stuck_transport(monkeypatch) -> None:
-    """Guards against a reader that never reads holding its connection open: after the
-    close frame the transport is closed and, still holding bytes, aborted."""
+async def test_a_close_without_flush_drops_the_queue_and_a_stuck_transport_is_aborted(
+    monkeypatch,
+) -> None:
+    """Guards against a reader that never reads holding its connection open: the queue
+    is dropped for the close frame, and once finished the transport is closed and, still
+    holding bytes, aborted."""
     monkeypatch.setattr("gateway.wire.CUT_AFTER", 0.01)
     transport = RecordingTransport()
     outbox = Outbox(transport, Corker(), 10)
     outbox.push(b"queued")
     transport.buffered = 5
-    outbox.cut(1008, b"too slow")
-    assert transport.writes == [close_frame(1008, b"too slow")] and transport.closed
+    assert outbox.close(close_frame(1008, b"too slow"), flush=False)
+    assert transport.writes == [close_frame(1008, b"too slow")] and not transport.closed
+    outbox.finish()
+    assert transport.closed
     async with asyncio.timeout(1.0):
         while not transport.aborted:  # noqa: ASYNC110 (bounded: the timer is 10 ms)
             await asyncio.sleep(0.005)
+
+
+async def test_a_close_with_flush_writes_the_queue_first() -> None:
+    """Guards against a close frame overtaking the frames queued before it."""
+    transport = RecordingTransport()
+    outbox = Outbox(transport, Corker(), 100)
+    outbox.push(b"queued")
+    assert outbox.close(b"last", flush=True)
+    assert transport.writes == [b"queued", b"last"] and not transport.closed
+    transport.closed = True
+    assert not outbox.close(b"again", flush=True)  # closing already: nothing written
 
 
 async def test_an_outbox_writes_to_a_real_socket() -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from gateway.broker.base import Broker
-from gateway.config import CLUSTER_SCHEME, Settings
+from gateway.config import Settings
+from gateway.redis_url import CLUSTER_SCHEME
 
 
 def create_broker(settings: Settings) -> Broker:

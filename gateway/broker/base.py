@@ -49,8 +49,24 @@ class Banned(Exception):
         self.by = by  # who banned it, where known
 
 
+class RecipientBusy(Exception):
+    """A direct message refused: its recipient has had its budget of direct messages
+    (from everyone together); one fits again in `retry_after` seconds."""
+
+    def __init__(self, name: str, retry_after: float) -> None:
+        super().__init__(f"{name} gets too many direct messages")
+        self.name = name
+        self.retry_after = retry_after
+
+
 class NameTaken(Exception):
-    """The name belongs to another connection and no matching session was shown."""
+    """The name belongs to another connection and no matching session was shown, or a
+    name that looks the same (the same skeleton) is online: `holder` is the name held."""
+
+    def __init__(self, name: str, holder: str | None = None) -> None:
+        super().__init__(name)
+        self.name = name
+        self.holder = name if holder is None else holder
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +97,9 @@ class Broker(Protocol):
 
     def is_ready(self) -> bool:
         """True while the backend is reachable and deliveries arrive."""
+
+    def unready_reason(self) -> str:
+        """While not ready, why ("Redis unreachable"); "" while ready."""
 
     def degraded(self) -> str | None:
         """While ready, what does not work now (a Redis Cluster shard down), or None."""
@@ -153,6 +172,8 @@ class Broker(Protocol):
     ) -> str:
         """Make `connection` an owner of `name`; returns the name's session secret.
 
+        A name that looks like one online (the same `name_skeleton`, another name key)
+        is refused: NameTaken with the holder's name, whatever session is shown.
         Exclusive (the default, no auth): one connection owns the name. Raises NameTaken
         when another connection owns it and `session` does not match; with a matching
         session the old owner is kicked (`BrokerListener.on_kick`).
@@ -165,7 +186,9 @@ class Broker(Protocol):
         """Free `name` from `connection`; the name is free once no connection owns it."""
 
     async def send_direct(self, event: Direct) -> bool:
-        """Deliver a direct message; False when its recipient is not online."""
+        """Deliver a direct message; False when its recipient is not online. Raises
+        RecipientBusy, delivering nothing, when the recipient is over its budget of
+        direct messages (`--dm-recipient-rate`, counted for every sender on every node)."""
 
     # moderation (PROTOCOL.md section 10) ------------------------------------------
 

@@ -16,11 +16,19 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gateway.broker.base import Banned, BrokerListener, NameTaken, Published, Replay
+from gateway.broker.base import (
+    Banned,
+    BrokerListener,
+    NameTaken,
+    Published,
+    RecipientBusy,
+    Replay,
+)
 from gateway.config import Settings
 from gateway.events import Deleted, Direct, Message, PresenceChange, RoomEvent, tombstone
-from gateway.names import name_key
+from gateway.names import name_key, name_skeleton
 from gateway.offsets import parse_offset
+from gateway.ratelimit import KeyedBuckets
 from gateway.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
@@ -36,6 +44,8 @@ class _RoomLog:
 
 @dataclass
 class _NameOwners:
+    key: str  # the name key: another key of the same skeleton is a look-alike
+    display: str
     connections: set[str]
     session: str
     shared: bool
@@ -64,10 +74,13 @@ class MemoryBroker:
         self._logs: dict[str, _RoomLog] = {}  # room -> its history
         self._subscribed: set[str] = set()  # rooms this node listens to
         self._presence: dict[str, dict[str, str]] = {}  # room -> name key -> display name
-        self._names: dict[str, _NameOwners] = {}  # name key -> owning connections
+        self._names: dict[str, _NameOwners] = {}  # name skeleton -> owning connections
         self._bans: dict[tuple[str, str], tuple[int, str]] = {}  # (room, key) -> end ms, by
         # (room, sender, id) -> offset, expiry
         self._seen_ids: dict[tuple[str, str, str], tuple[str, float]] = {}
+        self._dm_budgets = KeyedBuckets(  # name key -> direct messages it may still receive
+            settings.dm_recipient_rate, settings.dm_recipient_burst, clock
+        )
         self._queue: asyncio.Queue[Callable[[BrokerListener], None]] = asyncio.Queue()
         self._dispatcher: asyncio.Task[None] | None = None
         self._listener: BrokerListener | None = None
@@ -86,6 +99,9 @@ class MemoryBroker:
 
     def is_ready(self) -> bool:
         return self._dispatcher is not None and not self._dispatcher.done()
+
+    def unready_reason(self) -> str:
+        return "" if self.is_ready() else "the in-process broker is stopped"
 
     def degraded(self) -> str | None:
         return None  # one process: it works or it does not
@@ -229,12 +245,14 @@ class MemoryBroker:
     async def claim_name(
         self, name: str, connection: str, session: str | None, *, shared: bool = False
     ) -> str:
-        key = name_key(name)
-        owners = self._names.get(key)
+        key, shape = name_key(name), name_skeleton(name)
+        owners = self._names.get(shape)
         if owners is None:
-            owners = _NameOwners({connection}, secrets.token_urlsafe(18), shared)
-            self._names[key] = owners
+            owners = _NameOwners(key, name, {connection}, secrets.token_urlsafe(18), shared)
+            self._names[shape] = owners
             return owners.session
+        if owners.key != key:
+            raise NameTaken(name, owners.display)  # a look-alike is online
         if shared and owners.shared:
             owners.connections.add(connection)
             return owners.session
@@ -246,17 +264,21 @@ class MemoryBroker:
         return owners.session
 
     async def release_name(self, name: str, connection: str) -> None:
-        key = name_key(name)
-        owners = self._names.get(key)
-        if owners is not None:
+        shape = name_skeleton(name)
+        owners = self._names.get(shape)
+        if owners is not None and owners.key == name_key(name):
             owners.connections.discard(connection)
             if not owners.connections:
-                del self._names[key]
+                del self._names[shape]
 
     async def send_direct(self, event: Direct) -> bool:
         to_key, sender_key = name_key(event.to), name_key(event.sender)
-        if to_key not in self._names:
+        owners = self._names.get(name_skeleton(event.to))
+        if owners is None or owners.key != to_key:  # offline, or a look-alike is online
             return False
+        budget = self._dm_budgets.bucket(to_key)
+        if not budget.take():
+            raise RecipientBusy(event.to, budget.wait())
         for key in {to_key, sender_key}:
             self._deliver(_direct_to(event, key))
         return True

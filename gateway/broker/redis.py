@@ -41,15 +41,17 @@ from gateway.broker.redis_presence import Presence, sorted_names
 from gateway.broker.redis_replicas import ReplicaWaits
 from gateway.broker.redis_scripts import Keys
 from gateway.broker.redis_subscriber import Subscriber
-from gateway.config import CLUSTER_SCHEME, Settings, cluster_credentials
+from gateway.config import Settings
 from gateway.errors import BrokerUnavailable
 from gateway.events import Direct, Message, PresenceChange
 from gateway.names import name_key
+from gateway.redis_url import CLUSTER_SCHEME, cluster_credentials
 
 log = logging.getLogger(__name__)
 
 
 MAX_REDIS_CONNECTIONS = 100
+ROOMS_PIPELINE = 500  # SCARDs sent together when the rooms are listed
 
 
 def connect(url: str) -> Redis:
@@ -139,6 +141,7 @@ class RedisBroker:
             self._subscriber,
             self._kick,
             self._liveness.settle_name,
+            (settings.dm_recipient_rate, settings.dm_recipient_burst),
             self._liveness.took_from,
         )
 
@@ -149,8 +152,10 @@ class RedisBroker:
 
     async def start(self, listener: BrokerListener) -> None:
         self._listener = listener
-        await self._liveness.start()
+        reached = await self._liveness.start()
         self._subscriber.start()
+        if not reached:  # the node listens at once, not ready, and retries meanwhile
+            return
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(5.0):
                 await self._subscriber.wait_live()
@@ -165,6 +170,11 @@ class RedisBroker:
         # On a cluster a node is ready while any shard works: with one shard down every
         # node is alike, and the rooms of the other shards still chat.
         return self._subscriber.serving and self._liveness.healthy
+
+    def unready_reason(self) -> str:
+        if not self._liveness.healthy:
+            return "Redis unreachable"
+        return "" if self.is_ready() else "Redis subscription not live"
 
     def degraded(self) -> str | None:
         down = self._subscriber.shards_down()
@@ -337,14 +347,22 @@ class RedisBroker:
         return Replay(False, [], newest), sorted_names(names)
 
     async def rooms(self) -> list[tuple[str, int]]:
+        # A sweep of the keyspace: the node's RoomDirectory makes one every
+        # --rooms-refresh seconds at most, whatever its clients ask.
         start, end = self._keys.presence("\0").split("\0")
-        counts = []
+        keys: list[str] = []
         with unavailable_on_error():
-            async for raw in self._redis.scan_iter(match=f"{start}*{end}", count=500):
-                key = raw.decode()
-                room = key.removeprefix(start).removesuffix(end)
-                counts.append((room, await self._redis.scard(key)))
-        return sorted(c for c in counts if c[1] > 0)
+            async for raw in self._redis.scan_iter(match=f"{start}*{end}", count=1000):
+                keys.append(raw.decode())
+            keys = list(dict.fromkeys(keys))  # SCAN may return a key twice
+            counts: list[int] = []
+            for low in range(0, len(keys), ROOMS_PIPELINE):
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for key in keys[low : low + ROOMS_PIPELINE]:
+                        pipe.scard(key)
+                    counts.extend(await pipe.execute())
+        rooms = [k.removeprefix(start).removesuffix(end) for k in keys]
+        return sorted((room, n) for room, n in zip(rooms, counts, strict=True) if n > 0)
 
     async def claim_name(
         self, name: str, connection: str, session: str | None, *, shared: bool = False

@@ -33,7 +33,7 @@ from redis.crc import key_slot
 
 from gateway.broker.redis_history import REDIS_ERRORS
 from gateway.broker.redis_subscriber import Subscriber
-from gateway.config import cluster_credentials, cluster_nodes
+from gateway.redis_url import cluster_credentials, cluster_nodes
 from gateway.tasks import stop_tasks
 
 log = logging.getLogger(__name__)

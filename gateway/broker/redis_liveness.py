@@ -76,16 +76,21 @@ class Liveness:
     def _alive(self) -> str:
         return self._keys.node(self._node) + ":alive"
 
-    async def start(self) -> None:
-        """Clear what a former run of this node id left, beat once, start beating."""
+    async def start(self) -> bool:
+        """Clear what a former run of this node id left, beat once, start beating;
+        returns whether that first beat reached Redis."""
         with contextlib.suppress(*REDIS_ERRORS):
             await self._former.settle_all()
-        with contextlib.suppress(*REDIS_ERRORS):
+        reached = True
+        try:
             await self.beat()
+        except REDIS_ERRORS:
+            reached = False
         self._tasks = [
             asyncio.create_task(self._beating(), name="redis-heartbeat"),
             asyncio.create_task(self._upkeep(), name="redis-upkeep"),
         ]
+        return reached
 
     async def close(self) -> None:
         """Stop beating (the entries stay until a graceful handover or the reaper)."""

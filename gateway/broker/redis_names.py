@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gateway.broker import redis_scripts as scripts
-from gateway.broker.base import NameTaken
+from gateway.broker.base import NameTaken, RecipientBusy
 from gateway.broker.redis_history import REDIS_ERRORS, unavailable_on_error
 from gateway.broker.redis_lua import Lua
 from gateway.broker.redis_scripts import Keys
@@ -43,6 +43,7 @@ class Names:
         subscriber: Any,
         on_kick: Callable[[str], None],
         settle: Callable[[str], Awaitable[None]],
+        dm_budget: tuple[float, int],
         took_from: Callable[[str], Awaitable[None]],
     ) -> None:
         self._redis = redis
@@ -53,6 +54,7 @@ class Names:
         self._on_kick = on_kick  # a connection here lost its name to someone else
         self._settle = settle  # reaps a former run's hold of a name key before a claim
         self._took_from = took_from  # marks a node whose name a claim took as reaped
+        self._dm_budget = dm_budget  # a recipient's DMs: rate per second, burst
         self._claim = Lua(redis, scripts.CLAIM_NAME)
         self._claim_shared = Lua(redis, scripts.CLAIM_SHARED)
         self._release = Lua(redis, scripts.RELEASE_NAME)
@@ -67,25 +69,28 @@ class Names:
 
     async def _claim_call(
         self, name: str, connection: str, new: str, given: str, *, shared: bool
-    ) -> Any:
-        """Claim `name` for `connection`: {session, display}, or empty when taken."""
+    ) -> str | NameTaken:
+        """Claim `name` for `connection`: its session secret, or NameTaken naming who
+        holds it (or a look-alike of it)."""
         key = name_key(name)
         await self._settle(key)
         await self._redis.sadd(self._index, key)  # the index first: the reaper finds it
         script = self._claim_shared if shared else self._claim
         args = [key, name, connection, self._node, new, given, self._keys.user_channel(key)]
         result = await script(keys=[self._keys.name(key)], args=[*args, self._pub, ""])
-        if len(result) == 2 and result[0] == b"owner":
+        if result[0] == b"owner":
             # Held by another node: free if that node is dead (not reaped yet).
             owner = result[1].decode()
             if await self._redis.exists(self._keys.node(owner) + ":alive"):
-                return []
+                return _taken(name, result)
             result = await script(keys=[self._keys.name(key)], args=[*args, self._pub, owner])
-            if result:
+            if result[0] != b"taken":
                 # The owner may be only frozen, its connection still open: once it runs
                 # again the mark has it claim its names anew, and close this one's.
                 await self._took_from(owner)
-        return result
+        if result[0] == b"taken":
+            return _taken(name, result)
+        return str(result[0].decode())
 
     async def claim(self, name: str, connection: str, session: str | None, *, shared: bool) -> str:
         """Own `name` for `connection`; its session secret. NameTaken if someone has it."""
@@ -99,12 +104,12 @@ class Names:
         except BaseException:
             await self._subscriber.unsubscribe(channel)
             raise
-        if not result:
+        if isinstance(result, NameTaken):
             await self._subscriber.unsubscribe(channel)
-            raise NameTaken(name)
+            raise result
         self._owned[connection] = (name, shared)
         self._listening[connection] = channel
-        return str(result[0].decode())
+        return result
 
     async def _release_call(self, name: str, connection: str) -> None:
         key = name_key(name)
@@ -154,7 +159,7 @@ class Names:
                     self._unreleased[connection] = name
                     complete = False
                 continue
-            if not claimed:
+            if isinstance(claimed, NameTaken):
                 del self._owned[connection]
                 self._on_kick(connection)
         for connection, name in list(self._unreleased.items()):
@@ -177,7 +182,8 @@ class Names:
 
     async def send_direct(self, event: Direct) -> bool:
         """Publish `event` to its recipient and to the sender's other connections;
-        False when the recipient is not online."""
+        False when the recipient is not online; RecipientBusy when it is over its
+        budget (checked and spent in the same script, one round trip)."""
         to_key, sender_key = name_key(event.to), name_key(event.sender)
         body = json.dumps(
             {
@@ -191,10 +197,18 @@ class Names:
         )
         with unavailable_on_error():
             delivered = await self._direct(
-                keys=[self._keys.name(to_key)],
-                args=[self._keys.user_channel(to_key), body, self._pub],
+                keys=[self._keys.name(to_key), self._keys.dm_budget(to_key)],
+                args=[self._keys.user_channel(to_key), body, self._pub, to_key, *self._dm_budget],
             )
+            if delivered < 0:
+                raise RecipientBusy(event.to, -delivered / 1000)
             if delivered and sender_key != to_key:  # the sender's other connections
                 sender_channel = self._keys.user_channel(sender_key)
                 await self._redis.execute_command(self._pub, sender_channel, "d" + body)
         return bool(delivered)
+
+
+def _taken(name: str, result: list[Any]) -> NameTaken:
+    """NameTaken for a claim script's {'taken', DISPLAY} or {'owner', NODE, DISPLAY}."""
+    holder = result[-1]
+    return NameTaken(name, holder.decode() if isinstance(holder, bytes) else None)

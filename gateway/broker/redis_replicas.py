@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio.cluster import PipelineCommand
-from redis.exceptions import AskError, MovedError, NoScriptError
+from redis.exceptions import AskError, MovedError, NoScriptError, ResponseError
 
 from gateway.broker.redis_lua import Lua
 from gateway.errors import NotReplicated
@@ -68,10 +68,11 @@ class ReplicaWaits:
         if now - seen_at > RECHECK_SECONDS:
             # The primary's own view: a replica is known to it the moment it connects
             # (CLUSTER SLOTS hides one that has had no write yet, and gossip lags).
-            if node is None:
-                info = await self._redis.execute_command("INFO", "replication")
-            else:
-                info = await self._redis.execute_command("INFO", "replication", target_nodes=node)
+            target = {} if node is None else {"target_nodes": node}
+            try:
+                info = await self._redis.execute_command("INFO", "replication", **target)
+            except ResponseError:  # a Redis look-alike without INFO has no replicas
+                info = {}
             online = _online_replicas(info)
             self._replicas[name] = (now, online)
         return 1 if online else 0

@@ -1,7 +1,9 @@
 """Key names and Lua scripts of the Redis broker. Each script is one atomic step.
 
 Every key of a room carries the room's hash tag `{room}`, every key of a name the
-name's, every key of a node the node's: on a Redis Cluster each script then touches one
+skeleton of the name (`{S}`: names that look alike share one, see gateway/names.py;
+a `}` in it written %7D, a `%` %25),
+every key of a node the node's: on a Redis Cluster each script then touches one
 slot (a script or multi-key command across slots is refused there), and on one Redis
 nothing changes. Keys, under a prefix P (default `chat:`; it may hold no brace):
 
@@ -16,7 +18,11 @@ nothing changes. Keys, under a prefix P (default `chat:`; it may hold no brace):
                                 (its stream entry is gone: XDEL)
     P room:{R}:ban:{K}   string "UNTIL BY": when name key K's ban from the room ends
                                 (epoch ms) and who banned it; expires then
-    P name:{K}           hash   conn, node, session, display: who owns a name
+    P name:{S}           hash   key, conn, node, session, display: which name (its key K)
+                                owns skeleton S, and who owns that name; a look-alike
+                                (another K of the same S) is refused while it is held
+    P name:{S}:dm-budget hash  tokens, at (ms): the direct messages the name holding S
+                                may still receive (--dm-recipient-rate); expires once full
     P node:{N}:alive     string heartbeat; expires after the presence timeout
     P node:{N}:rooms     set    rooms where the node may hold presence (the reaper's index)
     P node:{N}:names     set    name keys the node's connections may own (the same)
@@ -24,17 +30,26 @@ nothing changes. Keys, under a prefix P (default `chat:`; it may hold no brace):
                                 it finds this on its next beat and re-registers
     P nodes              set    node ids that may hold entries
 
-Channels: `P ch:room:{R}` (messages and presence), `P ch:user:{K}` (direct messages
-and kicks for a name), `P ch:node:{N}` (the node's readiness probe), each in the slot
-of its owner's keys, so that a script can publish on it (SPUBLISH, on a cluster, only
-reaches a shard channel of the slot the script runs in). A channel message starts with
-one letter: m (message: offset, newline, JSON), p (presence JSON), x (a message
-deleted: JSON), d (direct JSON), k (kick: a connection ref), r (removed from a room by
-a moderator: JSON), o (disconnected by an operator), q (probe token). The scripts
-take the publish command as an argument: PUBLISH on one Redis, SPUBLISH on a cluster.
+Channels: `P ch:room:{R}` (messages and presence), `P ch:user:{S}K` (direct messages
+and kicks for name key K of skeleton S), `P ch:node:{N}` (the
+node's readiness probe), each in the slot of its owner's keys, so that a script can
+publish on it (SPUBLISH, on a cluster, only reaches a shard channel of the slot the
+script runs in). A channel message starts with one letter: m (message: offset,
+newline, JSON), p (presence JSON), x (a message deleted: JSON), d (direct JSON), k
+(kick: a connection ref), r (removed from a room by a moderator: JSON), o
+(disconnected by an operator), q (probe token). The scripts take the publish command
+as an argument: PUBLISH on one Redis, SPUBLISH on a cluster.
 """
 
 from __future__ import annotations
+
+from gateway.names import key_skeleton
+
+
+def _tag(text: str) -> str:
+    """`text` as a hash tag's content: Redis ends a tag at its first `}` (and hashes the
+    whole key when the tag is empty), so `}` is written %7D (and `%` %25)."""
+    return text.replace("%", "%25").replace("}", "%7D")
 
 
 class Keys:
@@ -76,7 +91,12 @@ class Keys:
         return f"{self.room(room)}ban:{key}"
 
     def name(self, key: str) -> str:
-        return f"{self.prefix}name:{{{key}}}"
+        """The hash of name key `key`'s skeleton: whoever holds that name or a look-alike."""
+        return f"{self.prefix}name:{{{_tag(key_skeleton(key))}}}"
+
+    def dm_budget(self, key: str) -> str:
+        """The direct messages name key `key` may still receive (a token bucket)."""
+        return f"{self.name(key)}:dm-budget"
 
     def node(self, node_id: str) -> str:
         """The start of every key of node `node_id`: add `:alive`, `:rooms`, ..."""
@@ -90,11 +110,12 @@ class Keys:
         return f"{self.prefix}ch:room:{{{room}}}"
 
     def user_channel(self, key: str) -> str:
-        return f"{self.prefix}ch:user:{{{key}}}"
+        """Name key `key`'s channel, in the slot of its name hash (the skeleton's tag)."""
+        return f"{self.prefix}ch:user:{{{_tag(key_skeleton(key))}}}{key}"
 
     def user_of_channel(self, channel: str) -> str:
         """The name key a user channel belongs to."""
-        return channel.removeprefix(f"{self.prefix}ch:user:{{").removesuffix("}")
+        return channel.removeprefix(f"{self.prefix}ch:user:{{").partition("}")[2]
 
     def node_channel(self, node_id: str) -> str:
         return f"{self.prefix}ch:node:{{{node_id}}}"
@@ -205,26 +226,34 @@ end
 return leaves
 """
 
-# KEYS: name. ARGV: name key, display, conn, node, new session, given session ("" for
-# none), kick channel, publish command, a node the caller found dead ("" for none).
-# Returns {session, display}; {} when the name is taken; {'owner', NODE} when another
-# node holds it exclusively and no valid session was given: the caller checks whether
-# NODE is alive (its key lives in another slot) and, if not, calls again naming it dead.
+# KEYS: name (the skeleton's hash). ARGV: name key, display, conn, node, new session,
+# given session ("" for none), kick channel, publish command, a node the caller found
+# dead ("" for none).
+# Returns {session, display}; {'taken', DISPLAY} when the name, or a look-alike (another
+# key: no session moves it), is held, DISPLAY being the holder's; {'owner', NODE} when
+# another node holds it exclusively and no valid session was given: the caller checks
+# whether NODE is alive (its key lives in another slot) and, if not, calls again naming
+# it dead ({'owner', NODE, DISPLAY}: the holder's display, for when NODE is alive).
 CLAIM_NAME = """
-if redis.call('HEXISTS', KEYS[1], 'shared') == 1 then return {} end  -- shared (auth)
-local owner = redis.call('HMGET', KEYS[1], 'conn', 'node', 'session', 'display')
+local owner = redis.call('HMGET', KEYS[1], 'conn', 'node', 'session', 'display', 'key',
+                         'shared')
+if owner[6] then return {'taken', owner[4]} end  -- shared (auth)
 if owner[1] == ARGV[3] then return {owner[3], owner[4]} end  -- already ours (a re-claim)
 if not owner[1] or owner[2] == ARGV[9] then  -- free, or its node is dead (not reaped yet)
   redis.call('DEL', KEYS[1])
-  redis.call('HSET', KEYS[1], 'conn', ARGV[3], 'node', ARGV[4], 'session', ARGV[5],
-             'display', ARGV[2])
-  -- A node only frozen hears this when it wakes: its connection lost the name.
-  if owner[1] then redis.call(ARGV[8], ARGV[7], 'k' .. owner[1]) end
+  redis.call('HSET', KEYS[1], 'key', ARGV[1], 'conn', ARGV[3], 'node', ARGV[4],
+             'session', ARGV[5], 'display', ARGV[2])
+  -- A node only frozen hears this when it wakes: its connection lost the name (a
+  -- look-alike's listens on another channel: the reaped mark tells that one).
+  if owner[1] and (not owner[5] or owner[5] == ARGV[1]) then
+    redis.call(ARGV[8], ARGV[7], 'k' .. owner[1])
+  end
   return {ARGV[5], ARGV[2]}
 end
-if ARGV[6] == '' or ARGV[6] ~= owner[3] then
-  if owner[2] ~= ARGV[4] and ARGV[9] == '' then return {'owner', owner[2]} end
-  return {}
+local alike = owner[5] and owner[5] ~= ARGV[1]
+if alike or ARGV[6] == '' or ARGV[6] ~= owner[3] then
+  if owner[2] ~= ARGV[4] and ARGV[9] == '' then return {'owner', owner[2], owner[4]} end
+  return {'taken', owner[4]}
 end
 redis.call('HSET', KEYS[1], 'conn', ARGV[3], 'node', ARGV[4])
 redis.call(ARGV[8], ARGV[7], 'k' .. owner[1])
@@ -234,17 +263,21 @@ return {owner[3], owner[4]}
 # A name shared by the connections of an authenticated user: the hash holds 'shared',
 # 'session', 'display' and one field 'c:<conn>' = node per connection.
 # The same keys and arguments as CLAIM_NAME (the given session and the kick channel are
-# unused). Returns {session, display}, {} when an exclusive owner holds the name, or
-# {'owner', NODE} as CLAIM_NAME does.
+# unused). Returns {session, display}, {'taken', DISPLAY} when an exclusive owner holds
+# the name or another user a look-alike, or {'owner', NODE} as CLAIM_NAME does.
 CLAIM_SHARED = """
-local owner = redis.call('HGET', KEYS[1], 'node')
+local held = redis.call('HMGET', KEYS[1], 'node', 'key', 'display')
+local owner = held[1]
 if owner then
   if owner ~= ARGV[9] then
-    if ARGV[9] == '' then return {'owner', owner} end
-    return {}
+    if ARGV[9] == '' then return {'owner', owner, held[3]} end
+    return {'taken', held[3]}
   end
   redis.call('DEL', KEYS[1])  -- its node is dead: the reaper has not caught up yet
+elseif held[2] and held[2] ~= ARGV[1] then
+  return {'taken', held[3]}  -- a look-alike's connections share it
 end
+redis.call('HSETNX', KEYS[1], 'key', ARGV[1])
 redis.call('HSETNX', KEYS[1], 'session', ARGV[5])
 redis.call('HSETNX', KEYS[1], 'display', ARGV[2])
 redis.call('HSET', KEYS[1], 'shared', '1', 'c:' .. ARGV[3], ARGV[4])
@@ -303,11 +336,28 @@ return 0
 """
 )
 
-# KEYS: recipient name. ARGV: recipient channel, JSON, publish command.
-# Returns 0 when the recipient is not online (the sender's own copy is published by
-# the caller: the sender's channel lives in another slot).
+# KEYS: recipient name, its DM budget. ARGV: recipient channel, JSON, publish command,
+# recipient key, the budget's rate (DMs per second; 0: none) and burst. The budget is a
+# token bucket (fields `tokens` and `at`, Redis's own TIME in ms, so every node counts
+# alike) that expires once it would be full again. Returns 1 when published, 0 when the
+# recipient is not online (the hash is absent, or a look-alike holds it), or minus the
+# milliseconds until the budget has room again (nothing published). The sender's own
+# copy is published by the caller: the sender's channel lives in another slot.
 DIRECT = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HGET', KEYS[1], 'key') ~= ARGV[4] then return 0 end
+local rate = tonumber(ARGV[5])
+if rate > 0 then
+  local burst = tonumber(ARGV[6])
+  local time = redis.call('TIME')
+  local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  local held = redis.call('HMGET', KEYS[2], 'tokens', 'at')
+  local tokens = tonumber(held[1]) or burst
+  local at = tonumber(held[2]) or now
+  if now > at then tokens = math.min(burst, tokens + (now - at) * rate / 1000) end
+  if tokens < 1 then return -math.max(1, math.ceil((1 - tokens) * 1000 / rate)) end
+  redis.call('HSET', KEYS[2], 'tokens', tostring(tokens - 1), 'at', now)
+  redis.call('PEXPIRE', KEYS[2], math.ceil(burst * 1000 / rate) + 1000)
+end
 redis.call(ARGV[3], ARGV[1], 'd' .. ARGV[2])
 return 1
 """

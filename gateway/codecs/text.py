@@ -173,7 +173,9 @@ def _removed(event: Removed) -> str:
 def _room_list(event: RoomList) -> str:
     if not event.rooms:
         return "* no rooms yet"
-    return "* rooms: " + ", ".join(f"{room} ({count})" for room, count in event.rooms)
+    listed = ", ".join(f"{room} ({count})" for room, count in event.rooms)
+    more = event.total - len(event.rooms)
+    return f"* rooms: {listed}" + (f" and {more} more" if more > 0 else "")
 
 
 class TextCodec:

@@ -36,18 +36,24 @@ def unique(prefix: str) -> str:
 
 
 class ChatProcess:
-    """`chat` in pipe mode: stdin and stdout are pipes; stdout is kept line by line."""
+    """`chat` in pipe mode: stdin, stdout and stderr are pipes; stdout (`lines`) and
+    stderr (`error_lines`: the `! ...` lines) are kept line by line."""
 
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
         self.lines: list[str] = []
-        self.stderr = ""
-        self._cursor = 0
+        self.error_lines: list[str] = []
+        self._cursors = {"out": 0, "err": 0}
         self._changed = asyncio.Event()
         self._readers = [
-            asyncio.create_task(self._read_stdout()),
-            asyncio.create_task(self._read_stderr()),
+            asyncio.create_task(self._read(proc.stdout, self.lines)),
+            asyncio.create_task(self._read(proc.stderr, self.error_lines)),
         ]
+
+    @property
+    def stderr(self) -> str:
+        """Everything written to stderr so far."""
+        return "".join(f"{line}\n" for line in self.error_lines)
 
     @classmethod
     async def start(
@@ -71,16 +77,12 @@ class ChatProcess:
         )
         return cls(proc)
 
-    async def _read_stdout(self) -> None:
-        assert self.proc.stdout is not None
-        while line := await self.proc.stdout.readline():
-            self.lines.append(line.decode().rstrip("\n"))
+    async def _read(self, stream: asyncio.StreamReader | None, lines: list[str]) -> None:
+        assert stream is not None
+        while line := await stream.readline():
+            lines.append(line.decode().rstrip("\n"))
             self._changed.set()
         self._changed.set()
-
-    async def _read_stderr(self) -> None:
-        assert self.proc.stderr is not None
-        self.stderr = (await self.proc.stderr.read()).decode()
 
     async def write(self, *lines: str) -> None:
         assert self.proc.stdin is not None
@@ -93,22 +95,36 @@ class ChatProcess:
         await self.proc.stdin.wait_closed()
 
     async def expect(self, pattern: str, timeout: float = WAIT) -> str:
-        """The next output line (after the last one expected) that matches `pattern`."""
+        """The next stdout line (after the last one expected) that matches `pattern`."""
+        return await self._expect("out", self.lines, self.proc.stdout, pattern, timeout)
+
+    async def expect_error(self, pattern: str, timeout: float = WAIT) -> str:
+        """The next stderr line (after the last one expected) that matches `pattern`."""
+        return await self._expect("err", self.error_lines, self.proc.stderr, pattern, timeout)
+
+    async def _expect(
+        self,
+        which: str,
+        lines: list[str],
+        stream: asyncio.StreamReader | None,
+        pattern: str,
+        timeout: float,
+    ) -> str:
         regex = re.compile(pattern)
         try:
             async with asyncio.timeout(timeout):
                 while True:
-                    for index in range(self._cursor, len(self.lines)):
-                        if regex.search(self.lines[index]):
-                            self._cursor = index + 1
-                            return self.lines[index]
-                    if self.proc.stdout is not None and self.proc.stdout.at_eof():
+                    for index in range(self._cursors[which], len(lines)):
+                        if regex.search(lines[index]):
+                            self._cursors[which] = index + 1
+                            return lines[index]
+                    if stream is not None and stream.at_eof():
                         break
                     self._changed.clear()
                     await self._changed.wait()
         except TimeoutError:
             pass
-        raise AssertionError(f"no line matching {pattern!r}; output so far: {self.lines}")
+        raise AssertionError(f"no line matching {pattern!r}; {which} so far: {lines}")
 
     async def wait(self, timeout: float = WAIT) -> int:
         """The exit code, once the process ends (fails after `timeout`)."""

@@ -57,7 +57,7 @@ async def test_join_shows_the_new_rooms_history_before_its_live_messages(
     for text in ("new 1", "new 2", "new 3"):
         await in_new.say(text)
     chat = await chat_procs(gateway_server.url, "--name", bot, "--room", old)
-    await chat.expect(r"^\* last 1 messages in ")
+    await chat.expect(r"^\* last message in ")
     await chat.write(f"/join {new}")
     await chat.expect(rf"^\* you are in {new}: ")
     await chat.expect(rf"^\* last 3 messages in {new}:$")
@@ -98,5 +98,5 @@ async def test_a_resume_replays_the_gap_without_showing_the_history_again(
     assert await chat.wait() == 0, chat.stderr
     assert said(chat.lines, dave) == [f"{dave}: {t}" for t in ("earlier", "missed", "after")]
     assert [line for line in chat.lines if line.startswith("* last ")] == [
-        f"* last 1 messages in {room}:"
+        f"* last message in {room}:"
     ]

@@ -93,7 +93,7 @@ def test_a_message_deleted_before_it_was_shown_shows_only_as_deleted():
     old = [message("o1", "read before the delete")]
     view.handle({"type": "history", "room": "team-a", "messages": old, "ref": fetch["ref"]})
     assert lines(shown) == [
-        "* last 1 messages in team-a:",
+        "* last message in team-a:",
         "dave: [deleted by tess]",
         "dave: [deleted by tess]",
     ]
@@ -108,7 +108,7 @@ def test_tombstones_in_history_and_in_a_replay_show_as_deleted():
     assert isinstance(shown[-1], HistoryPage)
     assert lines(shown) == [
         "dave: [deleted by tess]",
-        "* last 1 messages in team-a:",
+        "* last message in team-a:",
         "dave: [deleted by tess]",
     ]
 

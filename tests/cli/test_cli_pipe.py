@@ -64,7 +64,8 @@ async def test_two_clients_see_messages_presence_and_direct_messages(gateway_ser
 
 
 async def test_slash_commands_in_pipe_mode(gateway_server, chat_procs, observe):
-    """`//text` sends `/text`; an unknown command is a local `!` line, not a message.
+    """`//text` sends `/text`; an unknown command is a local `!` line on stderr, not a
+    message, and makes the exit code 1 (a line did not go out).
 
     Guards against: slash lines sent as chat text, or `//` escapes dropped.
     """
@@ -73,12 +74,48 @@ async def test_slash_commands_in_pipe_mode(gateway_server, chat_procs, observe):
     chat = await chat_procs(gateway_server.url, "--name", bot, "--room", room)
     await chat.write("/nonsense", "//not a command", "/history 5")
     await chat.end_input()
-    assert await chat.wait() == 0, chat.stderr
-    await chat.expect(r"^! unknown command /nonsense")
-    await chat.expect(rf"^\* last 1 messages in {room}:$")
+    assert await chat.wait() == 1, chat.stderr
+    await chat.expect_error(r"^! unknown command /nonsense")
+    await chat.expect(rf"^\* last message in {room}:$")
     await chat.expect(rf"^{bot}: /not a command$")
     await watcher.message(bot, "/not a command")
     assert watcher.texts(bot) == ["/not a command"]
+
+
+async def test_a_message_the_server_refuses_exits_1_with_the_reason_on_stderr(
+    gateway_server, chat_procs, observe
+):
+    """`python3 -c "print('z'*5000)" | chat --name bot` exits 1 and says why on stderr;
+    the lines around it still go out.
+
+    Guards against: a CI bot told "success" (exit 0) when its message was refused, and
+    the refusal printed on stdout among the chat, where a script does not look.
+    """
+    room, bot = unique("long"), unique("bot")
+    watcher = await observe(gateway_server.url, unique("watch"), room)
+    chat = await chat_procs(gateway_server.url, "--name", bot, "--room", room)
+    await chat.write("before", "z" * 5000, "after")
+    await chat.end_input()
+    assert await chat.wait() == 1, chat.stderr
+    await chat.expect_error(r"^! a message is at most 4000 characters")
+    await watcher.message(bot, "after")
+    assert watcher.texts(bot) == ["before", "after"]
+    assert not [line for line in chat.lines if line.startswith("!")], chat.lines
+
+
+async def test_a_direct_message_to_nobody_exits_1_with_the_reason_on_stderr(
+    gateway_server, chat_procs
+):
+    """`/msg nobody hi` piped in: the server's refusal on stderr, exit 1.
+
+    Guards against: exit 0 although the direct message reached no one.
+    """
+    nobody = unique("nobody")
+    chat = await chat_procs(gateway_server.url, "--name", unique("bot"))
+    await chat.write(f"/msg {nobody} hi")
+    await chat.end_input()
+    assert await chat.wait() == 1, chat.stderr
+    await chat.expect_error(rf"^! .*{nobody}")
 
 
 async def test_more_lines_than_the_rate_limit_burst_all_arrive(gateway_server, chat_procs, observe):
@@ -147,3 +184,19 @@ async def test_join_moves_to_the_new_room_and_leaves_the_old(gateway_server, cha
     await chat.expect(rf"^\* members of {new}: ")
     assert not any("anyone?" in line for line in chat.lines)
     assert in_old.texts(bot) == []
+
+
+async def test_a_url_without_the_ws_path_says_the_path_is_probably_missing_it(
+    gateway_server, chat_procs
+):
+    """`chat --url ws://HOST:PORT/` (the page, not /ws): exit 1 with a hint on stderr.
+
+    Guards against: aiohttp's raw `200, message='Invalid response status'` as the only
+    explanation.
+    """
+    page = gateway_server.url.removesuffix("/ws") + "/"
+    chat = await chat_procs(page, "--name", unique("bot"))
+    await chat.end_input()
+    assert await chat.wait() == 1
+    assert "the path is probably missing /ws" in chat.stderr, chat.stderr
+    assert f"--url {gateway_server.url}" in chat.stderr, chat.stderr

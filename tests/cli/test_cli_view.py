@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from cli.events import ChatEvent, HistoryPage, Joined, RoomMessage, Status
+from cli.render import plain, render
 from cli.view import RoomView
 
 
@@ -154,3 +155,13 @@ def test_a_join_asks_for_the_new_rooms_history_and_drops_a_stale_answer():
     view.handle({"type": "history", "room": "dev", "messages": new, "ref": request["ref"]})
     pages = [e for e in shown if isinstance(e, HistoryPage)]
     assert [[m.text for m in p.messages] for p in pages] == [["dev one"]]
+
+
+def test_a_cut_list_of_rooms_says_how_many_more_there_are():
+    """Guards against: a gateway's list of the busiest 100 rooms shown as if it were
+    every room (the `total` of the `rooms` answer dropped)."""
+    view, shown = make_view()
+    view.handle({"type": "rooms", "rooms": [{"room": "dev", "members": 3}], "total": 5})
+    view.handle({"type": "rooms", "rooms": [{"room": "dev", "members": 3}], "total": 1})
+    lines = [plain(line) for event in shown[-2:] for line in render(event, clock=False)]
+    assert lines == ["* rooms: dev (3) and 4 more", "* rooms: dev (3)"]

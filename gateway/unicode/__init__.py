@@ -1,0 +1,1 @@
+"""The Unicode data files the gateway reads (see LICENSE here)."""
