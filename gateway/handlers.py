@@ -27,7 +27,17 @@ from gateway.commands import (
     Who,
 )
 from gateway.errors import BrokerUnavailable, ErrorCode, NotReplicated, ProtocolError
-from gateway.events import Ack, Direct, ErrorReply, History, Members, Notice, Pong, RoomList
+from gateway.events import (
+    Ack,
+    Direct,
+    ErrorReply,
+    Event,
+    History,
+    Members,
+    Notice,
+    Pong,
+    RoomList,
+)
 from gateway.membership import enter_room, leave_room
 from gateway.names import validate_name, validate_room, validate_text
 from gateway.node import Node
@@ -183,20 +193,31 @@ async def handle_kick(node: Node, session: Session, command: Kick) -> None:
     room = _room_of(session, command.room, must_be_in=False)
     session.moderates.check(room, "moderate")
     name = validate_name(command.name)
-    await node.moderation.kick(room, name, command.seconds, session.name, "moderator")
-    if session.is_text:
-        banned = f", banned for {command.seconds} s" if command.seconds else ""
-        session.send(Notice([f"* {name} was removed from {room}{banned}"]))
-    else:
-        session.send(Ack(command.ref))
+    session.begin_send()  # as for a send: the answer before the leave it caused
+    answer: Event | None = None
+    try:
+        await node.moderation.kick(room, name, command.seconds, session.name, "moderator")
+        if session.is_text:
+            banned = f", banned for {command.seconds} s" if command.seconds else ""
+            answer = Notice([f"* {name} was removed from {room}{banned}"])
+        else:
+            answer = Ack(command.ref)
+    finally:
+        session.end_send(answer)
 
 
 async def handle_delete(node: Node, session: Session, command: Delete) -> None:
     room = validate_room(command.room)
     session.moderates.check(room, "moderate")
-    if not await node.moderation.delete(room, command.offset, session.name, "moderator"):
+    session.begin_send()  # as for a send: the ack before the `deleted` it caused
+    ack = None
+    try:
+        if await node.moderation.delete(room, command.offset, session.name, "moderator"):
+            ack = Ack(command.ref)
+    finally:
+        session.end_send(ack)
+    if ack is None:
         raise ProtocolError(ErrorCode.BAD_FRAME, f"{room} has no message at {command.offset}")
-    session.send(Ack(command.ref))
 
 
 async def handle_ping(node: Node, session: Session, command: Ping) -> None:
@@ -233,9 +254,8 @@ async def handle(node: Node, session: Session, command: Command) -> None:
     try:
         await HANDLERS[type(command)](node, session, command)
     except NotReplicated as exc:
-        raise ProtocolError(
-            ErrorCode.UNAVAILABLE, f"{exc}: send it again with the same id"
-        ) from None
+        again = "send it again with the same id" if isinstance(command, Send) else "send it again"
+        raise ProtocolError(ErrorCode.UNAVAILABLE, f"{exc}: {again}") from None
     except BrokerUnavailable:
         raise _unavailable() from None
     except Banned as banned:

@@ -17,10 +17,13 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
+from gateway.broker.redis_scripts import Keys
 from tests.conftest import TEST_SETTINGS, join_json
 from tests.redis_backend import REDIS_SERVER, RedisServer
 from tests.redis_cluster_backend import RedisClusterServers
-from tests.test_redis_faults import send_until_acked
+from tests.test_auth import SECRET
+from tests.test_moderation import MODERATOR, user
+from tests.test_redis_faults import request_until_acked, send_until_acked
 from tests.test_redis_sharded import nodes_on, room_on, send_until_acked_in, stored_offsets
 
 pytestmark = pytest.mark.skipif(
@@ -75,6 +78,36 @@ async def test_a_replica_that_falls_behind_turns_acks_into_unavailable(
     await send_until_acked(alice, "held")
     history = await alice.request("history", room="lobby", limit=10)
     assert [m["text"] for m in history["messages"]] == ["before", "held"]
+
+
+async def test_a_kick_or_delete_a_replica_lacks_is_answered_unavailable(
+    primary_and_replica: tuple[RedisServer, RedisServer], node: Any
+) -> None:
+    """Guards against a moderator told that a kick (its ban) or a delete succeeded while
+    no replica has it: a failover would bring the member, the ban's victim or the
+    deleted text back. The primary did it: the members are told all the same, and the
+    moderator's retry, once the replica is back, is acked."""
+    primary, replica = primary_and_replica
+    gateway = await node(primary.url, redis_ack_timeout=0.3, jwt_secret=SECRET)
+    mod = await user(gateway, "mod", moderates=MODERATOR)
+    victim = await user(gateway, "vic")
+    spam = await victim.request("send", room="team-a", text="spam")
+    assert spam["type"] == "ack", spam
+    replica.signal(signal.SIGSTOP)
+    delete = {"room": "team-a", "offset": spam["offset"]}
+    kick = {"room": "team-a", "name": "vic", "seconds": 60}
+    for frame_type, fields in (("delete", delete), ("kick", kick)):
+        answer = await mod.request(frame_type, **fields)
+        assert answer["type"] == "error" and answer["code"] == "unavailable", answer
+        assert "replicas confirmed" in answer["message"] and "same id" not in answer["message"]
+    await victim.expect("deleted", offset=spam["offset"])
+    await victim.expect("removed", room="team-a")
+    replica.signal(signal.SIGCONT)
+    await request_until_acked(mod, "delete", **delete)
+    await request_until_acked(mod, "kick", **kick)
+    assert replica.client().exists(Keys(PREFIX).ban("team-a", "vic"))
+    refused = await victim.request("join", room="team-a")
+    assert refused["code"] == "banned", refused
 
 
 async def test_a_required_replica_that_is_missing_acks_nothing(node: Any) -> None:

@@ -37,9 +37,16 @@ async def wait_ready(client: TestClient, ready: bool, timeout: float = 15.0) -> 
 
 async def send_until_acked(peer: JsonPeer, text: str, timeout: float = 15.0) -> dict[str, Any]:
     """Send with one id until it is acked (as a client retrying after `unavailable` does)."""
+    return await request_until_acked(peer, "send", timeout, room="lobby", text=text, id=text)
+
+
+async def request_until_acked(
+    peer: JsonPeer, frame_type: str, timeout: float = 15.0, **fields: Any
+) -> dict[str, Any]:
+    """Send one request again after each `unavailable` until it is acked."""
     async with asyncio.timeout(timeout):
         while True:
-            answer = await peer.request("send", room="lobby", text=text, id=text)
+            answer = await peer.request(frame_type, **fields)
             if answer["type"] == "ack":
                 return answer
             assert answer["code"] == "unavailable", answer

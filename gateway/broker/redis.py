@@ -117,7 +117,12 @@ class RedisBroker:
                 probe_interval=settings.probe_interval,
             )
         self._moderation = Moderation(
-            self._redis, self._keys, self._pub, settings.room_ttl, settings.history_size
+            self._redis,
+            self._keys,
+            self._pub,
+            settings.room_ttl,
+            settings.history_size,
+            self._replicas,
         )
         self._liveness = Liveness(self._redis, self._keys, settings, self.reregister, self._pub)
         self._presence = Presence(
@@ -137,6 +142,7 @@ class RedisBroker:
             self._kick,
             self._liveness.settle_name,
             (settings.dm_recipient_rate, settings.dm_recipient_burst),
+            self._liveness.took_from,
         )
 
     @property

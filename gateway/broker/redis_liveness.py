@@ -131,6 +131,15 @@ class Liveness:
         """Before this run's first entry in `room`: drop the former run's (may raise)."""
         await self._former.settle("rooms", room)
 
+    async def took_from(self, node: str) -> None:
+        """Something `node` held was taken because its heartbeat expired: mark it
+        reaped, so that a node that was only frozen learns it when it wakes. Never
+        raises (the claim it follows stands; the kick it published may still tell)."""
+        try:
+            await self._reaper.mark(node)
+        except REDIS_ERRORS as exc:
+            log.warning("cannot mark node %s as reaped (%s)", node, exc)
+
     async def settle_name(self, key: str) -> None:
         """Before this run's first claim of name `key`: drop the former run's."""
         await self._former.settle("names", key)

@@ -6,7 +6,8 @@ round trip. A delete takes the message's stream entry out (XDEL: its text is gon
 Redis) and leaves a tombstone in the room's `deleted` hash, which history and replay
 put back in its place (`tombstones`), so offsets and order stay as they were. Removals
 and disconnects go out on the name's user channel, which every node with a connection
-of the name listens to.
+of the name listens to. A kick (with its ban) and a delete are answered only once the
+room primary's replicas have them (`redis_replicas`), as a publish is.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import orjson
 from gateway.broker.base import Banned
 from gateway.broker.redis_history import unavailable_on_error
 from gateway.broker.redis_lua import Lua
+from gateway.broker.redis_replicas import ReplicaWaits
 from gateway.broker.redis_scripts import Keys
+from gateway.errors import NotReplicated
 from gateway.names import name_key
 from gateway.offsets import parse_offset
 
@@ -31,7 +34,10 @@ DELETE = """
 if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return 0 end
 local floor = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0') - tonumber(ARGV[8]) + 1
 if tonumber(ARGV[2]) < floor then return 0 end
-if redis.call('HEXISTS', KEYS[3], ARGV[2]) == 1 then return 2 end
+if redis.call('HEXISTS', KEYS[3], ARGV[2]) == 1 then
+  redis.call('PEXPIRE', KEYS[3], ARGV[7])  -- a write: a retry's WAIT covers the first
+  return 2
+end
 local id = ARGV[2] .. '-0'
 local entries = redis.call('XRANGE', KEYS[2], id, id)
 if #entries == 0 then return 0 end
@@ -50,11 +56,13 @@ return 1
 """
 
 
-# KEYS: the room's presence keys. ARGV: name key, room, the room's channel, publish
-# command. Takes the name out of the room for every node that holds it, and announces
-# its leave once (the nodes' own removals then find nothing left). Returns 1 if it was
-# present.
-EXPEL = """
+# KEYS: the room's presence keys, the name's ban key. ARGV: name key, room, the room's
+# channel, publish command, the ban ("UNTIL BY"; "" for none), its lifetime in ms. Bans
+# first (a rejoin racing the removal is refused), then takes the name out of the room
+# for every node that holds it, and announces its leave once (the nodes' own removals
+# then find nothing left). Returns 1 if it was present.
+KICK = """
+if ARGV[5] ~= '' then redis.call('SET', KEYS[5], ARGV[5], 'PX', ARGV[6]) end
 local suffix = '\\n' .. ARGV[1]
 local held = false
 for _, entry in ipairs(redis.call('SMEMBERS', KEYS[4])) do
@@ -77,34 +85,47 @@ class Moderation:
     """Bans, deletes, removals and disconnects, for every node at once."""
 
     def __init__(
-        self, redis: Any, keys: Keys, publish_command: str, room_ttl: float, history_size: int
+        self,
+        redis: Any,
+        keys: Keys,
+        publish_command: str,
+        room_ttl: float,
+        history_size: int,
+        replicas: ReplicaWaits,
     ) -> None:
         self._redis = redis
         self._keys = keys
         self._pub = publish_command
         self._room_ttl_ms = int(room_ttl * 1000)
         self._history_size = history_size
+        self._replicas = replicas  # a kick or delete is answered once replicated
         self._delete = Lua(redis, DELETE)
-        self._expel = Lua(redis, EXPEL)
+        self._kick = Lua(redis, KICK)
 
     async def kick(self, room: str, name: str, by: str, seconds: int) -> int | None:
-        """Ban first (a rejoin racing the removal is refused), take the name's presence
-        out of the room (every node's, one leave: also where it has no connection left,
-        in its grace period), then tell every node with a connection of it."""
+        """Ban and take the name's presence out of the room (every node's, one leave:
+        also where it has no connection left, in its grace period) in one step that
+        the replicas confirm, then tell every node with a connection of it. Short of
+        replicas, the nodes are told all the same (the primary did it) and
+        NotReplicated is raised: the moderator may kick again."""
         key = name_key(name)
-        until = None
         keys = self._keys
+        until = int(time.time() * 1000) + seconds * 1000 if seconds > 0 else None
+        ban = f"{until} {by}" if until is not None else ""  # refuses entries while it lasts
+        unconfirmed: NotReplicated | None = None
         with unavailable_on_error():
-            if seconds > 0:
-                until = int(time.time() * 1000) + seconds * 1000
-                ban = f"{until} {by}"  # the presence script refuses entries while it lasts
-                await self._redis.set(keys.ban(room, key), ban, px=seconds * 1000)
-            await self._expel(
-                keys=keys.presence_keys(room),
-                args=[key, room, keys.room_channel(room), self._pub],
-            )
+            try:
+                await self._replicas.run(
+                    self._kick,
+                    keys=[*keys.presence_keys(room), keys.ban(room, key)],
+                    args=[key, room, keys.room_channel(room), self._pub, ban, seconds * 1000],
+                )
+            except NotReplicated as exc:
+                unconfirmed = exc
             body = orjson.dumps({"room": room, "name": name, "by": by, "until": until})
             await self._redis.execute_command(self._pub, self._keys.user_channel(key), b"r" + body)
+        if unconfirmed is not None:
+            raise unconfirmed
         return until
 
     async def unban(self, room: str, name: str) -> None:
@@ -123,8 +144,9 @@ class Moderation:
         keys = self._keys
         canonical = f"{position[0]}-{position[1]}"  # as the room wrote it: "E-01" is "E-1"
         event = orjson.dumps({"room": room, "offset": canonical, "by": by})
-        with unavailable_on_error():
-            done = await self._delete(
+        with unavailable_on_error():  # NotReplicated: members were told; delete again
+            done = await self._replicas.run(
+                self._delete,
                 keys=[keys.meta(room), keys.log(room), keys.deleted(room)],
                 args=[
                     position[0],

@@ -6,7 +6,9 @@ the name's user channel before claiming it, so no kick or direct message is miss
 it lists the name in its own index before the claim, so the reaper finds it if the
 node dies. A name held by a node whose heartbeat is gone counts as free (the reaper
 may not have caught up yet): the claim script says who holds it, and the caller,
-which can read that node's heartbeat (another slot), claims again naming it dead.
+which can read that node's heartbeat (another slot), claims again naming it dead. That
+node may be only frozen: the claim kicks its connection (heard when it wakes) and marks
+it reaped (`redis_reaper`), so it claims its names again and closes the one it lost.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class Names:
         on_kick: Callable[[str], None],
         settle: Callable[[str], Awaitable[None]],
         dm_budget: tuple[float, int],
+        took_from: Callable[[str], Awaitable[None]],
     ) -> None:
         self._redis = redis
         self._keys = keys
@@ -50,6 +53,7 @@ class Names:
         self._subscriber = subscriber  # Subscriber or ShardedSubscriber
         self._on_kick = on_kick  # a connection here lost its name to someone else
         self._settle = settle  # reaps a former run's hold of a name key before a claim
+        self._took_from = took_from  # marks a node whose name a claim took as reaped
         self._dm_budget = dm_budget  # a recipient's DMs: rate per second, burst
         self._claim = Lua(redis, scripts.CLAIM_NAME)
         self._claim_shared = Lua(redis, scripts.CLAIM_SHARED)
@@ -80,6 +84,10 @@ class Names:
             if await self._redis.exists(self._keys.node(owner) + ":alive"):
                 return _taken(name, result)
             result = await script(keys=[self._keys.name(key)], args=[*args, self._pub, owner])
+            if result[0] != b"taken":
+                # The owner may be only frozen, its connection still open: once it runs
+                # again the mark has it claim its names anew, and close this one's.
+                await self._took_from(owner)
         if result[0] == b"taken":
             return _taken(name, result)
         return str(result[0].decode())

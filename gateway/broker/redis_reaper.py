@@ -8,7 +8,8 @@ the same time finds nothing left to announce. What cannot be reached (on a Redis
 Cluster, a shard that is down) stays in the index and the node stays listed, so the
 next pass retries it. Each pass that removed anything leaves the mark `P node:{N}:
 reaped`: a node that was only stalled, or that started again while the pass ran, sees
-it and puts its entries back.
+it and puts its entries back. A claim that takes a name from a node whose heartbeat
+expired, before any reaper came by, leaves the same mark (`redis_names`).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class Reaper:
         # The mark after the removals (a node that started meanwhile sees it) and before
         # the node leaves the list (a node that finds itself dropped reads it then).
         if done:
-            await self._redis.set(start + ":reaped", "1", ex=REAPED_MARK_SECONDS)
+            await self.mark(node)
         if left:
             log.info("node %s is gone: announced %d leaves, %d entries left", node, leaves, left)
             return leaves  # it stays listed: the next pass reaps the rest
@@ -75,6 +76,11 @@ class Reaper:
         if leaves:
             log.info("node %s is gone: announced %d leaves", node, leaves)
         return leaves
+
+    async def mark(self, node: str) -> None:
+        """Leave the mark that tells `node`, if it was only stalled, that the others
+        took what it held: it puts back what it still can when it runs again."""
+        await self._redis.set(self._keys.node(node) + ":reaped", "1", ex=REAPED_MARK_SECONDS)
 
     async def reap_one(self, node: str, kind: str, value: str) -> int:
         """Drop what `node` held in one room or of one name, then that index entry; the

@@ -243,6 +243,11 @@ if not owner[1] or owner[2] == ARGV[9] then  -- free, or its node is dead (not r
   redis.call('DEL', KEYS[1])
   redis.call('HSET', KEYS[1], 'key', ARGV[1], 'conn', ARGV[3], 'node', ARGV[4],
              'session', ARGV[5], 'display', ARGV[2])
+  -- A node only frozen hears this when it wakes: its connection lost the name (a
+  -- look-alike's listens on another channel: the reaped mark tells that one).
+  if owner[1] and (not owner[5] or owner[5] == ARGV[1]) then
+    redis.call(ARGV[8], ARGV[7], 'k' .. owner[1])
+  end
   return {ARGV[5], ARGV[2]}
 end
 local alike = owner[5] and owner[5] ~= ARGV[1]
