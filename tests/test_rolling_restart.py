@@ -400,6 +400,9 @@ async def rolling_restart(running: Any, sessions: list[int], users: list[ChatUse
     assert set(codes) == {1001}
     assert sorted(answer["members"]) == sorted(names)
     assert_no_secret_in_logs(running, {s for user in users for s in user.secrets})
+    # A drain's closes are full handshakes ending in a FIN: nginx saw no connection reset.
+    nginx_log = (running.dir / "nginx.log").read_text(errors="replace")
+    assert "recv() failed" not in nginx_log and "reset by peer" not in nginx_log, nginx_log
 
 
 def assert_no_secret_in_logs(running: Any, secrets: set[str]) -> None:
