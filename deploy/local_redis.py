@@ -2,8 +2,10 @@
 Redis Cluster of three primaries and three replicas.
 
 Each redis-server runs in a directory of its own under the cluster's temp dir, saving
-nothing. A cluster node needs its port + 10000 free too (the cluster bus), so its
-ports are picked below 55535; the six are joined with `redis-cli --cluster create
+nothing, unless `persist` (the fault campaign, bench/chaos) turns the append-only file on
+with an fsync per write, so a restart (even after kill -9) keeps every write it acked.
+A cluster node needs its port + 10000 free too (the cluster bus), so its ports are
+picked below 55535; the six are joined with `redis-cli --cluster create
 --cluster-replicas 1`, and the cluster is ready once every node says
 `cluster_state:ok` and knows all six.
 """
@@ -57,7 +59,7 @@ class LocalRedis:
 
     def __init__(
         self, kind: str, directory: Path, log: Callable[[str], Path | None], *,
-        die_with_parent: bool,
+        die_with_parent: bool, persist: bool = False,
     ) -> None:  # fmt: skip
         if kind not in KINDS:
             raise ClusterError(f"REDIS must be one of {', '.join(KINDS)}, not {kind!r}")
@@ -65,6 +67,7 @@ class LocalRedis:
         self._dir = directory
         self._log = log
         self._die_with_parent = die_with_parent
+        self._persist = persist
         self.ports = [free_port()]
         if kind == "cluster":
             self.ports = []
@@ -99,8 +102,10 @@ class LocalRedis:
     def _server(self, name: str, port: int) -> Process:
         data = self._dir / name
         data.mkdir()
+        aof = ["--appendonly", "yes", "--appendfsync", "always"] if self._persist else [
+            "--appendonly", "no"]  # fmt: skip
         argv = [find_tool("redis-server") or "redis-server", "--port", str(port),
-                "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--bind", "127.0.0.1", "--save", "", *aof,
                 "--dir", str(data), "--logfile", str(data / "redis.log")]  # fmt: skip
         if self.kind == "cluster":
             argv += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",

@@ -12,12 +12,12 @@ import pytest
 import redis.asyncio as redis
 from aiohttp.test_utils import TestClient
 
+from bench.tcp_proxy import TcpProxy
 from gateway.app import create_app
 from gateway.broker.redis import RedisBroker
 from gateway.broker.redis_scripts import Keys
 from tests.conftest import TEST_SETTINGS, WAIT, JsonPeer, join_json, read_metric
 from tests.redis_backend import REDIS_SERVER, RedisBackend, RedisServer
-from tests.tcp_proxy import TcpProxy
 
 needs_redis_server = pytest.mark.skipif(
     REDIS_SERVER is None, reason="needs a real redis-server (CI installs one)"

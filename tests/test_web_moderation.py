@@ -18,10 +18,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 from playwright.async_api import Locator, Page, expect
 
+from bench.tcp_proxy import TcpProxy
 from gateway.app import create_app
 from gateway.auth import mint
 from tests.conftest import TEST_SETTINGS, JsonPeer, join_json
-from tests.tcp_proxy import TcpProxy
 from tests.web_support import (
     Pages,
     message_text,

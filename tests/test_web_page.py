@@ -22,6 +22,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from playwright.async_api import expect
 
+from bench.tcp_proxy import TcpProxy
 from gateway import http as gateway_http
 from gateway.app import create_app
 from gateway.auth import mint
@@ -31,7 +32,6 @@ from gateway.ws import NODE
 from tests.conftest import JSON_PROTOCOL, TEST_SETTINGS, JsonPeer, join_json
 from tests.processes import GatewayProcess
 from tests.redis_backend import REDIS_SERVER, RedisBackend
-from tests.tcp_proxy import TcpProxy
 from tests.web_support import (
     Pages,
     join,

@@ -18,8 +18,8 @@ from typing import Any
 import aiohttp
 from screen import Screen
 
+from bench.tcp_proxy import TcpProxy
 from tests.processes import GatewayProcess, free_port
-from tests.tcp_proxy import TcpProxy
 
 __all__ = ["GatewayProcess", "TcpProxy", "free_port"]
 

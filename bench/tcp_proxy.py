@@ -1,4 +1,5 @@
-"""A TCP proxy for tests: cut connections, swallow replies, or make subscriptions deaf."""
+"""A TCP proxy for tests and the fault campaign: cut connections, swallow replies, make
+subscriptions deaf, or blackhole the traffic for a while."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ class TcpProxy:
     `cut()` aborts every relayed connection; while `accepting` is False new ones are
     dropped at once; with `drop_downstream` the server's bytes never reach any client;
     `silence_subscribers()` makes every connection that has sent SUBSCRIBE deaf for good,
-    leaving its socket open (a subscription that hears nothing).
+    leaving its socket open (a subscription that hears nothing). `blackhole()` stops
+    relaying in both directions, sockets left open (no RST, no FIN), as a network that
+    drops packets does; `heal()` lets the held bytes through in order, as TCP's
+    retransmissions would once the path is back.
     """
 
     def __init__(self, target_port: int) -> None:
@@ -27,6 +31,8 @@ class TcpProxy:
         self._tasks: set[asyncio.Task[None]] = set()
         self._subscribers: set[asyncio.StreamWriter] = set()  # client sides that subscribed
         self._silenced: set[asyncio.StreamWriter] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     @property
     def url(self) -> str:
@@ -38,6 +44,19 @@ class TcpProxy:
 
     def silence_subscribers(self) -> None:
         self._silenced |= self._subscribers
+
+    @property
+    def blackholed(self) -> bool:
+        return not self._flowing.is_set()
+
+    def blackhole(self) -> None:
+        """Relay nothing, either way, until `heal()`: reads stop, so the senders' buffers
+        fill as they would against a dead path."""
+        self._flowing.clear()
+
+    def heal(self) -> None:
+        """Relay again, the held bytes first."""
+        self._flowing.set()
 
     async def start(self) -> TcpProxy:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -75,6 +94,7 @@ class TcpProxy:
         try:
             with contextlib.suppress(OSError):
                 while data := await reader.read(65536):
+                    await self._flowing.wait()
                     if not downstream and b"SUBSCRIBE" in data.upper():
                         self._subscribers.add(client)
                     if downstream and (self.drop_downstream or client in self._silenced):

@@ -1,0 +1,162 @@
+"""One campaign: start the system, run the clients under the nemesis, heal, check.
+
+Phases: the system starts and each room gets a first message (so every client's first
+`subscribed` has an offset to resume after); the clients connect and send while the
+nemesis injects faults for `seconds`; then a quiet period: everything is healed, the
+clients stop sending new messages (a message in flight is still sent until acked), and
+the campaign waits (bounded) until every client is connected and has every acked
+message of its room; last, presence: `members` of each room on every node must equal
+the clients connected to it, and every node must be ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from bench.chaos.checker import Verdict, check
+from bench.chaos.clients import ChaosClient, ClientTimers
+from bench.chaos.history import History
+from bench.chaos.nemesis import Nemesis, faults_for
+from bench.chaos.system import System
+
+SETTLE_TIMEOUT = 60.0  # seconds the quiet period waits for clients to catch up
+PRESENCE_TIMEOUT = 30.0  # seconds it waits for presence to converge after that
+
+
+@dataclass(frozen=True)
+class CampaignConfig:
+    """What to run: `seconds` of faults on `redis` (single or cluster), from `seed`."""
+
+    seconds: float = 120.0
+    seed: int = 0
+    redis: str = "single"
+    clients: int = 30
+    rooms: int = 5
+    max_pause: float = 20.0
+    faults: tuple[str, ...] | None = None  # None: every fault that fits `redis`
+    keep: Path | None = None  # where to keep the logs; None: a temp dir, removed
+
+
+async def run_campaign(config: CampaignConfig, say: Callable[[str], None] = print) -> Verdict:
+    """Run the campaign; the verdict (with `history` read by the checker)."""
+    directory = Path(tempfile.mkdtemp(prefix="chat-chaos-"))
+    system = System(config.redis, directory)
+    rng = random.Random(config.seed)
+    history = History()
+    try:
+        await system.start()
+        rooms = [f"room{i + 1}" for i in range(config.rooms)]
+        for room in rooms:
+            await asyncio.to_thread(system.post, room, "the campaign starts")
+        say(
+            f"chaos: seed {config.seed}, redis {config.redis}, {config.clients} clients in "
+            f"{len(rooms)} rooms, {config.seconds:g}s of faults; logs in {directory}"
+        )
+        history = History()
+        faults = config.faults if config.faults is not None else faults_for(config.redis)
+        nemesis = Nemesis(system, history, rng, faults, max_pause=config.max_pause, say=say)
+        clients = [
+            ChaosClient(
+                f"c{i + 1}",
+                rooms[i % len(rooms)],
+                system.ports,
+                random.Random(rng.random()),
+                history,
+                ClientTimers(),
+            )
+            for i in range(config.clients)
+        ]
+        presence = await _exercise(system, nemesis, clients, history, config, say)
+        verdict = check(history, {c.name: c.room for c in clients}, presence)
+        for violation in verdict.violations:
+            around = "; ".join(f.describe() for f in history.faults_around(violation.t))
+            say(
+                f"chaos: {violation.kind} t={violation.t:.1f}s {violation.detail}; "
+                f"faults around: {around or 'none'}"
+            )
+        for problem in verdict.presence:
+            say(f"chaos: presence {problem}")
+        return verdict
+    finally:
+        await system.stop()
+        if config.keep is not None:
+            shutil.copytree(directory, config.keep, dirs_exist_ok=True)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+async def _exercise(
+    system: System,
+    nemesis: Nemesis,
+    clients: list[ChaosClient],
+    history: History,
+    config: CampaignConfig,
+    say: Callable[[str], None],
+) -> list[str]:
+    """Run the clients through the faults and the quiet period; the presence problems."""
+    stop = asyncio.Event()
+    async with aiohttp.ClientSession() as http:
+        tasks = [asyncio.create_task(c.run(http, stop)) for c in clients]
+        try:
+            await nemesis.run(config.seconds)
+            say(f"chaos: t={history.now():6.1f}s quiet: healing, sends stop")
+            for client in clients:
+                client.sending = False
+            await system.heal()
+            if not await _settled(clients, history):
+                say("chaos: the clients did not all catch up in the quiet period")
+            return await _presence(system, clients)
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _settled(clients: list[ChaosClient], history: History) -> bool:
+    """Wait (bounded) until every client is connected, has nothing unacked, and holds
+    every acked message of its room."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + SETTLE_TIMEOUT
+    while loop.time() < deadline:
+        acked = {(r.client, r.msg_id, r.room) for r in history.records if r.kind == "acked"}
+        got: dict[str, set[tuple[str, str]]] = {c.name: set() for c in clients}
+        for record in history.records:
+            if record.kind == "message" and record.client in got:
+                got[record.client].add((record.sender, record.msg_id))
+        if all(c.connected and c.idle for c in clients) and all(
+            (sender, msg_id) in got[c.name]
+            for c in clients
+            for sender, msg_id, room in acked
+            if room == c.room
+        ):
+            return True
+        await asyncio.sleep(0.5)
+    return False
+
+
+async def _presence(system: System, clients: list[ChaosClient]) -> list[str]:
+    """Wait (bounded) until `members` on every node equals the connected clients of each
+    room and every node is ready; the differences left, if any."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + PRESENCE_TIMEOUT
+    rooms = sorted({c.room for c in clients})
+    while True:
+        problems = []
+        for index in range(len(system.nodes)):
+            node = system.node_name(index)
+            if not await asyncio.to_thread(system.ready, index):
+                problems.append(f"{node} is not ready")
+            for room in rooms:
+                want = sorted(c.name for c in clients if c.room == room and c.connected)
+                have = await asyncio.to_thread(system.members, index, room)
+                if have is None or sorted(have) != want:
+                    problems.append(f"{node} {room}: members {have}, connected {want}")
+        if not problems or loop.time() > deadline:
+            return problems
+        await asyncio.sleep(1.0)

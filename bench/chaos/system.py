@@ -1,0 +1,240 @@
+"""The system under test: Redis (one server, or a Redis Cluster with replicas) with its
+append-only file on, three gateway nodes as real processes and, on one Redis, a TCP
+proxy between each node and Redis that the nemesis can blackhole.
+
+The processes are `make cluster`'s (deploy/local_processes.py, deploy/local_redis.py):
+each in a session of its own, dying with us. Every wait is bounded; the blocking ones
+run in a thread so that the clients keep working meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from bench.tcp_proxy import TcpProxy
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "deploy"))  # make cluster's launchers, script-style modules
+
+from local_processes import Process, free_port, get_status  # noqa: E402
+from local_redis import LocalRedis, ask  # noqa: E402
+
+NODES = 3
+API_KEY = "chaos-api-key"
+START_TIMEOUT = 30.0  # seconds for a process to serve
+STOP_TIMEOUT = 15.0  # seconds for a draining node to exit
+POLL = 0.1
+# Short timers, so that a campaign heals in seconds: a dead node's members are reaped
+# after PRESENCE_TIMEOUT, a drain spreads its closes over 2 s.
+NODE_ENV = {
+    "CHAT_PRESENCE_TIMEOUT": "5",
+    "CHAT_GRACE_PERIOD": "1",
+    "CHAT_DRAIN_SECONDS": "2",
+    "CHAT_HEARTBEAT": "5",
+    "CHAT_LOG_LEVEL": "WARNING",
+    "CHAT_API_KEY": API_KEY,
+    "PYTHONUNBUFFERED": "1",
+}
+
+
+class SystemError_(Exception):
+    """A process of the system did not start or stop in time."""
+
+
+def wait_until(what: str, ready: Callable[[], bool], timeout: float) -> None:
+    """Poll `ready` until it is true; raise after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            raise SystemError_(f"{what} not ready within {timeout:g}s")
+        time.sleep(POLL)
+
+
+class System:
+    """Redis and the gateway nodes of one campaign, all children of this process."""
+
+    def __init__(self, kind: str, directory: Path) -> None:
+        self.kind = kind
+        self.dir = directory
+        self.redis = LocalRedis(kind, directory, self._log, die_with_parent=True, persist=True)
+        self.ports = [free_port() for _ in range(NODES)]
+        self.nodes: list[Process] = []
+        self.proxies: list[TcpProxy] = []
+        self.stopped: set[int] = set()  # nodes under SIGSTOP
+
+    def _log(self, name: str) -> Path:
+        return self.dir / f"{name}.log"
+
+    def node_name(self, index: int) -> str:
+        return f"gateway{index + 1}"
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.redis.start, self._wait_process)
+        if self.kind == "single":
+            for _ in range(NODES):
+                self.proxies.append(await TcpProxy(self.redis.ports[0]).start())
+        self.nodes = [self._node(i).start() for i in range(NODES)]
+        for index in range(NODES):
+            await self.wait_node_ready(index)
+
+    def _wait_process(self, name: str, process: Process, ready: Callable[[], bool]) -> None:
+        def up() -> bool:
+            if not process.running:
+                raise SystemError_(f"{name} exited while starting\n{process.tail()}")
+            return ready()
+
+        wait_until(name, up, START_TIMEOUT)
+
+    def _node(self, index: int) -> Process:
+        redis_url = self.proxies[index].redis_url if self.proxies else self.redis.url
+        env = {
+            **os.environ,
+            **NODE_ENV,
+            "CHAT_NODE_ID": self.node_name(index),
+            "CHAT_HOST": "127.0.0.1",
+            "CHAT_PORT": str(self.ports[index]),
+            "CHAT_REDIS_URL": redis_url,
+        }
+        name = self.node_name(index)
+        return Process(
+            name,
+            [sys.executable, "-m", "gateway"],
+            env=env,
+            log=self._log(name),
+            die_with_parent=True,
+        )
+
+    # --- nodes ---------------------------------------------------------------------
+
+    def http(self, index: int, path: str) -> str:
+        return f"http://127.0.0.1:{self.ports[index]}{path}"
+
+    async def wait_node_ready(self, index: int) -> None:
+        url = self.http(index, "/readyz")
+        await asyncio.to_thread(
+            self._wait_process,
+            self.node_name(index),
+            self.nodes[index],
+            lambda: get_status(url) == 200,
+        )
+
+    def signal_node(self, index: int, sig: signal.Signals) -> None:
+        self.nodes[index].signal(sig)
+        if sig == signal.SIGSTOP:
+            self.stopped.add(index)
+        elif sig == signal.SIGCONT:
+            self.stopped.discard(index)
+
+    async def wait_node_exit(self, index: int) -> int | None:
+        return await asyncio.to_thread(self.nodes[index].wait, STOP_TIMEOUT)
+
+    async def restart_node(self, index: int) -> None:
+        """Start node `index` again (killing what is left of it), and wait until ready."""
+        old = self.nodes[index]
+        if old.running:
+            self.signal_node(index, signal.SIGCONT)
+        await asyncio.to_thread(old.stop, 5.0)
+        self.nodes[index] = self._node(index).start()
+        await self.wait_node_ready(index)
+
+    def ready(self, index: int) -> bool:
+        return get_status(self.http(index, "/readyz")) == 200
+
+    def members(self, index: int, room: str) -> list[str] | None:
+        """`room`'s members as node `index` answers them, or None when it does not."""
+        try:
+            with urllib.request.urlopen(
+                self.http(index, f"/api/rooms/{room}/members"), timeout=2.0
+            ) as answer:
+                return list(json.load(answer)["members"])
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def post(self, room: str, text: str) -> None:
+        """A message to `room` through node 0's REST API (seeds a room's history)."""
+        request = urllib.request.Request(
+            self.http(0, f"/api/rooms/{room}/messages"),
+            method="POST",
+            data=json.dumps({"from": "chaos", "text": text}).encode(),
+            headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=5.0):
+            pass
+
+    # --- redis ---------------------------------------------------------------------
+
+    def redis_name(self, index: int) -> str:
+        return self.redis.processes[index].name
+
+    def primaries(self) -> list[int]:
+        """Indexes of the redis-servers that say they are a primary."""
+        return [
+            i
+            for i, port in enumerate(self.redis.ports)
+            if b"role:master" in ask(port, b"INFO replication")
+        ]
+
+    def kill_pubsub(self) -> None:
+        for port in self.redis.ports:
+            ask(port, b"CLIENT KILL TYPE pubsub")
+
+    def stop_redis(self, index: int, sig: signal.Signals) -> None:
+        process = self.redis.processes[index]
+        process.signal(sig)
+        if process.wait(STOP_TIMEOUT) is None:
+            process.stop(5.0)
+
+    async def start_redis(self, index: int) -> None:
+        """Start redis-server `index` again on its data (append-only file, nodes.conf)."""
+        process, port = self.redis.processes[index], self.redis.ports[index]
+        await asyncio.to_thread(process.stop, 5.0)  # reaped: closes its log
+        process.start()
+        await asyncio.to_thread(
+            self._wait_process, process.name, process, lambda: ask(port, b"PING") == b"+PONG\r\n"
+        )
+        await self.wait_redis_healthy()
+
+    async def wait_redis_healthy(self) -> None:
+        if self.kind == "cluster":
+            await asyncio.to_thread(
+                wait_until, "the Redis Cluster", self._cluster_ok, START_TIMEOUT
+            )
+
+    def _cluster_ok(self) -> bool:
+        return all(b"cluster_state:ok" in ask(port, b"CLUSTER INFO") for port in self.redis.ports)
+
+    # --- healing and stopping ---------------------------------------------------------
+
+    async def heal(self) -> None:
+        """Undo whatever a fault left: every node running and ready, Redis up."""
+        for proxy in self.proxies:
+            proxy.heal()
+        for index in list(self.stopped):
+            self.signal_node(index, signal.SIGCONT)
+        for index, process in enumerate(self.redis.processes):
+            if not process.running:
+                await self.start_redis(index)
+        await self.wait_redis_healthy()
+        for index, node in enumerate(self.nodes):
+            if not node.running:
+                await self.restart_node(index)
+            await self.wait_node_ready(index)
+
+    async def stop(self) -> None:
+        for index in list(self.stopped):
+            self.signal_node(index, signal.SIGCONT)
+        for node in self.nodes:
+            node.signal(signal.SIGTERM)
+        for node in self.nodes:
+            await asyncio.to_thread(node.stop, STOP_TIMEOUT)
+        for proxy in self.proxies:
+            await proxy.close()
+        await asyncio.to_thread(self.redis.stop)
