@@ -45,6 +45,15 @@ $(BENCH): $(DEV)
 bench: $(BENCH)  ## the gateway against python-socketio (and Node socket.io); BENCH_ARGS="--quick"
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
+CHAOS_SECONDS ?= 120
+CHAOS_REDIS ?= single
+CHAOS_SEED ?=
+
+.PHONY: chaos
+chaos: $(SERVER)  ## a randomized fault campaign and its checker: CHAOS_SECONDS, CHAOS_SEED, CHAOS_REDIS=single|cluster
+	CHAOS_SECONDS=$(CHAOS_SECONDS) CHAOS_REDIS=$(CHAOS_REDIS) CHAOS_SEED=$(CHAOS_SEED) \
+		$(BIN)/python -m bench.chaos
+
 test: $(DEV)  ## the whole suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -29,6 +29,7 @@ from bench.chaos.system import System
 
 SETTLE_TIMEOUT = 60.0  # seconds the quiet period waits for clients to catch up
 PRESENCE_TIMEOUT = 30.0  # seconds it waits for presence to converge after that
+MAX_SHOWN = 100  # violations printed (each with the faults around it); the rest counted
 
 
 @dataclass(frozen=True)
@@ -76,12 +77,14 @@ async def run_campaign(config: CampaignConfig, say: Callable[[str], None] = prin
         ]
         presence = await _exercise(system, nemesis, clients, history, config, say)
         verdict = check(history, {c.name: c.room for c in clients}, presence)
-        for violation in verdict.violations:
+        for violation in verdict.violations[:MAX_SHOWN]:
             around = "; ".join(f.describe() for f in history.faults_around(violation.t))
             say(
                 f"chaos: {violation.kind} t={violation.t:.1f}s {violation.detail}; "
                 f"faults around: {around or 'none'}"
             )
+        if len(verdict.violations) > MAX_SHOWN:
+            say(f"chaos: ... and {len(verdict.violations) - MAX_SHOWN} more violations")
         for problem in verdict.presence:
             say(f"chaos: presence {problem}")
         return verdict
