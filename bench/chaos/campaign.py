@@ -25,7 +25,7 @@ from bench.chaos.checker import Verdict, check
 from bench.chaos.clients import ChaosClient, ClientTimers
 from bench.chaos.history import History
 from bench.chaos.nemesis import Nemesis, faults_for
-from bench.chaos.system import System
+from bench.chaos.system import System, SystemFailure
 
 SETTLE_TIMEOUT = 60.0  # seconds the quiet period waits for clients to catch up
 PRESENCE_TIMEOUT = 30.0  # seconds it waits for presence to converge after that
@@ -51,7 +51,6 @@ async def run_campaign(config: CampaignConfig, say: Callable[[str], None] = prin
     directory = Path(tempfile.mkdtemp(prefix="chat-chaos-"))
     system = System(config.redis, directory)
     rng = random.Random(config.seed)
-    history = History()
     try:
         await system.start()
         rooms = [f"room{i + 1}" for i in range(config.rooms)]
@@ -107,15 +106,22 @@ async def _exercise(
     stop = asyncio.Event()
     async with aiohttp.ClientSession() as http:
         tasks = [asyncio.create_task(c.run(http, stop)) for c in clients]
+        problems = []
         try:
-            await nemesis.run(config.seconds)
+            try:
+                await nemesis.run(config.seconds)
+            except SystemFailure as failure:  # a node that does not come back is a finding
+                problems.append(f"a fault did not heal: {failure}")
             say(f"chaos: t={history.now():6.1f}s quiet: healing, sends stop")
             for client in clients:
                 client.sending = False
-            await system.heal()
+            try:
+                await system.heal()
+            except SystemFailure as failure:
+                problems.append(f"the system did not heal: {failure}")
             if not await _settled(clients, history):
                 say("chaos: the clients did not all catch up in the quiet period")
-            return await _presence(system, clients)
+            return problems + await _presence(system, clients)
         finally:
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)

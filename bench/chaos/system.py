@@ -45,7 +45,7 @@ NODE_ENV = {
 }
 
 
-class SystemError_(Exception):
+class SystemFailure(Exception):
     """A process of the system did not start or stop in time."""
 
 
@@ -54,7 +54,7 @@ def wait_until(what: str, ready: Callable[[], bool], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not ready():
         if time.monotonic() > deadline:
-            raise SystemError_(f"{what} not ready within {timeout:g}s")
+            raise SystemFailure(f"{what} not ready within {timeout:g}s")
         time.sleep(POLL)
 
 
@@ -88,7 +88,7 @@ class System:
     def _wait_process(self, name: str, process: Process, ready: Callable[[], bool]) -> None:
         def up() -> bool:
             if not process.running:
-                raise SystemError_(f"{name} exited while starting\n{process.tail()}")
+                raise SystemFailure(f"{name} exited while starting\n{process.tail()}")
             return ready()
 
         wait_until(name, up, START_TIMEOUT)
