@@ -46,6 +46,12 @@ def parse(argv: Sequence[str] | None) -> CampaignConfig:
     parser.add_argument("--clients", type=int, default=30)
     parser.add_argument("--rooms", type=int, default=5)
     parser.add_argument(
+        "--readers",
+        type=int,
+        default=5,
+        help="of the clients, those that only listen (20 s heartbeat, as chat)",
+    )
+    parser.add_argument(
         "--max-pause", type=float, default=20.0, help="the longest SIGSTOP of a node, in seconds"
     )
     parser.add_argument(
@@ -67,6 +73,7 @@ def parse(argv: Sequence[str] | None) -> CampaignConfig:
         redis=args.redis,
         clients=args.clients,
         rooms=args.rooms,
+        readers=args.readers,
         max_pause=args.max_pause,
         faults=faults,
         keep=args.keep_logs,

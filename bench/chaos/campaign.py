@@ -22,7 +22,7 @@ from pathlib import Path
 import aiohttp
 
 from bench.chaos.checker import Verdict, check
-from bench.chaos.clients import ChaosClient, ClientTimers
+from bench.chaos.clients import READER, ChaosClient, ClientTimers
 from bench.chaos.history import History
 from bench.chaos.nemesis import Nemesis, faults_for
 from bench.chaos.system import System, SystemFailure
@@ -41,6 +41,7 @@ class CampaignConfig:
     redis: str = "single"
     clients: int = 30
     rooms: int = 5
+    readers: int = 5  # of the clients, those that only listen (READER)
     max_pause: float = 20.0
     faults: tuple[str, ...] | None = None  # None: every fault that fits `redis`
     keep: Path | None = None  # where to keep the logs; None: a temp dir, removed
@@ -65,14 +66,15 @@ async def run_campaign(config: CampaignConfig, say: Callable[[str], None] = prin
         nemesis = Nemesis(system, history, rng, faults, max_pause=config.max_pause, say=say)
         clients = [
             ChaosClient(
-                f"c{i + 1}",
+                f"r{i + 1}" if reader else f"c{i + 1}",
                 rooms[i % len(rooms)],
                 system.ports,
                 random.Random(rng.random()),
                 history,
-                ClientTimers(),
+                READER if reader else ClientTimers(),
             )
             for i in range(config.clients)
+            for reader in [config.readers > 0 and i % max(1, config.clients // config.readers) == 0]
         ]
         presence = await _exercise(system, nemesis, clients, history, config, say)
         verdict = check(history, {c.name: c.room for c in clients}, presence)

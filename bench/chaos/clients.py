@@ -34,6 +34,12 @@ class ClientTimers:
     heartbeat: float = 3.0
     connect_timeout: float = 5.0
     retry_after: tuple[float, float] = (0.2, 1.0)
+    sends: bool = True  # False: a reader, that only listens
+
+
+# A reader that only listens, with the heartbeat `chat` has: it stays on a node that
+# stopped answering for up to half a minute, as a real user's idle client does.
+READER = ClientTimers(heartbeat=20.0, sends=False)
 
 
 class ChaosClient:
@@ -53,7 +59,7 @@ class ChaosClient:
         self.session: str | None = None
         self.since: str | None = None  # the newest offset seen in the room
         self.connected = False  # open and subscribed
-        self.sending = True
+        self.sending = timers.sends
         self._seq = 0
         self._pending: int | None = None  # the id being sent, until acked
         self._answers: dict[str, asyncio.Future[dict[str, object]]] = {}
