@@ -58,6 +58,11 @@ def parse(argv: Sequence[str] | None) -> CampaignConfig:
         "--faults",
         help="a comma-separated subset of: " + ", ".join(sorted({*SINGLE_FAULTS, *CLUSTER_FAULTS})),
     )
+    parser.add_argument(
+        "--sequential",
+        action="store_true",
+        help="each fault healed before the next (default: they overlap)",
+    )
     parser.add_argument("--keep-logs", type=Path, help="copy the processes' logs here")
     args = parser.parse_args(argv)
     faults = None
@@ -74,6 +79,7 @@ def parse(argv: Sequence[str] | None) -> CampaignConfig:
         clients=args.clients,
         rooms=args.rooms,
         readers=args.readers,
+        overlap=not args.sequential,
         max_pause=args.max_pause,
         faults=faults,
         keep=args.keep_logs,

@@ -43,6 +43,7 @@ class CampaignConfig:
     rooms: int = 5
     readers: int = 5  # of the clients, those that only listen (READER)
     max_pause: float = 20.0
+    overlap: bool = True  # False: each fault healed before the next begins
     faults: tuple[str, ...] | None = None  # None: every fault that fits `redis`
     keep: Path | None = None  # where to keep the logs; None: a temp dir, removed
 
@@ -63,7 +64,15 @@ async def run_campaign(config: CampaignConfig, say: Callable[[str], None] = prin
         )
         history = History()
         faults = config.faults if config.faults is not None else faults_for(config.redis)
-        nemesis = Nemesis(system, history, rng, faults, max_pause=config.max_pause, say=say)
+        nemesis = Nemesis(
+            system,
+            history,
+            rng,
+            faults,
+            max_pause=config.max_pause,
+            overlap=config.overlap,
+            say=say,
+        )
         clients = [
             ChaosClient(
                 f"r{i + 1}" if reader else f"c{i + 1}",

@@ -1,7 +1,9 @@
 """The nemesis: every few seconds one fault, picked at random, applied, held, healed.
 
-Faults one at a time, each healed before the next, so a violation's neighbourhood in
-the history names the fault that caused it:
+Faults overlap, as in a real outage (a node paused while Redis restarts while another
+node drains), but never two on one node, nor two Redis restarts or failovers at once;
+`overlap=False` heals each before the next. Each is in the history with its times, so a
+violation's neighbourhood names the faults that caused it:
 
 | fault | what it does |
 |---|---|
@@ -21,7 +23,7 @@ import random
 import signal
 from collections.abc import Callable
 
-from bench.chaos.history import History
+from bench.chaos.history import Fault, History
 from bench.chaos.system import System
 
 SINGLE_FAULTS = ("kill", "term", "pause", "pubsub", "redis-restart", "blackhole")
@@ -45,10 +47,14 @@ class Nemesis:
         faults: tuple[str, ...],
         *,
         max_pause: float = 20.0,
+        overlap: bool = True,
         say: Callable[[str], None] = print,
     ) -> None:
         self._system, self._history, self._rng = system, history, rng
         self._faults, self._max_pause, self._say = faults, max_pause, say
+        self._overlap = overlap
+        self._held_nodes: set[int] = set()  # nodes under a fault now
+        self._redis_held = False  # a Redis restart or failover under way
         self._actions = {
             "kill": self._kill,
             "term": self._term,
@@ -60,79 +66,128 @@ class Nemesis:
         }
 
     async def run(self, seconds: float) -> None:
-        """Inject faults for `seconds` (the one under way at the end is healed first)."""
+        """Inject faults for `seconds`; returns once every fault begun is healed."""
         until = self._history.now() + seconds
-        while self._history.now() < until:
-            await asyncio.sleep(self._rng.uniform(*GAP))
-            if self._history.now() >= until or not self._faults:
-                break
-            kind = self._rng.choice(self._faults)
-            await self._actions[kind]()
+        under_way: set[asyncio.Task[None]] = set()
+        try:
+            while self._history.now() < until and self._faults:
+                await asyncio.sleep(self._rng.uniform(*GAP))
+                if self._history.now() >= until:
+                    break
+                fault = self._actions[self._rng.choice(self._faults)]()
+                if not self._overlap:
+                    await fault
+                    continue
+                task = asyncio.create_task(fault)
+                under_way.add(task)
+                task.add_done_callback(under_way.discard)
+        finally:
+            outcomes = await asyncio.gather(*under_way, return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
-    def _node(self) -> int:
-        return self._rng.randrange(len(self._system.nodes))
+    def _take_node(self) -> int | None:
+        """A node no fault holds now, marked as held; None when every one is."""
+        free = [i for i in range(len(self._system.nodes)) if i not in self._held_nodes]
+        if not free:
+            return None
+        index = self._rng.choice(free)
+        self._held_nodes.add(index)
+        return index
 
-    def _begin(self, kind: str, target: str) -> None:
+    def _begin(self, kind: str, target: str) -> Fault:
         fault = self._history.fault(kind, target)
         self._say(f"chaos: t={fault.start:6.1f}s {kind} {target}")
+        return fault
 
-    def _end(self) -> None:
-        self._history.faults[-1].end = self._history.now()
+    def _end(self, fault: Fault, node: int | None = None) -> None:
+        fault.end = self._history.now()
+        if node is not None:
+            self._held_nodes.discard(node)
 
     async def _kill(self) -> None:
-        index = self._node()
-        self._begin("kill", self._system.node_name(index))
-        self._system.signal_node(index, signal.SIGKILL)
-        await self._system.wait_node_exit(index)
-        await asyncio.sleep(self._rng.uniform(1.0, 5.0))
-        await self._system.restart_node(index)
-        self._end()
+        index = self._take_node()
+        if index is None:
+            return
+        fault = self._begin("kill", self._system.node_name(index))
+        try:
+            self._system.signal_node(index, signal.SIGKILL)
+            await self._system.wait_node_exit(index)
+            await asyncio.sleep(self._rng.uniform(1.0, 5.0))
+            await self._system.restart_node(index)
+        finally:
+            self._end(fault, index)
 
     async def _term(self) -> None:
-        index = self._node()
-        self._begin("term", self._system.node_name(index))
-        self._system.signal_node(index, signal.SIGTERM)
-        await self._system.wait_node_exit(index)
-        await self._system.restart_node(index)
-        self._end()
+        index = self._take_node()
+        if index is None:
+            return
+        fault = self._begin("term", self._system.node_name(index))
+        try:
+            self._system.signal_node(index, signal.SIGTERM)
+            await self._system.wait_node_exit(index)
+            await self._system.restart_node(index)
+        finally:
+            self._end(fault, index)
 
     async def _pause(self) -> None:
-        index = self._node()
+        index = self._take_node()
+        if index is None:
+            return
         seconds = self._rng.uniform(1.0, self._max_pause)
-        self._begin("pause", f"{self._system.node_name(index)} {seconds:.1f}s")
-        self._system.signal_node(index, signal.SIGSTOP)
-        await asyncio.sleep(seconds)
-        self._system.signal_node(index, signal.SIGCONT)
-        self._end()
-
-    async def _pubsub(self) -> None:
-        self._begin("pubsub", "every redis-server")
-        await asyncio.to_thread(self._system.kill_pubsub)
-        self._end()
-
-    async def _redis_restart(self) -> None:
-        index = self._rng.randrange(len(self._system.redis.processes))
-        self._begin("redis-restart", self._system.redis_name(index))
-        await asyncio.to_thread(self._system.stop_redis, index, signal.SIGTERM)
-        await self._system.start_redis(index)
-        self._end()
+        fault = self._begin("pause", f"{self._system.node_name(index)} {seconds:.1f}s")
+        try:
+            self._system.signal_node(index, signal.SIGSTOP)
+            await asyncio.sleep(seconds)
+        finally:
+            self._system.signal_node(index, signal.SIGCONT)
+            self._end(fault, index)
 
     async def _blackhole(self) -> None:
-        index = self._node()
+        index = self._take_node()
+        if index is None:
+            return
         seconds = self._rng.uniform(2.0, 8.0)
-        self._begin("blackhole", f"{self._system.node_name(index)} {seconds:.1f}s")
-        self._system.proxies[index].blackhole()
-        await asyncio.sleep(seconds)
-        self._system.proxies[index].heal()
-        self._end()
+        fault = self._begin("blackhole", f"{self._system.node_name(index)} {seconds:.1f}s")
+        try:
+            self._system.proxies[index].blackhole()
+            await asyncio.sleep(seconds)
+        finally:
+            self._system.proxies[index].heal()
+            self._end(fault, index)
+
+    async def _pubsub(self) -> None:
+        fault = self._begin("pubsub", "every redis-server")
+        await asyncio.to_thread(self._system.kill_pubsub)
+        self._end(fault)
+
+    async def _redis_restart(self) -> None:
+        if self._redis_held:
+            return
+        self._redis_held = True
+        index = self._rng.randrange(len(self._system.redis.processes))
+        fault = self._begin("redis-restart", self._system.redis_name(index))
+        try:
+            await asyncio.to_thread(self._system.stop_redis, index, signal.SIGTERM)
+            await self._system.start_redis(index)
+        finally:
+            self._redis_held = False
+            self._end(fault)
 
     async def _primary_kill(self) -> None:
-        primaries = await asyncio.to_thread(self._system.primaries)
-        if not primaries:
+        if self._redis_held:
             return
-        index = self._rng.choice(primaries)
-        self._begin("primary-kill", self._system.redis_name(index))
-        await asyncio.to_thread(self._system.stop_redis, index, signal.SIGKILL)
-        await asyncio.sleep(8.0)  # past cluster-node-timeout: the replica takes over
-        await self._system.start_redis(index)
-        self._end()
+        self._redis_held = True
+        try:
+            primaries = await asyncio.to_thread(self._system.primaries)
+            if not primaries:
+                return
+            index = self._rng.choice(primaries)
+            fault = self._begin("primary-kill", self._system.redis_name(index))
+            await asyncio.to_thread(self._system.stop_redis, index, signal.SIGKILL)
+            await asyncio.sleep(8.0)  # past cluster-node-timeout: the replica takes over
+            await self._system.start_redis(index)
+            self._end(fault)
+        finally:
+            self._redis_held = False
