@@ -174,14 +174,16 @@ def _check_client(
             continue
         lost.add(key)
         resumes = ", ".join(f"t={r.t:.1f}s" for r in unrecovered) or "none"
+        nodes = [r for r in records if r.kind == "connected" and r.t <= message.t]
+        where = f"on {nodes[-1].node} since t={nodes[-1].t:.1f}s" if nodes else "not connected"
         verdict.violations.append(
             Violation(
                 "lost",
                 message.t,
                 client,
                 f"{_name(key)} in {room} at {message.offset} (acked t={message.t:.1f}s) never "
-                f"reached {client} (in {room} since t={first.t:.1f}s; resumes with recovered: "
-                f"false: {resumes})",
+                f"reached {client} (in {room} since t={first.t:.1f}s, {where} when it was "
+                f"acked; resumes with recovered: false: {resumes})",
             )
         )
 
