@@ -11,7 +11,7 @@ violation's neighbourhood names the faults that caused it:
 | term | SIGTERM a node (it drains: 1001 to every client); start it again once it exited |
 | pause | SIGSTOP a node for 1 to `max_pause` s, then SIGCONT |
 | pubsub | CLIENT KILL TYPE pubsub on every Redis server (the nodes' subscriptions drop) |
-| redis-restart | SIGTERM a redis-server (its append-only file keeps the data); start it again |
+| redis-restart | SIGTERM or SIGKILL a redis-server (AOF, fsync always); start it again |
 | blackhole | a node's Redis traffic held in both directions for 2 to 8 s (one Redis only) |
 | primary-kill | SIGKILL a Redis Cluster primary; its replica takes over; start it again 8 s later |
 """
@@ -167,9 +167,10 @@ class Nemesis:
             return
         self._redis_held = True
         index = self._rng.randrange(len(self._system.redis.processes))
-        fault = self._begin("redis-restart", self._system.redis_name(index))
+        how = self._rng.choice((signal.SIGTERM, signal.SIGKILL))
+        fault = self._begin("redis-restart", f"{self._system.redis_name(index)} {how.name}")
         try:
-            await asyncio.to_thread(self._system.stop_redis, index, signal.SIGTERM)
+            await asyncio.to_thread(self._system.stop_redis, index, how)
             await self._system.start_redis(index)
         finally:
             self._redis_held = False
