@@ -39,7 +39,6 @@ NODE_ENV = {
     "CHAT_GRACE_PERIOD": "1",
     "CHAT_DRAIN_SECONDS": "2",
     "CHAT_HEARTBEAT": "5",
-    "CHAT_LOG_LEVEL": "WARNING",
     "CHAT_API_KEY": API_KEY,
     "PYTHONUNBUFFERED": "1",
 }
@@ -102,6 +101,7 @@ class System:
             "CHAT_HOST": "127.0.0.1",
             "CHAT_PORT": str(self.ports[index]),
             "CHAT_REDIS_URL": redis_url,
+            "CHAT_LOG_LEVEL": os.environ.get("CHAOS_LOG_LEVEL", "WARNING"),
         }
         name = self.node_name(index)
         return Process(
@@ -181,6 +181,13 @@ class System:
             for i, port in enumerate(self.redis.ports)
             if b"role:master" in ask(port, b"INFO replication")
         ]
+
+    async def wait_failover(self, primaries: int) -> None:
+        """Wait (bounded) until `primaries` live redis-servers say they are a primary
+        again: a replica took over from the one killed."""
+        await asyncio.to_thread(
+            wait_until, "a failover", lambda: len(self.primaries()) >= primaries, START_TIMEOUT
+        )
 
     def kill_pubsub(self) -> None:
         for port in self.redis.ports:
