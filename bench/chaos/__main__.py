@@ -63,6 +63,12 @@ def parse(argv: Sequence[str] | None) -> CampaignConfig:
         action="store_true",
         help="each fault healed before the next (default: they overlap)",
     )
+    parser.add_argument(
+        "--failover-first",
+        action="store_true",
+        help="a killed primary comes back only after its replica took over "
+        "(default: half the time at once, racing the failover)",
+    )
     parser.add_argument("--keep-logs", type=Path, help="copy the processes' logs here")
     args = parser.parse_args(argv)
     faults = None
@@ -80,6 +86,7 @@ def parse(argv: Sequence[str] | None) -> CampaignConfig:
         rooms=args.rooms,
         readers=args.readers,
         overlap=not args.sequential,
+        failover_first=args.failover_first,
         max_pause=args.max_pause,
         faults=faults,
         keep=args.keep_logs,

@@ -44,6 +44,7 @@ class CampaignConfig:
     readers: int = 5  # of the clients, those that only listen (READER)
     max_pause: float = 20.0
     overlap: bool = True  # False: each fault healed before the next begins
+    failover_first: bool = False  # True: a killed primary is back only after its failover
     faults: tuple[str, ...] | None = None  # None: every fault that fits `redis`
     keep: Path | None = None  # where to keep the logs; None: a temp dir, removed
 
@@ -71,6 +72,7 @@ async def run_campaign(config: CampaignConfig, say: Callable[[str], None] = prin
             faults,
             max_pause=config.max_pause,
             overlap=config.overlap,
+            failover_first=config.failover_first,
             say=say,
         )
         clients = [

@@ -13,7 +13,11 @@ violation's neighbourhood names the faults that caused it:
 | pubsub | CLIENT KILL TYPE pubsub on every Redis server (the nodes' subscriptions drop) |
 | redis-restart | SIGTERM or SIGKILL a redis-server (AOF, fsync always); start it again |
 | blackhole | a node's Redis traffic held in both directions for 2 to 8 s (one Redis only) |
-| primary-kill | SIGKILL a Redis Cluster primary; once its replica took over, start it again |
+| primary-kill | SIGKILL a Redis Cluster primary (with a replica in sync); start it again |
+
+A killed primary comes back 1 to 8 s after its kill, as a supervisor would restart it,
+racing the failover (cluster-node-timeout is 5 s), or 2 to 6 s after its replica took
+over: each half the time; always the latter with `failover_first`.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ SINGLE_FAULTS = ("kill", "term", "pause", "pubsub", "redis-restart", "blackhole"
 CLUSTER_FAULTS = ("kill", "term", "pause", "pubsub", "redis-restart", "primary-kill")
 GAP = (2.0, 5.0)  # seconds between the start of one fault and the next
 REJOIN_AFTER = (2.0, 6.0)  # seconds after a failover before the old primary is back
+RACING_REJOIN = (1.0, 8.0)  # seconds after its kill, failover or not (cluster-node-timeout 5)
 
 
 def faults_for(kind: str) -> tuple[str, ...]:
@@ -49,11 +54,13 @@ class Nemesis:
         *,
         max_pause: float = 20.0,
         overlap: bool = True,
+        failover_first: bool = False,
         say: Callable[[str], None] = print,
     ) -> None:
         self._system, self._history, self._rng = system, history, rng
         self._faults, self._max_pause, self._say = faults, max_pause, say
         self._overlap = overlap
+        self._failover_first = failover_first
         self._held_nodes: set[int] = set()  # nodes under a fault now
         self._redis_held = False  # a Redis restart or failover under way
         self._actions = {
@@ -183,15 +190,19 @@ class Nemesis:
         self._redis_held = True
         try:
             primaries = await asyncio.to_thread(self._system.primaries)
-            if not primaries:
+            ready = await asyncio.to_thread(self._system.primaries, replicated=True)
+            if not ready:
                 return
-            index = self._rng.choice(primaries)
-            fault = self._begin("primary-kill", self._system.redis_name(index))
+            index = self._rng.choice(ready)
+            racing = not self._failover_first and self._rng.random() < 0.5
+            how = "back at once" if racing else "back after the failover"
+            fault = self._begin("primary-kill", f"{self._system.redis_name(index)} {how}")
             await asyncio.to_thread(self._system.stop_redis, index, signal.SIGKILL)
-            # The old primary rejoins only once its replica has taken over, and a moment
-            # later: back sooner, it races the failover (docs/operations.md, known defects).
-            await self._system.wait_failover(len(primaries))
-            await asyncio.sleep(self._rng.uniform(*REJOIN_AFTER))
+            if racing:  # as a supervisor restarts it: it may race the failover
+                await asyncio.sleep(self._rng.uniform(*RACING_REJOIN))
+            else:
+                await self._system.wait_failover(len(primaries))
+                await asyncio.sleep(self._rng.uniform(*REJOIN_AFTER))
             await self._system.start_redis(index)
             self._end(fault)
         finally:

@@ -174,13 +174,16 @@ class System:
     def redis_name(self, index: int) -> str:
         return self.redis.processes[index].name
 
-    def primaries(self) -> list[int]:
-        """Indexes of the redis-servers that say they are a primary."""
-        return [
-            i
-            for i, port in enumerate(self.redis.ports)
-            if b"role:master" in ask(port, b"INFO replication")
-        ]
+    def primaries(self, *, replicated: bool = False) -> list[int]:
+        """Indexes of the redis-servers that say they are a primary; with `replicated`,
+        only those with a replica in sync (one that can take over: a replica cut off
+        from its primary for long may not, cluster-replica-validity-factor)."""
+        found = []
+        for index, port in enumerate(self.redis.ports):
+            info = ask(port, b"INFO replication")
+            if b"role:master" in info and (not replicated or b"state=online" in info):
+                found.append(index)
+        return found
 
     async def wait_failover(self, primaries: int) -> None:
         """Wait (bounded) until `primaries` live redis-servers say they are a primary
