@@ -4,9 +4,9 @@ end clean. The seed changes every day (CHAOS_SEED repeats a run); an even seed r
 one Redis, an odd one on a Redis Cluster with replicas, so both modes take turns.
 
 On a cluster a killed primary comes back only after its replica took over
-(`--failover-first`): one back while the failover spreads can cost a node messages for
-good, a known defect (docs/operations.md, "A fault campaign"); the suite passes on what
-is true today."""
+(`--failover-first`): one back while the failover spreads used to cost a node messages
+for good (docs/operations.md, "A fault campaign"); that is fixed and racing campaigns
+ran clean, but the suite keeps the calmer schedule until longer runs confirm it."""
 
 from __future__ import annotations
 

@@ -194,6 +194,8 @@ class Subscriber:
                 renewal = asyncio.create_task(self._renewal.wait(), name="redis-renewal")
                 try:
                     await self._confirmed_all(waiting)
+                    if self._sharded:
+                        await self._on_a_primary()
                     await self._on_reconnect(frozenset(channels))
                     held, self._held = self._held, None
                     for channel, data in held:
@@ -226,6 +228,17 @@ class Subscriber:
             await self._drop()
             await asyncio.sleep(backoff * (0.5 + random.random()))
             backoff = min(backoff * 2, BACKOFF_CAP)
+
+    async def _on_a_primary(self) -> None:
+        """Raise unless the shard's node is a primary. A replica takes SSUBSCRIBE too,
+        but it hears a shard's messages only once its replication link is up: a killed
+        primary that came back during its own failover and was made a replica missed
+        what was published meanwhile (the chaos campaign lost messages so). A primary
+        demoted later unsubscribes its shard channels itself, which is a loss too."""
+        role = await self._redis.execute_command("ROLE")
+        kind = role[0].decode() if isinstance(role[0], bytes) else str(role[0])
+        if kind != "master":
+            raise ConnectionError(f"the shard's node is a {kind} now, not its primary")
 
     async def _read(self, pubsub: PubSub) -> None:
         while True:
