@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import math
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
-
-from gateway.proxies import parse_networks
-from gateway.redis_url import CLUSTER_SCHEME, cluster_nodes
+from dataclasses import dataclass, field
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-SECRETS = frozenset({"jwt_secret", "api_key"})  # an empty one is a mistake, never "off"
+SECRETS = frozenset(
+    {"jwt_secret", "api_key", "backend_secret"}
+)  # an empty one is a mistake, never "off"
 MIN_HEADER_BYTES = 1024  # a browser's head with a token in the URL needs more than this
-MIN_JWT_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key at least as long as the hash
+MIN_SECRET_BYTES = 32  # RFC 7518 3.2: an HMAC-SHA256 key at least as long as the hash
 
 
 class InvalidSetting(ValueError):
@@ -195,6 +193,51 @@ class Settings:
         default=30.0,
         metadata={"help": "seconds of clock skew allowed on a token's exp, nbf and iat"},
     )
+    backend_secret: str | None = field(
+        default=None,
+        metadata={
+            "help": "the secret every hook and event request is signed with (HMAC-SHA256, "
+            "at least 32 bytes); needed by every hook and events URL"
+        },
+    )
+    connect_hook_url: str | None = field(
+        default=None,
+        metadata={
+            "help": "URL the application decides each connection at (its name and claims; "
+            "cookies included); unset: off"
+        },
+    )
+    join_hook_url: str | None = field(
+        default=None,
+        metadata={"help": "URL the application decides each room entry at; unset: off"},
+    )
+    publish_hook_url: str | None = field(
+        default=None,
+        metadata={
+            "help": "URL the application decides (or rewrites) each message sent at; unset: off"
+        },
+    )
+    hook_timeout: float = field(
+        default=2.0,
+        metadata={"help": "seconds a hook may take; then the action is refused as unavailable"},
+    )
+    events_url: str | None = field(
+        default=None,
+        metadata={
+            "help": "URL the cluster POSTs its events to, in signed batches, at least once "
+            "each; unset: off"
+        },
+    )
+    events_backlog: int = field(
+        default=100_000,
+        metadata={
+            "help": "events kept per stream (a room's, or a name's direct messages) while the "
+            "application does not confirm them; beyond it the oldest are dropped"
+        },
+    )
+    events_batch: int = field(
+        default=500, metadata={"help": "events in one POST to --events-url, at most"}
+    )
     allowed_origins: str = field(
         default="",
         metadata={
@@ -254,47 +297,9 @@ class Settings:
         return settings_from_sources(argv, env)
 
     def __post_init__(self) -> None:
-        if not 0 < self.port < 65536:
-            raise InvalidSetting("port", "must be from 1 to 65535")
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, int | float) and not 0 <= value < math.inf:
-                raise InvalidSetting(f.name, "must be a finite number, not negative")
-        if self.log_level.upper() not in LOG_LEVELS:
-            raise InvalidSetting("log_level", f"must be one of {', '.join(LOG_LEVELS)}")
-        if self.max_message_chars < 1:
-            raise InvalidSetting("max_message_chars", "must be at least 1")
-        if self.max_rooms_listed < 1:
-            raise InvalidSetting("max_rooms_listed", "must be at least 1")
-        if self.max_frame_bytes < 1024:
-            raise InvalidSetting("max_frame_bytes", "must be at least 1024")
-        if self.max_header_bytes < MIN_HEADER_BYTES:
-            raise InvalidSetting("max_header_bytes", f"must be at least {MIN_HEADER_BYTES}")
-        if not 1 <= self.workers <= 256:
-            raise InvalidSetting("workers", "must be from 1 to 256")
-        if self.redis_url and self.redis_url.startswith(CLUSTER_SCHEME):
-            try:
-                cluster_nodes(self.redis_url)
-            except ValueError as exc:
-                raise InvalidSetting("redis_url", str(exc)) from None
-        try:
-            parse_networks(self.trusted_proxies)
-        except ValueError as exc:
-            raise InvalidSetting("trusted_proxies", str(exc)) from None
-        if "{" in self.redis_prefix or "}" in self.redis_prefix:
-            raise InvalidSetting("redis_prefix", "may not hold a brace (keys carry hash tags)")
-        if self.redis_ack_replicas != "auto" and not self.redis_ack_replicas.isdigit():
-            raise InvalidSetting("redis_ack_replicas", "must be auto or a number of replicas")
-        if self.workers > 1 and not self.redis_url:
-            raise InvalidSetting(
-                "workers", "above 1 needs --redis-url: the workers share the chat through Redis"
-            )
-        if self.jwt_secret is not None and len(self.jwt_secret.encode()) < MIN_JWT_SECRET_BYTES:
-            raise InvalidSetting(
-                "jwt_secret",
-                f"must be at least {MIN_JWT_SECRET_BYTES} bytes (make one with: "
-                "python -c 'import secrets; print(secrets.token_urlsafe(32))')",
-            )
+        from gateway.setting_rules import check  # it reads this class's fields
+
+        check(self)
 
     @property
     def ack_replicas(self) -> int:
@@ -303,5 +308,6 @@ class Settings:
 
     @property
     def auth(self) -> bool:
-        """True when connections must present a token (`--jwt-secret` is set)."""
-        return self.jwt_secret is not None
+        """True when each connection's name is proven, by a token (`--jwt-secret`) or by
+        the application's connect hook: a name is then shared by its connections."""
+        return self.jwt_secret is not None or self.connect_hook_url is not None
