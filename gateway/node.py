@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import secrets
 
+from gateway.backend_http import BackendHttp
 from gateway.broker.base import Broker
 from gateway.budgets import Budgets
 from gateway.codecs import JSON_SUBPROTOCOL, Codec
@@ -45,6 +46,12 @@ class Node:
         self.hub.removals = self.moderation
         self.json_codec: Codec = JsonCodec()
         self.text_codec: Codec = TextCodec()
+        # One client of the application's backend, shared by the hooks and the events.
+        self.backend: BackendHttp | None = (
+            BackendHttp(settings.backend_secret, settings.hook_timeout)
+            if settings.backend_secret is not None
+            else None
+        )
         self._refs = itertools.count(1)
         # A token per process: a node restarted with the same id makes new refs.
         self._ref_prefix = f"{settings.node_id}/{secrets.token_hex(3)}"
@@ -66,3 +73,5 @@ class Node:
         await self.moderation.close()
         await self.presence.close()
         await self.broker.close()
+        if self.backend is not None:
+            await self.backend.close()
