@@ -189,6 +189,9 @@ class MemoryBroker:
         return Published(offset)
 
     async def publish_presence(self, event: PresenceChange) -> None:
+        if self.events is not None:
+            fields = (event.room, event.event, event.name)
+            self.events.record(room_stream(event.room), presence_event, *fields)
         self._deliver_room(event)
 
     async def history(self, room: str, before: str | None, limit: int) -> list[Message]:

@@ -63,7 +63,8 @@ def _pairs(reply: Any) -> list[tuple[bytes, bytes]]:
 
 
 def _score_bytes(score: Any) -> bytes:
-    return score if isinstance(score, bytes) else str(int(score)).encode()
+    """A score as UNHINT compares it (as a number: the client may have parsed it)."""
+    return score if isinstance(score, bytes) else repr(float(score)).encode()
 
 
 class RedisEventLog:
