@@ -133,7 +133,7 @@ async def test_every_kind_of_event_is_stored_with_its_fields_in_order(
 
 async def test_unannounced_presence_and_repeats_store_nothing(make_broker: MakeBroker) -> None:
     """Guards against a second event for a send repeated with its id, a repeated
-    delete, or a silent presence change (a node's own bookkeeping) told as a join."""
+    delete or join, or a silent presence change (a node's own bookkeeping) told."""
     broker = await make_broker()
     sent = await broker.publish("lobby", "alice", "once", origin="c1", message_id="m-1")
     again = await broker.publish("lobby", "alice", "once", origin="c1", message_id="m-1")
@@ -142,9 +142,12 @@ async def test_unannounced_presence_and_repeats_store_nothing(make_broker: MakeB
     assert await broker.delete("lobby", sent.offset, "mod")
     await broker.presence_add("lobby", "bob")
     await broker.presence_remove("lobby", "bob")
+    assert await broker.presence_add("lobby", "carol", announce=True)
+    assert not await broker.presence_add("lobby", "carol", announce=True)  # present already
     assert [e["type"] for e in bodies(await everything(broker), "lobby")] == [
         "message",
         "deleted",
+        "presence",
     ]
 
 
