@@ -98,10 +98,10 @@ async def test_every_kind_of_event_is_stored_with_its_fields_in_order(
     offset order (the application would store a delete before its message)."""
     broker = await make_broker()
     first = await broker.publish("lobby", "alice", "hello", origin="c1")
-    await broker.presence_add("lobby", "bob", announce=True)
-    second = await broker.publish("lobby", "bob", "hi", origin="c2")
+    await broker.presence_add("lobby", "bøb/李", announce=True)
+    second = await broker.publish("lobby", "bøb/李", "hi", origin="c2")
     assert await broker.delete("lobby", first.offset, "mod")
-    await broker.kick("lobby", "bob", "mod", 60)
+    await broker.kick("lobby", "bøb/李", "mod", 60)
     await broker.presence_add("lobby", "carol", announce=True)
     await broker.presence_remove("lobby", "carol", announce=True)
     await broker.claim_name("dave", "conn-d", None)
@@ -114,12 +114,12 @@ async def test_every_kind_of_event_is_stored_with_its_fields_in_order(
     assert room == [
         {"type": "message", "room": "lobby", "from": "alice", "text": "hello",
          "offset": first.offset},
-        {"type": "presence", "room": "lobby", "event": "join", "name": "bob"},
-        {"type": "message", "room": "lobby", "from": "bob", "text": "hi",
+        {"type": "presence", "room": "lobby", "event": "join", "name": "bøb/李"},
+        {"type": "message", "room": "lobby", "from": "bøb/李", "text": "hi",
          "offset": second.offset},
         {"type": "deleted", "room": "lobby", "offset": first.offset, "by": "mod"},
-        {"type": "presence", "room": "lobby", "event": "leave", "name": "bob"},
-        {"type": "removed", "room": "lobby", "name": "bob", "by": "mod"},
+        {"type": "presence", "room": "lobby", "event": "leave", "name": "bøb/李"},
+        {"type": "removed", "room": "lobby", "name": "bøb/李", "by": "mod"},
         {"type": "presence", "room": "lobby", "event": "join", "name": "carol"},
         {"type": "presence", "room": "lobby", "event": "leave", "name": "carol"},
     ]  # fmt: skip
@@ -338,7 +338,7 @@ async def test_a_reaped_nodes_leaves_are_stored(make_redis: MakeBroker) -> None:
     alive = await make_redis("n1", presence_timeout=0.6)
     doomed = await make_redis("n2", presence_timeout=0.6)
     await doomed.presence_add("lobby", "bob", announce=True)
-    await doomed.presence_add("lobby", "carol", announce=True)
+    await doomed.presence_add("lobby", 'carol/李 "x"', announce=True)
     await doomed.close()  # its heartbeat stops; nothing is cleaned up
     for _ in range(200):  # the reaper comes within the presence timeout
         if len(bodies(await everything(alive), "lobby")) >= 4:
@@ -346,7 +346,7 @@ async def test_a_reaped_nodes_leaves_are_stored(make_redis: MakeBroker) -> None:
         await asyncio.sleep(0.05)
     found = bodies(await everything(alive), "lobby")
     leaves = sorted(e["name"] for e in found if e.get("event") == "leave")
-    assert leaves == ["bob", "carol"]
+    assert leaves == ["bob", 'carol/李 "x"']
     assert len({e["id"] for e in found}) == 4
 
 
