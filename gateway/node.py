@@ -12,6 +12,7 @@ from gateway.codecs import JSON_SUBPROTOCOL, Codec
 from gateway.codecs.json import JsonCodec
 from gateway.codecs.text import TextCodec
 from gateway.config import Settings
+from gateway.hooks import Hooks
 from gateway.hub import Hub
 from gateway.metrics import Metrics
 from gateway.moderation import Moderation
@@ -52,6 +53,7 @@ class Node:
             if settings.backend_secret is not None
             else None
         )
+        self.hooks = Hooks(settings, self.backend, self.metrics)
         self._refs = itertools.count(1)
         # A token per process: a node restarted with the same id makes new refs.
         self._ref_prefix = f"{settings.node_id}/{secrets.token_hex(3)}"
