@@ -140,4 +140,4 @@ async def test_the_admin_page_is_served_with_the_strict_policy(gateway: Gateway)
     policy = response.headers["Content-Security-Policy"]
     assert "script-src 'self'" in policy and "unsafe-inline" not in policy
     page = await response.text()
-    assert "<script src=\"/static/admin.js\"" in page and "<style" not in page
+    assert "<script type=\"module\" src=\"static/admin.js\"" in page and "<style" not in page
