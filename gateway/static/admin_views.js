@@ -26,8 +26,9 @@ export function age(since, now = Date.now()) {
   return `${Math.floor(hours / 24)} d ${hours % 24} h`;
 }
 
-function stat(list, label, value, testid = "") {
+function stat(list, label, value, meaning, testid = "") {
   const item = el("div", "stat");
+  item.title = meaning;
   const shown = el("dd", "", value);
   if (testid) shown.dataset.testid = testid;
   item.append(el("dt", "", label), shown);
@@ -39,7 +40,7 @@ function rate(node, previous, now) {
   previous.set(node.id, { at: now, numbers: node.numbers });
   if (!before || now <= before.at) return "—";
   const per = (node.numbers.messages - before.numbers.messages) / ((now - before.at) / 1000);
-  return per >= 0 ? `${per.toFixed(per < 10 ? 1 : 0)}/s` : "—";
+  return per >= 0 ? per.toFixed(per < 10 ? 1 : 0) : "—";
 }
 
 /** The node cards, one per live node; `previous` keeps numbers for the rates. */
@@ -58,15 +59,19 @@ export function showNodes(nodes, previous) {
     card.append(head, el("div", "muted small address", node.address));
     if (node.why) card.append(el("p", "why small", node.why));
     const stats = el("dl", "stats");
-    stat(stats, "Connections", String(node.connections), "node-connections");
+    stat(stats, "Connected", String(node.connections), "open WebSocket connections",
+      "node-connections");
     const rtt = node.probe_rtt === null ? "—" : `${(node.probe_rtt * 1000).toFixed(1)} ms`;
-    stat(stats, "Probe round trip", rtt);
-    stat(stats, "Up", age(node.started, now));
-    stat(stats, "Messages", rate(node, previous, now));
-    stat(stats, "Errors sent", String(node.numbers.errors));
-    stat(stats, "Slow consumers cut", String(node.numbers.slow_consumers));
-    stat(stats, "Handshakes refused", String(node.numbers.handshakes_refused));
-    stat(stats, "Rate limited", String(node.numbers.rate_limited));
+    stat(stats, "Probe RTT", rtt, "round trip of the last probe through its Redis subscription");
+    stat(stats, "Up", age(node.started, now), "since the node started");
+    stat(stats, "Messages/s", rate(node, previous, now),
+      "messages its clients sent per second, since the last refresh");
+    const numbers = node.numbers;
+    stat(stats, "Errors", String(numbers.errors), "error answers sent to clients");
+    stat(stats, "Slow cut", String(numbers.slow_consumers),
+      "connections closed because their send queue overflowed");
+    stat(stats, "Refused", String(numbers.handshakes_refused), "WebSocket handshakes refused");
+    stat(stats, "Limited", String(numbers.rate_limited), "requests refused for a rate limit");
     card.append(stats);
     list.append(card);
   }
@@ -96,10 +101,13 @@ export function showRooms(answer) {
     });
     const cell = el("td");
     cell.append(name);
-    const messages = el("td", "num", String(room.messages));
-    if (room.seconds < 55) {
-      const counted = room.seconds < 1 ? "counting…" : `in ${Math.round(room.seconds)} s`;
-      messages.append(el("span", "muted small", ` ${counted}`));
+    // The first sample has nothing to count from yet; under a minute, say how long.
+    const messages = el("td", "num", room.seconds < 1 ? "—" : String(room.messages));
+    messages.dataset.testid = "room-messages";
+    if (room.seconds < 1) {
+      messages.title = "counting from now";
+    } else if (room.seconds < 55) {
+      messages.append(el("span", "muted small", ` in ${Math.round(room.seconds)} s`));
     }
     row.append(cell, el("td", "num", String(room.members)), messages);
     body.append(row);
@@ -130,7 +138,7 @@ export function showAudit(actions) {
   list.replaceChildren();
   for (const entry of actions) {
     const item = el("li", "audit-item");
-    const time = el("time", "muted small", new Date(entry.ts).toLocaleTimeString());
+    const time = el("time", "muted small", new Date(entry.ts).toLocaleTimeString([], { hour12: false }));
     time.dateTime = new Date(entry.ts).toISOString();
     const badge = el("span", `action ${entry.action}`, entry.action);
     const where = [entry.actor, `node ${entry.node}`];
