@@ -83,4 +83,3 @@ def add_console_routes(app: web.Application) -> None:
     app.router.add_get("/api/users/{name}", find_user)
     app.router.add_get("/api/audit", list_audit)
     app.router.add_get("/api/activity", room_activity)
-

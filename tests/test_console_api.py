@@ -31,7 +31,7 @@ async def read_until(
     body = None
     try:
         async with asyncio.timeout(timeout):
-            while not check(body := await read(node, path)):
+            while not check(body := await read(node, path)):  # noqa: ASYNC110 (a poll)
                 await asyncio.sleep(0.05)
     except TimeoutError:
         raise AssertionError(f"{path} still answers {body}") from None
@@ -140,4 +140,4 @@ async def test_the_admin_page_is_served_with_the_strict_policy(gateway: Gateway)
     policy = response.headers["Content-Security-Policy"]
     assert "script-src 'self'" in policy and "unsafe-inline" not in policy
     page = await response.text()
-    assert "<script type=\"module\" src=\"static/admin.js\"" in page and "<style" not in page
+    assert '<script type="module" src="static/admin.js"' in page and "<style" not in page
