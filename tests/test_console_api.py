@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import WAIT
@@ -68,6 +69,19 @@ async def test_nodes_lists_each_node_with_its_status(gateway: Gateway, broker_ki
         assert (status["probe_rtt"] is None) == (broker_kind == "memory")
     # the connection shows once the next heartbeat carries it
     await read_until(one, "/api/nodes", lambda b: sum(n["connections"] for n in b["nodes"]) == 1)
+
+
+async def test_a_node_that_stops_leaves_the_list_at_once(
+    gateway: Gateway, broker_kind: str
+) -> None:
+    """Guards against a stopped node listed until its heartbeat expires (it hands over
+    its status with its presence: the console would show it alive)."""
+    if broker_kind == "memory":
+        pytest.skip("one node: nothing else lists it")
+    one, two = await two_nodes(gateway, broker_kind, presence_timeout=30.0)
+    await read_until(one, "/api/nodes", lambda b: len(b["nodes"]) == 2)
+    await two.close()  # its cleanup hands over
+    assert [n["id"] for n in (await read(one, "/api/nodes"))["nodes"]] == ["n1"]
 
 
 async def test_a_user_is_found_with_its_connections_nodes_and_rooms(
