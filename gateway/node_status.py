@@ -17,13 +17,13 @@ if TYPE_CHECKING:
 ANY_ADDRESS = frozenset({"0.0.0.0", "::", ""})
 # The counters the console shows per node (totals since the node started; the page
 # turns them into rates between two refreshes).
-COUNTED = {
-    "messages": "chat_messages_published",
-    "errors": "chat_errors",
-    "slow_consumers": "chat_slow_consumers_closed",
-    "rate_limited": "chat_rate_limited",
-    "handshakes_refused": "chat_handshakes_refused",
-}
+COUNTED = (
+    ("messages", "chat_messages_published"),
+    ("errors", "chat_errors"),
+    ("slow_consumers", "chat_slow_consumers_closed"),
+    ("rate_limited", "chat_rate_limited"),
+    ("handshakes_refused", "chat_handshakes_refused"),
+)
 
 
 def node_address(host: str, port: int) -> str:
@@ -36,7 +36,7 @@ def node_status(node: Node) -> NodeStatus:
     """`node`'s status now, a JSON object."""
     broker, settings = node.broker, node.settings
     ready = broker.is_ready()
-    totals = dict.fromkeys(COUNTED.values(), 0.0)
+    totals = dict.fromkeys((name for _, name in COUNTED), 0.0)
     for family in node.metrics.registry.collect():
         if family.name in totals:
             totals[family.name] = sum(s.value for s in family.samples if s.name.endswith("_total"))
@@ -49,5 +49,5 @@ def node_status(node: Node) -> NodeStatus:
         "why": broker.unready_reason() if not ready else (broker.degraded() or ""),
         "probe_rtt": broker.probe_rtt,
         "connections": len(node.hub.sessions()),
-        "numbers": {label: int(totals[name]) for label, name in COUNTED.items()},
+        "numbers": {label: int(totals[name]) for label, name in COUNTED},
     }

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from gateway.room_activity import Activity, RoomActivity
 from tests.conftest import WAIT
 from tests.test_auth import Gateway
 from tests.test_moderation import API_KEY, OPERATOR, two_nodes, user
@@ -155,3 +156,20 @@ async def test_the_admin_page_is_served_with_the_strict_policy(gateway: Gateway)
     assert "script-src 'self'" in policy and "unsafe-inline" not in policy
     page = await response.text()
     assert '<script type="module" src="static/admin.js"' in page and "<style" not in page
+
+
+def test_activity_keeps_one_minute_and_starts_again_when_a_count_drops() -> None:
+    """Guards against a per-minute count that grows past the minute, or goes negative
+    when a room's history expired and began anew."""
+    now = [0.0]
+    activity = RoomActivity(clock=lambda: now[0])
+    assert activity.sample({"a": 10})["a"] == Activity(0, 0.0)
+    for second, count in ((30, 15), (59, 20), (75, 26)):
+        now[0] = second
+        seen = activity.sample({"a": count})["a"]
+    assert seen == Activity(11, 45.0)  # from the sample at 30 s: the one at 0 s is gone
+    now[0] = 80
+    assert activity.sample({"a": 2})["a"] == Activity(0, 0.0)  # a new history
+    now[0] = 81
+    assert activity.sample({"a": 5, "b": 1}) == {"a": Activity(3, 1.0), "b": Activity(0, 0.0)}
+    assert activity.sample({"b": 1}).keys() == {"b"}  # a room gone is forgotten
