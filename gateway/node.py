@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import secrets
+import time
 
 from gateway.backend_http import BackendHttp
 from gateway.broker.base import Broker
@@ -16,8 +17,10 @@ from gateway.hooks import Hooks
 from gateway.hub import Hub
 from gateway.metrics import Metrics
 from gateway.moderation import Moderation
+from gateway.node_status import node_status
 from gateway.presence import Presence
 from gateway.ratelimit import KeyedBuckets
+from gateway.room_activity import RoomActivity
 from gateway.room_directory import RoomDirectory
 from gateway.wire import Corker
 
@@ -32,6 +35,7 @@ class Node:
     def __init__(self, settings: Settings, broker: Broker) -> None:
         self.settings = settings
         self.broker = broker
+        self.started = int(time.time() * 1000)  # epoch ms, shown by the console
         self.metrics = Metrics()
         self.budgets = Budgets(settings, self.metrics)
         self.corker = Corker()  # one write per connection per loop iteration
@@ -40,6 +44,7 @@ class Node:
         self.room_directory = RoomDirectory(
             broker, settings.rooms_refresh, settings.max_rooms_listed
         )
+        self.room_activity = RoomActivity()  # messages per room, sampled for the console
         self.presence = Presence(broker, settings.grace_period, self.room_directory.note)
         # REST reads but the API key's, per client address (gateway/http.py).
         self.api_reads = KeyedBuckets(settings.api_read_rate, settings.api_read_burst)
@@ -67,7 +72,9 @@ class Node:
         return f"{self._ref_prefix}/{next(self._refs)}"
 
     async def start(self) -> None:
-        """Connect the broker and start receiving its events."""
+        """Connect the broker and start receiving its events (and reporting this
+        node's status, on Redis with each heartbeat)."""
+        self.broker.report(lambda: node_status(self))
         await self.broker.start(self.hub)
 
     async def stop(self) -> None:

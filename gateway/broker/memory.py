@@ -17,13 +17,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.broker.base import (
+    AuditEntry,
     Banned,
     BrokerListener,
     NameTaken,
+    NodeStatus,
     Published,
     RecipientBusy,
     Replay,
+    UserPlaces,
 )
+from gateway.broker.memory_console import LocalConsole
 from gateway.config import Settings
 from gateway.events import Deleted, Direct, Message, PresenceChange, RoomEvent, tombstone
 from gateway.names import name_key, name_skeleton
@@ -84,6 +88,7 @@ class MemoryBroker:
         self._queue: asyncio.Queue[Callable[[BrokerListener], None]] = asyncio.Queue()
         self._dispatcher: asyncio.Task[None] | None = None
         self._listener: BrokerListener | None = None
+        self._console = LocalConsole()
 
     async def start(self, listener: BrokerListener) -> None:
         self._listener = listener
@@ -326,3 +331,28 @@ class MemoryBroker:
     async def disconnect(self, name: str) -> None:
         key = name_key(name)
         self._deliver(lambda listener: listener.on_disconnect(key))
+
+    # the operator's console ----------------------------------------------------
+
+    def report(self, status: Callable[[], NodeStatus]) -> None:
+        self._console.status = status
+
+    async def nodes(self) -> list[NodeStatus]:
+        return self._console.nodes()
+
+    async def user(self, name: str) -> UserPlaces:
+        key, owners = name_key(name), self._names.get(name_skeleton(name))
+        if owners is None or owners.key != key:
+            return UserPlaces(name, [], [])
+        node = self._settings.node_id
+        rooms = sorted(room for room, present in self._presence.items() if key in present)
+        return UserPlaces(owners.display, [(c, node) for c in sorted(owners.connections)], rooms)
+
+    async def room_counts(self, rooms: list[str]) -> list[int]:
+        return [log_.last_seq if (log_ := self._logs.get(r)) else 0 for r in rooms]
+
+    async def note_audit(self, entry: AuditEntry) -> None:
+        self._console.note(entry)
+
+    async def audit(self, limit: int) -> list[AuditEntry]:
+        return self._console.audit(limit)
