@@ -7,8 +7,9 @@ It knows nothing of WebSockets: it talks to its node through a `BrokerListener`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from gateway.broker.event_log import EventLog
 from gateway.events import Direct, Message, PresenceChange, RoomEvent
@@ -85,6 +86,20 @@ class Replay:
     recovered: bool
     messages: list[Message]
     offset: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class UserPlaces:
+    """Where a name is online: its connections (ref, node) and the rooms it is in."""
+
+    name: str  # as shown (the display name of whoever holds it), or as asked when offline
+    connections: list[tuple[str, str]]
+    rooms: list[str]
+
+
+NodeStatus = dict[str, Any]  # one node's status, a JSON object (gateway/node_status.py)
+AuditEntry = dict[str, Any]  # one moderation action, a JSON object (gateway/moderation.py)
+AUDIT_KEPT = 200  # the recent moderation actions a broker keeps for the console
 
 
 class Broker(Protocol):
@@ -216,3 +231,24 @@ class Broker(Protocol):
 
     async def disconnect(self, name: str) -> None:
         """Close every connection of `name`, on every node (`on_disconnect`)."""
+
+    # the operator's console (docs/operations.md) ---------------------------------
+
+    def report(self, status: Callable[[], NodeStatus]) -> None:
+        """Have this node's heartbeat carry `status()`, for `nodes` (call before start)."""
+
+    async def nodes(self) -> list[NodeStatus]:
+        """The last status of every live node of the cluster, sorted by node id."""
+
+    async def user(self, name: str) -> UserPlaces:
+        """Where `name` is online now, on every node (offline: no connection, no room)."""
+
+    async def room_counts(self, rooms: list[str]) -> list[int]:
+        """How many messages each of `rooms` has had (its newest offset's sequence
+        number; 0 for none): sampled over time, how busy it is."""
+
+    async def note_audit(self, entry: AuditEntry) -> None:
+        """Keep one moderation action among the newest AUDIT_KEPT, for `audit`."""
+
+    async def audit(self, limit: int) -> list[AuditEntry]:
+        """The newest `limit` moderation actions kept (of every node), newest first."""

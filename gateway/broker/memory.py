@@ -19,13 +19,17 @@ from typing import Any
 
 from gateway.broker import event_bodies as told
 from gateway.broker.base import (
+    AuditEntry,
     Banned,
     BrokerListener,
     NameTaken,
+    NodeStatus,
     Published,
     RecipientBusy,
     Replay,
+    UserPlaces,
 )
+from gateway.broker.memory_console import LocalConsole
 from gateway.broker.memory_events import MemoryEventLog, dm_stream, room_stream
 from gateway.config import Settings
 from gateway.events import Deleted, Direct, Message, PresenceChange, RoomEvent, tombstone
@@ -89,6 +93,7 @@ class MemoryBroker:
         self._listener: BrokerListener | None = None
         # With --events-url: every event stored in the same step as what it tells of.
         self.events = MemoryEventLog(settings.events_backlog) if settings.events_url else None
+        self._console = LocalConsole()
 
     async def start(self, listener: BrokerListener) -> None:
         self._listener = listener
@@ -344,3 +349,28 @@ class MemoryBroker:
     async def disconnect(self, name: str) -> None:
         key = name_key(name)
         self._deliver(lambda listener: listener.on_disconnect(key))
+
+    # the operator's console ----------------------------------------------------
+
+    def report(self, status: Callable[[], NodeStatus]) -> None:
+        self._console.status = status
+
+    async def nodes(self) -> list[NodeStatus]:
+        return self._console.nodes()
+
+    async def user(self, name: str) -> UserPlaces:
+        key, owners = name_key(name), self._names.get(name_skeleton(name))
+        if owners is None or owners.key != key:
+            return UserPlaces(name, [], [])
+        node = self._settings.node_id
+        rooms = sorted(room for room, present in self._presence.items() if key in present)
+        return UserPlaces(owners.display, [(c, node) for c in sorted(owners.connections)], rooms)
+
+    async def room_counts(self, rooms: list[str]) -> list[int]:
+        return [log_.last_seq if (log_ := self._logs.get(r)) else 0 for r in rooms]
+
+    async def note_audit(self, entry: AuditEntry) -> None:
+        self._console.note(entry)
+
+    async def audit(self, limit: int) -> list[AuditEntry]:
+        return self._console.audit(limit)

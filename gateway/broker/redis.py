@@ -16,6 +16,7 @@ import contextlib
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -24,9 +25,18 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from gateway.broker import redis_scripts as scripts
-from gateway.broker.base import Banned, BrokerListener, Published, Replay
+from gateway.broker.base import (
+    AuditEntry,
+    Banned,
+    BrokerListener,
+    NodeStatus,
+    Published,
+    Replay,
+    UserPlaces,
+)
 from gateway.broker.event_bodies import message_event
 from gateway.broker.redis_cluster import ShardedSubscriber, connect_cluster
+from gateway.broker.redis_console import Console
 from gateway.broker.redis_event_log import EventScript, RedisEventLog
 from gateway.broker.redis_events import deliver_event
 from gateway.broker.redis_history import (
@@ -136,6 +146,7 @@ class RedisBroker:
         self._liveness = Liveness(
             self._redis, self._keys, settings, self.reregister, self._pub, self.events
         )
+        self._console = Console(self._redis, self._keys)
         self._presence = Presence(
             self._redis,
             self._keys,
@@ -404,6 +415,26 @@ class RedisBroker:
 
     async def disconnect(self, name: str) -> None:
         await self._moderation.disconnect(name)
+
+    # the operator's console ----------------------------------------------------
+
+    def report(self, status: Callable[[], NodeStatus]) -> None:
+        self._liveness.status = status
+
+    async def nodes(self) -> list[NodeStatus]:
+        return await self._console.nodes()
+
+    async def user(self, name: str) -> UserPlaces:
+        return await self._console.user(name)
+
+    async def room_counts(self, rooms: list[str]) -> list[int]:
+        return await self._console.room_counts(rooms)
+
+    async def note_audit(self, entry: AuditEntry) -> None:
+        await self._console.note_audit(entry)
+
+    async def audit(self, limit: int) -> list[AuditEntry]:
+        return await self._console.audit(limit)
 
 
 def _client_name(text: str) -> str:

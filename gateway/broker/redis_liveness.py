@@ -24,8 +24,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 
+from gateway.broker.base import NodeStatus
 from gateway.broker.redis_event_log import RedisEventLog
 from gateway.broker.redis_former_run import HANDED_OVER, FormerRun
 from gateway.broker.redis_history import REDIS_ERRORS
@@ -73,10 +75,15 @@ class Liveness:
         self._last_beat = 0.0
         self._tasks: list[asyncio.Task[None]] = []
         self._handed_over = False  # then nothing may refresh the heartbeat any more
+        self.status: Callable[[], NodeStatus] | None = None  # what each beat carries
 
     @property
     def _alive(self) -> str:
         return self._keys.node(self._node) + ":alive"
+
+    @property
+    def _status(self) -> str:
+        return self._keys.node(self._node) + ":status"
 
     async def start(self) -> bool:
         """Clear what a former run of this node id left, beat once, start beating;
@@ -112,6 +119,7 @@ class Liveness:
         self._handed_over = True
         await self.close()
         try:
+            await self._redis.delete(self._status)  # gone from the console at once
             if grace > 0:
                 px = max(round(grace * 1000), 1)
                 await self._redis.set(self._alive, HANDED_OVER, px=px, xx=True)
@@ -156,7 +164,9 @@ class Liveness:
         async with self._redis.pipeline(transaction=False) as pipe:  # the node's slot
             pipe.set(self._alive, "1", px=int(self._ttl * 1000))
             pipe.getdel(mark)
-            _, reaped = await pipe.execute()
+            if self.status is not None:  # the console's view of this node, as fresh
+                pipe.set(self._status, orjson.dumps(self.status()), px=int(self._ttl * 1000))
+            reaped = (await pipe.execute())[1]
         self._last_beat = time.monotonic()
         if reaped is not None and self._alive_once:
             # Reaped while we stalled (or while we started): the others saw us leave.

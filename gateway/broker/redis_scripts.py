@@ -28,7 +28,10 @@ nothing changes. Keys, under a prefix P (default `chat:`; it may hold no brace):
     P node:{N}:names     set    name keys the node's connections may own (the same)
     P node:{N}:reaped    string set when the node was reaped: if it was only stalled,
                                 it finds this on its next beat and re-registers
+    P node:{N}:status    string JSON: the node's status for the console, written by each
+                                heartbeat, expiring with it (gateway/node_status.py)
     P nodes              set    node ids that may hold entries
+    P audit              list   JSON: the newest moderation actions, newest first (capped)
 
 Channels: `P ch:room:{R}` (messages and presence), `P ch:user:{S}K` (direct messages
 and kicks for name key K of skeleton S), `P ch:node:{N}` (the
@@ -107,6 +110,11 @@ class Keys:
     @property
     def nodes(self) -> str:
         return f"{self.prefix}nodes"
+
+    @property
+    def audit(self) -> str:
+        """The recent moderation actions (gateway/broker/redis_console.py)."""
+        return f"{self.prefix}audit"
 
     def room_channel(self, room: str) -> str:
         return f"{self.prefix}ch:room:{{{room}}}"
