@@ -101,6 +101,8 @@ class RedisEventLog:
         now = time.monotonic()
         if len(self._hinted) >= HINT_CACHE:
             self._hinted = {s: t for s, t in self._hinted.items() if now - t < REHINT_SECONDS}
+            if len(self._hinted) >= HINT_CACHE // 2:  # that busy: hint them all again
+                self._hinted.clear()
         self._hinted[stream] = now
 
     async def hint(self, stream: str) -> None:
