@@ -15,7 +15,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+from gateway.broker import event_bodies as told
 from gateway.broker.base import (
     AuditEntry,
     Banned,
@@ -28,6 +30,7 @@ from gateway.broker.base import (
     UserPlaces,
 )
 from gateway.broker.memory_console import LocalConsole
+from gateway.broker.memory_events import MemoryEventLog, dm_stream, room_stream
 from gateway.config import Settings
 from gateway.events import Deleted, Direct, Message, PresenceChange, RoomEvent, tombstone
 from gateway.names import name_key, name_skeleton
@@ -88,6 +91,8 @@ class MemoryBroker:
         self._queue: asyncio.Queue[Callable[[BrokerListener], None]] = asyncio.Queue()
         self._dispatcher: asyncio.Task[None] | None = None
         self._listener: BrokerListener | None = None
+        # With --events-url: every event stored in the same step as what it tells of.
+        self.events = MemoryEventLog(settings.events_backlog) if settings.events_url else None
         self._console = LocalConsole()
 
     async def start(self, listener: BrokerListener) -> None:
@@ -123,6 +128,11 @@ class MemoryBroker:
                 call(self._listener)
             except Exception:
                 log.exception("delivering an event failed; the broker goes on")
+
+    def _tell(self, stream: str, build: Callable[..., dict[str, Any]], *fields: Any) -> None:
+        """With events on, store `build(id, *fields)` in `stream` (in this same step)."""
+        if self.events is not None:
+            self.events.record(stream, build, *fields)
 
     def _deliver(self, call: Callable[[BrokerListener], None]) -> None:
         self._queue.put_nowait(call)
@@ -178,10 +188,13 @@ class MemoryBroker:
         log_.messages.append((log_.last_seq, message))
         if id_key is not None:
             self._remember_id(id_key, offset)
+        self._tell(room_stream(room), told.message_event, message)
         self._deliver_room(message)
         return Published(offset)
 
     async def publish_presence(self, event: PresenceChange) -> None:
+        fields = (event.room, event.event, event.name)
+        self._tell(room_stream(event.room), told.presence_event, *fields)
         self._deliver_room(event)
 
     async def history(self, room: str, before: str | None, limit: int) -> list[Message]:
@@ -223,6 +236,7 @@ class MemoryBroker:
         added = key not in present
         present[key] = name
         if added and announce:
+            self._tell(room_stream(room), told.presence_event, room, "join", name)
             self._deliver_room(PresenceChange(room, "join", name))
         return added
 
@@ -232,6 +246,7 @@ class MemoryBroker:
         if not present:
             self._presence.pop(room, None)
         if shown is not None and announce:
+            self._tell(room_stream(room), told.presence_event, room, "leave", shown)
             self._deliver_room(PresenceChange(room, "leave", shown))
         return shown is not None
 
@@ -284,6 +299,7 @@ class MemoryBroker:
         budget = self._dm_budgets.bucket(to_key)
         if not budget.take():
             raise RecipientBusy(event.to, budget.wait())
+        self._tell(dm_stream(to_key), told.dm_event, event)
         for key in {to_key, sender_key}:
             self._deliver(_direct_to(event, key))
         return True
@@ -304,6 +320,7 @@ class MemoryBroker:
             until = int(time.time() * 1000) + seconds * 1000
             self._bans[(room, key)] = (until, by)
         await self.presence_remove(room, name, announce=True)  # one leave, at once
+        self._tell(room_stream(room), told.removed_event, room, name, by, until)
         self._deliver(lambda listener: listener.on_removed(name, room, by, until))
         return until
 
@@ -324,6 +341,7 @@ class MemoryBroker:
                 if message.deleted_by is not None:
                     return True  # deleted before: nothing more to tell
                 log_.messages[index] = (seq, tombstone(message, by))
+                self._tell(room_stream(room), told.deleted_event, room, message.offset, by)
                 self._deliver_room(Deleted(room, message.offset, by))
                 return True
         return False
