@@ -12,6 +12,7 @@ from gateway.codecs import JSON_SUBPROTOCOL, Codec
 from gateway.codecs.json import JsonCodec
 from gateway.codecs.text import TextCodec
 from gateway.config import Settings
+from gateway.feed import Feed
 from gateway.hub import Hub
 from gateway.metrics import Metrics
 from gateway.moderation import Moderation
@@ -52,6 +53,18 @@ class Node:
             if settings.backend_secret is not None
             else None
         )
+        # With --events-url: this node's share of posting the cluster's events.
+        self.feed: Feed | None = None
+        if self.backend is not None and settings.events_url and broker.events is not None:
+            self.feed = Feed.create(
+                broker.events,
+                settings.events_url,
+                self.backend,
+                settings.events_batch,
+                self.metrics.events,
+                settings.presence_timeout,
+                broker.live_nodes,
+            )
         self._refs = itertools.count(1)
         # A token per process: a node restarted with the same id makes new refs.
         self._ref_prefix = f"{settings.node_id}/{secrets.token_hex(3)}"
@@ -65,11 +78,16 @@ class Node:
         return f"{self._ref_prefix}/{next(self._refs)}"
 
     async def start(self) -> None:
-        """Connect the broker and start receiving its events."""
+        """Connect the broker and start receiving its events; start the events feed."""
         await self.broker.start(self.hub)
+        if self.feed is not None:
+            await self.feed.start()
 
     async def stop(self) -> None:
-        """Stop presence timers, removals under way and the broker."""
+        """Stop the events feed (its leases given up), presence timers, removals under
+        way and the broker."""
+        if self.feed is not None:
+            await self.feed.stop()
         await self.moderation.close()
         await self.presence.close()
         await self.broker.close()
