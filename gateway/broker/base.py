@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from gateway.broker.event_log import EventLog
 from gateway.events import Direct, Message, PresenceChange, RoomEvent
 
 
@@ -88,6 +89,12 @@ class Replay:
 
 class Broker(Protocol):
     """Storage and cross-node delivery. Every method may raise BrokerUnavailable."""
+
+    @property
+    def events(self) -> EventLog | None:
+        """With --events-url, the events kept for the application (PROTOCOL section
+        11.2), each stored in the same atomic step as what it tells of; None without
+        (then nothing is stored)."""
 
     async def start(self, listener: BrokerListener) -> None:
         """Connect and start delivering to `listener`."""

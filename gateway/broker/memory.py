@@ -24,6 +24,14 @@ from gateway.broker.base import (
     RecipientBusy,
     Replay,
 )
+from gateway.broker.event_bodies import (
+    deleted_event,
+    dm_event,
+    message_event,
+    presence_event,
+    removed_event,
+)
+from gateway.broker.memory_events import MemoryEventLog, dm_stream, room_stream
 from gateway.config import Settings
 from gateway.events import Deleted, Direct, Message, PresenceChange, RoomEvent, tombstone
 from gateway.names import name_key, name_skeleton
@@ -84,6 +92,8 @@ class MemoryBroker:
         self._queue: asyncio.Queue[Callable[[BrokerListener], None]] = asyncio.Queue()
         self._dispatcher: asyncio.Task[None] | None = None
         self._listener: BrokerListener | None = None
+        # With --events-url: every event stored in the same step as what it tells of.
+        self.events = MemoryEventLog(settings.events_backlog) if settings.events_url else None
 
     async def start(self, listener: BrokerListener) -> None:
         self._listener = listener
@@ -177,6 +187,8 @@ class MemoryBroker:
         log_.messages.append((log_.last_seq, message))
         if id_key is not None:
             self._remember_id(id_key, offset)
+        if self.events is not None:
+            self.events.record(room_stream(room), message_event, message)
         self._deliver_room(message)
         return Published(offset)
 
@@ -222,6 +234,8 @@ class MemoryBroker:
         added = key not in present
         present[key] = name
         if added and announce:
+            if self.events is not None:
+                self.events.record(room_stream(room), presence_event, room, "join", name)
             self._deliver_room(PresenceChange(room, "join", name))
         return added
 
@@ -231,6 +245,8 @@ class MemoryBroker:
         if not present:
             self._presence.pop(room, None)
         if shown is not None and announce:
+            if self.events is not None:
+                self.events.record(room_stream(room), presence_event, room, "leave", shown)
             self._deliver_room(PresenceChange(room, "leave", shown))
         return shown is not None
 
@@ -283,6 +299,8 @@ class MemoryBroker:
         budget = self._dm_budgets.bucket(to_key)
         if not budget.take():
             raise RecipientBusy(event.to, budget.wait())
+        if self.events is not None:
+            self.events.record(dm_stream(to_key), dm_event, event)
         for key in {to_key, sender_key}:
             self._deliver(_direct_to(event, key))
         return True
@@ -303,6 +321,8 @@ class MemoryBroker:
             until = int(time.time() * 1000) + seconds * 1000
             self._bans[(room, key)] = (until, by)
         await self.presence_remove(room, name, announce=True)  # one leave, at once
+        if self.events is not None:
+            self.events.record(room_stream(room), removed_event, room, name, by, until)
         self._deliver(lambda listener: listener.on_removed(name, room, by, until))
         return until
 
@@ -323,6 +343,8 @@ class MemoryBroker:
                 if message.deleted_by is not None:
                     return True  # deleted before: nothing more to tell
                 log_.messages[index] = (seq, tombstone(message, by))
+                if self.events is not None:
+                    self.events.record(room_stream(room), deleted_event, room, message.offset, by)
                 self._deliver_room(Deleted(room, message.offset, by))
                 return True
         return False

@@ -93,6 +93,7 @@ class RedisBroker:
         self._replicas = ReplicaWaits(
             self._redis, settings.ack_replicas, settings.redis_ack_timeout, sharded=sharded
         )
+        self.events: Any = None  # RedisEventLog, next commit
         self._listener: BrokerListener | None = None
         self._rooms: dict[str, tuple[str, int] | None] = {}  # room -> last delivered position
         self._subscriber: Subscriber | ShardedSubscriber
