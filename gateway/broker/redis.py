@@ -25,7 +25,9 @@ from redis.backoff import NoBackoff
 
 from gateway.broker import redis_scripts as scripts
 from gateway.broker.base import Banned, BrokerListener, Published, Replay
+from gateway.broker.event_bodies import message_event
 from gateway.broker.redis_cluster import ShardedSubscriber, connect_cluster
+from gateway.broker.redis_event_log import EventScript, RedisEventLog
 from gateway.broker.redis_events import deliver_event
 from gateway.broker.redis_history import (
     REDIS_ERRORS,
@@ -88,12 +90,17 @@ class RedisBroker:
         self._pub = "SPUBLISH" if sharded else "PUBLISH"  # for every channel message
         self._history = RoomHistory(self._redis, self._keys, settings.history_size)
         self._node = settings.node_id
-        self._publish = Lua(self._redis, scripts.PUBLISH)
+        # With --events-url: every event stored in the same script as what it tells of.
+        self.events: RedisEventLog | None = None
+        if settings.events_url:
+            self.events = RedisEventLog(
+                self._redis, self._keys, self._node, settings.events_backlog
+            )
+        self._publish = EventScript(self._redis, scripts.PUBLISH, self.events)
         self._seq_floor = Lua(self._redis, scripts.SEQ_FLOOR)
         self._replicas = ReplicaWaits(
             self._redis, settings.ack_replicas, settings.redis_ack_timeout, sharded=sharded
         )
-        self.events: Any = None  # RedisEventLog, next commit
         self._listener: BrokerListener | None = None
         self._rooms: dict[str, tuple[str, int] | None] = {}  # room -> last delivered position
         self._subscriber: Subscriber | ShardedSubscriber
@@ -124,8 +131,11 @@ class RedisBroker:
             settings.room_ttl,
             settings.history_size,
             self._replicas,
+            self.events,
         )
-        self._liveness = Liveness(self._redis, self._keys, settings, self.reregister, self._pub)
+        self._liveness = Liveness(
+            self._redis, self._keys, settings, self.reregister, self._pub, self.events
+        )
         self._presence = Presence(
             self._redis,
             self._keys,
@@ -133,6 +143,7 @@ class RedisBroker:
             self._pub,
             self._liveness.settle_room,
             self._banned_while_away,
+            self.events,
         )
         self._names = Names(
             self._redis,
@@ -144,6 +155,7 @@ class RedisBroker:
             self._liveness.settle_name,
             (settings.dm_recipient_rate, settings.dm_recipient_burst),
             self._liveness.took_from,
+            self.events,
         )
 
     @property
@@ -293,23 +305,21 @@ class RedisBroker:
         origin: str,
         message_id: str | None = None,
     ) -> Published:
+        ts = int(time.time() * 1000)
         payload = orjson.dumps(
-            {
-                "room": room,
-                "from": sender,
-                "text": text,
-                "ts": int(time.time() * 1000),
-                "origin": origin,
-            }
+            {"room": room, "from": sender, "text": text, "ts": ts, "origin": origin}
         )
+        event = None
+        if self.events is not None:  # the offset is the script's to add
+            body = message_event(self.events.new_id(), Message(room, sender, text, "", ts))
+            event = (self.events.keys.room(room), [orjson.dumps(body)])
         keys = [self._keys.meta(room), self._keys.log(room), self._keys.deleted(room)]
         if message_id:
             keys.append(self._keys.message_id(room, name_key(sender), message_id))
         with unavailable_on_error():
-            offset, duplicate = await self._replicas.run(
-                self._publish,
-                keys=keys,
-                args=[
+            offset, duplicate = await self._publish(
+                keys,
+                [
                     secrets.token_hex(4),
                     self._settings.history_size,
                     payload,
@@ -318,6 +328,8 @@ class RedisBroker:
                     int(self._settings.room_ttl * 1000),
                     self._pub,
                 ],
+                event,
+                self._replicas.run,
             )
         return Published(offset.decode(), bool(duplicate))
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from gateway.broker.redis_event_log import RedisEventLog
 from gateway.broker.redis_former_run import HANDED_OVER, FormerRun
 from gateway.broker.redis_history import REDIS_ERRORS
 from gateway.broker.redis_reaper import Reaper
@@ -49,6 +50,7 @@ class Liveness:
         settings: Settings,
         on_lost: Callable[[bool], Awaitable[bool]],
         publish_command: str = "PUBLISH",
+        events: RedisEventLog | None = None,
     ) -> None:
         self._redis: Any = redis  # replies are parsed by hand
         self._keys = keys
@@ -62,7 +64,7 @@ class Liveness:
         # beat of another node reaps it, at the latest, when the presence timeout ends.
         self._ttl = max(self._timeout - self._interval, 2 * self._interval)
         self._on_lost = on_lost  # re-register (True: announce joins); whether all went back
-        self._reaper = Reaper(redis, keys, publish_command)
+        self._reaper = Reaper(redis, keys, publish_command, events)
         self._former = FormerRun(redis, keys, self._node, self._reaper, self._timeout)
         self._alive_once = False  # the heartbeat was written by this run
         self._listed_once = False  # this run listed itself in `P nodes`
