@@ -83,7 +83,12 @@ class BackendHttp:
             )
         return self._session
 
-    async def post(self, url: str, payload: Any, timeout: float | None = None) -> Answer:
+    async def post(
+        self,
+        url: str,
+        payload: Any,
+        timeout: float | None = None,  # noqa: ASYNC109 (the request's, given to aiohttp)
+    ) -> Answer:
         """POST `payload` as signed JSON; BackendUnreachable when no answer came."""
         body = orjson.dumps(payload)
         headers = signed_headers(self._secret, body)

@@ -168,8 +168,9 @@ def _is_api_key(given: str | None, key: str | None) -> bool:
 
 def _authorize_read(request: web.Request) -> Rooms:
     """With auth on (`--jwt-secret`) the REST reads want what /ws wants: a valid token
-    (any user's) as `Authorization: Bearer`, or the API key. Raises unauthorized. The
-    rooms the caller may read: those of the token, every room for the API key.
+    (any user's) as `Authorization: Bearer`, or the API key; with a connect hook and no
+    JWT secret, the API key alone. Raises unauthorized. The rooms the caller may read:
+    those of the token, every room for the API key.
 
     Every read but the API key's (with auth off they need no credentials) spends one of
     its address's `--api-read-rate` tokens: ReadsThrottled (429) when none is left."""
@@ -181,6 +182,14 @@ def _authorize_read(request: web.Request) -> Rooms:
     readable = EVERY_ROOM
     if settings.jwt_secret is not None:
         readable = authenticate(settings.jwt_secret, given, None, settings.jwt_leeway).rooms
+    elif settings.connect_hook_url is not None:
+        # The application decides who may read what, per connection: no credential of
+        # a REST read can be put to it, so only its own key reads.
+        raise ProtocolError(
+            ErrorCode.UNAUTHORIZED,
+            "with the connect hook deciding who is who, the REST reads need the API key "
+            "(Authorization: Bearer)",
+        )
     wait = node.api_reads.take(request.remote or "")
     if wait:
         node.metrics.rate_limited.labels(limit="api_read").inc()

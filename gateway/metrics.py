@@ -122,6 +122,20 @@ class Metrics:
             "Time for the broker to accept a message",
             registry=self.registry,
         )
+        self.hook_requests = Counter(
+            "chat_hook_requests",
+            "Calls of the application's hooks (connect, join, publish) by result: allowed, "
+            "refused (403), rewritten (publish: the application changed the text), "
+            "unavailable (no answer in time, or not one the contract allows)",
+            ["hook", "result"],
+            registry=self.registry,
+        )
+        self.hook_seconds = Histogram(
+            "chat_hook_seconds",
+            "Time the application took to answer a hook (or to fail to)",
+            ["hook"],
+            registry=self.registry,
+        )
 
         self.probe_rtt = Gauge(
             "chat_broker_probe_rtt_seconds",

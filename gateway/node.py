@@ -13,6 +13,7 @@ from gateway.codecs.json import JsonCodec
 from gateway.codecs.text import TextCodec
 from gateway.config import Settings
 from gateway.feed import Feed
+from gateway.hooks import Hooks
 from gateway.hub import Hub
 from gateway.metrics import Metrics
 from gateway.moderation import Moderation
@@ -53,6 +54,7 @@ class Node:
             if settings.backend_secret is not None
             else None
         )
+        self.hooks = Hooks(settings, self.backend, self.metrics)
         # With --events-url: this node's share of posting the cluster's events.
         self.feed: Feed | None = None
         if self.backend is not None and settings.events_url and broker.events is not None:
