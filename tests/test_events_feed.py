@@ -121,7 +121,7 @@ async def test_every_kind_of_event_arrives_signed_and_in_order(
     await accepted.until(
         lambda: (
             bool(accepted.of("presence", event="leave", name="ada"))
-            and bool(accepted.of("removed"))
+            and all(accepted.of(kind) for kind in ("removed", "deleted", "dm"))
             and len(accepted.of("message")) >= 8
         )
     )
@@ -144,6 +144,7 @@ async def test_every_kind_of_event_arrives_signed_and_in_order(
 
     metrics = await (await client.get("/metrics")).text()
     assert metric(metrics, "chat_events_delivered_total") == len(events)
+    assert metric(metrics, "chat_events_lag_seconds_count") == len(events)
     assert metric(metrics, 'chat_events_posted_total{result="ok"}') >= 1
     assert metric(metrics, "chat_events_partitions_held") == 16
     ready = await client.get("/readyz", headers={"Accept": "application/json"})
