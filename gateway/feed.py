@@ -173,24 +173,27 @@ class Feed:
 
     async def _let_go(self, partitions: list[int], *, release: bool) -> None:
         """End the deliveries of `partitions` (their posts under way may finish), then
-        release their leases when `release`."""
-        gone = [self._held.pop(p) for p in partitions if p in self._held]
-        for held in gone:
+        release their leases when `release`. Each stays in the table until then: a stop
+        that cuts this short finds it there and ends it."""
+        gone = [(p, self._held[p]) for p in partitions if p in self._held]
+        for _, held in gone:
             held.delivery.stop()
-        tasks = [held.task for held in gone]
+        tasks = [held.task for _, held in gone]
         if tasks:
             _, late = await asyncio.wait(tasks, timeout=min(STOP_WAIT, POST_TIMEOUT))
             await stop_tasks(*late)
-        for held in gone:
-            if not held.task.cancelled() and held.task.exception() is not None:
-                log.error("events: partition %d's delivery failed", held.delivery.partition,
-                          exc_info=held.task.exception())  # fmt: skip
+        for partition, held in gone:
+            task = held.task
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                log.error("events: partition %d's delivery failed", partition,
+                          exc_info=task.exception())  # fmt: skip
             if release:
                 try:
-                    await self._events.release(held.delivery.partition)
+                    await self._events.release(partition)
                 except BrokerUnavailable as exc:
                     log.warning("events: cannot release partition %d (%s); it expires",
-                                held.delivery.partition, exc)  # fmt: skip
+                                partition, exc)  # fmt: skip
+            self._held.pop(partition, None)
         self._update_backlog()
 
     async def _measure(self) -> None:

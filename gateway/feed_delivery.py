@@ -121,6 +121,9 @@ class Delivery:
                     continue
             except BrokerUnavailable as exc:
                 self._outcome.failed(f"the broker is unavailable ({exc})")
+            except Exception as exc:  # a task that died would hold its partition unposted
+                log.exception("events: delivering partition %d failed", self.partition)
+                self._outcome.failed(f"delivery failed: {type(exc).__name__}")
             await self._pause(delay)
             delay = min(delay * 2, MAX_RETRY)
 

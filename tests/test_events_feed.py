@@ -17,6 +17,9 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
+from gateway.broker.event_log import PARTITIONS
+from gateway.broker.redis_event_scripts import EventKeys
+from gateway.broker.redis_scripts import Keys
 from gateway.offsets import parse_offset
 from tests.backend_app import BackendApp, Received, Reply
 from tests.conftest import JSON_PROTOCOL, JsonPeer, join_json, metric, poll_until, read_metric
@@ -246,8 +249,9 @@ class Nodes:
         self._env = {"CHAT_BACKEND_SECRET": app.secret, "CHAT_API_KEY": API_KEY}
         self.started: list[GatewayProcess] = []
 
-    async def start(self, node_id: str) -> GatewayProcess:
-        node = GatewayProcess(None, *self._args, "--node-id", node_id, env=self._env)
+    async def start(self, node_id: str, *extra: str) -> GatewayProcess:
+        """Start a node (`extra` flags win over the common ones) and wait until it serves."""
+        node = GatewayProcess(None, *self._args, "--node-id", node_id, *extra, env=self._env)
         await asyncio.to_thread(node.start)
         self.started.append(node)
         return node
@@ -402,3 +406,28 @@ async def test_events_wait_through_a_failing_application_and_every_node_killed(
     for room, expected in offsets.items():
         assert [e["offset"] for e in accepted.of("message", room=room)] == expected
     assert await node_metric(http, newcomer, "chat_events_delivered_total") == 12
+
+
+@needs_redis
+async def test_a_stopped_node_gives_its_leases_up(
+    redis_backend: RedisBackend, backend_app: BackendApp, accepted: Accepted
+) -> None:
+    """Guards against a node stopped on purpose keeping its partitions until their
+    leases expire (a presence timeout without anyone posting them)."""
+    assert redis_backend.server is not None
+    prefix = redis_backend.new_prefix()
+    nodes = Nodes(redis_backend.server.url, prefix, backend_app)
+    keys = EventKeys(Keys(prefix))
+    redis = redis_backend.client()
+    try:
+        node = await nodes.start("quitter", "--presence-timeout", "30")
+
+        def leased() -> int:
+            return sum(redis.exists(keys.lease(p)) for p in range(PARTITIONS))
+
+        await poll_until(lambda: leased() == PARTITIONS, timeout=10)
+        await asyncio.to_thread(node.stop)  # SIGTERM, and wait for the process to end
+        assert leased() == 0
+    finally:
+        redis.close()
+        nodes.close()
