@@ -95,7 +95,11 @@ class BackendHttp:
         limit = None if timeout is None else aiohttp.ClientTimeout(total=timeout)
         try:
             async with self._client().post(
-                url, data=body, headers=headers, timeout=limit or self._timeout
+                url,
+                data=body,
+                headers=headers,
+                timeout=limit or self._timeout,
+                allow_redirects=False,  # a redirect is an answer, not a way to another URL
             ) as response:
                 raw = await response.content.read(MAX_ANSWER_BYTES + 1)
                 if len(raw) > MAX_ANSWER_BYTES:

@@ -126,14 +126,15 @@ async def test_a_refusal_closes_1008_before_welcome_with_the_applications_messag
     [
         {"status": 503},
         {"status": 500, "body": {"name": "ada"}},
-        {"status": 302},
+        {"status": 302, "body": {"name": "ada"}},
+        {"status": 201, "body": {"name": "ada"}},
         {"status": 200, "body": {"name": 5}},
         {"status": 200, "body": {"name": "a" * 33}},
         {"status": 200, "body": {"name": "ada", "rooms": "lobby"}},
         {"status": 200, "raw": b"ada"},
         {"status": 200, "body": {"name": "ada"}, "delay": 1.0},
     ],
-    ids=["503", "500", "302", "name-not-str", "bad-name", "bad-rooms", "not-json", "too-slow"],
+    ids=["503", "500", "302", "201", "name-not-str", "bad-name", "bad-rooms", "not-json", "slow"],
 )
 async def test_an_application_that_does_not_answer_is_unavailable_1011(
     gateway: Gateway, backend_app: BackendApp, answer: dict[str, Any]
