@@ -158,11 +158,12 @@ async def test_every_kind_of_event_arrives_signed_and_in_order(
 
 
 async def test_a_failing_application_gets_the_same_events_again_in_order(
-    gateway: Any, backend_app: BackendApp, accepted: Accepted
+    gateway: Any, backend_app: BackendApp, accepted: Accepted, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Guards against events lost while the application answers 503, a later event of
-    a room posted before an earlier one was accepted, and a failing application making
-    the node unready."""
+    a room posted before an earlier one was accepted, a failing application making
+    the node unready, and a log line per retry."""
+    caplog.set_level(logging.INFO, logger="gateway.feed_delivery")
     accepted.failing = True
     client = await events_node(gateway, backend_app)
     for i in range(12):
@@ -184,6 +185,11 @@ async def test_a_failing_application_gets_the_same_events_again_in_order(
     for room in range(3):
         assert accepted.texts(f"r{room}") == [f"t{i}" for i in range(room, 12, 3)]
     await poll_until_metric(client, "chat_events_backlog", 0.0)  # measured each tick
+    said = [r.getMessage() for r in caplog.records if r.name == "gateway.feed_delivery"]
+    assert said == [
+        "events: the application answered 503; retrying with backoff (up to 30s apart)",
+        "events: delivering again",
+    ]
 
 
 async def poll_until_metric(client: TestClient, sample: str, value: float) -> None:
