@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 IDLE_POLL = 0.2  # seconds between two looks at a partition with nothing waiting
 FIRST_RETRY = 0.5  # seconds before a failed batch is posted again; doubles each time
 MAX_RETRY = 30.0  # ... up to this
+BROKER_RETRY = 5.0  # ... or up to this while the broker is what fails (as resubscribing)
 POST_TIMEOUT = 10.0  # seconds the application may take to answer one batch
 
 
@@ -47,11 +48,13 @@ class Outcome:
         self.last_failure: Failure | None = None
         self._failing = False
 
-    def failed(self, error: str) -> None:
-        """A post or a broker call failed with `error`."""
+    def failed(self, error: str, detail: str = "") -> None:
+        """A post or a broker call failed with `error` (what /readyz shows: no URL, no
+        address); `detail` goes to the log only."""
         self.last_failure = Failure(error, time.time())
         if not self._failing:
-            log.warning("events: %s; retrying with backoff (up to %.0fs apart)", error, MAX_RETRY)
+            log.warning("events: %s%s; retrying with backoff (up to %.0fs apart)",
+                        error, f" ({detail})" if detail else "", MAX_RETRY)  # fmt: skip
         self._failing = True
 
     def succeeded(self) -> None:
@@ -102,6 +105,7 @@ class Delivery:
         batch: Sequence[StoredEvent] = ()
         posted = False  # the application has `batch`: only its confirm is left
         delay = FIRST_RETRY
+        cap = MAX_RETRY
         while self._running:
             if time.monotonic() >= self.valid_until:  # not renewed: wait for it
                 await self._pause(IDLE_POLL)
@@ -110,6 +114,7 @@ class Delivery:
                 if not batch:
                     batch = await self._events.pending(self.partition, self._target.batch)
                     if not batch:
+                        delay = FIRST_RETRY  # the broker answers: back to the start
                         await self._pause(IDLE_POLL)
                         continue
                 if not posted:
@@ -120,12 +125,16 @@ class Delivery:
                     self._outcome.succeeded()
                     continue
             except BrokerUnavailable as exc:
-                self._outcome.failed(f"the broker is unavailable ({exc})")
+                self._outcome.failed("the broker is unavailable", str(exc))
+                cap = BROKER_RETRY
             except Exception as exc:  # a task that died would hold its partition unposted
                 log.exception("events: delivering partition %d failed", self.partition)
                 self._outcome.failed(f"delivery failed: {type(exc).__name__}")
+            else:
+                cap = MAX_RETRY  # the application refused or was unreachable
+            delay = min(delay, cap)
             await self._pause(delay)
-            delay = min(delay * 2, MAX_RETRY)
+            delay = min(delay * 2, cap)
 
     async def _post(self, batch: Sequence[StoredEvent]) -> bool:
         """POST `batch`; True once the application answered 2xx."""
@@ -134,7 +143,7 @@ class Delivery:
             answer = await self._target.backend.post(self._target.url, payload, POST_TIMEOUT)
         except BackendUnreachable as exc:
             self._metrics.posted_by_result["unreachable"].inc()
-            self._outcome.failed(f"the application is unreachable: {exc}")
+            self._outcome.failed("the application is unreachable", str(exc))
             return False
         if not 200 <= answer.status < 300:
             self._metrics.posted_by_result["failed"].inc()
