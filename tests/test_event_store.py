@@ -4,18 +4,23 @@ same step as what it tells of, bounded, leased, confirmed, found again."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
 import pytest
+from redis.crc import key_slot
 
-from gateway.broker.base import Broker
+from gateway.broker.base import Broker, RecipientBusy
 from gateway.broker.event_log import PARTITIONS, StoredEvent, partition_of
 from gateway.broker.memory import MemoryBroker
 from gateway.broker.redis import RedisBroker
-from gateway.events import Direct
+from gateway.broker.redis_event_scripts import EventKeys
+from gateway.broker.redis_scripts import Keys
+from gateway.errors import BrokerUnavailable
+from gateway.events import Direct, PresenceChange
 from tests.conftest import TEST_SETTINGS
 from tests.redis_backend import RedisBackend
 
@@ -93,10 +98,10 @@ async def test_every_kind_of_event_is_stored_with_its_fields_in_order(
     offset order (the application would store a delete before its message)."""
     broker = await make_broker()
     first = await broker.publish("lobby", "alice", "hello", origin="c1")
-    await broker.presence_add("lobby", "bob", announce=True)
-    second = await broker.publish("lobby", "bob", "hi", origin="c2")
+    await broker.presence_add("lobby", "bøb/李", announce=True)
+    second = await broker.publish("lobby", "bøb/李", "hi", origin="c2")
     assert await broker.delete("lobby", first.offset, "mod")
-    await broker.kick("lobby", "bob", "mod", 60)
+    await broker.kick("lobby", "bøb/李", "mod", 60)
     await broker.presence_add("lobby", "carol", announce=True)
     await broker.presence_remove("lobby", "carol", announce=True)
     await broker.claim_name("dave", "conn-d", None)
@@ -109,12 +114,12 @@ async def test_every_kind_of_event_is_stored_with_its_fields_in_order(
     assert room == [
         {"type": "message", "room": "lobby", "from": "alice", "text": "hello",
          "offset": first.offset},
-        {"type": "presence", "room": "lobby", "event": "join", "name": "bob"},
-        {"type": "message", "room": "lobby", "from": "bob", "text": "hi",
+        {"type": "presence", "room": "lobby", "event": "join", "name": "bøb/李"},
+        {"type": "message", "room": "lobby", "from": "bøb/李", "text": "hi",
          "offset": second.offset},
         {"type": "deleted", "room": "lobby", "offset": first.offset, "by": "mod"},
-        {"type": "presence", "room": "lobby", "event": "leave", "name": "bob"},
-        {"type": "removed", "room": "lobby", "name": "bob", "by": "mod"},
+        {"type": "presence", "room": "lobby", "event": "leave", "name": "bøb/李"},
+        {"type": "removed", "room": "lobby", "name": "bøb/李", "by": "mod"},
         {"type": "presence", "room": "lobby", "event": "join", "name": "carol"},
         {"type": "presence", "room": "lobby", "event": "leave", "name": "carol"},
     ]  # fmt: skip
@@ -128,7 +133,7 @@ async def test_every_kind_of_event_is_stored_with_its_fields_in_order(
 
 async def test_unannounced_presence_and_repeats_store_nothing(make_broker: MakeBroker) -> None:
     """Guards against a second event for a send repeated with its id, a repeated
-    delete, or a silent presence change (a node's own bookkeeping) told as a join."""
+    delete or join, or a silent presence change (a node's own bookkeeping) told."""
     broker = await make_broker()
     sent = await broker.publish("lobby", "alice", "once", origin="c1", message_id="m-1")
     again = await broker.publish("lobby", "alice", "once", origin="c1", message_id="m-1")
@@ -137,9 +142,12 @@ async def test_unannounced_presence_and_repeats_store_nothing(make_broker: MakeB
     assert await broker.delete("lobby", sent.offset, "mod")
     await broker.presence_add("lobby", "bob")
     await broker.presence_remove("lobby", "bob")
+    assert await broker.presence_add("lobby", "carol", announce=True)
+    assert not await broker.presence_add("lobby", "carol", announce=True)  # present already
     assert [e["type"] for e in bodies(await everything(broker), "lobby")] == [
         "message",
         "deleted",
+        "presence",
     ]
 
 
@@ -188,3 +196,193 @@ async def test_with_events_off_nothing_is_stored(make_broker: MakeBroker, broker
         match = f"{broker._keys.prefix}*"
         keys = {k.decode() async for k in broker._redis.scan_iter(match=match)}
         assert keys and not [k for k in keys if "events" in k]
+
+
+async def test_a_presence_published_alone_is_stored(make_broker: MakeBroker) -> None:
+    """Guards against a join announced outside the presence scripts (a node reaped
+    while it stalled puts its users back) reaching the room but not the application."""
+    broker = await make_broker()
+    await broker.publish_presence(PresenceChange("lobby", "join", "bob"))
+    assert [without_volatile(e) for e in bodies(await everything(broker), "lobby")] == [
+        {"type": "presence", "room": "lobby", "event": "join", "name": "bob"}
+    ]
+
+
+async def test_a_kick_of_someone_absent_and_refused_dms_store_what_happened(
+    make_broker: MakeBroker,
+) -> None:
+    """Guards against a ban of an absent name going untold, or a DM that was never
+    delivered (recipient offline, or over its budget) told as sent."""
+    broker = await make_broker(dm_recipient_rate=0.001, dm_recipient_burst=1)
+    await broker.kick("lobby", "ghost", "mod", 0)
+    assert not await broker.send_direct(Direct("alice", "nobody", "hi", 1))
+    await broker.claim_name("dave", "conn-d", None)
+    assert await broker.send_direct(Direct("alice", "dave", "one", 1))
+    with pytest.raises(RecipientBusy):
+        await broker.send_direct(Direct("alice", "dave", "two", 2))
+    found = await everything(broker)
+    assert [without_volatile(e) for e in bodies(found, "lobby")] == [
+        {"type": "removed", "room": "lobby", "name": "ghost", "by": "mod"}
+    ]
+    assert [e["text"] for e in bodies(found, "dave")] == ["one"]
+    assert bodies(found, "nobody") == []
+
+
+@pytest.fixture(params=["redis", "cluster"])
+def redis_kind(request: pytest.FixtureRequest) -> str:
+    """The Redis brokers only (what the in-process broker has no counterpart of)."""
+    return str(request.param)
+
+
+@pytest.fixture
+async def make_redis(
+    redis_kind: str, redis_backend: RedisBackend, request: pytest.FixtureRequest
+) -> AsyncIterator[MakeBroker]:
+    prefix = redis_backend.new_prefix()
+    started: list[RedisBroker] = []
+
+    async def make(node: str = "n1", **overrides: Any) -> RedisBroker:
+        settings = replace(TEST_SETTINGS, node_id=node, **{**EVENTS, **overrides})
+        broker: RedisBroker
+        if redis_kind == "redis":
+            settings, broker = redis_backend.broker(settings, prefix)
+        else:
+            cluster = request.getfixturevalue("redis_cluster")
+            broker = RedisBroker(replace(settings, redis_url=cluster.url, redis_prefix=prefix))
+        await broker.start(_Listener())
+        started.append(broker)
+        return broker
+
+    yield make
+    for broker in started:
+        await broker.close()
+
+
+async def test_a_publish_that_fails_stores_no_event(make_redis: MakeBroker) -> None:
+    """Guards against the event written apart from its message (before it, or in a
+    step of its own): a failed publish (never acked) would still be told."""
+    broker = await make_redis()
+    await broker.publish("lobby", "alice", "first", origin="c1")
+    await broker._redis.delete(broker._keys.log("lobby"))
+    await broker._redis.set(broker._keys.log("lobby"), "not a stream")  # XADD fails
+    with pytest.raises(BrokerUnavailable):
+        await broker.publish("lobby", "alice", "lost", origin="c1")
+    assert [e["text"] for e in bodies(await everything(broker), "lobby")] == ["first"]
+
+
+async def test_leases_are_exclusive_and_taken_over_once_expired(make_redis: MakeBroker) -> None:
+    """Guards against two nodes posting one partition's events (each event twice), or a
+    dead node's partition never taken over (its events never posted)."""
+    one, two = await make_redis("n1"), await make_redis("n2")
+    assert await one.events.lease(3, 0.3)
+    assert not await two.events.lease(3, 10)
+    assert await one.events.lease(3, 0.3)  # renewed by its holder
+    assert await two.events.lease(4, 10)  # another partition is free
+    for _ in range(100):  # once expired, it is free
+        if await two.events.lease(3, 10):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        pytest.fail("the lease never expired")
+    assert not await one.events.lease(3, 10)
+    await one.events.release(3)  # not its own: nothing happens
+    assert not await one.events.lease(3, 10)
+    await two.events.release(3)
+    assert await one.events.lease(3, 10)
+
+
+async def test_hints_find_the_streams_and_stale_ones_go(make_redis: MakeBroker) -> None:
+    """Guards against events in a stream nobody looks at (no hint), hints that pile up
+    for ever, and a hint removed while a publisher hinted it again."""
+    broker = await make_redis()
+    events = broker.events
+    await broker.publish("lobby", "alice", "hello", origin="c1")
+    stream = events.keys.room("lobby")
+    partition = partition_of(stream)
+    hints = events.keys.hints(partition)
+    assert await broker._redis.zscore(hints, stream) is not None
+    await events.confirm(await events.pending(partition, 10))
+    await events.pending(partition, 10)  # empty, but hinted lately: kept
+    assert await broker._redis.zscore(hints, stream) is not None
+    old = time.time() * 1000 - 61_000
+    await broker._redis.zadd(hints, {stream: old})
+    await events.pending(partition, 10)  # empty and stale: removed
+    assert await broker._redis.zscore(hints, stream) is None
+    await broker._redis.zadd(hints, {stream: old})
+    assert await events._unhint(keys=[hints], args=[stream, str(int(old) + 1)]) == 0
+    assert await broker._redis.zscore(hints, stream) is not None  # hinted again: kept
+    events._hinted.clear()  # a publisher whose last hint is old hints again
+    await broker._redis.delete(hints)
+    await broker.publish("lobby", "alice", "again", origin="c1")
+    assert [e.event["text"] for e in await events.pending(partition, 10)] == ["again"]
+
+
+async def test_the_sweep_finds_streams_whose_hint_was_lost(make_redis: MakeBroker) -> None:
+    """Guards against events stranded for good when a publisher stalled (or its hint
+    was lost) between its hint and its event."""
+    broker = await make_redis()
+    rooms = [f"room{i}" for i in range(6)]
+    for room in rooms:
+        await broker.publish(room, "alice", room, origin="c1")
+    await broker.events.confirm([e for e in await everything(broker) if "room0" in e.stream])
+    for partition in range(PARTITIONS):
+        await broker._redis.delete(broker.events.keys.hints(partition))
+    assert await everything(broker) == []
+    assert await broker.events.sweep() == 5  # room0's stream is empty
+    assert sorted(e.event["text"] for e in await everything(broker)) == rooms[1:]
+
+
+async def test_a_reaped_nodes_leaves_are_stored(make_redis: MakeBroker) -> None:
+    """Guards against the leaves of a dead node's users (announced by the reaper) never
+    reaching the application: it would count them present for ever."""
+    alive = await make_redis("n1", presence_timeout=0.6)
+    doomed = await make_redis("n2", presence_timeout=0.6)
+    await doomed.presence_add("lobby", "bob", announce=True)
+    await doomed.presence_add("lobby", 'carol/李 "x"', announce=True)
+    await doomed.close()  # its heartbeat stops; nothing is cleaned up
+    for _ in range(200):  # the reaper comes within the presence timeout
+        if len(bodies(await everything(alive), "lobby")) >= 4:
+            break
+        await asyncio.sleep(0.05)
+    found = bodies(await everything(alive), "lobby")
+    leaves = sorted(e["name"] for e in found if e.get("event") == "leave")
+    assert leaves == ["bob", 'carol/李 "x"']
+    assert len({e["id"] for e in found}) == 4
+
+
+async def test_on_a_cluster_streams_and_partitions_spread_over_the_shards(
+    make_broker: MakeBroker, broker_kind: str, request: pytest.FixtureRequest
+) -> None:
+    """Guards against an event key outside its room's (or name's) slot (CROSSSLOT: the
+    publish refused) and partitions crowding one shard (one node's Redis doing all)."""
+    if broker_kind != "cluster":
+        pytest.skip("a cluster's shards")
+    broker = await make_broker()
+    rooms = [f"room{i}" for i in range(40)]
+    for room in rooms:
+        await broker.publish(room, "alice", room, origin="c1")
+        await broker.presence_add(room, "bob", announce=True)
+    await broker.claim_name("dave", "conn-d", None)
+    assert await broker.send_direct(Direct("alice", "dave", "psst", 1))
+    found = await everything(broker)
+    assert len(found) == 81
+    keys = broker.events.keys
+    for room in rooms:
+        assert key_slot(keys.room(room).encode()) == key_slot(broker._keys.meta(room).encode())
+    assert key_slot(keys.dm("dave").encode()) == key_slot(broker._keys.name("dave").encode())
+    shards = {broker._redis.get_node_from_key(keys.hints(p)).name for p in range(PARTITIONS)}
+    assert len(shards) == 3
+    homes = {broker._redis.get_node_from_key(keys.room(room)).name for room in rooms}
+    assert len(homes) == 3
+
+
+def test_partition_keys_fall_in_their_share_of_the_slots() -> None:
+    """Guards against partition tags that crowd a few slots (on a cluster, a shard
+    holding most partitions' hints and leases)."""
+    keys = EventKeys(Keys("chat:"))
+    shares = [key_slot(keys.hints(p).encode()) * PARTITIONS // 16384 for p in range(PARTITIONS)]
+    assert shares == list(range(PARTITIONS))
+    assert all(
+        key_slot(keys.hints(p).encode()) == key_slot(keys.lease(p).encode())
+        for p in range(PARTITIONS)
+    )

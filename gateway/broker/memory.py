@@ -15,7 +15,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+from gateway.broker import event_bodies as told
 from gateway.broker.base import (
     Banned,
     BrokerListener,
@@ -23,13 +25,6 @@ from gateway.broker.base import (
     Published,
     RecipientBusy,
     Replay,
-)
-from gateway.broker.event_bodies import (
-    deleted_event,
-    dm_event,
-    message_event,
-    presence_event,
-    removed_event,
 )
 from gateway.broker.memory_events import MemoryEventLog, dm_stream, room_stream
 from gateway.config import Settings
@@ -133,6 +128,11 @@ class MemoryBroker:
             except Exception:
                 log.exception("delivering an event failed; the broker goes on")
 
+    def _tell(self, stream: str, build: Callable[..., dict[str, Any]], *fields: Any) -> None:
+        """With events on, store `build(id, *fields)` in `stream` (in this same step)."""
+        if self.events is not None:
+            self.events.record(stream, build, *fields)
+
     def _deliver(self, call: Callable[[BrokerListener], None]) -> None:
         self._queue.put_nowait(call)
 
@@ -187,12 +187,13 @@ class MemoryBroker:
         log_.messages.append((log_.last_seq, message))
         if id_key is not None:
             self._remember_id(id_key, offset)
-        if self.events is not None:
-            self.events.record(room_stream(room), message_event, message)
+        self._tell(room_stream(room), told.message_event, message)
         self._deliver_room(message)
         return Published(offset)
 
     async def publish_presence(self, event: PresenceChange) -> None:
+        fields = (event.room, event.event, event.name)
+        self._tell(room_stream(event.room), told.presence_event, *fields)
         self._deliver_room(event)
 
     async def history(self, room: str, before: str | None, limit: int) -> list[Message]:
@@ -234,8 +235,7 @@ class MemoryBroker:
         added = key not in present
         present[key] = name
         if added and announce:
-            if self.events is not None:
-                self.events.record(room_stream(room), presence_event, room, "join", name)
+            self._tell(room_stream(room), told.presence_event, room, "join", name)
             self._deliver_room(PresenceChange(room, "join", name))
         return added
 
@@ -245,8 +245,7 @@ class MemoryBroker:
         if not present:
             self._presence.pop(room, None)
         if shown is not None and announce:
-            if self.events is not None:
-                self.events.record(room_stream(room), presence_event, room, "leave", shown)
+            self._tell(room_stream(room), told.presence_event, room, "leave", shown)
             self._deliver_room(PresenceChange(room, "leave", shown))
         return shown is not None
 
@@ -299,8 +298,7 @@ class MemoryBroker:
         budget = self._dm_budgets.bucket(to_key)
         if not budget.take():
             raise RecipientBusy(event.to, budget.wait())
-        if self.events is not None:
-            self.events.record(dm_stream(to_key), dm_event, event)
+        self._tell(dm_stream(to_key), told.dm_event, event)
         for key in {to_key, sender_key}:
             self._deliver(_direct_to(event, key))
         return True
@@ -321,8 +319,7 @@ class MemoryBroker:
             until = int(time.time() * 1000) + seconds * 1000
             self._bans[(room, key)] = (until, by)
         await self.presence_remove(room, name, announce=True)  # one leave, at once
-        if self.events is not None:
-            self.events.record(room_stream(room), removed_event, room, name, by, until)
+        self._tell(room_stream(room), told.removed_event, room, name, by, until)
         self._deliver(lambda listener: listener.on_removed(name, room, by, until))
         return until
 
@@ -343,8 +340,7 @@ class MemoryBroker:
                 if message.deleted_by is not None:
                     return True  # deleted before: nothing more to tell
                 log_.messages[index] = (seq, tombstone(message, by))
-                if self.events is not None:
-                    self.events.record(room_stream(room), deleted_event, room, message.offset, by)
+                self._tell(room_stream(room), told.deleted_event, room, message.offset, by)
                 self._deliver_room(Deleted(room, message.offset, by))
                 return True
         return False

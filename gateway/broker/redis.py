@@ -94,7 +94,7 @@ class RedisBroker:
         self.events: RedisEventLog | None = None
         if settings.events_url:
             self.events = RedisEventLog(
-                self._redis, self._keys, self._node, settings.events_backlog
+                self._redis, self._keys, self._node, settings.events_backlog, sharded=sharded
             )
         self._publish = EventScript(self._redis, scripts.PUBLISH, self.events)
         self._seq_floor = Lua(self._redis, scripts.SEQ_FLOOR)

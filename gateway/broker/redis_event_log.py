@@ -63,14 +63,16 @@ def _pairs(reply: Any) -> list[tuple[bytes, bytes]]:
 
 
 def _score_bytes(score: Any) -> bytes:
-    return score if isinstance(score, bytes) else str(int(score)).encode()
+    """A score as UNHINT compares it (as a number: the client may have parsed it)."""
+    return score if isinstance(score, bytes) else repr(float(score)).encode()
 
 
 class RedisEventLog:
     """A node's view of the events in Redis: it hints, leases, reads and confirms."""
 
-    def __init__(self, redis: Any, keys: Keys, node: str, backlog: int) -> None:
+    def __init__(self, redis: Any, keys: Keys, node: str, backlog: int, *, sharded: bool) -> None:
         self._redis = redis
+        self.sharded = sharded  # a Redis Cluster: hints are added before the script
         self.keys = EventKeys(keys)
         self._prefix = keys.prefix
         self._holder = f"{node}/{secrets.token_hex(4)}"  # this process, for its leases
@@ -90,16 +92,22 @@ class RedisEventLog:
         if self._report is not None:
             self._report(stream, count)
 
-    async def hint(self, stream: str) -> None:
-        """List `stream` in its partition's hints, unless this node did so lately."""
+    def hint_due(self, stream: str) -> bool:
+        """Whether `stream` is to be hinted again (this node did not lately)."""
+        return time.monotonic() - self._hinted.get(stream, float("-inf")) >= REHINT_SECONDS
+
+    def hinted(self, stream: str) -> None:
+        """`stream` was hinted just now."""
         now = time.monotonic()
-        if now - self._hinted.get(stream, float("-inf")) < REHINT_SECONDS:
-            return
-        hints = self.keys.hints(partition_of(stream))
-        await self._redis.execute_command("ZADD", hints, int(time.time() * 1000), stream)
         if len(self._hinted) >= HINT_CACHE:
             self._hinted = {s: t for s, t in self._hinted.items() if now - t < REHINT_SECONDS}
         self._hinted[stream] = now
+
+    async def hint(self, stream: str) -> None:
+        """List `stream` in its partition's hints now."""
+        hints = self.keys.hints(partition_of(stream))
+        await self._redis.execute_command("ZADD", hints, int(time.time() * 1000), stream)
+        self.hinted(stream)
 
     async def lease(self, partition: int, ttl: float) -> bool:
         key = self.keys.lease(partition)
@@ -169,7 +177,6 @@ class RedisEventLog:
         ):
             stream = raw.decode()
             if await self._redis.xlen(stream):
-                self._hinted.pop(stream, None)
                 await self.hint(stream)
                 found += 1
         return found
@@ -204,11 +211,20 @@ class EventScript:
         `runner` runs a Lua (ReplicaWaits.run, to wait for the replicas)."""
         if event is None or self._events is None or self._stored is None:
             return await runner(self.plain, keys, args)
+        events = self._events
         stream, event_args = event
-        await self._events.hint(stream)
+        event_keys, score = [stream], ""
+        if events.hint_due(stream):
+            if events.sharded:  # the hints live in another slot: before the script
+                await events.hint(stream)
+            else:
+                event_keys = [events.keys.hints(partition_of(stream)), stream]
+                score = str(int(time.time() * 1000))
         result, dropped = await runner(
-            self._stored, [*keys, stream], [*args, *event_args, self._events.bound]
+            self._stored, [*keys, *event_keys], [*args, *event_args, score, events.bound]
         )
+        if score:
+            events.hinted(stream)
         if dropped:
             self._events.dropped(stream, int(dropped))
         return result

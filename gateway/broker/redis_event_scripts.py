@@ -16,9 +16,13 @@ Cluster the partitions' keys spread over the shards as evenly as the slots do.
 
 A write script that may store an event exists twice: plain (`events` false, no event
 key, nothing more to do), and with events, where its last key is the stream and its
-last argument the bound (`--events-backlog`); before its XADD, a full stream is trimmed
-to one less than the bound and the number dropped is returned beside the script's own
-result: `{result, dropped}`.
+last arguments the hint's score (or "") and the bound (`--events-backlog`); before its
+XADD, a full stream is trimmed to one less than the bound and the number dropped is
+returned beside the script's own result: `{result, dropped}`. On one Redis a hint due
+is added by the script itself (the partition's hints then come before the stream in
+its keys: no round trip more); on a cluster they live in another slot, and the node
+adds the hint before it runs the script, with the score "" (`event_keys` counts the
+keys the events added).
 """
 
 from __future__ import annotations
@@ -79,6 +83,11 @@ local events = true
 local dropped = 0
 local event_stream = KEYS[#KEYS]
 local event_bound = tonumber(ARGV[#ARGV])
+local event_keys = 1  -- the stream; and before it the hints when there is a score
+if ARGV[#ARGV - 1] ~= '' then  -- one Redis: the hint in the same step, before the event
+  event_keys = 2
+  redis.call('ZADD', KEYS[#KEYS - 1], ARGV[#ARGV - 1], event_stream)
+end
 local function add_event(...)
   if redis.call('XLEN', event_stream) >= event_bound then
     dropped = dropped + redis.call('XTRIM', event_stream, 'MAXLEN', event_bound - 1)
@@ -137,7 +146,7 @@ return 0
 # KEYS: a partition's hints. ARGV: stream, the score read. Removes the hint only if no
 # publisher hinted the stream again since (its score unchanged).
 UNHINT = """
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) == ARGV[2] then
+if tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1])) == tonumber(ARGV[2]) then
   redis.call('ZREM', KEYS[1], ARGV[1])
   return 1
 end

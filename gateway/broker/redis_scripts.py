@@ -129,7 +129,7 @@ class Keys:
 # Returns {offset, duplicate (0/1)}. events: ARGV[8] the event's JSON but its offset.
 PUBLISH = """
 local id_key = KEYS[4]
-if events and #KEYS == 4 then id_key = nil end  -- KEYS[4] is the event stream
+if events and #KEYS - event_keys == 3 then id_key = nil end  -- no id key, events' keys
 if id_key then
   local seen = redis.call('GET', id_key)
   if seen then
@@ -182,7 +182,7 @@ return 1
 # announcement): ARGV[7] the join's event JSON.
 PRESENCE_ADD = """
 local ban_key = KEYS[5]
-if events and #KEYS == 5 then ban_key = nil end  -- KEYS[5] is the event stream
+if events and #KEYS - event_keys == 4 then ban_key = nil end  -- no ban key, events' keys
 if ban_key then
   local ban = redis.call('GET', ban_key)
   if ban then return {ban} end
