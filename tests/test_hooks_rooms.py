@@ -134,7 +134,7 @@ async def test_a_resumes_rejoin_is_decided_again(gateway: Gateway, backend_app: 
     await back.ws.close()
 
 
-@pytest.mark.parametrize("broker_kind", ["memory", "redis"])
+@pytest.mark.parametrize("broker_kind", ["memory", "redis", "cluster"])
 async def test_a_refused_message_is_neither_delivered_nor_stored(
     gateway: Gateway, backend_app: BackendApp
 ) -> None:
@@ -227,3 +227,23 @@ async def test_text_mode_refusal_of_the_first_room_is_one_line(
     peer = TextPeer(await client.ws_connect("/ws", params={"name": "ada", "room": "paid"}))
     assert await peer.close_code() == 1008
     assert peer.frames == [f"! {PAID}"]
+
+
+@pytest.mark.parametrize("broker_kind", ["redis", "cluster"])
+async def test_across_nodes_only_what_the_application_approved_arrives(
+    gateway: Gateway, backend_app: BackendApp
+) -> None:
+    """Guards against a node that publishes the original text, or a refused message, to
+    the other nodes: a member on another node gets only the rewritten text."""
+    backend_app.answer("/publish", handler=moderate)
+    first = await gateway(**hooked(backend_app, node_id="n1"))
+    second = await gateway(**hooked(backend_app, node_id="n2"))
+    ada = await join_json(first, "ada")
+    bob = await join_json(second, "bob")
+    assert (await ada.request("send", room="lobby", text="spam"))["code"] == "forbidden"
+    assert (await ada.request("send", room="lobby", text="darn"))["type"] == "ack"
+    await bob.expect("message", room="lobby", text="d**n")
+    assert [f["text"] for f in bob.frames if f.get("type") == "message"] == ["d**n"]
+    assert await history_texts(bob, "lobby") == ["d**n"]
+    await ada.ws.close()
+    await bob.ws.close()
