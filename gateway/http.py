@@ -126,13 +126,38 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     """200 while the node can chat (naming what does not work, if anything), else 503
-    saying why ("not ready: Redis unreachable")."""
-    broker = request.app[NODE].broker
-    if not broker.is_ready():
-        reason = broker.unready_reason()
-        return web.Response(text=f"not ready: {reason}\n" if reason else "not ready\n", status=503)
-    degraded = broker.degraded()
-    return web.Response(text=f"ready, degraded: {degraded}\n" if degraded else "ready\n")
+    saying why ("not ready: Redis unreachable"). With `--events-url` it tells the events
+    feed's state too, which never makes the node unready (the application being away is
+    not the node's fault). JSON when the request accepts application/json."""
+    node = request.app[NODE]
+    broker = node.broker
+    ready = broker.is_ready()
+    reason = "" if ready else broker.unready_reason()
+    degraded = broker.degraded() if ready else None
+    events = node.feed.status() if node.feed is not None else None
+    status = 200 if ready else 503
+    if "application/json" in request.headers.get("Accept", ""):
+        body = {"ready": ready, "reason": reason or None, "degraded": degraded, "events": events}
+        return _json(body, status)
+    if not ready:
+        text = f"not ready: {reason}\n" if reason else "not ready\n"
+    else:
+        text = f"ready, degraded: {degraded}\n" if degraded else "ready\n"
+    if events is not None:
+        text += _events_line(events)
+    return web.Response(text=text, status=status)
+
+
+def _events_line(events: dict[str, Any]) -> str:
+    """The feed's state as one line of /readyz's text."""
+    held = events["partitions"]
+    line = f"events: {len(held)} partitions held, {events['backlog']} waiting"
+    if events["oldest_age"]:
+        line += f", oldest {events['oldest_age']:.1f}s"
+    failure = events["last_failure"]
+    if failure is not None:
+        line += f"; last failure {failure['seconds_ago']:.0f}s ago: {failure['error']}"
+    return line + "\n"
 
 
 async def metrics(request: web.Request) -> web.Response:

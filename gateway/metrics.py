@@ -4,6 +4,56 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+# Seconds from an event's `ts` to the application's 2xx for it.
+LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+
+
+class EventMetrics:
+    """The events feed's metrics (gateway/feed.py): posts, deliveries, drops, backlog."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.posted = Counter(
+            "chat_events_posted",
+            "Batches of events POSTed to --events-url by this node, by result: ok (2xx), "
+            "failed (any other answer), unreachable (no answer in time)",
+            ["result"],
+            registry=registry,
+        )
+        results = ("ok", "failed", "unreachable")
+        self.posted_by_result = {r: self.posted.labels(result=r) for r in results}
+        self.delivered = Counter(
+            "chat_events_delivered",
+            "Events the application confirmed (2xx) from this node's posts",
+            registry=registry,
+        )
+        self.dropped = Counter(
+            "chat_events_dropped",
+            "Events dropped unposted at --events-backlog (the oldest of a stream), counted "
+            "by the node whose write went over the bound",
+            registry=registry,
+        )
+        self.backlog = Gauge(
+            "chat_events_backlog",
+            "Events waiting for the application in the partitions this node holds",
+            registry=registry,
+        )
+        self.oldest_age = Gauge(
+            "chat_events_oldest_age_seconds",
+            "Age of the oldest event waiting in the partitions this node holds (0: none)",
+            registry=registry,
+        )
+        self.lag = Histogram(
+            "chat_events_lag_seconds",
+            "Seconds from an event's ts to the application's 2xx for it",
+            buckets=LAG_BUCKETS,
+            registry=registry,
+        )
+        self.partitions_held = Gauge(
+            "chat_events_partitions_held",
+            "Event partitions whose lease this node holds (it posts their events)",
+            registry=registry,
+        )
+
 
 class Metrics:
     """The node's counters; `render()` gives the /metrics text."""
@@ -93,6 +143,7 @@ class Metrics:
             "(NaN on the in-process broker or before the first one)",
             registry=self.registry,
         )
+        self.events = EventMetrics(self.registry)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

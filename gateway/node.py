@@ -13,6 +13,7 @@ from gateway.codecs import JSON_SUBPROTOCOL, Codec
 from gateway.codecs.json import JsonCodec
 from gateway.codecs.text import TextCodec
 from gateway.config import Settings
+from gateway.feed import Feed
 from gateway.hooks import Hooks
 from gateway.hub import Hub
 from gateway.metrics import Metrics
@@ -59,6 +60,18 @@ class Node:
             else None
         )
         self.hooks = Hooks(settings, self.backend, self.metrics)
+        # With --events-url: this node's share of posting the cluster's events.
+        self.feed: Feed | None = None
+        if self.backend is not None and settings.events_url and broker.events is not None:
+            self.feed = Feed.create(
+                broker.events,
+                settings.events_url,
+                self.backend,
+                settings.events_batch,
+                self.metrics.events,
+                settings.presence_timeout,
+                broker.live_nodes,
+            )
         self._refs = itertools.count(1)
         # A token per process: a node restarted with the same id makes new refs.
         self._ref_prefix = f"{settings.node_id}/{secrets.token_hex(3)}"
@@ -73,12 +86,17 @@ class Node:
 
     async def start(self) -> None:
         """Connect the broker and start receiving its events (and reporting this
-        node's status, on Redis with each heartbeat)."""
+        node's status, on Redis with each heartbeat); start the events feed."""
         self.broker.report(lambda: node_status(self))
         await self.broker.start(self.hub)
+        if self.feed is not None:
+            await self.feed.start()
 
     async def stop(self) -> None:
-        """Stop presence timers, removals under way and the broker."""
+        """Stop the events feed (its leases given up), presence timers, removals under
+        way and the broker."""
+        if self.feed is not None:
+            await self.feed.stop()
         await self.moderation.close()
         await self.presence.close()
         await self.broker.close()

@@ -138,6 +138,10 @@ class Broker(Protocol):
         joined. Call it before `close`; it never raises.
         """
 
+    async def live_nodes(self) -> int:
+        """How many nodes share the chat now, this one included (they share the events'
+        partitions, gateway/feed.py)."""
+
     async def subscribe(self, room: str) -> None:
         """Start delivering `room`'s events to this node; returns once live."""
 

@@ -119,6 +119,10 @@ class MemoryBroker:
     async def hand_over(self, grace: float) -> None:
         """Nothing to hand over: presence ends with the process, as does everything else."""
 
+    async def live_nodes(self) -> int:
+        """One: this process is the whole chat."""
+        return 1
+
     async def _dispatch(self) -> None:
         while True:
             call = await self._queue.get()

@@ -207,6 +207,11 @@ class RedisBroker:
     async def hand_over(self, grace: float) -> None:
         await self._liveness.hand_over(grace)
 
+    async def live_nodes(self) -> int:
+        """The nodes listed in `P nodes` (a dead one until it is reaped)."""
+        with unavailable_on_error():
+            return int(await self._redis.scard(self._keys.nodes))
+
     # the live path ------------------------------------------------------------
 
     async def subscribe(self, room: str) -> None:
