@@ -138,7 +138,7 @@ async def readyz(request: web.Request) -> web.Response:
     status = 200 if ready else 503
     if "application/json" in request.headers.get("Accept", ""):
         body = {"ready": ready, "reason": reason or None, "degraded": degraded, "events": events}
-        return _json(body, status)
+        return json_response(body, status)
     if not ready:
         text = f"not ready: {reason}\n" if reason else "not ready\n"
     else:
