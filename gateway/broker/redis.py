@@ -20,9 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio import Redis
 
 from gateway.broker import redis_scripts as scripts
 from gateway.broker.base import (
@@ -35,7 +33,8 @@ from gateway.broker.base import (
     UserPlaces,
 )
 from gateway.broker.event_bodies import message_event
-from gateway.broker.redis_cluster import ShardedSubscriber, connect_cluster
+from gateway.broker.redis_cluster import connect_cluster
+from gateway.broker.redis_connect import connect, node_subscriber
 from gateway.broker.redis_console import Console
 from gateway.broker.redis_event_log import EventScript, RedisEventLog
 from gateway.broker.redis_events import deliver_event
@@ -52,36 +51,16 @@ from gateway.broker.redis_names import Names
 from gateway.broker.redis_presence import Presence, sorted_names
 from gateway.broker.redis_replicas import ReplicaWaits
 from gateway.broker.redis_scripts import Keys
-from gateway.broker.redis_subscriber import Subscriber
 from gateway.config import Settings
 from gateway.errors import BrokerUnavailable
 from gateway.events import Direct, Message, PresenceChange
 from gateway.names import name_key
-from gateway.redis_url import CLUSTER_SCHEME, cluster_credentials
+from gateway.redis_url import CLUSTER_SCHEME
 
 log = logging.getLogger(__name__)
 
 
-MAX_REDIS_CONNECTIONS = 100
 ROOMS_PIPELINE = 500  # SCARDs sent together when the rooms are listed
-
-
-def connect(url: str) -> Redis:
-    """A client that fails fast: no retries (a retried publish could run twice).
-
-    Its pool waits (up to the socket timeout) for a free connection when all are busy:
-    redis-py's default pool fails the call over its limit at once, and a burst of
-    closing connections then left presences behind as if Redis were down.
-    """
-    pool = BlockingConnectionPool.from_url(
-        url,
-        max_connections=MAX_REDIS_CONNECTIONS,
-        timeout=2.0,
-        socket_timeout=2.0,
-        socket_connect_timeout=1.0,
-        retry=Retry(NoBackoff(), 0),
-    )
-    return Redis.from_pool(pool)
 
 
 class RedisBroker:
@@ -113,27 +92,16 @@ class RedisBroker:
         )
         self._listener: BrokerListener | None = None
         self._rooms: dict[str, tuple[str, int] | None] = {}  # room -> last delivered position
-        self._subscriber: Subscriber | ShardedSubscriber
-        if sharded:
-            plain_id = self._node.replace("{", "(").replace("}", ")")  # its tag picks the slot
-            probes = f"{self._keys.prefix}ch:probe:{plain_id}"
-            self._subscriber = ShardedSubscriber(
-                self._redis,
-                probes,
-                self._on_channel_message,
-                self._after_reconnect,
-                probe_interval=settings.probe_interval,
-                client_name=_client_name(f"{self._keys.prefix}subscriber:{self._node}"),
-                credentials=cluster_credentials(url),
-            )
-        else:
-            self._subscriber = Subscriber(
-                self._redis,  # the client's own pool: a plain Redis
-                self._keys.node_channel(self._node),
-                self._on_channel_message,
-                self._after_reconnect,
-                probe_interval=settings.probe_interval,
-            )
+        self._subscriber = node_subscriber(
+            self._redis,
+            self._keys,
+            self._node,
+            url,
+            self._on_channel_message,
+            self._after_reconnect,
+            probe_interval=settings.probe_interval,
+            sharded=sharded,
+        )
         self._moderation = Moderation(
             self._redis,
             self._keys,
@@ -440,8 +408,3 @@ class RedisBroker:
 
     async def audit(self, limit: int) -> list[AuditEntry]:
         return await self._console.audit(limit)
-
-
-def _client_name(text: str) -> str:
-    """`text` as a CLIENT SETNAME accepts it (no spaces or newlines)."""
-    return "".join(c if c.isascii() and c.isprintable() and c != " " else "_" for c in text)
