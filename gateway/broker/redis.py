@@ -34,18 +34,12 @@ from gateway.broker.base import (
 )
 from gateway.broker.event_bodies import message_event
 from gateway.broker.redis_cluster import connect_cluster
-from gateway.broker.redis_connect import connect, node_subscriber
+from gateway.broker.redis_connect import connect
 from gateway.broker.redis_console import Console
 from gateway.broker.redis_event_log import EventScript, RedisEventLog
-from gateway.broker.redis_events import deliver_event
-from gateway.broker.redis_history import (
-    REDIS_ERRORS,
-    RoomHistory,
-    decode_message,
-    unavailable_on_error,
-)
+from gateway.broker.redis_history import REDIS_ERRORS, RoomHistory, unavailable_on_error
+from gateway.broker.redis_live import LiveRooms
 from gateway.broker.redis_liveness import Liveness
-from gateway.broker.redis_lua import Lua
 from gateway.broker.redis_moderation import Moderation
 from gateway.broker.redis_names import Names
 from gateway.broker.redis_presence import Presence, sorted_names
@@ -86,22 +80,24 @@ class RedisBroker:
                 self._redis, self._keys, self._node, settings.events_backlog, sharded=sharded
             )
         self._publish = EventScript(self._redis, scripts.PUBLISH, self.events)
-        self._seq_floor = Lua(self._redis, scripts.SEQ_FLOOR)
         self._replicas = ReplicaWaits(
             self._redis, settings.ack_replicas, settings.redis_ack_timeout, sharded=sharded
         )
         self._listener: BrokerListener | None = None
-        self._rooms: dict[str, tuple[str, int] | None] = {}  # room -> last delivered position
-        self._subscriber = node_subscriber(
+        self._liveness = Liveness(
+            self._redis, self._keys, settings, self.reregister, self._pub, self.events
+        )
+        self._live = LiveRooms(
             self._redis,
             self._keys,
-            self._node,
-            url,
-            self._on_channel_message,
-            self._after_reconnect,
-            probe_interval=settings.probe_interval,
+            settings,
+            self._history,
+            self._liveness,
+            self._forget,
+            self.reregister,
             sharded=sharded,
         )
+        self._subscriber = self._live.subscriber
         self._moderation = Moderation(
             self._redis,
             self._keys,
@@ -110,9 +106,6 @@ class RedisBroker:
             settings.history_size,
             self._replicas,
             self.events,
-        )
-        self._liveness = Liveness(
-            self._redis, self._keys, settings, self.reregister, self._pub, self.events
         )
         self._console = Console(self._redis, self._keys)
         self._presence = Presence(
@@ -143,7 +136,7 @@ class RedisBroker:
         return self._subscriber.probe_rtt
 
     async def start(self, listener: BrokerListener) -> None:
-        self._listener = listener
+        self._listener = self._live.listener = listener
         reached = await self._liveness.start()
         self._subscriber.start()
         if not reached:  # the node listens at once, not ready, and retries meanwhile
@@ -183,60 +176,10 @@ class RedisBroker:
     # the live path ------------------------------------------------------------
 
     async def subscribe(self, room: str) -> None:
-        # The baseline is read before subscribing and registered before the first live
-        # message can arrive: nothing published after it is skipped.
-        with unavailable_on_error():
-            self._rooms[room] = await self._history.position(room)
-        await self._subscriber.subscribe(self._keys.room_channel(room))
+        await self._live.subscribe(room)
 
     async def unsubscribe(self, room: str) -> None:
-        self._rooms.pop(room, None)
-        await self._subscriber.unsubscribe(self._keys.room_channel(room))
-
-    def _on_channel_message(self, channel: str, data: bytes) -> None:
-        if self._listener is None:
-            return
-        kind, body = data[:1], data[1:]
-        try:
-            if kind == b"m":
-                offset, _, payload = body.partition(b"\n")
-                self._deliver_message(decode_message(offset.decode(), payload))
-            elif kind == b"k":
-                self._names.forget(body.decode())
-                self._listener.on_kick(body.decode())
-            else:
-                deliver_event(kind, body, channel, self._keys, self._listener)
-        except (ValueError, KeyError):
-            log.exception("dropped a malformed message on %s", channel)
-
-    def _deliver_message(self, message: Message) -> None:
-        """Deliver once, in order: skip what the node already delivered (after a gap fill)."""
-        epoch, _, seq_text = message.offset.rpartition("-")
-        seq = int(seq_text)
-        if message.room not in self._rooms:
-            return
-        last = self._rooms[message.room]
-        if last is not None and last[0] == epoch and seq <= last[1]:
-            return
-        self._rooms[message.room] = (epoch, seq)
-        assert self._listener is not None
-        self._listener.on_room_event(message)
-
-    async def _after_reconnect(self, channels: frozenset[str]) -> None:
-        """After a new subscription on `channels`: fill their rooms' gaps, re-register
-        their presence and names, retry their cleanups (on a cluster, one shard's)."""
-        for room, last in list(self._rooms.items()):
-            if self._keys.room_channel(room) in channels:
-                if last is not None:  # after a failover: never number a message twice
-                    await self._seq_floor(keys=[self._keys.meta(room)], args=list(last))
-                for message in await self._history.gap(room, last):
-                    self._deliver_message(message)
-        # Were we reaped meanwhile? Then the others saw us leave: put everything back
-        # with joins first (a silent re-add below would swallow them).
-        await self._liveness.beat()
-        await self._liveness.restore()
-        if not await self.reregister(channels=channels):
-            raise BrokerUnavailable("re-registering failed")  # subscribe again, and retry
+        await self._live.unsubscribe(room)
 
     async def reregister(
         self, announce: bool = False, channels: frozenset[str] | None = None
@@ -268,6 +211,9 @@ class RedisBroker:
     def _banned_while_away(self, banned: Banned, name: str) -> None:
         if self._listener is not None:
             self._listener.on_removed(name, banned.room, banned.by, banned.until)
+
+    def _forget(self, connection: str) -> None:
+        self._names.forget(connection)  # a kick heard on the subscription
 
     def _kick(self, connection: str) -> None:
         if self._listener is not None:
