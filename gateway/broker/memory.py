@@ -8,12 +8,9 @@ and the hub's resume logic meets the same races it meets with Redis.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
-import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from gateway.broker import event_bodies as told
@@ -21,45 +18,21 @@ from gateway.broker.base import (
     AuditEntry,
     Banned,
     BrokerListener,
-    NameTaken,
     NodeStatus,
     Published,
-    RecipientBusy,
     Replay,
     UserPlaces,
 )
 from gateway.broker.memory_console import LocalConsole
-from gateway.broker.memory_events import MemoryEventLog, dm_stream, room_stream
+from gateway.broker.memory_events import MemoryEventLog, room_stream
 from gateway.broker.memory_history import LocalHistory
+from gateway.broker.memory_names import LocalNames
 from gateway.config import Settings
 from gateway.events import Deleted, Direct, Message, PresenceChange, RoomEvent
-from gateway.names import name_key, name_skeleton
-from gateway.ratelimit import KeyedBuckets
+from gateway.names import name_key
 from gateway.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class _NameOwners:
-    key: str  # the name key: another key of the same skeleton is a look-alike
-    display: str
-    connections: set[str]
-    session: str
-    shared: bool
-
-
-def _direct_to(event: Direct, key: str) -> Callable[[BrokerListener], None]:
-    return lambda listener: listener.on_direct(event, key)
-
-
-def _kick(connection: str) -> Callable[[BrokerListener], None]:
-    return lambda listener: listener.on_kick(connection)
-
-
-def _matches(given: str | None, session: str) -> bool:
-    # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError).
-    return given is not None and hmac.compare_digest(given.encode(), session.encode())
 
 
 class MemoryBroker:
@@ -67,21 +40,17 @@ class MemoryBroker:
 
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
         self._settings = settings
-        self._clock = clock
         self._history = LocalHistory(settings.history_size, settings.idempotency_ttl, clock)
         self._subscribed: set[str] = set()  # rooms this node listens to
         self._presence: dict[str, dict[str, str]] = {}  # room -> name key -> display name
-        self._names: dict[str, _NameOwners] = {}  # name skeleton -> owning connections
         self._bans: dict[tuple[str, str], tuple[int, str]] = {}  # (room, key) -> end ms, by
-        self._dm_budgets = KeyedBuckets(  # name key -> direct messages it may still receive
-            settings.dm_recipient_rate, settings.dm_recipient_burst, clock
-        )
         self._queue: asyncio.Queue[Callable[[BrokerListener], None]] = asyncio.Queue()
         self._dispatcher: asyncio.Task[None] | None = None
         self._listener: BrokerListener | None = None
         # With --events-url: every event stored in the same step as what it tells of.
         self.events = MemoryEventLog(settings.events_backlog) if settings.events_url else None
         self._console = LocalConsole()
+        self._names = LocalNames(settings, clock, self._deliver, self._tell)
 
     async def start(self, listener: BrokerListener) -> None:
         self._listener = listener
@@ -207,44 +176,13 @@ class MemoryBroker:
     async def claim_name(
         self, name: str, connection: str, session: str | None, *, shared: bool = False
     ) -> str:
-        key, shape = name_key(name), name_skeleton(name)
-        owners = self._names.get(shape)
-        if owners is None:
-            owners = _NameOwners(key, name, {connection}, secrets.token_urlsafe(18), shared)
-            self._names[shape] = owners
-            return owners.session
-        if owners.key != key:
-            raise NameTaken(name, owners.display)  # a look-alike is online
-        if shared and owners.shared:
-            owners.connections.add(connection)
-            return owners.session
-        if shared or owners.shared or not _matches(session, owners.session):
-            raise NameTaken(name)
-        displaced, owners.connections = owners.connections, {connection}
-        for old in displaced:
-            self._deliver(_kick(old))
-        return owners.session
+        return self._names.claim(name, connection, session, shared=shared)
 
     async def release_name(self, name: str, connection: str) -> None:
-        shape = name_skeleton(name)
-        owners = self._names.get(shape)
-        if owners is not None and owners.key == name_key(name):
-            owners.connections.discard(connection)
-            if not owners.connections:
-                del self._names[shape]
+        self._names.release(name, connection)
 
     async def send_direct(self, event: Direct) -> bool:
-        to_key, sender_key = name_key(event.to), name_key(event.sender)
-        owners = self._names.get(name_skeleton(event.to))
-        if owners is None or owners.key != to_key:  # offline, or a look-alike is online
-            return False
-        budget = self._dm_budgets.bucket(to_key)
-        if not budget.take():
-            raise RecipientBusy(event.to, budget.wait())
-        self._tell(dm_stream(to_key), told.dm_event, event)
-        for key in {to_key, sender_key}:
-            self._deliver(_direct_to(event, key))
-        return True
+        return self._names.send_direct(event)
 
     # moderation --------------------------------------------------------------
 
@@ -293,8 +231,8 @@ class MemoryBroker:
         return self._console.nodes()
 
     async def user(self, name: str) -> UserPlaces:
-        key, owners = name_key(name), self._names.get(name_skeleton(name))
-        if owners is None or owners.key != key:
+        key, owners = name_key(name), self._names.owners(name)
+        if owners is None:
             return UserPlaces(name, [], [])
         node = self._settings.node_id
         rooms = sorted(room for room, present in self._presence.items() if key in present)
