@@ -3,6 +3,11 @@
 It keeps the shape of the Redis broker: publishing stores and queues, and one
 dispatcher task delivers to the node, so a client's ack may come before its message
 and the hub's resume logic meets the same races it meets with Redis.
+
+The broker builds its parts and hands each what it uses: each room's history is
+`memory_history`, names and direct messages `memory_names`, the events kept for the
+application `memory_events`, the console's node status and audit `memory_console`;
+presence, bans and the delivery queue are its own.
 """
 
 from __future__ import annotations
@@ -108,7 +113,7 @@ class MemoryBroker:
         if event.room in self._subscribed:
             self._deliver(lambda listener: listener.on_room_event(event))
 
-    # history -----------------------------------------------------------------
+    # publishing and history ------------------------------------------------
 
     async def publish(
         self,
