@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
-from bench.wsclient import WsProtocol, connect
+from tooling.wsclient import WsProtocol, connect
 
 JSON_PROTOCOL = "chat.v1.json"
 OFFSET = re.compile(rb'"offset":"([^"\\]+)"')

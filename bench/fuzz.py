@@ -1,6 +1,6 @@
 """A bounded fuzz run against a live gateway node (issue 6, hardening).
 
-Starts a real `python -m gateway` (tests/processes.py), keeps two honest users chatting
+Starts a real `python -m gateway` (tooling/gateway.py), keeps two honest users chatting
 on it (one JSON, one text), and meanwhile throws at it, from one seeded generator:
 random bytes as binary frames, random and broken text frames, invalid UTF-8 written at
 the frame level, JSON nested tens of thousands deep, huge numbers, wrong types for every
@@ -41,10 +41,8 @@ from typing import Any
 import aiohttp
 from aiohttp import WSMsgType
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from gateway.controls import NOT_IN_TEXT
-from tests.processes import GatewayProcess
+from tooling.gateway import GatewayProcess
 
 JSON_PROTOCOL = "chat.v1.json"
 MAX_FRAME_BYTES = 64 * 1024  # the node's default --max-frame-bytes
@@ -181,15 +179,6 @@ CLIENT_CAUSED = re.compile(
 
 class FuzzedNode(GatewayProcess):
     """The gateway process under fuzz: its pid, and its memory from /proc."""
-
-    @property
-    def pid(self) -> int:
-        if self._proc is None:
-            raise RuntimeError("the node is not running")
-        return self._proc.pid
-
-    def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def memory(self, field_name: str = "VmRSS") -> int:
         """A /proc/<pid>/status figure (VmRSS, VmHWM), in bytes; 0 once it is gone."""

@@ -16,10 +16,7 @@ import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.params import Spec
 from bench.scenarios import s1_saturation, s2_fixed, s4_small_rooms

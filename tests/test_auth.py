@@ -27,8 +27,8 @@ from tests.conftest import (
     poll_until,
     read_metric,
 )
-from tests.processes import GatewayProcess
-from tests.redis_backend import RedisBackend, name_holders
+from tests.plugins.redis import RedisBackend, name_holders
+from tooling.gateway import GatewayProcess
 
 SECRET = "a-test-secret-of-at-least-64-bytes-so-that-HS512-tokens-can-be-forged"
 OTHER_SECRET = "another-secret-of-at-least-32-bytes"

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from bench.checker import SequenceChecker, message_text, parse_tag
-from bench.wsclient import (
+from tests.plugins.redis import REDIS_SERVER
+from tooling.wsclient import (
     BINARY,
     CONTINUATION,
     PING,
@@ -28,7 +29,6 @@ from bench.wsclient import (
     encode_frame,
     mask,
 )
-from tests.redis_backend import REDIS_SERVER
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [

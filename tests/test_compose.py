@@ -40,7 +40,7 @@ from tests.compose_stack import (
     run_status,
 )
 from tests.conftest import TextPeer
-from tests.test_deploy import GATEWAYS
+from tests.plugins.deploy import GATEWAYS
 from tests.test_process import free_port
 from tests.test_rolling_restart import LONG_WAIT, ROOM, ChatUser
 

@@ -15,9 +15,9 @@ from gateway.auth import mint
 from gateway.broker.redis_scripts import Keys
 from gateway.ws import NODE
 from tests.conftest import WAIT, JsonPeer, TextPeer, read_metric
-from tests.redis_backend import RedisServer
 from tests.test_auth import SECRET, Gateway, connect_json
 from tests.test_redis_faults import needs_redis_server, node_on, own_redis  # noqa: F401
+from tooling.redis import RedisServer
 
 API_KEY = "the-api-key"
 OPERATOR = {"Authorization": f"Bearer {API_KEY}"}

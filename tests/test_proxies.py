@@ -19,8 +19,10 @@ from bench.fuzz import FuzzedNode
 from gateway.config import InvalidSetting, Settings
 from gateway.proxies import client_address, parse_networks
 from tests.conftest import JSON_PROTOCOL, JsonPeer
-from tests.processes import GatewayProcess, free_port
-from tests.test_deploy import cluster, nginx_or_skip
+from tests.plugins.deploy import nginx_or_skip
+from tooling.cluster import Cluster
+from tooling.gateway import GatewayProcess
+from tooling.ports import free_port
 
 Gateway = Callable[..., Awaitable[TestClient]]
 LOCAL = parse_networks("127.0.0.1, 10.0.0.0/8")
@@ -127,7 +129,7 @@ async def test_make_cluster_counts_each_client_behind_nginx_and_no_header_of_the
     nginx that passes a client's own X-Forwarded-For on: a client on 127.0.0.1, an
     address the nodes trust, could then name any address (and so dodge the limit)."""
     nginx_or_skip()
-    local = cluster.Cluster(
+    local = Cluster(
         free_port(), nodes=1, quiet=True, gateway_args=["--max-connections-per-ip", "2"]
     )
     url = f"{local.http_url}/ws"

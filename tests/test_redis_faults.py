@@ -17,7 +17,8 @@ from gateway.app import create_app
 from gateway.broker.redis import RedisBroker
 from gateway.broker.redis_scripts import Keys
 from tests.conftest import TEST_SETTINGS, WAIT, JsonPeer, join_json, read_metric
-from tests.redis_backend import REDIS_SERVER, RedisBackend, RedisServer
+from tests.plugins.redis import REDIS_SERVER, RedisBackend
+from tooling.redis import RedisServer
 
 needs_redis_server = pytest.mark.skipif(
     REDIS_SERVER is None, reason="needs a real redis-server (CI installs one)"

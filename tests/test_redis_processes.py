@@ -12,8 +12,8 @@ import pytest
 from gateway.auth import mint
 from gateway.broker.redis_scripts import Keys
 from tests.conftest import JSON_PROTOCOL, WAIT, JsonPeer, poll_until
-from tests.processes import GatewayProcess
-from tests.redis_backend import REDIS_SERVER, RedisBackend, name_holders
+from tests.plugins.redis import REDIS_SERVER, RedisBackend, name_holders
+from tooling.gateway import GatewayProcess
 
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="needs a real redis-server")
 

@@ -23,9 +23,9 @@ from redis.crc import key_slot
 from gateway.broker.redis_scripts import Keys
 from gateway.names import name_key
 from tests.conftest import JsonPeer
-from tests.processes import GatewayProcess
-from tests.redis_cluster_backend import RedisClusterServers
 from tests.test_redis_processes import connect
+from tooling.gateway import GatewayProcess
+from tooling.redis import RedisCluster
 
 PREFIX = "down:"
 KEYS = Keys(PREFIX)
@@ -33,17 +33,17 @@ WAIT = 30.0  # seconds: the cluster marks a node failed after its node timeout (
 
 
 @pytest.fixture
-async def cluster(redis_cluster: RedisClusterServers) -> AsyncIterator[RedisClusterServers]:
+async def cluster(redis_cluster: RedisCluster) -> AsyncIterator[RedisCluster]:
     """Three primaries, no replicas, an append-only file each (a primary started again
     has its data back), and the healthy shards serving while one is down."""
     extra = ("--cluster-require-full-coverage", "no", "--appendonly", "yes")
-    servers = RedisClusterServers(replicas=0, extra=(*extra, "--appendfsync", "always"))
+    servers = RedisCluster(replicas=0, extra=(*extra, "--appendfsync", "always"))
     servers.start()
     yield servers
     servers.close()
 
 
-def owner(servers: RedisClusterServers, key: str) -> int:
+def owner(servers: RedisCluster, key: str) -> int:
     """The port of the primary that owns `key`'s slot."""
     slot = key_slot(key.encode())
     for port, ranges in servers.primaries().items():
@@ -53,7 +53,7 @@ def owner(servers: RedisClusterServers, key: str) -> int:
 
 
 def pick(
-    stem: str, key_of: Callable[[str], str], on: Callable[[int], bool], servers: RedisClusterServers
+    stem: str, key_of: Callable[[str], str], on: Callable[[int], bool], servers: RedisCluster
 ) -> str:
     """The first `stem<N>` whose key lies on a primary for which `on(port)` holds."""
     for index in itertools.count():
@@ -62,7 +62,7 @@ def pick(
     raise AssertionError("unreachable")
 
 
-def subscribers(servers: RedisClusterServers, node: str) -> dict[int, set[int]]:
+def subscribers(servers: RedisCluster, node: str) -> dict[int, set[int]]:
     """The ids of `node`'s subscription connections on each live primary."""
     found = {}
     for port in servers.live_ports():
@@ -93,7 +93,7 @@ async def until_readyz(node: GatewayProcess, status: int, says: str) -> str:
 
 
 async def test_a_node_restarted_while_a_shard_is_down_serves_the_healthy_shards(
-    cluster: RedisClusterServers,
+    cluster: RedisCluster,
 ) -> None:
     """Guards against one dead shard taking every room down: a node that waits for
     every shard before it serves, resubscribes the healthy shards whenever the dead one

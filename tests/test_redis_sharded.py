@@ -26,10 +26,10 @@ from gateway.app import create_app
 from gateway.broker.redis import RedisBroker
 from gateway.broker.redis_scripts import Keys
 from tests.conftest import TEST_SETTINGS, JsonPeer, join_json
-from tests.processes import GatewayProcess
-from tests.redis_cluster_backend import RedisClusterServers
 from tests.test_redis_faults import delivered, wait_ready
 from tests.test_redis_processes import connect
+from tooling.gateway import GatewayProcess
+from tooling.redis import RedisCluster
 
 StartNodes = Callable[..., Awaitable[list[TestClient]]]
 PREFIX = "sharded:"
@@ -42,7 +42,7 @@ ALL_WELL = "ready\n"  # /readyz with every shard working
 FAILOVER_WAIT = 30.0  # seconds: node timeout (2 s), election, and the nodes following
 
 
-def room_on(servers: RedisClusterServers, port: int, taken: frozenset[str] = frozenset()) -> str:
+def room_on(servers: RedisCluster, port: int, taken: frozenset[str] = frozenset()) -> str:
     """A room name whose keys live on the primary at `port`."""
     ranges = servers.primaries()[port]
     for index in itertools.count():
@@ -54,15 +54,15 @@ def room_on(servers: RedisClusterServers, port: int, taken: frozenset[str] = fro
 
 
 @pytest.fixture
-async def own_cluster(redis_cluster: RedisClusterServers) -> AsyncIterator[RedisClusterServers]:
+async def own_cluster(redis_cluster: RedisCluster) -> AsyncIterator[RedisCluster]:
     """A Redis Cluster of this test's own, which it may break (the suite's shared one
     only says whether a cluster can run here)."""
-    servers = RedisClusterServers().start()
+    servers = RedisCluster().start()
     yield servers
     servers.close()
 
 
-def nodes_on(aiohttp_client: Any, servers: RedisClusterServers) -> StartNodes:
+def nodes_on(aiohttp_client: Any, servers: RedisCluster) -> StartNodes:
     async def start(n: int = 2, **overrides: Any) -> list[TestClient]:
         clients = []
         for i in range(n):
@@ -77,7 +77,7 @@ def nodes_on(aiohttp_client: Any, servers: RedisClusterServers) -> StartNodes:
 
 
 async def test_rooms_on_every_shard_travel_on_sharded_channels(
-    aiohttp_client: Any, redis_cluster: RedisClusterServers
+    aiohttp_client: Any, redis_cluster: RedisCluster
 ) -> None:
     """Guards against rooms crowding one shard, and against live messages on the
     cluster-wide bus (PUBLISH reaches every node of the cluster; SPUBLISH only the
@@ -159,7 +159,7 @@ async def until_delivered(peer: JsonPeer, offsets: list[str]) -> None:
 
 
 async def test_a_primary_killed_mid_chat_fails_over_and_loses_nothing_acked(
-    aiohttp_client: Any, own_cluster: RedisClusterServers
+    aiohttp_client: Any, own_cluster: RedisCluster
 ) -> None:
     """Guards against a node that stays subscribed to a dead primary (the replica took
     its slots: its rooms would go silent), and against messages the cluster kept lost or
@@ -206,7 +206,7 @@ async def stored_offsets(peer: JsonPeer, room: str) -> set[str]:
 
 
 async def test_a_slot_migrated_while_its_room_is_busy_loses_nothing(
-    aiohttp_client: Any, own_cluster: RedisClusterServers
+    aiohttp_client: Any, own_cluster: RedisCluster
 ) -> None:
     """Guards against a node left subscribed where a room's slot used to be (the server
     unsubscribes its channel when the slot moves: ioredis#1759 dropped such messages
@@ -232,7 +232,7 @@ async def test_a_slot_migrated_while_its_room_is_busy_loses_nothing(
     assert channel in own_cluster.client(target).execute_command("PUBSUB SHARDCHANNELS")
 
 
-def name_off(servers: RedisClusterServers, port: int, start: str) -> str:
+def name_off(servers: RedisCluster, port: int, start: str) -> str:
     """A name (`start` and a number) whose user channel lives on another shard than `port`."""
     ranges = servers.primaries()[port]
     for index in itertools.count():
@@ -243,7 +243,7 @@ def name_off(servers: RedisClusterServers, port: int, start: str) -> str:
 
 
 async def test_killed_shard_subscriptions_lose_and_repeat_nothing(
-    aiohttp_client: Any, redis_cluster: RedisClusterServers
+    aiohttp_client: Any, redis_cluster: RedisCluster
 ) -> None:
     """Guards against a shard subscription that reconnects by itself underneath the node
     (redis-py's own retries of a pubsub read): it subscribed again with no gap fill and
@@ -281,7 +281,7 @@ def probe_slot(index: int, ranges: list[tuple[int, int]]) -> bool:
 
 
 async def test_two_gateway_processes_share_a_chat_on_the_cluster(
-    redis_cluster: RedisClusterServers,
+    redis_cluster: RedisCluster,
 ) -> None:
     """Guards against a node that cannot start on a redis+cluster:// URL (its first log
     line once failed to parse the comma-separated seed list) or that stays unready."""
@@ -318,12 +318,12 @@ async def wait_readyz(client: TestClient, says: str, *, or_unready: bool = False
 
 
 async def test_a_cluster_that_wants_a_password_gets_it_from_the_url(
-    aiohttp_client: Any, redis_cluster: RedisClusterServers
+    aiohttp_client: Any, redis_cluster: RedisCluster
 ) -> None:
     """Guards against a password in redis+cluster:// that reaches the command client
     but not the shards' subscription connections (nothing would be delivered), against
     one not percent-decoded, and against the password in the node's first log line."""
-    servers = RedisClusterServers(replicas=0, password="s3cret/with odd").start()
+    servers = RedisCluster(replicas=0, password="s3cret/with odd").start()
     try:
         assert "s3cret%2Fwith%20odd@" in servers.url
         a, b = await nodes_on(aiohttp_client, servers)(2)

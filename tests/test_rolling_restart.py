@@ -36,8 +36,11 @@ from gateway.app import create_app, drain
 from gateway.broker.redis_scripts import Keys
 from gateway.ws import NODE
 from tests.conftest import JSON_PROTOCOL, TEST_SETTINGS, WAIT, JsonPeer, join_json
-from tests.redis_backend import RedisBackend
-from tests.test_deploy import cluster, nginx_or_skip
+from tests.plugins.deploy import nginx_or_skip
+from tests.plugins.redis import RedisBackend
+from tooling.cluster import Cluster
+from tooling.ports import free_port
+from tooling.processes import find_tool
 
 CLIENTS = 20
 ROOM = "lobby"
@@ -266,11 +269,11 @@ class PresenceMonitor:
 def local_cluster() -> Any:
     """The `make cluster` topology on a free port; every process stopped afterwards."""
     nginx_or_skip()
-    if cluster.find_tool("redis-server") is None:
+    if find_tool("redis-server") is None:
         if os.environ.get("CHAT_TEST_NGINX") == "require":
             pytest.fail("CHAT_TEST_NGINX=require, but redis-server is not installed")
         pytest.skip("needs redis-server (apt-get install redis-server)")
-    running = cluster.Cluster(cluster.free_port(), quiet=True, gateway_args=GATEWAY_ARGS)
+    running = Cluster(free_port(), quiet=True, gateway_args=GATEWAY_ARGS)
     sessions: list[int] = []
     try:
         running.start()

@@ -12,7 +12,7 @@ import pytest
 
 from tests import test_process
 from tests.conftest import poll_until
-from tests.redis_backend import REDIS_SERVER
+from tests.plugins.redis import REDIS_SERVER
 from tests.test_process import (
     MODULE,
     STARTUP,
