@@ -180,6 +180,15 @@ class RedisBroker:
         down = self._subscriber.shards_down()
         return f"redis cluster shards down: {', '.join(down)}" if down else None
 
+    def shards(self) -> dict[str, bool]:
+        if isinstance(self._subscriber, ShardedSubscriber):
+            return self._subscriber.shards()
+        return {_address(self._redis): self._liveness.healthy and self._subscriber.healthy}
+
+    @property
+    def nodes_reaped(self) -> int:
+        return self._liveness.nodes_reaped
+
     async def hand_over(self, grace: float) -> None:
         await self._liveness.hand_over(grace)
 
@@ -396,3 +405,11 @@ class RedisBroker:
 def _client_name(text: str) -> str:
     """`text` as a CLIENT SETNAME accepts it (no spaces or newlines)."""
     return "".join(c if c.isascii() and c.isprintable() and c != " " else "_" for c in text)
+
+
+def _address(redis: Any) -> str:
+    """The "host:port" (or socket path) a plain Redis client connects to."""
+    kwargs = getattr(getattr(redis, "connection_pool", None), "connection_kwargs", {})
+    if "path" in kwargs:
+        return str(kwargs["path"])
+    return f"{kwargs.get('host', 'redis')}:{kwargs.get('port', 6379)}"

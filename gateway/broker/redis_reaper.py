@@ -37,6 +37,7 @@ class Reaper:
         self._pub = publish_command
         self._reap_room = Lua(redis, scripts.REAP_ROOM)
         self._reap_name = Lua(redis, scripts.REAP_NAME)
+        self.nodes_reaped = 0  # dead nodes removed from the list by this reaper
 
     async def reap_all(self, alive: str) -> int:
         """Reap every listed node but `alive` whose heartbeat expired; the leaves sent.
@@ -73,6 +74,7 @@ class Reaper:
             log.info("node %s is gone: announced %d leaves, %d entries left", node, leaves, left)
             return leaves  # it stays listed: the next pass reaps the rest
         await self._redis.srem(self._keys.nodes, node)
+        self.nodes_reaped += 1
         if leaves:
             log.info("node %s is gone: announced %d leaves", node, leaves)
         return leaves
