@@ -118,7 +118,8 @@ class PrometheusServer:
                 body = json.load(response)
         except urllib.error.HTTPError as error:
             body = json.load(error)
-            raise AssertionError(f"{params}: {body.get('errorType')}: {body.get('error')}")
+            message = f"{params}: {body.get('errorType')}: {body.get('error')}"
+            raise AssertionError(message) from None
         assert body["status"] == "success", body
         return body["data"]
 

@@ -121,13 +121,16 @@ def lost(given: Any, kept: Any, path: str) -> list[str]:
     if isinstance(given, dict):
         if not isinstance(kept, dict):
             return [path]
-        return [p for k, v in given.items()
-                for p in ([f"{path}.{k}"] if k not in kept else lost(v, kept[k], f"{path}.{k}"))]  # fmt: skip
+        missing = [f"{path}.{key}" for key in given if key not in kept]
+        return missing + [
+            p for key, value in given.items() if key in kept
+            for p in lost(value, kept[key], f"{path}.{key}")
+        ]  # fmt: skip
     if isinstance(given, list):
         if not isinstance(kept, list) or len(given) != len(kept):
             return [path]
-        return [p for i, (a, b) in enumerate(zip(given, kept, strict=True))
-                for p in lost(a, b, f"{path}[{i}]")]  # fmt: skip
+        return [p for i, pair in enumerate(zip(given, kept, strict=True))
+                for p in lost(*pair, f"{path}[{i}]")]  # fmt: skip
     return [] if given == kept else [f"{path}: {given!r} became {kept!r}"]
 
 
@@ -159,7 +162,7 @@ def test_the_monitoring_profile_provisions_prometheus_and_grafana_from_the_files
     prometheus, grafana = services["prometheus"], services["grafana"]
     assert prometheus["profiles"] == grafana["profiles"] == ["monitoring"]
     mounts = {v.split(":")[0]: v.split(":")[1] for v in prometheus["volumes"] + grafana["volumes"]}
-    for source, target in mounts.items():
+    for source in mounts:
         assert source.startswith("./") is (ROOT / source).exists(), source
     assert mounts["./deploy/prometheus/prometheus.yml"] == "/etc/prometheus/prometheus.yml"
     assert mounts["./deploy/prometheus/alerts.yml"] == "/etc/prometheus/alerts.yml"
@@ -234,8 +237,8 @@ async def chat(stack: Stack) -> None:
     async with aiohttp.ClientSession() as http:
 
         async def join(index: int, name: str) -> JsonPeer:
-            ws = await http.ws_connect(f"ws://127.0.0.1:{ports[index]}/ws",
-                                       params={"name": name}, protocols=(JSON_PROTOCOL,))  # fmt: skip
+            url = f"ws://127.0.0.1:{ports[index]}/ws"
+            ws = await http.ws_connect(url, params={"name": name}, protocols=(JSON_PROTOCOL,))
             peer = JsonPeer(ws)
             await peer.expect("welcome")
             await peer.expect("subscribed", room="lobby")
@@ -252,8 +255,9 @@ async def chat(stack: Stack) -> None:
         big = await join(2, "big")
         await big.ws.send_str("x" * 70_000)  # over --max-frame-bytes: closed 1009
         assert await big.close_code() == 1009
-        nameless = await http.ws_connect(f"ws://127.0.0.1:{ports[1]}/ws", params={"name": "n" * 200},
-                                         protocols=(JSON_PROTOCOL,))  # fmt: skip
+        url = f"ws://127.0.0.1:{ports[1]}/ws"
+        long_name = {"name": "n" * 200}
+        nameless = await http.ws_connect(url, params=long_name, protocols=(JSON_PROTOCOL,))
         assert (await JsonPeer(nameless).expect("error"))["code"] == "invalid_name"
         with socket.create_connection(("127.0.0.1", ports[0]), timeout=5) as sock:
             sock.sendall(b"NOT HTTP\r\n\r\n")  # answered 400 (bad_request)
@@ -309,8 +313,12 @@ def test_every_alert_rule_parses_loads_healthy_and_stays_quiet(stack: Stack) -> 
     for query in alert_queries():
         stack.prometheus.query(query.promql)  # raises when it does not parse
     expected = {rule["alert"] for rule in alert_rules()}
-    loaded = wait_for(lambda: [r for r in stack.prometheus.rules() if r["type"] == "alerting"
-                               and r.get("lastEvaluation", "").startswith("2")], "rules evaluated")  # fmt: skip
+
+    def evaluated() -> list[dict[str, Any]]:
+        rules = stack.prometheus.rules()
+        return [r for r in rules if r["type"] == "alerting" and r["lastEvaluation"] > "2000"]
+
+    loaded = wait_for(evaluated, "every rule evaluated")
     assert {r["name"] for r in loaded} == expected
     for rule in loaded:
         assert rule["health"] == "ok", (rule["name"], rule.get("lastError"))
