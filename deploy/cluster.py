@@ -11,7 +11,9 @@ temp dir of its own; Ctrl-C or SIGTERM stops them all.
                                        [-- gateway flags...]
 
 CHAT_* variables in the environment reach every node (CHAT_NODE_ID, CHAT_PORT,
-CHAT_HOST and CHAT_REDIS_URL are set per node). The tests use `Cluster` from here.
+CHAT_HOST and CHAT_REDIS_URL are set per node). While the nodes run, their addresses
+and ids are listed for Prometheus in deploy/prometheus/targets/local-cluster.json
+(deploy/prometheus/prometheus.yml reads it). The tests use `Cluster` from here.
 """
 
 from __future__ import annotations

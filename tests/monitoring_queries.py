@@ -1,11 +1,14 @@
 """The dashboard's and the alert rules' queries as the tests read them: every PromQL
 expression of deploy/grafana/chat-gateway.json and deploy/prometheus/alerts.yml, the
-Grafana variables put in as Grafana would, and the metric names each one selects."""
+Grafana variables put in as Grafana would, the metric names each one selects; and the
+tests' bounded wait on Prometheus."""
 
 from __future__ import annotations
 
 import json
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +16,7 @@ import yaml
 
 from tests.processes import ROOT
 
+WAIT = 30.0  # seconds, at most, for Prometheus to see a change (it scrapes every 1 s)
 DASHBOARD = ROOT / "deploy" / "grafana" / "chat-gateway.json"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 
@@ -122,3 +126,34 @@ def exported_names(metrics_text: str) -> set[str]:
         elif line and not line.startswith("#"):
             names.add(line.split("{")[0].split(" ")[0])
     return names
+
+
+def wait_for(condition: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
+    """Poll `condition` until it returns something true; fail naming `what` after
+    `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:g}s: {what}")
+        time.sleep(0.25)  # Prometheus changes once per scrape: a bounded poll
+
+
+def lost(given: Any, kept: Any, path: str) -> list[str]:
+    """The paths in `given` that `kept` lacks or holds with another value."""
+    if isinstance(given, dict):
+        if not isinstance(kept, dict):
+            return [path]
+        missing = [f"{path}.{key}" for key in given if key not in kept]
+        return missing + [
+            p for key, value in given.items() if key in kept
+            for p in lost(value, kept[key], f"{path}.{key}")
+        ]  # fmt: skip
+    if isinstance(given, list):
+        if not isinstance(kept, list) or len(given) != len(kept):
+            return [path]
+        return [p for i, pair in enumerate(zip(given, kept, strict=True))
+                for p in lost(*pair, f"{path}[{i}]")]  # fmt: skip
+    return [] if given == kept else [f"{path}: {given!r} became {kept!r}"]

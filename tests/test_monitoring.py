@@ -19,9 +19,8 @@ import math
 import signal
 import socket
 import subprocess
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +36,12 @@ from tests.monitoring_queries import (
     alert_rules,
     dashboard,
     exported_names,
+    lost,
     metric_names,
     panel_queries,
     panels,
     variable_queries,
+    wait_for,
 )
 from tests.processes import ROOT
 from tests.prometheus_server import PROMETHEUS_DIR, PrometheusServer, tool_or_skip
@@ -49,21 +50,7 @@ from tests.test_deploy import cluster, nginx_or_skip
 ROWS = ["Is it up?", "How busy?", "Is anyone suffering?", "Is something stuck?"]
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 PROMETHEUS_OWN = {"up"}  # series Prometheus makes itself for each target
-WAIT = 30.0  # seconds, at most, for Prometheus to see a change (it scrapes every 1 s)
 NODE_ARGS = ["--presence-timeout", "2", "--probe-interval", "0.5", "--grace-period", "0.2"]
-
-
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
-    """Poll `condition` until it returns something true; fail naming `what` after
-    `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:g}s: {what}")
-        time.sleep(0.25)  # Prometheus changes once per scrape: a bounded poll
 
 
 # --- the files themselves ---------------------------------------------------------------
@@ -114,24 +101,6 @@ def test_dashboard_keeps_every_key_through_grafanas_own_models() -> None:
     board = dashboard()
     again = json.loads(json.dumps(Dashboard.from_json(board), cls=JSONEncoder))
     assert not lost(board, again, "dashboard")
-
-
-def lost(given: Any, kept: Any, path: str) -> list[str]:
-    """The paths in `given` that `kept` lacks or holds with another value."""
-    if isinstance(given, dict):
-        if not isinstance(kept, dict):
-            return [path]
-        missing = [f"{path}.{key}" for key in given if key not in kept]
-        return missing + [
-            p for key, value in given.items() if key in kept
-            for p in lost(value, kept[key], f"{path}.{key}")
-        ]  # fmt: skip
-    if isinstance(given, list):
-        if not isinstance(kept, list) or len(given) != len(kept):
-            return [path]
-        return [p for i, pair in enumerate(zip(given, kept, strict=True))
-                for p in lost(*pair, f"{path}[{i}]")]  # fmt: skip
-    return [] if given == kept else [f"{path}: {given!r} became {kept!r}"]
 
 
 def test_every_alert_says_what_it_means_and_what_to_do() -> None:
