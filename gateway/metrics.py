@@ -9,6 +9,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from gateway.errors import ErrorCode
+
 # The close code of a refused frame -> the `reason` of chat_frames_refused_total.
 FRAME_REFUSALS = {1009: "too_large", 1002: "protocol"}
 
@@ -94,6 +96,10 @@ class Metrics:
         self.errors = Counter(
             "chat_errors", "Error answers sent to clients", ["code"], registry=self.registry
         )
+        # Every code from the start, at 0: a rate sees the first error of a code (a series
+        # born at 1 has no increase to show), and the dashboard's panel is never empty.
+        for code in ErrorCode:
+            self.errors.labels(code=code.value)
         self.rate_limited = Counter(
             "chat_rate_limited",
             "Requests refused for a budget: user (sends and DMs of one user on this node), "

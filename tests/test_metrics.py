@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient
 from gateway.app import create_app
 from gateway.broker.redis import RedisBroker
 from gateway.broker.redis_scripts import Keys
+from gateway.errors import ErrorCode
 from gateway.ws import NODE
 from tests.conftest import (
     JSON_PROTOCOL,
@@ -99,6 +100,15 @@ async def test_frames_refused_counts_a_frame_too_large(client: TestClient) -> No
     assert await peer.close_code() == 1009
     assert await read_metric(client, 'chat_frames_refused_total{reason="too_large"}') == 1
     assert await read_metric(client, 'chat_frames_refused_total{reason="protocol"}') == 0
+
+
+@pytest.mark.parametrize("broker_kind", ["memory"])
+async def test_every_error_code_has_a_series_from_the_start(client: TestClient) -> None:
+    """Guards against an alert on a code's error rate missing the first burst: a series
+    that appears at 1 shows no increase, so each code is there at 0 before any error."""
+    text = await metrics_text(client)
+    for code in ErrorCode:
+        assert metric(text, f'chat_errors_total{{code="{code.value}"}}') == 0
 
 
 @pytest.mark.parametrize("broker_kind", ["memory"])
