@@ -126,7 +126,7 @@ class Cluster:
     def redis_processes(self) -> list[Process]:
         """Every Redis process of the bench (replicas included)."""
         servers = [*(self.redis.servers if self.redis else []), *self.replica_servers]
-        return [server.process for server in servers]
+        return [process for server in servers for process in server.processes]
 
     @property
     def redis_pids(self) -> tuple[int, ...]:

@@ -11,7 +11,9 @@ temp dir of its own; Ctrl-C or SIGTERM stops them all.
                                        [-- gateway flags...]
 
 CHAT_* variables in the environment reach every node (CHAT_NODE_ID, CHAT_PORT,
-CHAT_HOST and CHAT_REDIS_URL are set per node). The processes are tooling/cluster.py's
+CHAT_HOST and CHAT_REDIS_URL are set per node). While the nodes run, their addresses
+and ids are listed for Prometheus in deploy/prometheus/targets/local-cluster.json
+(deploy/prometheus/prometheus.yml reads it). The processes are tooling/cluster.py's
 `Cluster`, which the tests use too; this is its command line.
 """
 
@@ -26,9 +28,12 @@ from collections.abc import Sequence
 from contextlib import suppress
 
 from tooling.cluster import Cluster, ClusterError
-from tooling.processes import missing_tools
+from tooling.processes import ROOT, missing_tools
 from tooling.ready import Interrupted
 from tooling.redis import KINDS, RedisCluster
+
+# Where `make cluster` lists its nodes for Prometheus (deploy/prometheus/prometheus.yml).
+PROMETHEUS_TARGETS = ROOT / "deploy" / "prometheus" / "targets" / "local-cluster.json"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -65,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         redis=args.redis,
         die_with_parent=True,
         stop_requested=lambda: stop.requested,
+        prometheus_targets=PROMETHEUS_TARGETS,
     )
     code = 0
     try:
@@ -91,6 +97,7 @@ def _print_banner(cluster: Cluster) -> None:
         f"\ncluster: up on {cluster.http_url}  (WebSocket {cluster.url})\n"
         f"  nodes: {nodes}; {describe(cluster)}; files in {cluster.dir}\n"
         f"  chat:  .venv/bin/chat --url {cluster.url}\n"
+        f"  prometheus: its nodes are listed in {PROMETHEUS_TARGETS.relative_to(ROOT)}\n"
         "  Ctrl-C stops everything.\n",
         flush=True,
     )
@@ -156,7 +163,7 @@ def _watch(cluster: Cluster, stop: StopSignals) -> int:
                 continue
             reported.add(process.name)
             print(f"cluster: {process.name} exited with {process.exit_code}", flush=True)
-            if process is cluster.nginx or cluster.redis_processes() == [process]:
+            if process is cluster.nginx or cluster.redis.processes == [process]:
                 return 1
     return 0
 

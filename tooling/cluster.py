@@ -5,6 +5,7 @@ process a child of ours in a temp dir of its own."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -40,6 +41,7 @@ class Cluster:
         quiet: bool = False,
         die_with_parent: bool = False,
         stop_requested: Callable[[], bool] = lambda: False,
+        prometheus_targets: Path | None = None,
     ) -> None:
         self.port = port
         self.host = host
@@ -48,6 +50,7 @@ class Cluster:
         self.quiet = quiet  # logs to files in the temp dir instead of our stdout
         self.die_with_parent = die_with_parent
         self.stop_requested = stop_requested
+        self.prometheus_targets = prometheus_targets  # written while the nodes run
         self.dir = Path(tempfile.mkdtemp(prefix="chat-cluster-"))
         try:
             self.redis: RedisServer | RedisCluster = local_redis(
@@ -101,6 +104,8 @@ class Cluster:
                 node.start()
             for index in range(self.node_count):
                 self.wait_node_ready(index)
+            if self.prometheus_targets is not None:
+                self.write_prometheus_targets(self.prometheus_targets)
             self._start_nginx()
         except BaseException:
             self.stop()
@@ -144,6 +149,17 @@ class Cluster:
         self.nodes[index].stop()  # reaped already: this closes its log
         self.nodes[index] = self._gateway(index).start()
 
+    def write_prometheus_targets(self, path: Path) -> None:
+        """List the nodes for Prometheus's file_sd: each address with its node id."""
+        targets = [
+            {"targets": [f"127.0.0.1:{port}"], "labels": {"node": self.node_id(index)}}
+            for index, port in enumerate(self.node_ports)
+        ]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")  # Prometheus never reads half a file
+        temporary.write_text(json.dumps(targets, indent=2) + "\n")
+        temporary.replace(path)
+
     def upstreams(self) -> list[str]:
         return [f"127.0.0.1:{port}" for port in self.node_ports]
 
@@ -173,11 +189,8 @@ class Cluster:
 
     # --- running and stopping --------------------------------------------------------
 
-    def redis_processes(self) -> list[Process]:
-        return [server.process for server in self.redis.servers]
-
     def processes(self) -> list[Process]:
-        return [p for p in (self.nginx, *self.nodes, *self.redis_processes()) if p is not None]
+        return [p for p in (self.nginx, *self.nodes, *self.redis.processes) if p is not None]
 
     def stop(self) -> None:
         """Stop every process: the nodes first (each closes its WebSockets with 1001 and
@@ -189,6 +202,8 @@ class Cluster:
         if self.nginx is not None:
             self.nginx.stop(timeout=5.0)
         self.redis.stop()
+        if self.prometheus_targets is not None:
+            self.prometheus_targets.unlink(missing_ok=True)
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> Cluster:

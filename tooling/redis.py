@@ -116,6 +116,10 @@ class RedisServer:
     def ports(self) -> list[int]:
         return [self.port]
 
+    @property
+    def processes(self) -> list[Process]:
+        return [self.process]
+
     def start(self, stop_requested: StopRequested = lambda: False) -> RedisServer:
         """Start it (again, on its data) and wait (bounded) until it answers."""
         self.process.start()
@@ -226,6 +230,10 @@ class RedisCluster:
     @property
     def ports(self) -> list[int]:
         return [server.port for server in self.servers]
+
+    @property
+    def processes(self) -> list[Process]:
+        return [server.process for server in self.servers]
 
     @property
     def url(self) -> str:

@@ -2,8 +2,11 @@
 append-only file on, three gateway nodes as real processes and, on one Redis, a TCP
 proxy between each node and Redis that the nemesis can blackhole.
 
-The processes are `make cluster`'s (deploy/local_processes.py, deploy/local_redis.py):
-each in a session of its own, dying with us. Every wait is bounded; the blocking ones
+Every node posts its events to the campaign's application (`node_env`: its
+`--events-url` and `--backend-secret`, bench/chaos/application.py).
+
+The processes are tooling's (tooling/processes.py, tooling/redis.py), as `make
+cluster`'s: each in a session of its own, dying with us. Every wait is bounded; the blocking ones
 run in a thread so that the clients keep working meanwhile.
 """
 
@@ -15,17 +18,19 @@ import os
 import signal
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bench.tcp_proxy import TcpProxy
+from tooling.ports import free_port
+from tooling.processes import Process
+from tooling.ready import get_status
+from tooling.redis import ask, local_redis
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "deploy"))  # make cluster's launchers, script-style modules
-
-from local_processes import Process, free_port, get_status  # noqa: E402
-from local_redis import LocalRedis, ask  # noqa: E402
 
 NODES = 3
 API_KEY = "chaos-api-key"
@@ -60,10 +65,11 @@ def wait_until(what: str, ready: Callable[[], bool], timeout: float) -> None:
 class System:
     """Redis and the gateway nodes of one campaign, all children of this process."""
 
-    def __init__(self, kind: str, directory: Path) -> None:
+    def __init__(self, kind: str, directory: Path, node_env: dict[str, str] | None = None) -> None:
         self.kind = kind
         self.dir = directory
-        self.redis = LocalRedis(kind, directory, self._log, die_with_parent=True, persist=True)
+        self.node_env = dict(node_env or {})  # more settings of every node (CHAT_*)
+        self.redis = local_redis(kind, directory, die_with_parent=True, persist=True)
         self.ports = [free_port() for _ in range(NODES)]
         self.nodes: list[Process] = []
         self.proxies: list[TcpProxy] = []
@@ -76,7 +82,7 @@ class System:
         return f"gateway{index + 1}"
 
     async def start(self) -> None:
-        await asyncio.to_thread(self.redis.start, self._wait_process)
+        await asyncio.to_thread(self.redis.start)
         if self.kind == "single":
             for _ in range(NODES):
                 self.proxies.append(await TcpProxy(self.redis.ports[0]).start())
@@ -97,6 +103,7 @@ class System:
         env = {
             **os.environ,
             **NODE_ENV,
+            **self.node_env,
             "CHAT_NODE_ID": self.node_name(index),
             "CHAT_HOST": "127.0.0.1",
             "CHAT_PORT": str(self.ports[index]),
@@ -158,16 +165,34 @@ class System:
         except (OSError, ValueError, KeyError):
             return None
 
-    def post(self, room: str, text: str) -> None:
-        """A message to `room` through node 0's REST API (seeds a room's history)."""
+    def events(self, index: int) -> dict[str, Any] | None:
+        """Node `index`'s events feed as its /readyz JSON tells it (partitions held,
+        backlog, ...), or None when it does not answer."""
+        request = urllib.request.Request(
+            self.http(index, "/readyz"), headers={"Accept": "application/json"}
+        )
+        try:
+            try:
+                with urllib.request.urlopen(request, timeout=2.0) as answer:
+                    body = json.load(answer)
+            except urllib.error.HTTPError as error:  # 503 when not ready: it says all the same
+                body = json.load(error)
+        except (OSError, ValueError):
+            return None
+        events = body.get("events") if isinstance(body, dict) else None
+        return events if isinstance(events, dict) else None
+
+    def post(self, room: str, text: str) -> str:
+        """A message to `room` through node 0's REST API (seeds a room's history); its
+        offset."""
         request = urllib.request.Request(
             self.http(0, f"/api/rooms/{room}/messages"),
             method="POST",
             data=json.dumps({"from": "chaos", "text": text}).encode(),
             headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(request, timeout=5.0):
-            pass
+        with urllib.request.urlopen(request, timeout=5.0) as answer:
+            return str(json.load(answer)["offset"])
 
     # --- redis ---------------------------------------------------------------------
 
