@@ -20,7 +20,8 @@ from bench.params import Node
 from tooling.ports import free_port
 from tooling.processes import ROOT, Process
 from tooling.ready import accepts, get_status, wait_until
-from tooling.redis import RedisCluster, RedisServer, wait_replicated
+from tooling.redis import RedisServer, wait_replicated
+from tooling.redis_cluster import RedisCluster
 
 NODE_PEER_DIR = ROOT / "bench" / "nodepeer"
 READY_TIMEOUT = 30.0

@@ -2,7 +2,7 @@
 
 A redis-server on a free port (temp dir, nothing saved), or with `--redis cluster`
 (`make cluster REDIS=cluster`) a Redis Cluster of three primaries and three replicas
-(tooling/redis.py), three gateway nodes on free ports (node ids gateway1..3, as in
+(tooling/redis_cluster.py), three gateway nodes on free ports (node ids gateway1..3, as in
 docker-compose.yml), and nginx with deploy/nginx.conf rendered for those ports,
 listening on CLUSTER_PORT (default 8080). Every process is a child of this one, in a
 temp dir of its own; Ctrl-C or SIGTERM stops them all.
@@ -30,7 +30,7 @@ from contextlib import suppress
 from tooling.cluster import Cluster, ClusterError
 from tooling.processes import ROOT, missing_tools
 from tooling.ready import Interrupted
-from tooling.redis import KINDS, RedisCluster
+from tooling.redis_cluster import KINDS, RedisCluster
 
 # Where `make cluster` lists its nodes for Prometheus (deploy/prometheus/prometheus.yml).
 PROMETHEUS_TARGETS = ROOT / "deploy" / "prometheus" / "targets" / "local-cluster.json"

@@ -24,7 +24,11 @@ from tests.backend_app import BackendApp
 if TYPE_CHECKING:
     from tests.plugins.redis import RedisBackend
 
-pytest_plugins = ["tests.plugins.redis"]
+pytest_plugins = [
+    "tests.plugins.redis",
+    "tests.plugins.redis_faults",
+    "tests.plugins.spawn",
+]
 
 WAIT = 5.0  # the most any single expectation waits, in seconds
 JSON_PROTOCOL = "chat.v1.json"

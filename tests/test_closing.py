@@ -22,7 +22,7 @@ from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import JSON_PROTOCOL, WAIT, JsonPeer, TextPeer, join_json, join_text
-from tests.test_limits import sized_send
+from tests.plugins.frames import sized_send
 from tooling.gateway import GatewayProcess
 from tooling.rawsocket import RawWebSocket
 

@@ -25,6 +25,7 @@ from tests.conftest import (
     join_text,
     read_metric,
 )
+from tests.plugins.frames import sized_send
 from tooling.rawsocket import RawWebSocket
 
 StartGateway = Callable[..., Awaitable[TestClient]]
@@ -352,15 +353,6 @@ async def test_a_binary_frame_while_asked_for_a_name_is_refused(client: TestClie
 
 
 # Frame size -------------------------------------------------------------------------
-
-
-def sized_send(size: int) -> tuple[str, int]:
-    """A JSON `send` frame of exactly `size` bytes (ASCII), and the length of its text."""
-    empty = json.dumps({"type": "send", "room": "lobby", "ref": "big", "text": ""})
-    text = "x" * (size - len(empty))
-    frame = json.dumps({"type": "send", "room": "lobby", "ref": "big", "text": text})
-    assert len(frame.encode()) == size
-    return frame, len(text)
 
 
 async def test_a_frame_over_the_limit_closes_with_1009_and_only_that_one(

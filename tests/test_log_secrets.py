@@ -13,7 +13,7 @@ import pytest
 from gateway.auth import mint
 from gateway.log_filter import scrub
 from tests.conftest import JSON_PROTOCOL, JsonPeer, TextPeer
-from tests.test_proxies import raw_status
+from tests.plugins.frames import raw_status
 from tooling.gateway import GatewayProcess
 
 SECRET = "a-jwt-secret-of-at-least-thirty-two-bytes-for-logs"

@@ -19,12 +19,13 @@ from aiohttp.test_utils import TestClient
 from gateway.app import create_app
 from gateway.broker.redis_scripts import Keys
 from tests.conftest import TEST_SETTINGS, join_json
+from tests.plugins.auth import SECRET
+from tests.plugins.moderation import MODERATOR, user
 from tests.plugins.redis import REDIS_SERVER
-from tests.test_auth import SECRET
-from tests.test_moderation import MODERATOR, user
-from tests.test_redis_faults import request_until_acked, send_until_acked
-from tests.test_redis_sharded import nodes_on, room_on, send_until_acked_in, stored_offsets
-from tooling.redis import RedisCluster, RedisServer
+from tests.plugins.redis_faults import request_until_acked, send_until_acked
+from tests.plugins.sharded import nodes_on, room_on, send_until_acked_in, stored_offsets
+from tooling.redis import RedisServer
+from tooling.redis_cluster import RedisCluster
 
 pytestmark = pytest.mark.skipif(
     REDIS_SERVER is None, reason="needs a real redis-server (CI installs one)"

@@ -23,9 +23,9 @@ from redis.crc import key_slot
 from gateway.broker.redis_scripts import Keys
 from gateway.names import name_key
 from tests.conftest import JsonPeer
-from tests.test_redis_processes import connect
+from tests.plugins.gateway_nodes import connect
 from tooling.gateway import GatewayProcess
-from tooling.redis import RedisCluster
+from tooling.redis_cluster import RedisCluster
 
 PREFIX = "down:"
 KEYS = Keys(PREFIX)

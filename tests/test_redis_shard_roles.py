@@ -18,7 +18,7 @@ from redis.backoff import NoBackoff
 
 from gateway.broker.redis_cluster import probe_channel
 from gateway.broker.redis_subscriber import Subscriber
-from tooling.redis import RedisCluster
+from tooling.redis_cluster import RedisCluster
 
 WAIT = 5.0
 

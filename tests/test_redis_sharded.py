@@ -12,7 +12,7 @@ import asyncio
 import itertools
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -26,31 +26,25 @@ from gateway.app import create_app
 from gateway.broker.redis import RedisBroker
 from gateway.broker.redis_scripts import Keys
 from tests.conftest import TEST_SETTINGS, JsonPeer, join_json
-from tests.test_redis_faults import delivered, wait_ready
-from tests.test_redis_processes import connect
+from tests.plugins.gateway_nodes import connect
+from tests.plugins.redis_faults import delivered, wait_ready
+from tests.plugins.sharded import (
+    FAILOVER_WAIT,
+    PREFIX,
+    nodes_on,
+    room_on,
+    send_until_acked_in,
+    stored_offsets,
+)
 from tooling.gateway import GatewayProcess
-from tooling.redis import RedisCluster
+from tooling.redis_cluster import RedisCluster
 
-StartNodes = Callable[..., Awaitable[list[TestClient]]]
-PREFIX = "sharded:"
 # A node that is away from a shard fills its rooms' gaps from their streams: the
 # history must hold the whole gap (a gap longer than the history is lost to members
 # who stayed, on one Redis as on a cluster: docs/redis.md). So the nodes keep more
 # than the test sends, and alice sends as a person might, not as fast as she can.
 SEND_PAUSE = 0.01  # seconds between alice's acked message and her next
 ALL_WELL = "ready\n"  # /readyz with every shard working
-FAILOVER_WAIT = 30.0  # seconds: node timeout (2 s), election, and the nodes following
-
-
-def room_on(servers: RedisCluster, port: int, taken: frozenset[str] = frozenset()) -> str:
-    """A room name whose keys live on the primary at `port`."""
-    ranges = servers.primaries()[port]
-    for index in itertools.count():
-        room = f"room{index}"
-        slot = key_slot(Keys(PREFIX).meta(room).encode())
-        if room not in taken and any(start <= slot <= end for start, end in ranges):
-            return room
-    raise AssertionError("unreachable")
 
 
 @pytest.fixture
@@ -60,20 +54,6 @@ async def own_cluster(redis_cluster: RedisCluster) -> AsyncIterator[RedisCluster
     servers = RedisCluster().start()
     yield servers
     servers.close()
-
-
-def nodes_on(aiohttp_client: Any, servers: RedisCluster) -> StartNodes:
-    async def start(n: int = 2, **overrides: Any) -> list[TestClient]:
-        clients = []
-        for i in range(n):
-            settings = replace(
-                TEST_SETTINGS, node_id=f"s{i}", redis_url=servers.url, redis_prefix=PREFIX,
-                rate_per_second=0, history_size=100_000, **overrides,
-            )  # fmt: skip
-            clients.append(await aiohttp_client(create_app(settings, RedisBroker(settings))))
-        return clients
-
-    return start
 
 
 async def test_rooms_on_every_shard_travel_on_sharded_channels(
@@ -137,16 +117,6 @@ class Chatter:
         return self.acked
 
 
-async def send_until_acked_in(peer: JsonPeer, room: str, text: str) -> dict[str, Any]:
-    async with asyncio.timeout(FAILOVER_WAIT):
-        while True:
-            answer = await peer.request("send", room=room, text=text, id=text)
-            if answer["type"] == "ack":
-                return answer
-            assert answer["code"] == "unavailable", answer
-            await asyncio.sleep(0.05)  # the client's retry pause
-
-
 async def until_delivered(peer: JsonPeer, offsets: list[str]) -> None:
     """Wait (bounded) until `peer` got every one of `offsets`; fail naming the missing."""
     try:
@@ -190,19 +160,6 @@ async def test_a_primary_killed_mid_chat_fails_over_and_loses_nothing_acked(
     got = delivered(bob)
     assert len(got) == len(set(got)), "a message delivered twice"
     assert [o for o in got if o in set(must)] == must, "out of order"
-
-
-async def stored_offsets(peer: JsonPeer, room: str) -> set[str]:
-    """The offsets of every message in the room's history, paged back 100 at a time."""
-    kept: set[str] = set()
-    before: dict[str, str] = {}
-    for _ in range(50):  # bounded: 5,000 messages, far more than a test sends
-        messages = (await peer.request("history", room=room, limit=100, **before))["messages"]
-        kept.update(m["offset"] for m in messages)
-        if len(messages) < 100:
-            return kept
-        before = {"before": messages[0]["offset"]}
-    raise AssertionError("history does not end")
 
 
 async def test_a_slot_migrated_while_its_room_is_busy_loses_nothing(

@@ -18,7 +18,8 @@ from tooling.nginx import NGINX_CONF, nginx_process, render_nginx_conf
 from tooling.ports import free_port, port_is_free
 from tooling.processes import Process, missing_tools
 from tooling.ready import get_status, wait_until
-from tooling.redis import RedisCluster, RedisServer, local_redis
+from tooling.redis import RedisServer
+from tooling.redis_cluster import RedisCluster, local_redis
 
 START_TIMEOUT = 20.0  # seconds for one process to become ready
 

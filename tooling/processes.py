@@ -83,14 +83,15 @@ class Process:
         death_signal: signal.Signals | None = None,
         cores: tuple[int, ...] | None = None,
         cwd: Path = ROOT,
+        inherit_env: bool = True,
     ) -> None:
         """`env`: variables on top of ours; `log`: a file its output is appended to (by
         default a temp file of its own; `inherit_output`: our stdout instead);
         `die_with_parent`: it gets `death_signal` (default `stop_signal`) when we die;
-        `cores`: the CPUs it may run on."""
+        `cores`: the CPUs it may run on; `inherit_env=False`: `env` alone."""
         self.name = name
         self.argv = list(argv)
-        self.env = {**os.environ, **(env or {})}
+        self.env = {**(os.environ if inherit_env else {}), **(env or {})}
         self.log = log
         self.inherit_output = inherit_output
         self.stop_signal = stop_signal

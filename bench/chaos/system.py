@@ -5,9 +5,9 @@ proxy between each node and Redis that the nemesis can blackhole.
 Every node posts its events to the campaign's application (`node_env`: its
 `--events-url` and `--backend-secret`, bench/chaos/application.py).
 
-The processes are tooling's (tooling/processes.py, tooling/redis.py), as `make
-cluster`'s: each in a session of its own, dying with us. Every wait is bounded; the blocking ones
-run in a thread so that the clients keep working meanwhile.
+The processes are tooling's (tooling/processes.py, tooling/redis_cluster.py), as `make
+cluster`'s: each in a session of its own, dying with us. Every wait is bounded; the
+blocking ones run in a thread so that the clients keep working meanwhile.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import json
 import os
 import signal
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -27,16 +26,15 @@ from typing import Any
 from bench.tcp_proxy import TcpProxy
 from tooling.ports import free_port
 from tooling.processes import Process
-from tooling.ready import get_status
-from tooling.redis import ask, local_redis
-
-ROOT = Path(__file__).resolve().parents[2]
+from tooling.ready import NotReady, get_status
+from tooling.ready import wait_until as poll_until
+from tooling.redis import ask
+from tooling.redis_cluster import local_redis
 
 NODES = 3
 API_KEY = "chaos-api-key"
 START_TIMEOUT = 30.0  # seconds for a process to serve
 STOP_TIMEOUT = 15.0  # seconds for a draining node to exit
-POLL = 0.1
 # Short timers, so that a campaign heals in seconds: a dead node's members are reaped
 # after PRESENCE_TIMEOUT, a drain spreads its closes over 2 s.
 NODE_ENV = {
@@ -54,12 +52,11 @@ class SystemFailure(Exception):
 
 
 def wait_until(what: str, ready: Callable[[], bool], timeout: float) -> None:
-    """Poll `ready` until it is true; raise after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if time.monotonic() > deadline:
-            raise SystemFailure(f"{what} not ready within {timeout:g}s")
-        time.sleep(POLL)
+    """Poll `ready` until it is true; SystemFailure after `timeout` seconds."""
+    try:
+        poll_until(what, ready, timeout)
+    except NotReady as error:
+        raise SystemFailure(str(error)) from None
 
 
 class System:

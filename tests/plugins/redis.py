@@ -19,7 +19,8 @@ import redis
 from gateway.broker.redis import RedisBroker
 from gateway.config import Settings
 from tooling.processes import find_tool
-from tooling.redis import RedisCluster, RedisServer
+from tooling.redis import RedisServer
+from tooling.redis_cluster import RedisCluster
 
 REDIS_SERVER = find_tool("redis-server")
 REDIS_CLI = find_tool("redis-cli")
