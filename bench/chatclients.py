@@ -1,4 +1,4 @@
-"""Chat clients for the load generator, one per server protocol, over bench/wsclient.py.
+"""Chat clients for the load generator, one per server protocol, over tooling/wsclient.py.
 
 Every client has the same small surface, so a scenario runs unchanged against any
 server: `open` (connected and in its room), `send` (with a callback for the ack),
