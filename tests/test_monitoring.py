@@ -3,9 +3,11 @@ Prometheus scraping a real `make cluster`.
 
 Every panel query and every alert expression goes through Prometheus's HTTP API
 against three gateway processes on one redis-server (deploy/cluster.py, as `make
-cluster` runs them) after a little chat: each parses, names only metrics the nodes
-export, each panel query returns data; the rules load healthy, stay quiet on a healthy
-cluster and fire on a killed node and a lost Redis. Grafana itself is not installable
+cluster` runs them), which ask an application (tests/backend_app.py, served from a
+thread) at every connect, join and send and post it their events, after a little chat:
+each parses, names only metrics the nodes export, each panel query returns data; the
+rules load healthy, stay quiet on a healthy cluster and fire on a hook the application
+fails, a killed node and a lost Redis. Grafana itself is not installable
 here: the dashboard's JSON is decoded with Grafana's generated models
 (grafana-foundation-sdk), which keeps only the keys Grafana's schema knows, and its
 layout is checked by hand. Skips without prometheus, unless CHAT_TEST_PROMETHEUS=require.
@@ -159,11 +161,13 @@ def test_the_monitoring_profile_provisions_prometheus_and_grafana_from_the_files
 
 
 class Stack:
-    """The cluster, Prometheus scraping it, and what one node's /metrics exports."""
+    """The cluster, Prometheus scraping it, the application the nodes ask, and what
+    the nodes' /metrics export."""
 
-    def __init__(self, nodes: Any, prometheus: PrometheusServer) -> None:
+    def __init__(self, nodes: Any, prometheus: PrometheusServer, app: BackendApp) -> None:
         self.nodes = nodes
         self.prometheus = prometheus
+        self.app = app
         self.instances = [f"127.0.0.1:{port}" for port in nodes.node_ports]
 
     def exported(self) -> set[str]:
@@ -192,9 +196,10 @@ def stack() -> Iterator[Stack]:
         try:
             nodes.start()
             prometheus.start()
-            stack = Stack(nodes, prometheus)
+            stack = Stack(nodes, prometheus, app)
             wait_for(lambda: len([t for t in prometheus.active_targets()
-                                  if t["health"] == "up"]) == 3, "all three nodes scraped")  # fmt: skip
+                                  if t["health"] == "up"]) == 3,
+                     "all three nodes scraped")  # fmt: skip
             asyncio.run(chat(stack))
             wait_for(lambda: prometheus.query(
                 "sum(chat_publish_seconds_count) >= 5 "
@@ -357,6 +362,36 @@ def active(stack: Stack, alert: str) -> set[str]:
     """The instances `alert` is pending or firing for."""
     return {a["labels"].get("instance", "") for r in stack.prometheus.rules()
             if r["type"] == "alerting" and r["name"] == alert for a in r["alerts"]}  # fmt: skip
+
+
+@pytest.mark.timeout(180)
+def test_the_hook_alert_goes_off_when_the_application_fails_a_hook(stack: Stack) -> None:
+    """Guards against a hook rule that watches the wrong thing: the application
+    answering its publish hook 503, the sends on a node are turned away `unavailable`,
+    and ChatHookUnavailable goes pending for that node."""
+    stack.app.answer("/publish", 503)
+    unavailable = 'chat_hook_requests_total{hook="publish", result="unavailable"}'
+    try:
+        asyncio.run(send_turned_away(stack))
+        # Born counted at the first: its rate needs another once Prometheus has it.
+        wait_for(lambda: stack.prometheus.query(unavailable), "the first turned away scraped")
+        asyncio.run(send_turned_away(stack))
+        first = stack.instances[0]
+        wait_for(lambda: active(stack, "ChatHookUnavailable") == {first}, "ChatHookUnavailable")
+    finally:
+        stack.app.answer("/publish", 200, {})
+
+
+async def send_turned_away(stack: Stack) -> None:
+    """A send on the first node that the application does not answer as it should."""
+    url = f"ws://127.0.0.1:{stack.nodes.node_ports[0]}/ws"
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(url, params={"name": "erin"}, protocols=(JSON_PROTOCOL,))
+        erin = JsonPeer(ws)
+        await erin.expect("subscribed", room="lobby")
+        answer = await erin.request("send", room="lobby", text="lost")
+        assert (answer["type"], answer.get("code")) == ("error", "unavailable"), answer
+        await ws.close()
 
 
 @pytest.mark.timeout(180)
