@@ -146,7 +146,8 @@ class BackendApp:
     @contextmanager
     def in_thread(self, timeout: float = 10.0) -> Iterator[BackendApp]:
         """Serve on a free port of 127.0.0.1 from a thread of its own (its own event
-        loop) until the block ends. Set the answers before: the thread reads them."""
+        loop) until the block ends. `answer` may be called from the test's thread
+        meanwhile: it only replaces a dict entry, which the handler reads whole."""
         loop = asyncio.new_event_loop()
         ready = threading.Event()
         stop = loop.create_future()
