@@ -150,8 +150,8 @@ class Process:
             return None
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
-        """Send its stop signal and wait; if it hangs, SIGTERM, then SIGKILL to its whole
-        process group. Returns the exit code."""
+        """Send its stop signal and wait; if it hangs, SIGTERM; then SIGKILL to its whole
+        process group (it, if still there, and whatever it left). Returns the exit code."""
         if self.proc is None:
             return None
         for sig in dict.fromkeys((self.stop_signal, signal.SIGTERM)):
@@ -164,12 +164,13 @@ class Process:
         return self.proc.returncode
 
     def kill(self) -> None:
-        """SIGKILL to its process group (a crash, without a word), then reap it."""
+        """SIGKILL to its process group (a crash, without a word; what it left behind
+        goes too), then reap it."""
         if self.proc is None:
             return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
         if self.running:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
         self.proc.wait()
