@@ -291,6 +291,26 @@ async def test_leases_are_exclusive_and_taken_over_once_expired(make_redis: Make
     assert await one.events.lease(3, 10)
 
 
+async def test_a_confirmed_stream_leaves_no_empty_key(make_redis: MakeBroker) -> None:
+    """Guards against a stream key left for ever once its events are confirmed (XDEL
+    never deletes one): every room and every DM recipient ever would stay in Redis,
+    and in every sweep's SCAN; against a stream removed while it still holds events;
+    and against events lost when a stream is made again after its removal."""
+    broker = await make_redis()
+    events = broker.events
+    stream = events.keys.room("lobby")
+    partition = partition_of(stream)
+    for text in ("m0", "m1"):
+        await broker.publish("lobby", "alice", text, origin="c1")
+    waiting = await events.pending(partition, 10)
+    await events.confirm(waiting[:1])
+    assert await broker._redis.exists(stream) == 1  # m1 still waits
+    await events.confirm(waiting[1:])
+    assert await broker._redis.exists(stream) == 0
+    await broker.publish("lobby", "alice", "m2", origin="c1")
+    assert [e.event["text"] for e in await events.pending(partition, 10)] == ["m2"]
+
+
 async def test_hints_find_the_streams_and_stale_ones_go(make_redis: MakeBroker) -> None:
     """Guards against events in a stream nobody looks at (no hint), hints that pile up
     for ever, and a hint removed while a publisher hinted it again."""

@@ -28,6 +28,7 @@ from gateway.broker.event_log import (
     partition_of,
 )
 from gateway.broker.redis_event_scripts import (
+    CONFIRM,
     LEASE,
     RELEASE,
     UNHINT,
@@ -153,8 +154,8 @@ class RedisEventLog:
         if not done:
             return
         async with self._redis.pipeline(transaction=False) as pipe:
-            for stream, entries in done.items():
-                pipe.xdel(stream, *entries)
+            for stream, entries in done.items():  # EVAL: a short script, cached there
+                pipe.execute_command("EVAL", CONFIRM, 1, stream, *entries)
             await pipe.execute()
 
     async def backlog(self, partition: int) -> Backlog:
