@@ -21,25 +21,11 @@ from gateway.broker.redis_event_scripts import EventKeys
 from gateway.broker.redis_scripts import Keys
 from gateway.errors import BrokerUnavailable
 from gateway.events import Direct, PresenceChange
-from tests.conftest import TEST_SETTINGS
+from tests.conftest import TEST_SETTINGS, BareListener
 from tests.redis_backend import RedisBackend
 
 EVENTS = {"events_url": "http://127.0.0.1:9/events", "backend_secret": "s" * 32}
 MakeBroker = Callable[..., Awaitable[Any]]
-
-
-class _Listener:
-    """The node side of a bare broker: nothing to deliver to here."""
-
-    def on_room_event(self, event: object) -> None: ...
-
-    def on_direct(self, event: object, name_key: str) -> None: ...
-
-    def on_kick(self, connection: str) -> None: ...
-
-    def on_removed(self, name: str, room: str, by: str, until: int | None) -> None: ...
-
-    def on_disconnect(self, name_key: str) -> None: ...
 
 
 @pytest.fixture
@@ -61,7 +47,7 @@ async def make_broker(
         else:
             cluster = request.getfixturevalue("redis_cluster")
             broker = RedisBroker(replace(settings, redis_url=cluster.url, redis_prefix=prefix))
-        await broker.start(_Listener())
+        await broker.start(BareListener())
         started.append(broker)
         return broker
 
@@ -249,7 +235,7 @@ async def make_redis(
         else:
             cluster = request.getfixturevalue("redis_cluster")
             broker = RedisBroker(replace(settings, redis_url=cluster.url, redis_prefix=prefix))
-        await broker.start(_Listener())
+        await broker.start(BareListener())
         started.append(broker)
         return broker
 

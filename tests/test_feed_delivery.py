@@ -21,22 +21,8 @@ from gateway.broker.redis import RedisBroker
 from gateway.feed_delivery import FIRST_RETRY, Delivery, Outcome, Target
 from gateway.metrics import EventMetrics
 from tests.backend_app import BackendApp, Received, Reply
-from tests.conftest import TEST_SETTINGS, poll_until
+from tests.conftest import TEST_SETTINGS, BareListener, poll_until
 from tests.redis_backend import RedisBackend
-
-
-class _Listener:
-    """The node side of a bare broker: nothing to deliver to here."""
-
-    def on_room_event(self, event: object) -> None: ...
-
-    def on_direct(self, event: object, name_key: str) -> None: ...
-
-    def on_kick(self, connection: str) -> None: ...
-
-    def on_removed(self, name: str, room: str, by: str, until: int | None) -> None: ...
-
-    def on_disconnect(self, name_key: str) -> None: ...
 
 
 @pytest.fixture
@@ -56,7 +42,7 @@ async def broker(
         cluster = request.getfixturevalue("redis_cluster")
         prefix = redis_backend.new_prefix()
         started = RedisBroker(replace(settings, redis_url=cluster.url, redis_prefix=prefix))
-    await started.start(_Listener())
+    await started.start(BareListener())
     yield started
     await started.close()
 
