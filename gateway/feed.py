@@ -32,6 +32,7 @@ from gateway.broker.event_log import PARTITIONS, EventLog
 from gateway.errors import BrokerUnavailable
 from gateway.feed_delivery import POST_TIMEOUT, Delivery, Outcome, Target
 from gateway.metrics import EventMetrics
+from gateway.server_log import SampledLog
 from gateway.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ class Feed:
         self._outcome = Outcome()
         self._leasing: asyncio.Task[None] | None = None
         self._last_sweep: float | None = None  # since partition 0 was taken
+        self._drop_log = SampledLog(log)
         metrics.oldest_age.set_function(self._oldest_age)
         metrics.partitions_held.set_function(lambda: len(self._held))
         events.on_dropped(self._dropped)
@@ -244,9 +246,14 @@ class Feed:
             log.warning("events: the sweep for unhinted streams failed (%s)", exc)
 
     def _dropped(self, stream: str, count: int) -> None:
-        """The broker's report of events `--events-backlog` dropped from `stream`."""
+        """The broker's report of events `--events-backlog` dropped from `stream`:
+        counted, and logged at most once every 10 s (at the bound every write drops
+        one: a line per message of a busy room would flood the log for as long as
+        the application is away)."""
         self._metrics.dropped.inc(count)
-        log.warning(
+        self._drop_log.log(
+            logging.WARNING,
+            "dropped",
             "events: dropped the %d oldest events of %s, over --events-backlog unposted",
             count,
             stream,
