@@ -27,8 +27,9 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.crc import key_slot
 
-from gateway.broker import subscription as sm
+from gateway.broker import subscription_actions as act
 from gateway.broker.redis_history import REDIS_ERRORS
+from gateway.broker.subscription import Subscription
 from gateway.errors import BrokerUnavailable
 from gateway.tasks import stop_tasks
 
@@ -60,13 +61,11 @@ class Subscriber:
         self._on_message = on_message
         self._on_reconnect = on_reconnect
         self._probe_interval = probe_interval
-        self._machine = sm.Subscription(
-            probe_channel, probe_interval, time.monotonic, sharded=sharded
-        )
+        self._machine = Subscription(probe_channel, probe_interval, time.monotonic, sharded=sharded)
         self._lock = asyncio.Lock()  # one SUBSCRIBE/UNSUBSCRIBE at a time, in order
         self._pubsub: PubSub | None = None
         self._live = asyncio.Event()  # set while subscribed and reading
-        self._fill: sm.FillGap | None = None  # asked for by the machine, for `_run`
+        self._fill: act.FillGap | None = None  # asked for by the machine, for `_run`
         self._acked = asyncio.Event()  # set with `_fill`
         self._renewal = asyncio.Event()  # the machine asked `_run` to end the connection
         self._renewal_reason = ""
@@ -146,7 +145,7 @@ class Subscriber:
         """One user less of `channel`; UNSUBSCRIBE once nobody wants it. Never raises."""
         actions = self._machine.unsubscribe(channel)
         self._carry_out(actions)  # a gap fill, if it waited for this channel's ack only
-        if not any(isinstance(action, sm.UnsubscribeChannel) for action in actions):
+        if not any(isinstance(action, act.UnsubscribeChannel) for action in actions):
             return
         async with self._lock:
             self._confirmed.pop(channel, None)
@@ -159,25 +158,25 @@ class Subscriber:
                 log.warning("UNSUBSCRIBE %s failed (%s); resubscribing the rest", channel, exc)
                 self._carry_out(self._machine.command_failed(f"UNSUBSCRIBE {channel} failed"))
 
-    def _carry_out(self, actions: list[sm.Action]) -> None:
+    def _carry_out(self, actions: list[act.Action]) -> None:
         """The actions any task carries out at once; those of the connection's life
         (Connect, FillGap, Drop, Wait) are `_run`'s, which waits for them."""
         for action in actions:
-            if isinstance(action, sm.Deliver):
+            if isinstance(action, act.Deliver):
                 self._on_message(action.channel, action.data)
-            elif isinstance(action, sm.MarkLive):
+            elif isinstance(action, act.MarkLive):
                 self._live.set()
-            elif isinstance(action, sm.MarkUnready):
+            elif isinstance(action, act.MarkUnready):
                 self._live.clear()
-            elif isinstance(action, sm.Lost):
+            elif isinstance(action, act.Lost):
                 if self._on_lost is not None:
                     self._on_lost()
-            elif isinstance(action, sm.Renew):
+            elif isinstance(action, act.Renew):
                 if action.reason.startswith("deaf"):
                     log.warning("redis subscription is deaf: no probe came back; reconnecting")
                 self._renewal_reason = action.reason
                 self._renewal.set()
-            elif isinstance(action, sm.FillGap):
+            elif isinstance(action, act.FillGap):
                 self._fill = action
                 self._acked.set()
 
@@ -201,11 +200,11 @@ class Subscriber:
         actions = self._machine.start()
         while True:
             (connect,) = actions
-            assert isinstance(connect, sm.Connect)
+            assert isinstance(connect, act.Connect)
             reason = await self._connection(list(connect.channels))
             after = self._machine.lost(reason)
             self._carry_out(after)
-            (wait,) = [a for a in after if isinstance(a, sm.Wait)]
+            (wait,) = [a for a in after if isinstance(a, act.Wait)]
             what = "subscription lost" if wait.was_live else "cannot subscribe yet"
             log.warning("redis %s (%s); reconnecting in %.1fs", what, reason, wait.delay)
             self._fail_confirmations()
@@ -283,7 +282,7 @@ class Subscriber:
         while True:
             await asyncio.sleep(self._probe_interval)
             for action in self._machine.probe_due(secrets.token_hex(6)):
-                if isinstance(action, sm.SendProbe):
+                if isinstance(action, act.SendProbe):
                     with contextlib.suppress(*REDIS_ERRORS):  # a lost probe is the check
                         await self._redis.execute_command(
                             command, self._machine.probe_channel, "q" + action.token
