@@ -294,7 +294,7 @@ class Subscriber:
         """A task that ended by itself hit a bug: say so loudly, and be unready."""
         if task.cancelled() or task.exception() is None:
             return
-        self._live.clear()
+        self._carry_out(self._machine.close())  # unready; the probe stops asking
         log.error(
             "redis subscriber task %s crashed: a bug, not a lost subscription",
             task.get_name(),
