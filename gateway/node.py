@@ -42,6 +42,9 @@ class Node:
         self.corker = Corker()  # one write per connection per loop iteration
         self.metrics.probe_rtt.set_function(lambda: _or_nan(broker.probe_rtt))
         self.hub = Hub(broker, self.metrics)
+        self.metrics.rooms.set_function(self.hub.room_count)
+        self.metrics.send_queue_bytes.set_function(self.hub.unsent_bytes)
+        self.metrics.watch(broker)
         self.room_directory = RoomDirectory(
             broker, settings.rooms_refresh, settings.max_rooms_listed
         )

@@ -19,6 +19,7 @@ from gateway.guard import NAME_TIMEOUT_REASON, name_deadline
 from gateway.handlers import banned_error, handle
 from gateway.inbound import FrameWatch
 from gateway.membership import enter_room, leave_everything
+from gateway.metrics import FRAME_REFUSALS
 from gateway.names import name_key, validate_name, validate_room
 from gateway.node import Node
 from gateway.ratelimit import TokenBucket
@@ -61,10 +62,11 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         watch=watch,
         metrics=node.metrics,
     )
-    watch.attach(lambda code, reason: _refuse_frame(session, code, reason))
+    watch.attach(lambda code, reason: _refuse_frame(node, session, code, reason))
     node.hub.connect(session)
     gauge = node.metrics.connection_gauges[codec.name]
     gauge.inc()
+    node.metrics.connections_opened.labels(mode=codec.name).inc()
     try:
         if await _handshake(node, session, request):
             await _read_loop(node, session)
@@ -86,8 +88,9 @@ async def _upgrade(request: web.Request, ws: web.WebSocketResponse, max_message:
     return watch
 
 
-def _refuse_frame(session: Session, code: int, reason: str) -> None:
+def _refuse_frame(node: Node, session: Session, code: int, reason: str) -> None:
     """A frame the watch refused (unmasked: 1002; too large: 1009): close with `code`."""
+    node.metrics.frames_refused.labels(reason=FRAME_REFUSALS.get(code, "protocol")).inc()
     log.info("closing %s (%s): %s", session.ref, session.name or "no name", reason)
     session.close(code, reason)
 

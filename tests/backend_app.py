@@ -5,7 +5,8 @@ listens on a real port of 127.0.0.1, so gateways in this process and gateway
 processes alike reach it. It records every request (path, headers, raw body) and
 answers each path as the test says (`answer`), by default 200 with `{}`.
 
-Used through the `backend_app` fixture (tests/conftest.py):
+Used through the `backend_app` fixture (tests/conftest.py), or, by a test whose own
+code is synchronous (gateways as processes), served from a thread (`in_thread`):
 
     backend_app.answer("/connect", 200, {"name": "ada"})
     settings: backend_secret=backend_app.secret, connect_hook_url=backend_app.url("/connect")
@@ -18,9 +19,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,3 +153,32 @@ class BackendApp:
             yield self
         finally:
             await runner.cleanup()
+
+    @contextmanager
+    def in_thread(self, timeout: float = 10.0) -> Iterator[BackendApp]:
+        """Serve on a free port of 127.0.0.1 from a thread of its own (its own event
+        loop) until the block ends. `answer` may be called from the test's thread
+        meanwhile: it only replaces a dict entry, which the handler reads whole."""
+        loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        stop = loop.create_future()
+
+        async def serve() -> None:
+            try:
+                async with self.running():
+                    ready.set()
+                    await stop
+            finally:
+                ready.set()  # a failure to start wakes the waiter too
+
+        thread = threading.Thread(target=loop.run_until_complete, args=(serve(),),
+                                  name="backend-app", daemon=True)  # fmt: skip
+        thread.start()
+        try:
+            if not ready.wait(timeout) or not self.base_url:
+                raise RuntimeError("the backend app did not start")
+            yield self
+        finally:
+            loop.call_soon_threadsafe(lambda: stop.done() or stop.set_result(None))
+            thread.join(timeout)
+            loop.close()

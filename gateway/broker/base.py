@@ -130,6 +130,15 @@ class Broker(Protocol):
     def probe_rtt(self) -> float | None:
         """Seconds the last readiness probe took to come back; None without probes."""
 
+    def shards(self) -> dict[str, bool]:
+        """Each Redis this node uses ("host:port": one, or a Redis Cluster's shard
+        primaries) and whether it works from here; empty without Redis."""
+
+    @property
+    def nodes_reaped(self) -> int:
+        """Dead nodes whose entries this node removed since it started (their heartbeat
+        expired); 0 without Redis."""
+
     async def hand_over(self, grace: float) -> None:
         """This node stops on purpose, after its connections closed: keep its presence
         for `grace` seconds, then let the other nodes remove what nobody re-added.

@@ -78,6 +78,13 @@ class MemoryBroker:
     def degraded(self) -> str | None:
         return None  # one process: it works or it does not
 
+    def shards(self) -> dict[str, bool]:
+        return {}  # no Redis
+
+    @property
+    def nodes_reaped(self) -> int:
+        return 0  # no other node to outlive
+
     async def hand_over(self, grace: float) -> None:
         """Nothing to hand over: presence ends with the process, as does everything else."""
 

@@ -31,8 +31,8 @@ from gateway.broker.base import (
     Replay,
     UserPlaces,
 )
-from gateway.broker.redis_cluster import connect_cluster
-from gateway.broker.redis_connect import connect
+from gateway.broker.redis_cluster import ShardedSubscriber, connect_cluster
+from gateway.broker.redis_connect import connect, redis_address
 from gateway.broker.redis_console import Console
 from gateway.broker.redis_event_log import RedisEventLog
 from gateway.broker.redis_history import REDIS_ERRORS, RoomHistory, unavailable_on_error
@@ -166,6 +166,15 @@ class RedisBroker:
     def degraded(self) -> str | None:
         down = self._subscriber.shards_down()
         return f"redis cluster shards down: {', '.join(down)}" if down else None
+
+    def shards(self) -> dict[str, bool]:
+        if isinstance(self._subscriber, ShardedSubscriber):
+            return self._subscriber.shards()
+        return {redis_address(self._redis): self._liveness.healthy and self._subscriber.healthy}
+
+    @property
+    def nodes_reaped(self) -> int:
+        return self._liveness.nodes_reaped
 
     async def hand_over(self, grace: float) -> None:
         await self._liveness.hand_over(grace)

@@ -76,3 +76,11 @@ def node_subscriber(
         on_reconnect,
         probe_interval=probe_interval,
     )
+
+
+def redis_address(redis: Any) -> str:
+    """The "host:port" (or socket path) a plain Redis client connects to."""
+    kwargs = getattr(getattr(redis, "connection_pool", None), "connection_kwargs", {})
+    if "path" in kwargs:
+        return str(kwargs["path"])
+    return f"{kwargs.get('host', 'redis')}:{kwargs.get('port', 6379)}"

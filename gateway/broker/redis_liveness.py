@@ -205,6 +205,11 @@ class Liveness:
             if complete and self._lost == announce:
                 self._lost = None  # else lost again meanwhile: the next pass
 
+    @property
+    def nodes_reaped(self) -> int:
+        """Dead nodes this node's upkeep removed from the list since it started."""
+        return self._reaper.nodes_reaped
+
     async def _beating(self) -> None:
         while True:
             await asyncio.sleep(self._interval)

@@ -43,6 +43,7 @@ class Reaper:
         self._events = events  # each leave stored for the application, with events on
         self._reap_room = EventScript(redis, scripts.REAP_ROOM, events)
         self._reap_name = Lua(redis, scripts.REAP_NAME)
+        self.nodes_reaped = 0  # dead nodes removed from the list by this reaper
 
     async def reap_all(self, alive: str) -> int:
         """Reap every listed node but `alive` whose heartbeat expired; the leaves sent.
@@ -79,6 +80,7 @@ class Reaper:
             log.info("node %s is gone: announced %d leaves, %d entries left", node, leaves, left)
             return leaves  # it stays listed: the next pass reaps the rest
         await self._redis.srem(self._keys.nodes, node)
+        self.nodes_reaped += 1
         if leaves:
             log.info("node %s is gone: announced %d leaves", node, leaves)
         return leaves
