@@ -75,6 +75,7 @@ class Feed:
         self._outcome = Outcome()
         self._leasing: asyncio.Task[None] | None = None
         self._last_sweep: float | None = None  # since partition 0 was taken
+        self._sweeping: asyncio.Task[None] | None = None  # off the lease round: it may be long
         self._drop_log = SampledLog(log)
         metrics.oldest_age.set_function(self._oldest_age)
         metrics.partitions_held.set_function(lambda: len(self._held))
@@ -101,8 +102,8 @@ class Feed:
     async def stop(self) -> None:
         """Stop delivering: let the posts under way finish (briefly), then give every
         lease up so that another node takes the partitions over at once."""
-        await stop_tasks(self._leasing)
-        self._leasing = None
+        await stop_tasks(self._leasing, self._sweeping)
+        self._leasing = self._sweeping = None
         await self._let_go(list(self._held), release=True)
 
     def status(self) -> dict[str, Any]:
@@ -235,11 +236,18 @@ class Feed:
         return max(0.0, time.time() - min(stamps) / 1000) if stamps else 0.0
 
     async def _sweep(self) -> None:
+        """Start a sweep when one is due, as a task of its own: on a large keyspace it
+        may take longer than a lease's slack, and the lease round must not wait for it."""
         if 0 not in self._held or self._last_sweep is None:
             return
         if time.monotonic() - self._last_sweep < SWEEP_EVERY:
             return
+        if self._sweeping is not None and not self._sweeping.done():
+            return
         self._last_sweep = time.monotonic()
+        self._sweeping = asyncio.create_task(self._run_sweep(), name="events-sweep")
+
+    async def _run_sweep(self) -> None:
         try:
             await self._events.sweep()
         except BrokerUnavailable as exc:
