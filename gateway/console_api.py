@@ -12,8 +12,8 @@ from gateway.broker.base import AUDIT_KEPT
 from gateway.errors import ErrorCode, ProtocolError
 from gateway.http import json_response, static_page
 from gateway.names import parse_count, validate_name
+from gateway.node import NODE
 from gateway.operator_api import operators_only
-from gateway.ws import NODE
 
 DEFAULT_AUDIT = 50
 

@@ -18,7 +18,7 @@ from gateway.auth import authenticate
 from gateway.credentials import bearer
 from gateway.errors import BrokerUnavailable, ErrorCode, NotReplicated, ProtocolError
 from gateway.names import parse_count, validate_name, validate_room, validate_text
-from gateway.ws import NODE
+from gateway.node import NODE
 
 MAX_API_LIMIT = 100
 MAX_BODY_DEPTH = 1024  # orjson's nesting limit: deeper is a clean JSONDecodeError

@@ -1,4 +1,4 @@
-"""The operator endpoints (PROTOCOL.md section 10): disconnect a user everywhere, ban
+"""The operator endpoints (docs/protocol.md, "The operator API"): disconnect a user everywhere, ban
 and unban, delete a message. Each wants the API key (`Authorization: Bearer KEY`),
 with auth on or off; each is an audit line and a metric (gateway/moderation.py).
 """
@@ -17,7 +17,7 @@ from gateway.errors import ErrorCode, ProtocolError
 from gateway.http import api_key_refusal, error_response, json_body
 from gateway.moderation import OPERATOR
 from gateway.names import validate_name, validate_room
-from gateway.ws import NODE
+from gateway.node import NODE
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway.ws import NODE
+from gateway.node import NODE
 from tests.conftest import join_json, join_text
 
 REFUSED = ["\x80", "\x85", "\x9b", "\x9f", "\u2028", "\u2029"]

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway.auth import mint
 from gateway.broker.redis_scripts import Keys
-from gateway.ws import NODE
+from gateway.node import NODE
 from tests.conftest import WAIT, JsonPeer, TextPeer, read_metric
 from tests.redis_backend import RedisServer
 from tests.test_auth import SECRET, Gateway, connect_json

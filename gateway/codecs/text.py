@@ -179,7 +179,7 @@ def _room_list(event: RoomList) -> str:
 
 
 class TextCodec:
-    """Lines in, lines out. Slash commands as in PROTOCOL.md section 2.2."""
+    """Lines in, lines out. Slash commands as in docs/protocol.md, "Text mode"."""
 
     name = "text"
 
