@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from gateway.access import MAX_BAN_SECONDS
+from gateway.codecs.frames import text_frames
 from gateway.commands import (
     Command,
     DirectSend,
@@ -45,7 +46,6 @@ from gateway.events import (
     Welcome,
 )
 from gateway.names import parse_count
-from gateway.wire import text_frames
 
 NAME_QUESTION = "Your name:"
 DEFAULT_HISTORY_LINES = 20
