@@ -9,7 +9,7 @@ import time
 from aiohttp import web
 
 from gateway.backend_http import BackendHttp
-from gateway.broker.base import Broker
+from gateway.broker.base import Broker, NodeStatus
 from gateway.budgets import Budgets
 from gateway.codecs import JSON_SUBPROTOCOL, Codec
 from gateway.codecs.json import JsonCodec
@@ -88,10 +88,15 @@ class Node:
         """A connection ref unique in the cluster: node id and a counter."""
         return f"{self._ref_prefix}/{next(self._refs)}"
 
+    def status(self) -> NodeStatus:
+        """This node's status now, as the console shows it (gateway/node_status.py)."""
+        connections = len(self.hub.sessions())
+        return node_status(self.settings, self.broker, self.metrics, self.started, connections)
+
     async def start(self) -> None:
         """Connect the broker and start receiving its events (and reporting this
         node's status, on Redis with each heartbeat); start the events feed."""
-        self.broker.report(lambda: node_status(self))
+        self.broker.report(self.status)
         await self.broker.start(self.hub)
         if self.feed is not None:
             await self.feed.start()
