@@ -1,4 +1,4 @@
-"""Auth (PROTOCOL.md section 8): with --jwt-secret the token decides the name."""
+"""Auth (docs/protocol.md, "Auth"): with --jwt-secret the token decides the name."""
 
 from __future__ import annotations
 

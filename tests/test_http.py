@@ -1,4 +1,5 @@
-"""The HTTP side (PROTOCOL.md section 9): page, health, readiness, metrics and the REST API."""
+"""The HTTP side (docs/protocol.md, "HTTP endpoints"): page, health, readiness, metrics
+and the REST API."""
 
 from __future__ import annotations
 

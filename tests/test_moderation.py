@@ -1,4 +1,4 @@
-"""Moderation (PROTOCOL.md section 10): kicks and bans, deletes, and the operator API,
+"""Moderation (docs/protocol.md, "Moderators"): kicks and bans, deletes, and the operator API,
 on every broker; across two nodes on Redis and the cluster."""
 
 from __future__ import annotations
