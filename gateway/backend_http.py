@@ -60,7 +60,7 @@ class Answer:
     was empty or not JSON)."""
 
     status: int
-    body: Any
+    body: object
 
 
 class BackendUnreachable(Exception):
@@ -117,7 +117,7 @@ class BackendHttp:
             self._session = None
 
 
-def _json_or_none(raw: bytes) -> Any:
+def _json_or_none(raw: bytes) -> object:
     if not raw.strip():
         return None
     try:
