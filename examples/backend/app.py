@@ -56,8 +56,7 @@ def refuse(message: str) -> web.Response:
 async def connect_hook(request: web.Request) -> web.Response:
     """Who is this connection? The name of its session cookie, or nobody."""
     asked = await from_gateway(request)
-    headers = {key.lower(): value for key, value in (asked.get("headers") or {}).items()}
-    morsel = SimpleCookie(headers.get("cookie", "")).get(COOKIE)
+    morsel = SimpleCookie(asked["headers"]["Cookie"] or "").get(COOKIE)  # null: none sent
     query = "SELECT name FROM sessions WHERE id = ?"
     row = request.app[DB].execute(query, (morsel.value if morsel else "",)).fetchone()
     if row is None:
