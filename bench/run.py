@@ -25,6 +25,7 @@ from typing import Any, NoReturn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.backend_peer import backend_for, backend_stats
 from bench.cluster import PEERS, ROOT, Cluster, child_setup, node_modules
 from bench.loadgen import RESULT_PREFIX, time_cap
 from bench.params import GATEWAY_ONLY, SCENARIOS, Spec, add_size_flags, sizes_from
@@ -152,16 +153,22 @@ def one_run(
     # bench.shards' variants: "+replica" gives Redis (each shard) a replica, which the
     # gateway waits for before an ack; "-nowait" tells it not to (--redis-ack-replicas 0).
     base = broker.split("+")[0]
-    with Cluster(
-        peer,
-        count,
-        redis=base in ("redis", "cluster"),
-        cores=servers,
-        modules=modules if peer == "node" else None,
-        shards=3 if base == "cluster" else 0,
-        replicas=1 if "+replica" in broker else 0,
-        node_flags=("--redis-ack-replicas", "0") if broker.endswith("-nowait") else (),
-    ) as cluster:
+    with (
+        backend_for(broker, loadgen) as backend_flags,
+        Cluster(
+            peer,
+            count,
+            redis=base in ("redis", "cluster"),
+            cores=servers,
+            modules=modules if peer == "node" else None,
+            shards=3 if base == "cluster" else 0,
+            replicas=1 if "+replica" in broker else 0,
+            node_flags=(
+                *(("--redis-ack-replicas", "0") if broker.endswith("-nowait") else ()),
+                *backend_flags,
+            ),
+        ) as cluster,
+    ):
         spec = Spec(
             scenario,
             peer,
@@ -179,7 +186,21 @@ def one_run(
             outcome["valid"] = False
             outcome.setdefault("problems", []).extend(d.splitlines()[0] for d in died)
             outcome["server_logs"] = died
+        if backend_flags:
+            _add_backend_figures(outcome, backend_flags)
     return outcome
+
+
+def _add_backend_figures(outcome: dict[str, Any], flags: tuple[str, ...]) -> None:
+    """The application's side of a "+hooks"/"+events" run: how often it was asked and
+    the events' lag; a run whose application was never asked is invalid."""
+    stats = backend_stats(flags)
+    figures = outcome.setdefault("figures", {})
+    for name, value in stats.items():
+        figures[f"backend_{name}"] = value
+    if not any(key in stats for key in ("connect", "publish", "events")):
+        outcome["valid"] = False
+        outcome.setdefault("problems", []).append("the application was never asked")
 
 
 def _line(rep: int, peer: str, scenario: str, outcome: dict[str, Any]) -> str:

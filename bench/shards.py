@@ -8,6 +8,9 @@ repetitions interleaved, and prints the medians: messages (or deliveries) per se
 and Redis CPU per message, summed over every Redis process. The helpers start the
 cluster's primaries for `bench.cluster.Cluster` (`shards` > 0).
 
+What the application's backend costs (bench/backend_peer.py, an application answering
+at once): `--scenarios s3,s2 --brokers redis,redis+hooks,redis+events`.
+
 What an ack that waits for a replica costs: `--scenarios s2 --brokers
 redis+replica-nowait,redis+replica,cluster+replica-nowait,cluster+replica` (each Redis,
 or each shard, with a replica; "-nowait" runs the gateway with --redis-ack-replicas 0).
@@ -111,7 +114,10 @@ FIGURES = {
     "s1": ("deliveries_per_s", "server_cpu_us_per_delivery", "redis_cpu_us_per_message"),
     "s2": ("p50_ms", "p99_ms", "server_cpu_us_per_message", "redis_cpu_us_per_message"),
     "s4": ("messages_per_s", "server_cpu_us_per_message", "redis_cpu_us_per_message"),
+    "s3": ("connections_per_s", "server_cpu_us_per_connection", "redis_cpu_us_per_connection"),
 }
+# Figures of the application (bench/backend_peer.py) in "+hooks"/"+events" variants.
+BACKEND_FIGURES = ("backend_lag_p50_ms", "backend_lag_p99_ms", "backend_events")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -131,13 +137,19 @@ def main(argv: list[str] | None = None) -> None:
             for broker in brokers:  # interleaved: drift hits all alike
                 outcome = one_run(args, "gateway", scenario, broker, None)
                 runs.setdefault((scenario, broker), []).append(outcome)
-                shown = {k: outcome["figures"].get(k) for k in FIGURES[scenario]}
+                shown = {
+                    k: outcome["figures"].get(k)
+                    for k in FIGURES[scenario] + BACKEND_FIGURES
+                    if k in outcome["figures"]
+                }
                 print(f"rep {rep + 1} {scenario} {broker}: {json.dumps(shown)} "
                       f"valid={outcome.get('valid')}", flush=True)  # fmt: skip
     lines = ["| scenario | figure | " + " | ".join(brokers) + f" | {brokers[-1]} / {brokers[0]} |",
              "|---|---|" + "---|" * (len(brokers) + 1)]  # fmt: skip
     for scenario in scenarios:
-        for name in FIGURES[scenario]:
+        for name in FIGURES[scenario] + BACKEND_FIGURES:
+            if not any(name in r.get("figures", {}) for v in runs.values() for r in v):
+                continue
             medians = []
             for broker in brokers:
                 values = [

@@ -11,12 +11,15 @@ temp dir of its own; Ctrl-C or SIGTERM stops them all.
                                        [-- gateway flags...]
 
 CHAT_* variables in the environment reach every node (CHAT_NODE_ID, CHAT_PORT,
-CHAT_HOST and CHAT_REDIS_URL are set per node). The tests use `Cluster` from here.
+CHAT_HOST and CHAT_REDIS_URL are set per node). While the nodes run, their addresses
+and ids are listed for Prometheus in deploy/prometheus/targets/local-cluster.json
+(deploy/prometheus/prometheus.yml reads it). The tests use `Cluster` from here.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import select
@@ -58,6 +61,8 @@ __all__ = [
 
 ROOT = Path(__file__).resolve().parents[1]
 NGINX_CONF = ROOT / "deploy" / "nginx.conf"
+# Where `make cluster` lists its nodes for Prometheus (deploy/prometheus/prometheus.yml).
+PROMETHEUS_TARGETS = ROOT / "deploy" / "prometheus" / "targets" / "local-cluster.json"
 START_TIMEOUT = 20.0  # seconds for one process to become ready
 POLL = 0.05  # seconds between two readiness checks (every wait has a deadline)
 
@@ -108,6 +113,7 @@ class Cluster:
         quiet: bool = False,
         die_with_parent: bool = False,
         stop_requested: Callable[[], bool] = lambda: False,
+        prometheus_targets: Path | None = None,
     ) -> None:
         self.port = port
         self.host = host
@@ -116,6 +122,7 @@ class Cluster:
         self.quiet = quiet  # logs to files in the temp dir instead of our stdout
         self.die_with_parent = die_with_parent
         self.stop_requested = stop_requested
+        self.prometheus_targets = prometheus_targets  # written while the nodes run
         self.dir = Path(tempfile.mkdtemp(prefix="chat-cluster-"))
         self.redis = LocalRedis(redis, self.dir, self._log, die_with_parent=die_with_parent)
         self.node_ports = [free_port() for _ in range(nodes)]
@@ -160,6 +167,8 @@ class Cluster:
                 node.start()
             for index in range(self.node_count):
                 self.wait_node_ready(index)
+            if self.prometheus_targets is not None:
+                self.write_prometheus_targets(self.prometheus_targets)
             self._start_nginx()
         except BaseException:
             self.stop()
@@ -205,6 +214,17 @@ class Cluster:
             raise ClusterError(f"{self.node_id(index)} is still running")
         self.nodes[index].stop()  # reaped already: this closes its log
         self.nodes[index] = self._gateway(index).start()
+
+    def write_prometheus_targets(self, path: Path) -> None:
+        """List the nodes for Prometheus's file_sd: each address with its node id."""
+        targets = [
+            {"targets": [f"127.0.0.1:{port}"], "labels": {"node": self.node_id(index)}}
+            for index, port in enumerate(self.node_ports)
+        ]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")  # Prometheus never reads half a file
+        temporary.write_text(json.dumps(targets, indent=2) + "\n")
+        temporary.replace(path)
 
     def render_nginx_conf(self) -> str:
         upstreams = [f"127.0.0.1:{port}" for port in self.node_ports]
@@ -264,6 +284,8 @@ class Cluster:
         if self.nginx is not None:
             self.nginx.stop(timeout=5.0)
         self.redis.stop()
+        if self.prometheus_targets is not None:
+            self.prometheus_targets.unlink(missing_ok=True)
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> Cluster:
@@ -307,6 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         redis=args.redis,
         die_with_parent=True,
         stop_requested=lambda: stop.requested,
+        prometheus_targets=PROMETHEUS_TARGETS,
     )
     code = 0
     try:
@@ -333,6 +356,7 @@ def _print_banner(cluster: Cluster) -> None:
         f"\ncluster: up on {cluster.http_url}  (WebSocket {cluster.url})\n"
         f"  nodes: {nodes}; {cluster.redis.describe()}; files in {cluster.dir}\n"
         f"  chat:  .venv/bin/chat --url {cluster.url}\n"
+        f"  prometheus: its nodes are listed in {PROMETHEUS_TARGETS.relative_to(ROOT)}\n"
         "  Ctrl-C stops everything.\n",
         flush=True,
     )

@@ -42,11 +42,22 @@ def describe(settings: Settings, broker: Broker | None = None) -> str:
         shown = "redis cluster " + cluster_seeds_shown(settings.redis_url)
     elif settings.redis_url:
         shown = "redis " + str(URL(settings.redis_url).with_password(None))
-    auth = "auth on (JWT)" if settings.auth else "auth off: names are first come, first served"
+    auth = describe_auth(settings)
     line = f"node {settings.node_id} on http://{settings.host}:{settings.port} ({shown}; {auth})"
     if broker is not None and not broker.is_ready():
         line += f"; not ready: {broker.unready_reason() or 'starting'}"
     return line
+
+
+def describe_auth(settings: Settings) -> str:
+    """Who decides the names, in the start-up line's words."""
+    if settings.connect_hook_url is not None and settings.jwt_secret is not None:
+        return "auth on: the connect hook names each connection (told a token's claims)"
+    if settings.connect_hook_url is not None:
+        return "auth on: the connect hook names each connection"
+    if settings.jwt_secret is not None:
+        return "auth on (JWT)"
+    return "auth off: names are first come, first served"
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

@@ -23,6 +23,7 @@ from aiohttp import web
 from gateway.broker import create_broker
 from gateway.broker.base import Broker
 from gateway.config import Settings
+from gateway.console_api import add_console_routes
 from gateway.guard import GUARD, Guard, guard_websockets
 from gateway.http import add_routes, api_errors
 from gateway.node import Node
@@ -65,6 +66,7 @@ def create_app(settings: Settings, broker: Broker | None = None) -> web.Applicat
     app.router.add_get("/ws", websocket_handler)
     add_routes(app)
     add_operator_routes(app)
+    add_console_routes(app)
     app.cleanup_ctx.append(_run_node)
     app.on_startup.append(_take_over_sigterm)
     app.on_shutdown.append(_close_connections)

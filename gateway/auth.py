@@ -13,6 +13,7 @@ enter (`rooms`) and moderate (`moderates`): gateway/access.py.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import jwt
 
@@ -33,6 +34,14 @@ def authenticate(
     case-folded, so a client cannot believe it is someone else. `leeway` is the clock
     skew allowed on `exp`, `nbf` and `iat`, in seconds.
     """
+    return verify_token(secret, token, asked_name, leeway)[0]
+
+
+def verify_token(
+    secret: str, token: str | None, asked_name: str | None, leeway: float = 0.0
+) -> tuple[Identity, dict[str, Any]]:
+    """`authenticate`, with the token's verified claims as well (what the connect hook
+    is told when a token came with the handshake)."""
     if not token:
         raise _unauthorized(
             "this chat needs a token to sign in (sent as Authorization: Bearer, a chat.token. "
@@ -65,9 +74,10 @@ def authenticate(
         raise _unauthorized(f"the token's sub is not a valid name: {exc.message}") from None
     if asked_name is not None and name_key(asked_name.strip()) != name_key(name):
         raise _unauthorized(f"the token is for {name}, not for the name in the URL")
-    return Identity(
+    identity = Identity(
         name, rooms_claim(claims, "rooms", EVERY_ROOM), rooms_claim(claims, "moderates", NO_ROOM)
     )
+    return identity, claims
 
 
 def mint(

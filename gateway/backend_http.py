@@ -83,14 +83,23 @@ class BackendHttp:
             )
         return self._session
 
-    async def post(self, url: str, payload: Any, timeout: float | None = None) -> Answer:
+    async def post(
+        self,
+        url: str,
+        payload: Any,
+        timeout: float | None = None,  # noqa: ASYNC109 (the request's, given to aiohttp)
+    ) -> Answer:
         """POST `payload` as signed JSON; BackendUnreachable when no answer came."""
         body = orjson.dumps(payload)
         headers = signed_headers(self._secret, body)
         limit = None if timeout is None else aiohttp.ClientTimeout(total=timeout)
         try:
             async with self._client().post(
-                url, data=body, headers=headers, timeout=limit or self._timeout
+                url,
+                data=body,
+                headers=headers,
+                timeout=limit or self._timeout,
+                allow_redirects=False,  # a redirect is an answer, not a way to another URL
             ) as response:
                 raw = await response.content.read(MAX_ANSWER_BYTES + 1)
                 if len(raw) > MAX_ANSWER_BYTES:

@@ -88,6 +88,10 @@ async def handle_send(node: Node, session: Session, command: Send) -> None:
     room = _room_of(session, command.room, must_be_in=True)
     text = validate_text(command.text, node.settings.max_message_chars)
     _spend_rate(node, session, command.ref)
+    if node.settings.publish_hook_url is not None:
+        text = await node.hooks.publish(session.name, room, text, command.id)
+        if room not in session.rooms:  # removed while the application decided
+            raise ProtocolError(ErrorCode.NOT_IN_ROOM, f"you are not in {room}: not sent")
     session.begin_send()
     ack = None
     try:
@@ -131,6 +135,7 @@ async def handle_join(node: Node, session: Session, command: Join) -> None:
     if room in session.rooms:
         raise ProtocolError(ErrorCode.BAD_FRAME, f"you are already in {room}")
     node.budgets.check_join(session)  # before a text-mode connection leaves its room
+    await node.hooks.join(session.name, room)  # refused: the connection stays where it was
     if session.is_text:
         current = session.current_room
         if current is not None:

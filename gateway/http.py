@@ -26,13 +26,14 @@ MAX_BODY_DEPTH = 1024  # orjson's nesting limit: deeper is a clean JSONDecodeErr
 log = logging.getLogger(__name__)
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
+def json_response(data: Any, status: int = 200) -> web.Response:
+    """`data` as a JSON answer (non-ASCII as is)."""
     return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, ensure_ascii=False))
 
 
 def error_response(status: int, code: str, message: str) -> web.Response:
     """An API error: `{"error": {"code": ..., "message": ...}}` with `status`."""
-    return _json({"error": {"code": code, "message": message}}, status)
+    return json_response({"error": {"code": code, "message": message}}, status)
 
 
 class ReadsThrottled(Exception):
@@ -100,9 +101,14 @@ def _static_file(name: str, content_type: str) -> web.Response:
     )
 
 
+def static_page(name: str) -> web.Response:
+    """The HTML page gateway/static/NAME, with the page headers (the strict CSP)."""
+    return _static_file(name, "text/html; charset=utf-8")
+
+
 async def index(request: web.Request) -> web.Response:
     """The web chat page; its script and style come from /static/."""
-    return _static_file("index.html", "text/html; charset=utf-8")
+    return static_page("index.html")
 
 
 async def static_file(request: web.Request) -> web.Response:
@@ -120,13 +126,38 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     """200 while the node can chat (naming what does not work, if anything), else 503
-    saying why ("not ready: Redis unreachable")."""
-    broker = request.app[NODE].broker
-    if not broker.is_ready():
-        reason = broker.unready_reason()
-        return web.Response(text=f"not ready: {reason}\n" if reason else "not ready\n", status=503)
-    degraded = broker.degraded()
-    return web.Response(text=f"ready, degraded: {degraded}\n" if degraded else "ready\n")
+    saying why ("not ready: Redis unreachable"). With `--events-url` it tells the events
+    feed's state too, which never makes the node unready (the application being away is
+    not the node's fault). JSON when the request accepts application/json."""
+    node = request.app[NODE]
+    broker = node.broker
+    ready = broker.is_ready()
+    reason = "" if ready else broker.unready_reason()
+    degraded = broker.degraded() if ready else None
+    events = node.feed.status() if node.feed is not None else None
+    status = 200 if ready else 503
+    if "application/json" in request.headers.get("Accept", ""):
+        body = {"ready": ready, "reason": reason or None, "degraded": degraded, "events": events}
+        return json_response(body, status)
+    if not ready:
+        text = f"not ready: {reason}\n" if reason else "not ready\n"
+    else:
+        text = f"ready, degraded: {degraded}\n" if degraded else "ready\n"
+    if events is not None:
+        text += _events_line(events)
+    return web.Response(text=text, status=status)
+
+
+def _events_line(events: dict[str, Any]) -> str:
+    """The feed's state as one line of /readyz's text."""
+    held = events["partitions"]
+    line = f"events: {len(held)} partitions held, {events['backlog']} waiting"
+    if events["oldest_age"]:
+        line += f", oldest {events['oldest_age']:.1f}s"
+    failure = events["last_failure"]
+    if failure is not None:
+        line += f"; last failure {failure['seconds_ago']:.0f}s ago: {failure['error']}"
+    return line + "\n"
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -143,8 +174,9 @@ def _is_api_key(given: str | None, key: str | None) -> bool:
 
 def _authorize_read(request: web.Request) -> Rooms:
     """With auth on (`--jwt-secret`) the REST reads want what /ws wants: a valid token
-    (any user's) as `Authorization: Bearer`, or the API key. Raises unauthorized. The
-    rooms the caller may read: those of the token, every room for the API key.
+    (any user's) as `Authorization: Bearer`, or the API key; with a connect hook and no
+    JWT secret, the API key alone. Raises unauthorized. The rooms the caller may read:
+    those of the token, every room for the API key.
 
     Every read but the API key's (with auth off they need no credentials) spends one of
     its address's `--api-read-rate` tokens: ReadsThrottled (429) when none is left."""
@@ -156,6 +188,14 @@ def _authorize_read(request: web.Request) -> Rooms:
     readable = EVERY_ROOM
     if settings.jwt_secret is not None:
         readable = authenticate(settings.jwt_secret, given, None, settings.jwt_leeway).rooms
+    elif settings.connect_hook_url is not None:
+        # The application decides who may read what, per connection: no credential of
+        # a REST read can be put to it, so only its own key reads.
+        raise ProtocolError(
+            ErrorCode.UNAUTHORIZED,
+            "with the connect hook deciding who is who, the REST reads need the API key "
+            "(Authorization: Bearer)",
+        )
     wait = node.api_reads.take(request.remote or "")
     if wait:
         node.metrics.rate_limited.labels(limit="api_read").inc()
@@ -167,7 +207,7 @@ async def list_rooms(request: web.Request) -> web.Response:
     """GET /api/rooms: the rooms with anyone present (gateway/room_directory.py)."""
     listing = await request.app[NODE].room_directory.listing(_authorize_read(request))
     rooms = [{"room": room, "members": count} for room, count in listing.rooms]
-    return _json({"rooms": rooms, "total": listing.total})
+    return json_response({"rooms": rooms, "total": listing.total})
 
 
 async def list_members(request: web.Request) -> web.Response:
@@ -175,7 +215,7 @@ async def list_members(request: web.Request) -> web.Response:
     room = validate_room(request.match_info["room"])
     readable.check(room, "read")
     members = await request.app[NODE].broker.members(room)
-    return _json({"room": room, "members": members})
+    return json_response({"room": room, "members": members})
 
 
 async def list_messages(request: web.Request) -> web.Response:
@@ -188,7 +228,7 @@ async def list_messages(request: web.Request) -> web.Response:
         raise ProtocolError(ErrorCode.BAD_FRAME, f"limit must be 1 to {MAX_API_LIMIT}")
     before = request.query.get("before") or None
     messages = await request.app[NODE].broker.history(room, before, limit)
-    return _json({"room": room, "messages": [m.wire() for m in messages]})
+    return json_response({"room": room, "messages": [m.wire() for m in messages]})
 
 
 async def json_body(request: web.Request) -> Any:
@@ -233,7 +273,7 @@ async def post_message(request: web.Request) -> web.Response:
     sender = validate_name(body["from"])
     text = validate_text(body["text"], node.settings.max_message_chars)
     published = await node.broker.publish(room, sender, text, origin=f"api@{time.time_ns()}")
-    return _json({"room": room, "offset": published.offset}, 201)
+    return json_response({"room": room, "offset": published.offset}, 201)
 
 
 def add_routes(app: web.Application) -> None:

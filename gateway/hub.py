@@ -43,6 +43,14 @@ class Hub:
         """Every open connection on this node, named or not yet."""
         return list(self._by_ref.values())
 
+    def room_count(self) -> int:
+        """Rooms with a connection on this node."""
+        return len(self._by_room)
+
+    def unsent_bytes(self) -> int:
+        """Bytes queued to this node's connections, not yet written to their sockets."""
+        return sum(session.unsent() for session in self._by_ref.values())
+
     def connect(self, session: Session) -> None:
         """Register a new connection."""
         self._by_ref[session.ref] = session

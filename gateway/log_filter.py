@@ -10,8 +10,9 @@ an API key), and some of it may hold a line break that would start a line of its
 - bearer secrets are replaced by `<redacted>`: the values of `chat.token.` and
   `chat.session.` subprotocols, query strings after a path (`/ws?session=...`: the
   access log never writes one either), `name=value` pairs whose name speaks of a secret
-  (`token=`, `session=`, `api_key=`, `password=`, ...), `Authorization` and `Bearer`
-  values, and the user and password of a URL (`redis://:secret@host`);
+  (`token=`, `session=`, `api_key=`, `password=`, ...), `Authorization`, `Cookie`
+  and `Bearer` values (the connect hook forwards a request's cookies: sessions), and
+  the user and password of a URL (`redis://:secret@host`);
 - control characters (C0 and C1, DEL, the Unicode line and paragraph separators) and the
   bidi embeddings, overrides and isolates are escaped (`\\n`, `\\x1b`, `\\u2028`), so
   one record is one line.
@@ -55,6 +56,11 @@ _SECRETS = (
     # An Authorization header's whole value, whatever its scheme.
     (
         re.compile(r"(\bauthorization\b['\"]?\s*[:=]\s*['\"]?)[^'\"\r\n,}]+", re.IGNORECASE),
+        r"\1" + REDACTED,
+    ),
+    # A Cookie (or Set-Cookie) header's whole value: every cookie may be a session.
+    (
+        re.compile(r"(\bcookie\b['\"]?\s*[:=]\s*['\"]?)[^'\"\r\n}]+", re.IGNORECASE),
         r"\1" + REDACTED,
     ),
     # A Bearer (or Basic) credential anywhere.

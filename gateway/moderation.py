@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Literal
 
+from gateway.errors import BrokerUnavailable
 from gateway.events import Removed
 from gateway.names import name_key
 from gateway.session import Session
@@ -38,12 +40,21 @@ class Moderation:
         self._node = node
         self._exits: set[asyncio.Task[None]] = set()  # removed connections leaving rooms
 
-    def _record(self, actor: Actor, by: str, action: str, **where: object) -> None:
+    async def _record(self, actor: Actor, by: str, action: str, **where: object) -> None:
         """Count the action and write its audit line: who (`by`, and the operator's
-        address), what, where. Values as repr: a name cannot forge a line."""
+        address), what, where. Values as repr: a name cannot forge a line. The broker
+        keeps it among the recent actions for the console (GET /api/audit); the action
+        stands if that fails."""
         self._node.metrics.moderation_actions.labels(action=action, actor=actor).inc()
         details = " ".join(f"{key}={value!r}" for key, value in where.items() if value is not None)
         audit.info("audit %s %s=%r %s", action, actor, by, details)
+        entry = {"ts": int(time.time() * 1000), "node": self._node.settings.node_id,
+                 "action": action, "actor": actor, "by": by}  # fmt: skip
+        entry.update((key, value) for key, value in where.items() if value is not None)
+        try:
+            await self._node.broker.note_audit(entry)
+        except BrokerUnavailable as exc:
+            log.warning("the %s is not kept for the console: %s", action, exc)
 
     async def kick(
         self, room: str, name: str, seconds: int, by: str, actor: Actor, peer: str | None = None
@@ -53,13 +64,13 @@ class Moderation:
         until = await self._node.broker.kick(room, name, by, seconds)
         self._node.room_directory.invalidate()  # the room may have lost a member
         action = "ban" if seconds else "kick"
-        self._record(actor, by, action, room=room, name=name, seconds=seconds, peer=peer)
+        await self._record(actor, by, action, room=room, name=name, seconds=seconds, peer=peer)
         return until
 
     async def unban(self, room: str, name: str, peer: str | None) -> None:
         """Lift `name`'s ban from `room` (an operator's action)."""
         await self._node.broker.unban(room, name)
-        self._record("operator", OPERATOR, "unban", room=room, name=name, peer=peer)
+        await self._record("operator", OPERATOR, "unban", room=room, name=name, peer=peer)
 
     async def delete(
         self, room: str, offset: str, by: str, actor: Actor, peer: str | None = None
@@ -67,13 +78,13 @@ class Moderation:
         """Delete the message at `offset`; False when `room` has none there."""
         found = await self._node.broker.delete(room, offset, by)
         if found:
-            self._record(actor, by, "delete", room=room, offset=offset, peer=peer)
+            await self._record(actor, by, "delete", room=room, offset=offset, peer=peer)
         return found
 
     async def disconnect(self, name: str, peer: str | None) -> None:
         """Close every connection of `name`, on every node, with 4001 (an operator's)."""
         await self._node.broker.disconnect(name)
-        self._record("operator", OPERATOR, "disconnect", name=name, peer=peer)
+        await self._record("operator", OPERATOR, "disconnect", name=name, peer=peer)
 
     # from the broker -----------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import secrets
+import time
 
 from gateway.backend_http import BackendHttp
 from gateway.broker.base import Broker
@@ -12,11 +13,15 @@ from gateway.codecs import JSON_SUBPROTOCOL, Codec
 from gateway.codecs.json import JsonCodec
 from gateway.codecs.text import TextCodec
 from gateway.config import Settings
+from gateway.feed import Feed
+from gateway.hooks import Hooks
 from gateway.hub import Hub
 from gateway.metrics import Metrics
 from gateway.moderation import Moderation
+from gateway.node_status import node_status
 from gateway.presence import Presence
 from gateway.ratelimit import KeyedBuckets
+from gateway.room_activity import RoomActivity
 from gateway.room_directory import RoomDirectory
 from gateway.wire import Corker
 
@@ -31,14 +36,19 @@ class Node:
     def __init__(self, settings: Settings, broker: Broker) -> None:
         self.settings = settings
         self.broker = broker
+        self.started = int(time.time() * 1000)  # epoch ms, shown by the console
         self.metrics = Metrics()
         self.budgets = Budgets(settings, self.metrics)
         self.corker = Corker()  # one write per connection per loop iteration
         self.metrics.probe_rtt.set_function(lambda: _or_nan(broker.probe_rtt))
         self.hub = Hub(broker, self.metrics)
+        self.metrics.rooms.set_function(self.hub.room_count)
+        self.metrics.send_queue_bytes.set_function(self.hub.unsent_bytes)
+        self.metrics.watch(broker)
         self.room_directory = RoomDirectory(
             broker, settings.rooms_refresh, settings.max_rooms_listed
         )
+        self.room_activity = RoomActivity()  # messages per room, sampled for the console
         self.presence = Presence(broker, settings.grace_period, self.room_directory.note)
         # REST reads but the API key's, per client address (gateway/http.py).
         self.api_reads = KeyedBuckets(settings.api_read_rate, settings.api_read_burst)
@@ -52,6 +62,19 @@ class Node:
             if settings.backend_secret is not None
             else None
         )
+        self.hooks = Hooks(settings, self.backend, self.metrics)
+        # With --events-url: this node's share of posting the cluster's events.
+        self.feed: Feed | None = None
+        if self.backend is not None and settings.events_url and broker.events is not None:
+            self.feed = Feed.create(
+                broker.events,
+                settings.events_url,
+                self.backend,
+                settings.events_batch,
+                self.metrics.events,
+                settings.presence_timeout,
+                broker.live_nodes,
+            )
         self._refs = itertools.count(1)
         # A token per process: a node restarted with the same id makes new refs.
         self._ref_prefix = f"{settings.node_id}/{secrets.token_hex(3)}"
@@ -65,11 +88,18 @@ class Node:
         return f"{self._ref_prefix}/{next(self._refs)}"
 
     async def start(self) -> None:
-        """Connect the broker and start receiving its events."""
+        """Connect the broker and start receiving its events (and reporting this
+        node's status, on Redis with each heartbeat); start the events feed."""
+        self.broker.report(lambda: node_status(self))
         await self.broker.start(self.hub)
+        if self.feed is not None:
+            await self.feed.start()
 
     async def stop(self) -> None:
-        """Stop presence timers, removals under way and the broker."""
+        """Stop the events feed (its leases given up), presence timers, removals under
+        way and the broker."""
+        if self.feed is not None:
+            await self.feed.stop()
         await self.moderation.close()
         await self.presence.close()
         await self.broker.close()

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 Endpoint = Callable[[web.Request], Awaitable[web.Response]]
 
 
-def _operators_only(endpoint: Endpoint) -> Endpoint:
+def operators_only(endpoint: Endpoint) -> Endpoint:
     """`endpoint`, answered only for a request that shows the API key (checked before
     anything of the request is read)."""
 
@@ -37,7 +37,7 @@ def _operators_only(endpoint: Endpoint) -> Endpoint:
     return checked
 
 
-@_operators_only
+@operators_only
 async def disconnect_user(request: web.Request) -> web.Response:
     """POST /api/users/{name}/disconnect: every connection of the name closes, 4001."""
     name = validate_name(request.match_info["name"])
@@ -60,7 +60,7 @@ async def _ban_seconds(request: web.Request) -> int:
     return seconds
 
 
-@_operators_only
+@operators_only
 async def put_ban(request: web.Request) -> web.Response:
     """PUT /api/rooms/{room}/bans/{name} {"seconds": S}: as a moderator's kick with S."""
     room = validate_room(request.match_info["room"])
@@ -71,7 +71,7 @@ async def put_ban(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-@_operators_only
+@operators_only
 async def delete_ban(request: web.Request) -> web.Response:
     """DELETE /api/rooms/{room}/bans/{name}: the ban is lifted (if there was one)."""
     room = validate_room(request.match_info["room"])
@@ -80,7 +80,7 @@ async def delete_ban(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-@_operators_only
+@operators_only
 async def delete_message(request: web.Request) -> web.Response:
     """DELETE /api/rooms/{room}/messages/{offset}: as a moderator's delete; 404 for an
     offset the room does not have."""

@@ -126,6 +126,10 @@ class Session:
         if self._closer is None and not self._outbox.push(frame):
             self._overflow()
 
+    def unsent(self) -> int:
+        """Bytes queued to this connection and not yet written to its socket."""
+        return self._outbox.unsent()
+
     def _overflow(self) -> None:
         log.warning("closing %s (%s): reads too slowly", self.ref, self.name)
         self._metrics.slow_consumers.inc()

@@ -7,7 +7,8 @@ import logging
 
 from aiohttp import WSMsgType, web
 
-from gateway.auth import authenticate
+from gateway.access import Identity
+from gateway.auth import verify_token
 from gateway.broker.base import Banned, NameTaken
 from gateway.codecs import JSON_SUBPROTOCOL, TEXT_SUBPROTOCOL
 from gateway.codecs.text import NAME_QUESTION
@@ -18,6 +19,7 @@ from gateway.guard import NAME_TIMEOUT_REASON, name_deadline
 from gateway.handlers import banned_error, handle
 from gateway.inbound import FrameWatch
 from gateway.membership import enter_room, leave_everything
+from gateway.metrics import FRAME_REFUSALS
 from gateway.names import name_key, validate_name, validate_room
 from gateway.node import Node
 from gateway.ratelimit import TokenBucket
@@ -60,10 +62,11 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         watch=watch,
         metrics=node.metrics,
     )
-    watch.attach(lambda code, reason: _refuse_frame(session, code, reason))
+    watch.attach(lambda code, reason: _refuse_frame(node, session, code, reason))
     node.hub.connect(session)
     gauge = node.metrics.connection_gauges[codec.name]
     gauge.inc()
+    node.metrics.connections_opened.labels(mode=codec.name).inc()
     try:
         if await _handshake(node, session, request):
             await _read_loop(node, session)
@@ -85,8 +88,9 @@ async def _upgrade(request: web.Request, ws: web.WebSocketResponse, max_message:
     return watch
 
 
-def _refuse_frame(session: Session, code: int, reason: str) -> None:
+def _refuse_frame(node: Node, session: Session, code: int, reason: str) -> None:
     """A frame the watch refused (unmasked: 1002; too large: 1009): close with `code`."""
+    node.metrics.frames_refused.labels(reason=FRAME_REFUSALS.get(code, "protocol")).inc()
     log.info("closing %s (%s): %s", session.ref, session.name or "no name", reason)
     session.close(code, reason)
 
@@ -131,16 +135,13 @@ async def _handshake(node: Node, session: Session, request: web.Request) -> bool
     raw_name = query.get("name")
     try:
         room = validate_room(query.get("room", "lobby"))
-        if settings.jwt_secret is not None:
-            identity = authenticate(
-                settings.jwt_secret, presented_token(request), raw_name, settings.jwt_leeway
-            )
+        identity = await _identify(node, request, raw_name, room, session)
+        if identity is not None:
             raw_name, session.rooms_allowed = identity.name, identity.rooms
             session.moderates = identity.moderates
             session.rooms_allowed.check(room, "join")  # before the welcome: 1008
         elif raw_name is None and not session.is_text:
             raise ProtocolError(ErrorCode.INVALID_NAME, "JSON mode needs ?name= in the URL")
-        node.budgets.check_join(session)  # churn from one address: refused before the name
     except ProtocolError as error:
         return _refuse(node, session, error, peer)
     since = query.get("since") or None
@@ -166,6 +167,10 @@ async def _handshake(node: Node, session: Session, request: web.Request) -> bool
                 return _refuse(node, session, error, peer)
             session.send(ErrorReply(error.code, error.message))
             raw_name = None
+    try:
+        await node.hooks.join(session.name, room)  # the first room: refused before the welcome
+    except ProtocolError as error:
+        return _refuse(node, session, error, peer)
     node.hub.add_name(session)
     moderates = session.moderates.patterns or ()
     session.send(Welcome(session.name, settings.node_id, session_secret, moderates))
@@ -177,6 +182,28 @@ async def _handshake(node: Node, session: Session, request: web.Request) -> bool
     except Banned as banned:
         return _refuse(node, session, banned_error(banned), peer)  # the first room: 1008
     return True
+
+
+async def _identify(
+    node: Node, request: web.Request, raw_name: str | None, room: str, session: Session
+) -> Identity | None:
+    """Who the connection is, when auth is on (None when off: the client names itself).
+
+    A token is verified first (`--jwt-secret`): a bad one is refused, whatever the
+    connect hook would say. With a connect hook the application then decides, told the
+    verified claims (None when no token came: with a hook a token is not required).
+    The join budget is checked before the hook is asked: churn costs the application
+    nothing."""
+    settings = node.settings
+    identity, claims = None, None
+    token = presented_token(request)
+    if settings.jwt_secret is not None and (token or not node.hooks.decides_connections):
+        identity, claims = verify_token(settings.jwt_secret, token, raw_name, settings.jwt_leeway)
+    node.budgets.check_join(session)  # churn from one address: refused before the name
+    if node.hooks.decides_connections:
+        asked_room = room if "room" in request.query else None
+        identity = await node.hooks.connect(request, raw_name, asked_room, claims)
+    return identity
 
 
 async def _claim(node: Node, session: Session, raw_name: str, secret: str | None) -> str:

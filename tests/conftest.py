@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestClient
 from gateway.app import create_app
 from gateway.broker.redis import RedisBroker
 from gateway.config import Settings
+from tests.backend_app import BackendApp
 from tests.redis_backend import REDIS_SERVER, RedisBackend
 from tests.redis_cluster_backend import REDIS_CLI, RedisClusterServers
 
@@ -276,3 +277,11 @@ async def pages(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
         opened = Pages(browser, request.node.name)
         yield opened
         await opened.finish()
+
+
+@pytest.fixture
+async def backend_app() -> AsyncIterator[BackendApp]:
+    """The application's backend (tests/backend_app.py): a small aiohttp app on a real
+    port of 127.0.0.1 that records every request and answers per path as told."""
+    async with BackendApp().running() as app:
+        yield app

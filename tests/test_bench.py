@@ -12,11 +12,14 @@ import json
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
+from bench.backend_peer import Recording, make_app
 from bench.checker import SequenceChecker, message_text, parse_tag
 from bench.wsclient import (
     BINARY,
@@ -28,6 +31,7 @@ from bench.wsclient import (
     encode_frame,
     mask,
 )
+from gateway.backend_http import signed_headers
 from tests.redis_backend import REDIS_SERVER
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -208,3 +212,31 @@ def test_a_quick_bench_on_redis(tmp_path: Path) -> None:
     doc = run_bench(tmp_path, "--broker", "redis")
     check_runs(doc, {"s1", "s2", "s3", "s4", "s5"})
     assert doc["run"]["nodes"] == 2
+
+
+async def test_the_recording_application_keeps_what_it_took_and_not_what_it_refused(
+    aiohttp_client: Any,
+) -> None:
+    """The fault campaign's application (bench/backend_peer.py with a Recording): the
+    checker believes what it kept, so a refused batch must not be kept, and a stalled
+    one must be kept (the application stored it; only the gateway never heard)."""
+    secret, recording = "s" * 32, Recording()
+    client = await aiohttp_client(make_app(secret, recording))
+
+    async def post(*ids: str) -> int:
+        body = orjson.dumps({"events": [{"id": i, "type": "x", "ts": 0} for i in ids]})
+        answer = await client.post("/events", data=body, headers=signed_headers(secret, body))
+        return int(answer.status)
+
+    assert await post("a", "b") == 200
+    recording.refuse(30)
+    assert await post("c") == 503
+    recording.heal()
+    recording.stall_for(30, 0.3)
+    started = time.monotonic()
+    assert await post("d") == 200
+    assert time.monotonic() - started >= 0.3
+    assert [event["id"] for _, event in recording.events] == ["a", "b", "d"]
+    answer = await (await client.get("/received?after=1")).json()
+    assert [e["event"]["id"] for e in answer["events"]] == ["b", "d"] and answer["next"] == 3
+    assert await (await client.post("/events", data=b"{}")).text() == "bad signature"

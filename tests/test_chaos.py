@@ -1,7 +1,8 @@
 """`make chaos` in the suite: a 60-second fault campaign, run as an operator runs it
-(`python -m bench.chaos`, a real process starting Redis and three gateway nodes), must
-end clean. The seed changes every day (CHAOS_SEED repeats a run); an even seed runs on
-one Redis, an odd one on a Redis Cluster with replicas, so both modes take turns.
+(`python -m bench.chaos`, a real process starting Redis and three gateway nodes, which
+post their events to the campaign's application), must end clean, events included. The
+seed changes every day (CHAOS_SEED repeats a run); an even seed runs on one Redis, an
+odd one on a Redis Cluster with replicas, so both modes take turns.
 
 On a cluster a killed primary comes back only after its replica took over
 (`--failover-first`): one back while the failover spreads used to cost a node messages
@@ -22,10 +23,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SECONDS = 60
-RUN_TIMEOUT = 360.0  # startup, 60 s of faults (a pause may run 20 s over), quiet, presence
+# startup, 60 s of faults (a pause may run 20 s over), quiet, presence, events drained
+RUN_TIMEOUT = 420.0
 FINAL = re.compile(
     r"^chaos: (\d+) faults, (\d+) acked, (\d+) lost, (\d+) duplicated, (\d+) reordered, "
-    r"presence (converged|diverged)$"
+    r"presence (converged|diverged); events: (\d+) delivered, \d+ repeated, (\d+) lost, "
+    r"(\d+) duplicated, (\d+) reordered, (\d+) unknown, (\d+) presence$"
 )
 
 
@@ -50,4 +53,6 @@ def test_a_short_fault_campaign_loses_duplicates_and_reorders_nothing() -> None:
     faults, acked = int(final[1]), int(final[2])
     assert done.returncode == 0, f"seed {seed}, {mode}:\n{output}"
     assert final.group(3, 4, 5, 6) == ("0", "0", "0", "converged"), output
+    assert final.group(8, 9, 10, 11, 12) == ("0",) * 5, output
     assert faults >= 5 and acked >= 300, f"too little happened (seed {seed}, {mode}):\n{output}"
+    assert int(final[7]) > acked, f"fewer events than acked messages:\n{output}"

@@ -167,6 +167,10 @@ async def test_a_line_break_in_a_refused_frame_cannot_forge_a_log_line() -> None
         ("b'GET /ws?name=a&session=s3cr3t HTTP/1.1'", "b'GET /ws?<redacted> HTTP/1.1'"),
         ("Authorization: Basic dXNlcjpwdw==", "Authorization: <redacted>"),
         ("{'authorization': 'Token abc'}", "{'authorization': '<redacted>'}"),
+        ("Cookie: sid=abc; theme=dark", "Cookie: <redacted>"),
+        ("{'Cookie': 'sid=abc, x=1'}", "{'Cookie': '<redacted>'}"),
+        ('"headers": {"cookie": "sid=abc"}', '"headers": {"cookie": "<redacted>"}'),
+        ("Set-Cookie: sid=abc; HttpOnly", "Set-Cookie: <redacted>"),
         ("sent bearer abc.def", "sent bearer <redacted>"),
         (
             "api_key=k1 x-auth-token=k2 room=lobby",

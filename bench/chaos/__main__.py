@@ -4,8 +4,10 @@
 
 The flags default to CHAOS_SECONDS, CHAOS_SEED (random when unset; printed, so a run can
 be repeated) and CHAOS_REDIS. The last line is always
-`chaos: F faults, A acked, L lost, D duplicated, R reordered, presence converged|diverged`;
-the exit status is 1 on any violation (each printed above it with the faults around it).
+`chaos: F faults, A acked, L lost, D duplicated, R reordered, presence converged|diverged;
+events: E delivered, P repeated, L lost, D duplicated, R reordered, U unknown, N presence`
+(the events the nodes posted to the campaign's application); the exit status is 1 on any
+violation (each printed above it with the faults around it).
 """
 
 from __future__ import annotations

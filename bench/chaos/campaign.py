@@ -6,7 +6,9 @@ nemesis injects faults for `seconds`; then a quiet period: everything is healed,
 clients stop sending new messages (a message in flight is still sent until acked), and
 the campaign waits (bounded) until every client is connected and has every acked
 message of its room; last, presence: `members` of each room on every node must equal
-the clients connected to it, and every node must be ready.
+the clients connected to it, and every node must be ready; and the events: the campaign
+waits (bounded) until the nodes have posted every event to its application, then the
+checker reads what the application received beside what the clients saw.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from pathlib import Path
 
 import aiohttp
 
+from bench.chaos.application import Application
 from bench.chaos.checker import Verdict, check
 from bench.chaos.clients import READER, ChaosClient, ClientTimers
+from bench.chaos.event_checker import check_events
 from bench.chaos.history import History
 from bench.chaos.nemesis import Nemesis, faults_for
 from bench.chaos.system import System, SystemFailure
@@ -52,24 +56,29 @@ class CampaignConfig:
 async def run_campaign(config: CampaignConfig, say: Callable[[str], None] = print) -> Verdict:
     """Run the campaign; the verdict (with `history` read by the checker)."""
     directory = Path(tempfile.mkdtemp(prefix="chat-chaos-"))
-    system = System(config.redis, directory)
+    application = Application()
+    await application.start()
+    system = System(config.redis, directory, application.node_env())
     rng = random.Random(config.seed)
     try:
         await system.start()
+        history = History()
         rooms = [f"room{i + 1}" for i in range(config.rooms)]
         for room in rooms:
-            await asyncio.to_thread(system.post, room, "the campaign starts")
+            text = "the campaign starts"
+            offset = await asyncio.to_thread(system.post, room, text)
+            history.add("chaos", "posted", room=room, offset=offset, sender="chaos", msg_id=text)
         say(
             f"chaos: seed {config.seed}, redis {config.redis}, {config.clients} clients in "
             f"{len(rooms)} rooms, {config.seconds:g}s of faults; logs in {directory}"
         )
-        history = History()
         faults = config.faults if config.faults is not None else faults_for(config.redis)
         nemesis = Nemesis(
             system,
             history,
             rng,
             faults,
+            application=application,
             max_pause=config.max_pause,
             overlap=config.overlap,
             failover_first=config.failover_first,
@@ -87,21 +96,27 @@ async def run_campaign(config: CampaignConfig, say: Callable[[str], None] = prin
             for i in range(config.clients)
             for reader in [config.readers > 0 and i % max(1, config.clients // config.readers) == 0]
         ]
-        presence = await _exercise(system, nemesis, clients, history, config, say)
-        verdict = check(history, {c.name: c.room for c in clients}, presence)
-        for violation in verdict.violations[:MAX_SHOWN]:
+        presence, connected = await _exercise(
+            system, application, nemesis, clients, history, config, say
+        )
+        rooms_of = {c.name: c.room for c in clients}
+        verdict = check(history, rooms_of, presence)
+        verdict.events = check_events(history, rooms_of, connected)
+        violations = verdict.violations + verdict.events.violations
+        for violation in violations[:MAX_SHOWN]:
             around = "; ".join(f.describe() for f in history.faults_around(violation.t))
             say(
                 f"chaos: {violation.kind} t={violation.t:.1f}s {violation.detail}; "
                 f"faults around: {around or 'none'}"
             )
-        if len(verdict.violations) > MAX_SHOWN:
-            say(f"chaos: ... and {len(verdict.violations) - MAX_SHOWN} more violations")
+        if len(violations) > MAX_SHOWN:
+            say(f"chaos: ... and {len(violations) - MAX_SHOWN} more violations")
         for problem in verdict.presence:
             say(f"chaos: presence {problem}")
         return verdict
     finally:
         await system.stop()
+        await application.stop()
         if config.keep is not None:
             shutil.copytree(directory, config.keep, dirs_exist_ok=True)
         shutil.rmtree(directory, ignore_errors=True)
@@ -109,13 +124,16 @@ async def run_campaign(config: CampaignConfig, say: Callable[[str], None] = prin
 
 async def _exercise(
     system: System,
+    application: Application,
     nemesis: Nemesis,
     clients: list[ChaosClient],
     history: History,
     config: CampaignConfig,
     say: Callable[[str], None],
-) -> list[str]:
-    """Run the clients through the faults and the quiet period; the presence problems."""
+) -> tuple[list[str], set[str]]:
+    """Run the clients through the faults and the quiet period, then let the events
+    drain into `history.deliveries`; the presence problems, and the clients connected
+    at the end."""
     stop = asyncio.Event()
     async with aiohttp.ClientSession() as http:
         tasks = [asyncio.create_task(c.run(http, stop)) for c in clients]
@@ -128,13 +146,20 @@ async def _exercise(
             say(f"chaos: t={history.now():6.1f}s quiet: healing, sends stop")
             for client in clients:
                 client.sending = False
+            application.heal()
             try:
                 await system.heal()
             except SystemFailure as failure:
                 problems.append(f"the system did not heal: {failure}")
             if not await _settled(clients, history):
                 say("chaos: the clients did not all catch up in the quiet period")
-            return problems + await _presence(system, clients)
+            problems += await _presence(system, clients)
+            connected = {c.name for c in clients if c.connected}
+            waiting = await application.drained(system)
+            if waiting is not None:
+                say(f"chaos: the events did not drain: {waiting}")
+            history.deliveries = application.deliveries(history)
+            return problems, connected
         finally:
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)

@@ -12,6 +12,9 @@
   message was stored under two offsets (an `ack` offset that is not the one delivered).
 - Reordered: a client got a message whose offset is not after the one before it in
   the same epoch; every client then sees each room's messages in the stored order.
+
+What the application received is checked by bench/chaos/event_checker.py; its verdict
+joins this one (`Verdict.events`).
 """
 
 from __future__ import annotations
@@ -19,19 +22,10 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from bench.chaos.history import History, Record
+from bench.chaos.event_checker import EventVerdict
+from bench.chaos.history import History, Record, Violation, parse_offset
 
 Key = tuple[str, str]  # (sender, msg_id): one message
-
-
-@dataclass(frozen=True)
-class Violation:
-    """One thing that went wrong: `kind`, when (`t`), and what."""
-
-    kind: str
-    t: float
-    client: str
-    detail: str
 
 
 @dataclass
@@ -45,23 +39,21 @@ class Verdict:
     reordered: int = 0
     presence: list[str] = field(default_factory=list)  # divergences found at the end
     violations: list[Violation] = field(default_factory=list)
+    events: EventVerdict | None = None  # the application's, when it was checked
 
     @property
     def ok(self) -> bool:
+        if self.events is not None and not self.events.ok:
+            return False
         return not (self.lost or self.duplicated or self.reordered or self.presence)
 
     def line(self) -> str:
         state = "diverged" if self.presence else "converged"
+        events = f"; {self.events.line()}" if self.events is not None else ""
         return (
             f"chaos: {self.faults} faults, {self.acked} acked, {self.lost} lost, "
-            f"{self.duplicated} duplicated, {self.reordered} reordered, presence {state}"
+            f"{self.duplicated} duplicated, {self.reordered} reordered, presence {state}" + events
         )
-
-
-def parse_offset(offset: str) -> tuple[str, int] | None:
-    """`EPOCH-SEQ` as (epoch, seq); None for anything else."""
-    epoch, _, seq = offset.rpartition("-")
-    return (epoch, int(seq)) if epoch and seq.isdigit() else None
 
 
 @dataclass

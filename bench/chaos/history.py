@@ -1,13 +1,31 @@
 """The history of a campaign: what each client saw, and the faults, with their times.
 
 Times are seconds since the campaign started (a monotonic clock). A client's records
-are in the order it saw them; the checker reads nothing else.
+are in the order it saw them, the application's deliveries in the order they arrived;
+the checker reads nothing else.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
+
+
+def parse_offset(offset: str) -> tuple[str, int] | None:
+    """`EPOCH-SEQ` as (epoch, seq); None for anything else."""
+    epoch, _, seq = offset.rpartition("-")
+    return (epoch, int(seq)) if epoch and seq.isdigit() else None
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One thing the checker found wrong: `kind`, when (`t`), who, and what."""
+
+    kind: str
+    t: float
+    client: str
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -15,7 +33,9 @@ class Record:
     """One thing a client saw or did.
 
     kind: `connected` (node), `subscribed` (room, offset, recovered), `message` (room,
-    offset, sender, msg_id), `acked` (room, offset, msg_id), `closed` (code).
+    offset, sender, msg_id), `acked` (room, offset, msg_id), `closed` (code); and the
+    campaign's own `posted` (room, offset, sender, msg_id: the message's text), a
+    message it stored through the REST API.
     """
 
     t: float
@@ -28,6 +48,14 @@ class Record:
     msg_id: str = ""
     node: str = ""
     code: int | None = None
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """One event the application received (`t`: when), as it was POSTed."""
+
+    t: float
+    event: dict[str, Any]
 
 
 @dataclass
@@ -50,6 +78,7 @@ class History:
 
     records: list[Record] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
+    deliveries: list[Delivered] = field(default_factory=list)  # the application's events
     started: float = field(default_factory=time.monotonic)
 
     def now(self) -> float:

@@ -14,6 +14,7 @@ violation's neighbourhood names the faults that caused it:
 | redis-restart | SIGTERM or SIGKILL a redis-server (AOF, fsync always); start it again |
 | blackhole | a node's Redis traffic held in both directions for 2 to 8 s (one Redis only) |
 | primary-kill | SIGKILL a Redis Cluster primary (with a replica in sync); start it again |
+| app | for 2 to 8 s the application answers 503, or each batch past the timeout |
 
 A killed primary comes back 1 to 8 s after its kill, as a supervisor would restart it,
 racing the failover (cluster-node-timeout is 5 s), or 2 to 6 s after its replica took
@@ -27,11 +28,12 @@ import random
 import signal
 from collections.abc import Callable
 
+from bench.chaos.application import Application
 from bench.chaos.history import Fault, History
 from bench.chaos.system import System
 
-SINGLE_FAULTS = ("kill", "term", "pause", "pubsub", "redis-restart", "blackhole")
-CLUSTER_FAULTS = ("kill", "term", "pause", "pubsub", "redis-restart", "primary-kill")
+SINGLE_FAULTS = ("kill", "term", "pause", "pubsub", "redis-restart", "blackhole", "app")
+CLUSTER_FAULTS = ("kill", "term", "pause", "pubsub", "redis-restart", "primary-kill", "app")
 GAP = (2.0, 5.0)  # seconds between the start of one fault and the next
 REJOIN_AFTER = (2.0, 6.0)  # seconds after a failover before the old primary is back
 RACING_REJOIN = (1.0, 8.0)  # seconds after its kill, failover or not (cluster-node-timeout 5)
@@ -52,6 +54,7 @@ class Nemesis:
         rng: random.Random,
         faults: tuple[str, ...],
         *,
+        application: Application | None = None,
         max_pause: float = 20.0,
         overlap: bool = True,
         failover_first: bool = False,
@@ -63,6 +66,8 @@ class Nemesis:
         self._failover_first = failover_first
         self._held_nodes: set[int] = set()  # nodes under a fault now
         self._redis_held = False  # a Redis restart or failover under way
+        self._application = application
+        self._application_held = False  # the application misbehaving now
         self._actions = {
             "kill": self._kill,
             "term": self._term,
@@ -71,6 +76,7 @@ class Nemesis:
             "redis-restart": self._redis_restart,
             "blackhole": self._blackhole,
             "primary-kill": self._primary_kill,
+            "app": self._app,
         }
 
     async def run(self, seconds: float) -> None:
@@ -207,3 +213,22 @@ class Nemesis:
             self._end(fault)
         finally:
             self._redis_held = False
+
+    async def _app(self) -> None:
+        application = self._application
+        if application is None or self._application_held:
+            return
+        self._application_held = True
+        seconds = self._rng.uniform(2.0, 8.0)
+        refuse = self._rng.random() < 0.5
+        fault = self._begin("app", f"{'503' if refuse else 'stalls'} {seconds:.1f}s")
+        try:
+            if refuse:
+                application.refuse(seconds)
+            else:
+                application.stall(seconds)
+            await asyncio.sleep(seconds)
+        finally:
+            application.heal()
+            self._application_held = False
+            self._end(fault)

@@ -2,6 +2,9 @@
 append-only file on, three gateway nodes as real processes and, on one Redis, a TCP
 proxy between each node and Redis that the nemesis can blackhole.
 
+Every node posts its events to the campaign's application (`node_env`: its
+`--events-url` and `--backend-secret`, bench/chaos/application.py).
+
 The processes are `make cluster`'s (deploy/local_processes.py, deploy/local_redis.py):
 each in a session of its own, dying with us. Every wait is bounded; the blocking ones
 run in a thread so that the clients keep working meanwhile.
@@ -15,9 +18,11 @@ import os
 import signal
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bench.tcp_proxy import TcpProxy
 
@@ -60,9 +65,10 @@ def wait_until(what: str, ready: Callable[[], bool], timeout: float) -> None:
 class System:
     """Redis and the gateway nodes of one campaign, all children of this process."""
 
-    def __init__(self, kind: str, directory: Path) -> None:
+    def __init__(self, kind: str, directory: Path, node_env: dict[str, str] | None = None) -> None:
         self.kind = kind
         self.dir = directory
+        self.node_env = dict(node_env or {})  # more settings of every node (CHAT_*)
         self.redis = LocalRedis(kind, directory, self._log, die_with_parent=True, persist=True)
         self.ports = [free_port() for _ in range(NODES)]
         self.nodes: list[Process] = []
@@ -97,6 +103,7 @@ class System:
         env = {
             **os.environ,
             **NODE_ENV,
+            **self.node_env,
             "CHAT_NODE_ID": self.node_name(index),
             "CHAT_HOST": "127.0.0.1",
             "CHAT_PORT": str(self.ports[index]),
@@ -158,16 +165,34 @@ class System:
         except (OSError, ValueError, KeyError):
             return None
 
-    def post(self, room: str, text: str) -> None:
-        """A message to `room` through node 0's REST API (seeds a room's history)."""
+    def events(self, index: int) -> dict[str, Any] | None:
+        """Node `index`'s events feed as its /readyz JSON tells it (partitions held,
+        backlog, ...), or None when it does not answer."""
+        request = urllib.request.Request(
+            self.http(index, "/readyz"), headers={"Accept": "application/json"}
+        )
+        try:
+            try:
+                with urllib.request.urlopen(request, timeout=2.0) as answer:
+                    body = json.load(answer)
+            except urllib.error.HTTPError as error:  # 503 when not ready: it says all the same
+                body = json.load(error)
+        except (OSError, ValueError):
+            return None
+        events = body.get("events") if isinstance(body, dict) else None
+        return events if isinstance(events, dict) else None
+
+    def post(self, room: str, text: str) -> str:
+        """A message to `room` through node 0's REST API (seeds a room's history); its
+        offset."""
         request = urllib.request.Request(
             self.http(0, f"/api/rooms/{room}/messages"),
             method="POST",
             data=json.dumps({"from": "chaos", "text": text}).encode(),
             headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(request, timeout=5.0):
-            pass
+        with urllib.request.urlopen(request, timeout=5.0) as answer:
+            return str(json.load(answer)["offset"])
 
     # --- redis ---------------------------------------------------------------------
 

@@ -7,9 +7,11 @@ It knows nothing of WebSockets: it talks to its node through a `BrokerListener`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
+from gateway.broker.event_log import EventLog
 from gateway.events import Direct, Message, PresenceChange, RoomEvent
 
 
@@ -86,8 +88,28 @@ class Replay:
     offset: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class UserPlaces:
+    """Where a name is online: its connections (ref, node) and the rooms it is in."""
+
+    name: str  # as shown (the display name of whoever holds it), or as asked when offline
+    connections: list[tuple[str, str]]
+    rooms: list[str]
+
+
+NodeStatus = dict[str, Any]  # one node's status, a JSON object (gateway/node_status.py)
+AuditEntry = dict[str, Any]  # one moderation action, a JSON object (gateway/moderation.py)
+AUDIT_KEPT = 200  # the recent moderation actions a broker keeps for the console
+
+
 class Broker(Protocol):
     """Storage and cross-node delivery. Every method may raise BrokerUnavailable."""
+
+    @property
+    def events(self) -> EventLog | None:
+        """With --events-url, the events kept for the application (PROTOCOL section
+        11.2), each stored in the same atomic step as what it tells of; None without
+        (then nothing is stored)."""
 
     async def start(self, listener: BrokerListener) -> None:
         """Connect and start delivering to `listener`."""
@@ -108,6 +130,15 @@ class Broker(Protocol):
     def probe_rtt(self) -> float | None:
         """Seconds the last readiness probe took to come back; None without probes."""
 
+    def shards(self) -> dict[str, bool]:
+        """Each Redis this node uses ("host:port": one, or a Redis Cluster's shard
+        primaries) and whether it works from here; empty without Redis."""
+
+    @property
+    def nodes_reaped(self) -> int:
+        """Dead nodes whose entries this node removed since it started (their heartbeat
+        expired); 0 without Redis."""
+
     async def hand_over(self, grace: float) -> None:
         """This node stops on purpose, after its connections closed: keep its presence
         for `grace` seconds, then let the other nodes remove what nobody re-added.
@@ -115,6 +146,10 @@ class Broker(Protocol):
         A user who reconnects to another node within `grace` is then neither left nor
         joined. Call it before `close`; it never raises.
         """
+
+    async def live_nodes(self) -> int:
+        """How many nodes share the chat now, this one included (they share the events'
+        partitions, gateway/feed.py)."""
 
     async def subscribe(self, room: str) -> None:
         """Start delivering `room`'s events to this node; returns once live."""
@@ -209,3 +244,24 @@ class Broker(Protocol):
 
     async def disconnect(self, name: str) -> None:
         """Close every connection of `name`, on every node (`on_disconnect`)."""
+
+    # the operator's console (docs/operations.md) ---------------------------------
+
+    def report(self, status: Callable[[], NodeStatus]) -> None:
+        """Have this node's heartbeat carry `status()`, for `nodes` (call before start)."""
+
+    async def nodes(self) -> list[NodeStatus]:
+        """The last status of every live node of the cluster, sorted by node id."""
+
+    async def user(self, name: str) -> UserPlaces:
+        """Where `name` is online now, on every node (offline: no connection, no room)."""
+
+    async def room_counts(self, rooms: list[str]) -> list[int]:
+        """How many messages each of `rooms` has had (its newest offset's sequence
+        number; 0 for none): sampled over time, how busy it is."""
+
+    async def note_audit(self, entry: AuditEntry) -> None:
+        """Keep one moderation action among the newest AUDIT_KEPT, for `audit`."""
+
+    async def audit(self, limit: int) -> list[AuditEntry]:
+        """The newest `limit` moderation actions kept (of every node), newest first."""

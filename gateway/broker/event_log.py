@@ -12,11 +12,33 @@ each stream, and confirms them once the application answered 2xx.
 
 from __future__ import annotations
 
+import itertools
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from redis.crc import key_slot
+
 PARTITIONS = 16
+
+
+def partition_of(stream: str) -> int:
+    """The partition of a stream: its Redis Cluster hash slot (its hash tag's, so a
+    room's stream falls with the room's keys) modulo `PARTITIONS`, on every broker."""
+    return int(key_slot(stream.encode())) % PARTITIONS
+
+
+class EventIds:
+    """Event ids unique per process: a random prefix and a counter."""
+
+    def __init__(self) -> None:
+        self._prefix = secrets.token_hex(6)
+        self._counter = itertools.count(1)
+
+    def __call__(self) -> str:
+        """A new id."""
+        return f"{self._prefix}-{next(self._counter)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,3 +85,8 @@ class EventLog(Protocol):
 
     async def backlog(self, partition: int) -> Backlog:
         """How many events of `partition` wait, and the oldest one's time."""
+
+    async def sweep(self) -> int:
+        """The backstop for a publisher that stalled between its hint and its event:
+        find every stream that holds events (a SCAN of the keyspace: call it every few
+        minutes, from one node) and hint it again; how many were found."""

@@ -3,65 +3,41 @@
 It keeps the shape of the Redis broker: publishing stores and queues, and one
 dispatcher task delivers to the node, so a client's ack may come before its message
 and the hub's resume logic meets the same races it meets with Redis.
+
+The broker builds its parts and hands each what it uses: each room's history is
+`memory_history`, names and direct messages `memory_names`, the events kept for the
+application `memory_events`, the console's node status and audit `memory_console`;
+presence, bans and the delivery queue are its own.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
-import secrets
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import Any
 
+from gateway.broker import event_bodies as told
 from gateway.broker.base import (
+    AuditEntry,
     Banned,
     BrokerListener,
-    NameTaken,
+    NodeStatus,
     Published,
-    RecipientBusy,
     Replay,
+    UserPlaces,
 )
+from gateway.broker.memory_console import LocalConsole
+from gateway.broker.memory_events import MemoryEventLog, room_stream
+from gateway.broker.memory_history import LocalHistory
+from gateway.broker.memory_names import LocalNames
 from gateway.config import Settings
-from gateway.events import Deleted, Direct, Message, PresenceChange, RoomEvent, tombstone
-from gateway.names import name_key, name_skeleton
-from gateway.offsets import parse_offset
-from gateway.ratelimit import KeyedBuckets
+from gateway.events import Deleted, Direct, Message, PresenceChange, RoomEvent
+from gateway.names import name_key
 from gateway.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class _RoomLog:
-    """One room's retained history; offsets are `<epoch>-<seq>`."""
-
-    messages: deque[tuple[int, Message]]
-    last_seq: int = 0
-
-
-@dataclass
-class _NameOwners:
-    key: str  # the name key: another key of the same skeleton is a look-alike
-    display: str
-    connections: set[str]
-    session: str
-    shared: bool
-
-
-def _direct_to(event: Direct, key: str) -> Callable[[BrokerListener], None]:
-    return lambda listener: listener.on_direct(event, key)
-
-
-def _kick(connection: str) -> Callable[[BrokerListener], None]:
-    return lambda listener: listener.on_kick(connection)
-
-
-def _matches(given: str | None, session: str) -> bool:
-    # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError).
-    return given is not None and hmac.compare_digest(given.encode(), session.encode())
 
 
 class MemoryBroker:
@@ -69,21 +45,17 @@ class MemoryBroker:
 
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
         self._settings = settings
-        self._clock = clock
-        self._epoch = secrets.token_hex(4)
-        self._logs: dict[str, _RoomLog] = {}  # room -> its history
+        self._history = LocalHistory(settings.history_size, settings.idempotency_ttl, clock)
         self._subscribed: set[str] = set()  # rooms this node listens to
         self._presence: dict[str, dict[str, str]] = {}  # room -> name key -> display name
-        self._names: dict[str, _NameOwners] = {}  # name skeleton -> owning connections
         self._bans: dict[tuple[str, str], tuple[int, str]] = {}  # (room, key) -> end ms, by
-        # (room, sender, id) -> offset, expiry
-        self._seen_ids: dict[tuple[str, str, str], tuple[str, float]] = {}
-        self._dm_budgets = KeyedBuckets(  # name key -> direct messages it may still receive
-            settings.dm_recipient_rate, settings.dm_recipient_burst, clock
-        )
         self._queue: asyncio.Queue[Callable[[BrokerListener], None]] = asyncio.Queue()
         self._dispatcher: asyncio.Task[None] | None = None
         self._listener: BrokerListener | None = None
+        # With --events-url: every event stored in the same step as what it tells of.
+        self.events = MemoryEventLog(settings.events_backlog) if settings.events_url else None
+        self._console = LocalConsole()
+        self._names = LocalNames(settings, clock, self._deliver, self._tell)
 
     async def start(self, listener: BrokerListener) -> None:
         self._listener = listener
@@ -106,8 +78,19 @@ class MemoryBroker:
     def degraded(self) -> str | None:
         return None  # one process: it works or it does not
 
+    def shards(self) -> dict[str, bool]:
+        return {}  # no Redis
+
+    @property
+    def nodes_reaped(self) -> int:
+        return 0  # no other node to outlive
+
     async def hand_over(self, grace: float) -> None:
         """Nothing to hand over: presence ends with the process, as does everything else."""
+
+    async def live_nodes(self) -> int:
+        """One: this process is the whole chat."""
+        return 1
 
     async def _dispatch(self) -> None:
         while True:
@@ -118,6 +101,11 @@ class MemoryBroker:
                 call(self._listener)
             except Exception:
                 log.exception("delivering an event failed; the broker goes on")
+
+    def _tell(self, stream: str, build: Callable[..., dict[str, Any]], *fields: Any) -> None:
+        """With events on, store `build(id, *fields)` in `stream` (in this same step)."""
+        if self.events is not None:
+            self.events.record(stream, build, *fields)
 
     def _deliver(self, call: Callable[[BrokerListener], None]) -> None:
         self._queue.put_nowait(call)
@@ -132,23 +120,7 @@ class MemoryBroker:
         if event.room in self._subscribed:
             self._deliver(lambda listener: listener.on_room_event(event))
 
-    # history -----------------------------------------------------------------
-
-    def _parse(self, offset: str | None) -> int | None:
-        """The sequence number of one of our offsets; None when foreign or malformed."""
-        position = parse_offset(offset) if offset is not None else None
-        if position is None or position[0] != self._epoch:
-            return None
-        return position[1]
-
-    def _remember_id(self, key: tuple[str, str, str], offset: str) -> None:
-        now = self._clock()
-        while self._seen_ids:
-            oldest = next(iter(self._seen_ids))
-            if self._seen_ids[oldest][1] > now:
-                break
-            del self._seen_ids[oldest]
-        self._seen_ids[key] = (offset, now + self._settings.idempotency_ttl)
+    # publishing and history ------------------------------------------------
 
     async def publish(
         self,
@@ -159,53 +131,22 @@ class MemoryBroker:
         origin: str,
         message_id: str | None = None,
     ) -> Published:
-        id_key = (room, name_key(sender), message_id) if message_id is not None else None
-        if id_key is not None:
-            seen = self._seen_ids.get(id_key)
-            if seen is not None and seen[1] > self._clock():
-                return Published(seen[0], duplicate=True)
-        log_ = self._logs.get(room)
-        if log_ is None:
-            log_ = self._logs[room] = _RoomLog(deque(maxlen=self._settings.history_size))
-        log_.last_seq += 1
-        offset = f"{self._epoch}-{log_.last_seq}"
-        message = Message(room, sender, text, offset, int(time.time() * 1000), origin)
-        log_.messages.append((log_.last_seq, message))
-        if id_key is not None:
-            self._remember_id(id_key, offset)
-        self._deliver_room(message)
-        return Published(offset)
+        published, message = self._history.append(room, sender, text, origin, message_id)
+        if message is not None:
+            self._tell(room_stream(room), told.message_event, message)
+            self._deliver_room(message)
+        return published
 
     async def publish_presence(self, event: PresenceChange) -> None:
+        fields = (event.room, event.event, event.name)
+        self._tell(room_stream(event.room), told.presence_event, *fields)
         self._deliver_room(event)
 
     async def history(self, room: str, before: str | None, limit: int) -> list[Message]:
-        await asyncio.sleep(0)  # a read yields, as a round trip to Redis does
-        log_ = self._logs.get(room)
-        if log_ is None:
-            return []
-        if before is None:
-            picked = [m for _, m in log_.messages]
-        else:
-            before_seq = self._parse(before)
-            if before_seq is None:
-                return []
-            picked = [m for seq, m in log_.messages if seq < before_seq]
-        return picked[-limit:]
+        return await self._history.history(room, before, limit)
 
     async def replay(self, room: str, since: str | None, limit: int) -> Replay:
-        await asyncio.sleep(0)  # a read yields, as a round trip to Redis does
-        log_ = self._logs.get(room)
-        newest = f"{self._epoch}-{log_.last_seq}" if log_ and log_.last_seq else None
-        since_seq = self._parse(since)
-        if since is None:
-            return Replay(False, [], newest)
-        last_seq = log_.last_seq if log_ else 0
-        first_seq = log_.messages[0][0] if log_ and log_.messages else last_seq + 1
-        if since_seq is None or since_seq > last_seq or since_seq < first_seq - 1:
-            return Replay(False, await self.history(room, None, limit), newest)
-        messages = [m for seq, m in log_.messages if seq > since_seq] if log_ else []
-        return Replay(True, messages, newest)
+        return await self._history.replay(room, since, limit)
 
     # presence and names ------------------------------------------------------
 
@@ -218,6 +159,7 @@ class MemoryBroker:
         added = key not in present
         present[key] = name
         if added and announce:
+            self._tell(room_stream(room), told.presence_event, room, "join", name)
             self._deliver_room(PresenceChange(room, "join", name))
         return added
 
@@ -227,6 +169,7 @@ class MemoryBroker:
         if not present:
             self._presence.pop(room, None)
         if shown is not None and announce:
+            self._tell(room_stream(room), told.presence_event, room, "leave", shown)
             self._deliver_room(PresenceChange(room, "leave", shown))
         return shown is not None
 
@@ -245,43 +188,13 @@ class MemoryBroker:
     async def claim_name(
         self, name: str, connection: str, session: str | None, *, shared: bool = False
     ) -> str:
-        key, shape = name_key(name), name_skeleton(name)
-        owners = self._names.get(shape)
-        if owners is None:
-            owners = _NameOwners(key, name, {connection}, secrets.token_urlsafe(18), shared)
-            self._names[shape] = owners
-            return owners.session
-        if owners.key != key:
-            raise NameTaken(name, owners.display)  # a look-alike is online
-        if shared and owners.shared:
-            owners.connections.add(connection)
-            return owners.session
-        if shared or owners.shared or not _matches(session, owners.session):
-            raise NameTaken(name)
-        displaced, owners.connections = owners.connections, {connection}
-        for old in displaced:
-            self._deliver(_kick(old))
-        return owners.session
+        return self._names.claim(name, connection, session, shared=shared)
 
     async def release_name(self, name: str, connection: str) -> None:
-        shape = name_skeleton(name)
-        owners = self._names.get(shape)
-        if owners is not None and owners.key == name_key(name):
-            owners.connections.discard(connection)
-            if not owners.connections:
-                del self._names[shape]
+        self._names.release(name, connection)
 
     async def send_direct(self, event: Direct) -> bool:
-        to_key, sender_key = name_key(event.to), name_key(event.sender)
-        owners = self._names.get(name_skeleton(event.to))
-        if owners is None or owners.key != to_key:  # offline, or a look-alike is online
-            return False
-        budget = self._dm_budgets.bucket(to_key)
-        if not budget.take():
-            raise RecipientBusy(event.to, budget.wait())
-        for key in {to_key, sender_key}:
-            self._deliver(_direct_to(event, key))
-        return True
+        return self._names.send_direct(event)
 
     # moderation --------------------------------------------------------------
 
@@ -299,6 +212,7 @@ class MemoryBroker:
             until = int(time.time() * 1000) + seconds * 1000
             self._bans[(room, key)] = (until, by)
         await self.presence_remove(room, name, announce=True)  # one leave, at once
+        self._tell(room_stream(room), told.removed_event, room, name, by, until)
         self._deliver(lambda listener: listener.on_removed(name, room, by, until))
         return until
 
@@ -310,19 +224,37 @@ class MemoryBroker:
         return ban[0] if ban is not None else None
 
     async def delete(self, room: str, offset: str, by: str) -> bool:
-        seq = self._parse(offset)
-        log_ = self._logs.get(room)
-        if seq is None or log_ is None:
-            return False
-        for index, (held_seq, message) in enumerate(log_.messages):
-            if held_seq == seq:
-                if message.deleted_by is not None:
-                    return True  # deleted before: nothing more to tell
-                log_.messages[index] = (seq, tombstone(message, by))
-                self._deliver_room(Deleted(room, message.offset, by))
-                return True
-        return False
+        held, deleted = self._history.delete(room, offset, by)
+        if deleted is not None:
+            self._tell(room_stream(room), told.deleted_event, room, deleted.offset, by)
+            self._deliver_room(Deleted(room, deleted.offset, by))
+        return held
 
     async def disconnect(self, name: str) -> None:
         key = name_key(name)
         self._deliver(lambda listener: listener.on_disconnect(key))
+
+    # the operator's console ----------------------------------------------------
+
+    def report(self, status: Callable[[], NodeStatus]) -> None:
+        self._console.status = status
+
+    async def nodes(self) -> list[NodeStatus]:
+        return self._console.nodes()
+
+    async def user(self, name: str) -> UserPlaces:
+        key, owners = name_key(name), self._names.owners(name)
+        if owners is None:
+            return UserPlaces(name, [], [])
+        node = self._settings.node_id
+        rooms = sorted(room for room, present in self._presence.items() if key in present)
+        return UserPlaces(owners.display, [(c, node) for c in sorted(owners.connections)], rooms)
+
+    async def room_counts(self, rooms: list[str]) -> list[int]:
+        return self._history.counts(rooms)
+
+    async def note_audit(self, entry: AuditEntry) -> None:
+        self._console.note(entry)
+
+    async def audit(self, limit: int) -> list[AuditEntry]:
+        return self._console.audit(limit)

@@ -151,11 +151,13 @@ class ShardedSubscriber:
 
     def shards_down(self) -> list[str]:
         """The primaries ("host:port") whose subscription is not healthy now."""
-        return [
-            f"{host}:{port}"
-            for (host, port), (_, shard, _) in self._shards.items()
-            if not shard.healthy
-        ]
+        return [shard for shard, healthy in self.shards().items() if not healthy]
+
+    def shards(self) -> dict[str, bool]:
+        """Each shard primary ("host:port") and whether its subscription is healthy."""
+        return {
+            f"{host}:{port}": shard.healthy for (host, port), (_, shard, _) in self._shards.items()
+        }
 
     @property
     def probe_rtt(self) -> float | None:

@@ -24,8 +24,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 
+from gateway.broker.base import NodeStatus
+from gateway.broker.redis_event_log import RedisEventLog
 from gateway.broker.redis_former_run import HANDED_OVER, FormerRun
 from gateway.broker.redis_history import REDIS_ERRORS
 from gateway.broker.redis_reaper import Reaper
@@ -49,6 +52,7 @@ class Liveness:
         settings: Settings,
         on_lost: Callable[[bool], Awaitable[bool]],
         publish_command: str = "PUBLISH",
+        events: RedisEventLog | None = None,
     ) -> None:
         self._redis: Any = redis  # replies are parsed by hand
         self._keys = keys
@@ -62,7 +66,7 @@ class Liveness:
         # beat of another node reaps it, at the latest, when the presence timeout ends.
         self._ttl = max(self._timeout - self._interval, 2 * self._interval)
         self._on_lost = on_lost  # re-register (True: announce joins); whether all went back
-        self._reaper = Reaper(redis, keys, publish_command)
+        self._reaper = Reaper(redis, keys, publish_command, events)
         self._former = FormerRun(redis, keys, self._node, self._reaper, self._timeout)
         self._alive_once = False  # the heartbeat was written by this run
         self._listed_once = False  # this run listed itself in `P nodes`
@@ -71,10 +75,15 @@ class Liveness:
         self._last_beat = 0.0
         self._tasks: list[asyncio.Task[None]] = []
         self._handed_over = False  # then nothing may refresh the heartbeat any more
+        self.status: Callable[[], NodeStatus] | None = None  # what each beat carries
 
     @property
     def _alive(self) -> str:
         return self._keys.node(self._node) + ":alive"
+
+    @property
+    def _status(self) -> str:
+        return self._keys.node(self._node) + ":status"
 
     async def start(self) -> bool:
         """Clear what a former run of this node id left, beat once, start beating;
@@ -110,6 +119,7 @@ class Liveness:
         self._handed_over = True
         await self.close()
         try:
+            await self._redis.delete(self._status)  # gone from the console at once
             if grace > 0:
                 px = max(round(grace * 1000), 1)
                 await self._redis.set(self._alive, HANDED_OVER, px=px, xx=True)
@@ -154,7 +164,9 @@ class Liveness:
         async with self._redis.pipeline(transaction=False) as pipe:  # the node's slot
             pipe.set(self._alive, "1", px=int(self._ttl * 1000))
             pipe.getdel(mark)
-            _, reaped = await pipe.execute()
+            if self.status is not None:  # the console's view of this node, as fresh
+                pipe.set(self._status, orjson.dumps(self.status()), px=int(self._ttl * 1000))
+            reaped = (await pipe.execute())[1]
         self._last_beat = time.monotonic()
         if reaped is not None and self._alive_once:
             # Reaped while we stalled (or while we started): the others saw us leave.
@@ -192,6 +204,11 @@ class Liveness:
                 return
             if complete and self._lost == announce:
                 self._lost = None  # else lost again meanwhile: the next pass
+
+    @property
+    def nodes_reaped(self) -> int:
+        """Dead nodes this node's upkeep removed from the list since it started."""
+        return self._reaper.nodes_reaped
 
     async def _beating(self) -> None:
         while True:

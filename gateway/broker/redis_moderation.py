@@ -18,8 +18,10 @@ from typing import Any
 import orjson
 
 from gateway.broker.base import Banned
+from gateway.broker.event_bodies import deleted_event, now_ms, removed_event
+from gateway.broker.redis_event_log import EventScript, RedisEventLog
+from gateway.broker.redis_event_scripts import open_event
 from gateway.broker.redis_history import unavailable_on_error
-from gateway.broker.redis_lua import Lua
 from gateway.broker.redis_replicas import ReplicaWaits
 from gateway.broker.redis_scripts import Keys
 from gateway.errors import NotReplicated
@@ -30,6 +32,7 @@ from gateway.offsets import parse_offset
 # channel, the `deleted` event to publish there, publish command, room ttl ms, the
 # history size. Returns 1 when deleted now, 2 when deleted before, 0 when the room has
 # no such message (another epoch, below the floor the room keeps, or never there).
+# events: ARGV[9] the `deleted` event's JSON, stored when deleted now.
 DELETE = """
 if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return 0 end
 local floor = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0') - tonumber(ARGV[8]) + 1
@@ -52,6 +55,7 @@ for _, field in ipairs(redis.call('HKEYS', KEYS[3])) do
 end
 redis.call('PEXPIRE', KEYS[3], ARGV[7])
 redis.call(ARGV[6], ARGV[4], ARGV[5])
+if events then add_event('e', ARGV[9]) end
 return 1
 """
 
@@ -60,7 +64,8 @@ return 1
 # channel, publish command, the ban ("UNTIL BY"; "" for none), its lifetime in ms. Bans
 # first (a rejoin racing the removal is refused), then takes the name out of the room
 # for every node that holds it, and announces its leave once (the nodes' own removals
-# then find nothing left). Returns 1 if it was present.
+# then find nothing left). Returns 1 if it was present. events: ARGV[7] the leave's JSON
+# up to its name (open_event), ARGV[8] its id, ARGV[9] the `removed` event's JSON.
 KICK = """
 if ARGV[5] ~= '' then redis.call('SET', KEYS[5], ARGV[5], 'PX', ARGV[6]) end
 local suffix = '\\n' .. ARGV[1]
@@ -71,12 +76,19 @@ for _, entry in ipairs(redis.call('SMEMBERS', KEYS[4])) do
     held = true
   end
 end
-if not held then return 0 end
+if not held then
+  if events then add_event('e', ARGV[9]) end
+  return 0
+end
 redis.call('HDEL', KEYS[2], ARGV[1])
 local shown = redis.call('HGET', KEYS[3], ARGV[1]) or ARGV[1]
 redis.call('HDEL', KEYS[3], ARGV[1])
 redis.call('SREM', KEYS[1], shown)
 redis.call(ARGV[4], ARGV[3], 'p' .. cjson.encode({room = ARGV[2], event = 'leave', name = shown}))
+if events then
+  add_event('e', leave_event(ARGV[7], shown, ARGV[8]))
+  add_event('e', ARGV[9])
+end
 return 1
 """
 
@@ -92,6 +104,7 @@ class Moderation:
         room_ttl: float,
         history_size: int,
         replicas: ReplicaWaits,
+        events: RedisEventLog | None = None,
     ) -> None:
         self._redis = redis
         self._keys = keys
@@ -99,8 +112,9 @@ class Moderation:
         self._room_ttl_ms = int(room_ttl * 1000)
         self._history_size = history_size
         self._replicas = replicas  # a kick or delete is answered once replicated
-        self._delete = Lua(redis, DELETE)
-        self._kick = Lua(redis, KICK)
+        self._events = events  # deletes and removals stored for the application
+        self._delete = EventScript(redis, DELETE, events)
+        self._kick = EventScript(redis, KICK, events)
 
     async def kick(self, room: str, name: str, by: str, seconds: int) -> int | None:
         """Ban and take the name's presence out of the room (every node's, one leave:
@@ -113,12 +127,19 @@ class Moderation:
         until = int(time.time() * 1000) + seconds * 1000 if seconds > 0 else None
         ban = f"{until} {by}" if until is not None else ""  # refuses entries while it lasts
         unconfirmed: NotReplicated | None = None
+        event = None
+        if self._events is not None:
+            head = {"type": "presence", "ts": now_ms(), "room": room, "event": "leave"}
+            removed = removed_event(self._events.new_id(), room, name, by, until)
+            stored = [open_event(head), self._events.new_id(), orjson.dumps(removed)]
+            event = (self._events.keys.room(room), stored)
         with unavailable_on_error():
             try:
-                await self._replicas.run(
-                    self._kick,
-                    keys=[*keys.presence_keys(room), keys.ban(room, key)],
-                    args=[key, room, keys.room_channel(room), self._pub, ban, seconds * 1000],
+                await self._kick(
+                    [*keys.presence_keys(room), keys.ban(room, key)],
+                    [key, room, keys.room_channel(room), self._pub, ban, seconds * 1000],
+                    event,
+                    self._replicas.run,
                 )
             except NotReplicated as exc:
                 unconfirmed = exc
@@ -144,11 +165,14 @@ class Moderation:
         keys = self._keys
         canonical = f"{position[0]}-{position[1]}"  # as the room wrote it: "E-01" is "E-1"
         event = orjson.dumps({"room": room, "offset": canonical, "by": by})
+        stored = None
+        if self._events is not None:
+            told = deleted_event(self._events.new_id(), room, canonical, by)
+            stored = (self._events.keys.room(room), [orjson.dumps(told)])
         with unavailable_on_error():  # NotReplicated: members were told; delete again
-            done = await self._replicas.run(
-                self._delete,
-                keys=[keys.meta(room), keys.log(room), keys.deleted(room)],
-                args=[
+            done = await self._delete(
+                [keys.meta(room), keys.log(room), keys.deleted(room)],
+                [
                     position[0],
                     position[1],
                     by,
@@ -158,6 +182,8 @@ class Moderation:
                     self._room_ttl_ms,
                     self._history_size,
                 ],
+                stored,
+                self._replicas.run,
             )
         return bool(done)
 

@@ -19,8 +19,12 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
+
 from gateway.broker import redis_scripts as scripts
 from gateway.broker.base import NameTaken, RecipientBusy
+from gateway.broker.event_bodies import dm_event
+from gateway.broker.redis_event_log import EventScript, RedisEventLog
 from gateway.broker.redis_history import REDIS_ERRORS, unavailable_on_error
 from gateway.broker.redis_lua import Lua
 from gateway.broker.redis_scripts import Keys
@@ -45,6 +49,7 @@ class Names:
         settle: Callable[[str], Awaitable[None]],
         dm_budget: tuple[float, int],
         took_from: Callable[[str], Awaitable[None]],
+        events: RedisEventLog | None = None,
     ) -> None:
         self._redis = redis
         self._keys = keys
@@ -58,7 +63,8 @@ class Names:
         self._claim = Lua(redis, scripts.CLAIM_NAME)
         self._claim_shared = Lua(redis, scripts.CLAIM_SHARED)
         self._release = Lua(redis, scripts.RELEASE_NAME)
-        self._direct = Lua(redis, scripts.DIRECT)
+        self._events = events  # each DM stored in its recipient's stream, with events on
+        self._direct = EventScript(redis, scripts.DIRECT, events)
         self._owned: dict[str, tuple[str, bool]] = {}  # connection -> its name, shared
         self._listening: dict[str, str] = {}  # connection -> the user channel it keeps open
         self._unreleased: dict[str, str] = {}  # connection -> name whose release failed
@@ -195,10 +201,15 @@ class Names:
             },
             ensure_ascii=False,
         )
+        stored = None
+        if self._events is not None:
+            dm = orjson.dumps(dm_event(self._events.new_id(), event))
+            stored = (self._events.keys.dm(to_key), [dm])
         with unavailable_on_error():
             delivered = await self._direct(
-                keys=[self._keys.name(to_key), self._keys.dm_budget(to_key)],
-                args=[self._keys.user_channel(to_key), body, self._pub, to_key, *self._dm_budget],
+                [self._keys.name(to_key), self._keys.dm_budget(to_key)],
+                [self._keys.user_channel(to_key), body, self._pub, to_key, *self._dm_budget],
+                stored,
             )
             if delivered < 0:
                 raise RecipientBusy(event.to, -delivered / 1000)

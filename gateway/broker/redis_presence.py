@@ -19,8 +19,10 @@ import orjson
 
 from gateway.broker import redis_scripts as scripts
 from gateway.broker.base import Banned
+from gateway.broker.event_bodies import presence_event
+from gateway.broker.redis_event_log import EventScript, RedisEventLog
+from gateway.broker.redis_event_scripts import ANNOUNCE
 from gateway.broker.redis_history import unavailable_on_error
-from gateway.broker.redis_lua import Lua
 from gateway.broker.redis_scripts import Keys
 from gateway.errors import BrokerUnavailable
 from gateway.events import PresenceChange
@@ -40,6 +42,7 @@ class Presence:
         publish_command: str,
         settle: Callable[[str], Awaitable[None]],
         on_banned: Callable[[Banned, str], None],
+        events: RedisEventLog | None = None,
     ) -> None:
         self._redis = redis
         self._on_banned = on_banned  # an entry not put back: its name was banned meanwhile
@@ -47,8 +50,10 @@ class Presence:
         self._node = node
         self._pub = publish_command
         self._settle = settle  # reaps a former run's entry in a room before our first
-        self._add = Lua(redis, scripts.PRESENCE_ADD)
-        self._remove = Lua(redis, scripts.PRESENCE_REMOVE)
+        self._events = events  # announced joins and leaves stored for the application
+        self._add = EventScript(redis, scripts.PRESENCE_ADD, events)
+        self._remove = EventScript(redis, scripts.PRESENCE_REMOVE, events)
+        self._announce = EventScript(redis, ANNOUNCE, events)
         self._indexed: set[str] = set()  # rooms this node's index in Redis lists
         self._present: dict[tuple[str, str], str] = {}  # (room, name key) -> display name
         self._unremoved: set[tuple[str, str]] = set()  # (room, name) whose removal failed
@@ -80,10 +85,15 @@ class Presence:
         return removed > 0
 
     async def publish(self, event: PresenceChange) -> None:
-        """Publish a join or leave on its room's channel."""
+        """Publish a join or leave on its room's channel (and store its event)."""
         with unavailable_on_error():
             channel = self._keys.room_channel(event.room)
-            await self._redis.execute_command(self._pub, channel, presence_payload(event))
+            payload = presence_payload(event)
+            stored = self._stored(event.room, event.event, event.name)
+            if stored is None:
+                await self._redis.execute_command(self._pub, channel, payload)
+            else:
+                await self._announce([], [self._pub, channel, payload], stored)
 
     async def members(self, room: str) -> list[str]:
         with unavailable_on_error():
@@ -170,10 +180,11 @@ class Presence:
         With `ban` the name's ban refuses the entry: the add script then answers
         [the ban as stored]."""
         keys = self._keys
-        channel, payload = "", b""
+        channel, payload, stored = "", b"", None
         if announce:
             channel = keys.room_channel(room)
             payload = presence_payload(PresenceChange(room, announce, display))
+            stored = self._stored(room, announce, display)
         with unavailable_on_error():
             await self._settle(room)  # a former run's entry here goes first
             if room not in self._indexed:  # before the entry: the reaper must find it
@@ -183,10 +194,18 @@ class Presence:
             if ban:
                 script_keys.append(keys.ban(room, key))
             result = await script(
-                keys=script_keys,
-                args=[key, display, f"{self._node}\n{key}", channel, payload, self._pub],
+                script_keys,
+                [key, display, f"{self._node}\n{key}", channel, payload, self._pub],
+                stored,
             )
         return result
+
+    def _stored(self, room: str, event: str, name: str) -> tuple[str, list[bytes]] | None:
+        """A presence script's event arguments (None with events off)."""
+        if self._events is None:
+            return None
+        body = presence_event(self._events.new_id(), room, event, name)
+        return self._events.keys.room(room), [orjson.dumps(body)]
 
 
 def presence_payload(event: PresenceChange) -> bytes:

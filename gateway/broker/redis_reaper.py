@@ -18,6 +18,9 @@ import logging
 from typing import Any
 
 from gateway.broker import redis_scripts as scripts
+from gateway.broker.event_bodies import now_ms
+from gateway.broker.redis_event_log import EventScript, RedisEventLog
+from gateway.broker.redis_event_scripts import open_event
 from gateway.broker.redis_history import REDIS_ERRORS
 from gateway.broker.redis_lua import Lua
 from gateway.broker.redis_scripts import Keys
@@ -31,12 +34,16 @@ KINDS = ("rooms", "names")  # the two indexes of a node
 class Reaper:
     """Removes dead nodes' entries; shared by the heartbeat and a node's own restart."""
 
-    def __init__(self, redis: Any, keys: Keys, publish_command: str) -> None:
+    def __init__(
+        self, redis: Any, keys: Keys, publish_command: str, events: RedisEventLog | None = None
+    ) -> None:
         self._redis = redis
         self._keys = keys
         self._pub = publish_command
-        self._reap_room = Lua(redis, scripts.REAP_ROOM)
+        self._events = events  # each leave stored for the application, with events on
+        self._reap_room = EventScript(redis, scripts.REAP_ROOM, events)
         self._reap_name = Lua(redis, scripts.REAP_NAME)
+        self.nodes_reaped = 0  # dead nodes removed from the list by this reaper
 
     async def reap_all(self, alive: str) -> int:
         """Reap every listed node but `alive` whose heartbeat expired; the leaves sent.
@@ -73,6 +80,7 @@ class Reaper:
             log.info("node %s is gone: announced %d leaves, %d entries left", node, leaves, left)
             return leaves  # it stays listed: the next pass reaps the rest
         await self._redis.srem(self._keys.nodes, node)
+        self.nodes_reaped += 1
         if leaves:
             log.info("node %s is gone: announced %d leaves", node, leaves)
         return leaves
@@ -87,12 +95,13 @@ class Reaper:
         leaves announced."""
         keys, leaves = self._keys, 0
         if kind == "rooms":
-            leaves = int(
-                await self._reap_room(
-                    keys=keys.presence_keys(value),
-                    args=[node, value, keys.room_channel(value), self._pub],
-                )
-            )
+            event = None
+            if self._events is not None:
+                head = {"type": "presence", "ts": now_ms(), "room": value, "event": "leave"}
+                leave = [open_event(head), self._events.new_id()]  # ids: that, .1, .2 ...
+                event = (self._events.keys.room(value), leave)
+            args = [node, value, keys.room_channel(value), self._pub]
+            leaves = int(await self._reap_room(keys.presence_keys(value), args, event))
         else:
             await self._reap_name(keys=[keys.name(value)], args=[node])
         await self._redis.srem(f"{keys.node(node)}:{kind}", value)

@@ -28,7 +28,10 @@ nothing changes. Keys, under a prefix P (default `chat:`; it may hold no brace):
     P node:{N}:names     set    name keys the node's connections may own (the same)
     P node:{N}:reaped    string set when the node was reaped: if it was only stalled,
                                 it finds this on its next beat and re-registers
+    P node:{N}:status    string JSON: the node's status for the console, written by each
+                                heartbeat, expiring with it (gateway/node_status.py)
     P nodes              set    node ids that may hold entries
+    P audit              list   JSON: the newest moderation actions, newest first (capped)
 
 Channels: `P ch:room:{R}` (messages and presence), `P ch:user:{S}K` (direct messages
 and kicks for name key K of skeleton S), `P ch:node:{N}` (the
@@ -38,7 +41,9 @@ script runs in). A channel message starts with one letter: m (message: offset,
 newline, JSON), p (presence JSON), x (a message deleted: JSON), d (direct JSON), k
 (kick: a connection ref), r (removed from a room by a moderator: JSON), o
 (disconnected by an operator), q (probe token). The scripts take the publish command
-as an argument: PUBLISH on one Redis, SPUBLISH on a cluster.
+as an argument: PUBLISH on one Redis, SPUBLISH on a cluster. Those marked `events`
+also store the event they cause for the application, run through
+redis_event_log.EventScript (its keys and extra arguments: redis_event_scripts).
 """
 
 from __future__ import annotations
@@ -106,6 +111,11 @@ class Keys:
     def nodes(self) -> str:
         return f"{self.prefix}nodes"
 
+    @property
+    def audit(self) -> str:
+        """The recent moderation actions (gateway/broker/redis_console.py)."""
+        return f"{self.prefix}audit"
+
     def room_channel(self, room: str) -> str:
         return f"{self.prefix}ch:room:{{{room}}}"
 
@@ -124,13 +134,15 @@ class Keys:
 # KEYS: meta, log, tombstones, and the id key when the send has an id (no empty key in
 # its place: on a cluster every key, even "", must be in the script's slot). ARGV: new
 # epoch, maxlen, message JSON, id ttl ms, channel, room ttl ms, publish command.
-# Returns {offset, duplicate (0/1)}.
+# Returns {offset, duplicate (0/1)}. events: ARGV[8] the event's JSON but its offset.
 PUBLISH = """
-if KEYS[4] then
-  local seen = redis.call('GET', KEYS[4])
+local id_key = KEYS[4]
+if events and #KEYS - event_keys == 3 then id_key = nil end  -- no id key, events' keys
+if id_key then
+  local seen = redis.call('GET', id_key)
   if seen then
     -- a write all the same: a WAIT after it covers the first one's replication too
-    redis.call('PEXPIRE', KEYS[4], ARGV[4])
+    redis.call('PEXPIRE', id_key, ARGV[4])
     return {seen, 1}
   end
 end
@@ -148,7 +160,8 @@ local floor = seq - tonumber(ARGV[2]) + 1
 if floor < 1 then floor = 1 end
 redis.call('XADD', KEYS[2], 'MINID', '~', floor, seq .. '-0', 'm', ARGV[3])
 redis.call(ARGV[7], ARGV[5], 'm' .. offset .. '\\n' .. ARGV[3])
-if KEYS[4] then redis.call('SET', KEYS[4], offset, 'PX', ARGV[4]) end
+if events then add_event('e', ARGV[8], 'o', offset) end
+if id_key then redis.call('SET', id_key, offset, 'PX', ARGV[4]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
 redis.call('PEXPIRE', KEYS[2], ARGV[6])
 redis.call('PEXPIRE', KEYS[3], ARGV[6])  -- the tombstones live as long as their log
@@ -173,10 +186,13 @@ return 1
 # when the name is new ("" for none: the join is announced in the same step, no second
 # round trip), publish command.
 # Returns 1 when the name was absent from the room everywhere, else 0; {the ban} ("UNTIL
-# BY"), storing nothing, while the name is banned from the room.
+# BY"), storing nothing, while the name is banned from the room. events (only with an
+# announcement): ARGV[7] the join's event JSON.
 PRESENCE_ADD = """
-if KEYS[5] then
-  local ban = redis.call('GET', KEYS[5])
+local ban_key = KEYS[5]
+if events and #KEYS - event_keys == 4 then ban_key = nil end  -- no ban key, events' keys
+if ban_key then
+  local ban = redis.call('GET', ban_key)
   if ban then return {ban} end
 end
 if redis.call('SADD', KEYS[4], ARGV[3]) == 0 then return 0 end
@@ -185,10 +201,12 @@ if refs > 1 then return 0 end
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
 redis.call('SADD', KEYS[1], ARGV[2])
 if ARGV[4] ~= '' then redis.call(ARGV[6], ARGV[4], ARGV[5]) end  -- the join, announced
+if events then add_event('e', ARGV[7]) end
 return 1
 """
 
-# The same keys and arguments. Returns 1 when the name is now absent everywhere.
+# The same keys and arguments (events: ARGV[7] the leave's). Returns 1 when the name is
+# now absent everywhere.
 PRESENCE_REMOVE = """
 if redis.call('SREM', KEYS[4], ARGV[3]) == 0 then return 0 end
 local refs = redis.call('HINCRBY', KEYS[2], ARGV[1], -1)
@@ -198,12 +216,14 @@ local shown = redis.call('HGET', KEYS[3], ARGV[1]) or ARGV[2]
 redis.call('HDEL', KEYS[3], ARGV[1])
 redis.call('SREM', KEYS[1], shown)
 if ARGV[4] ~= '' then redis.call(ARGV[6], ARGV[4], ARGV[5]) end  -- the leave, announced
+if events then add_event('e', ARGV[7]) end
 return 1
 """
 
 # KEYS: the room's presence keys. ARGV: dead node, room, the room's channel, publish
 # command. Removes every name the node held in the room and announces each leave once
-# (a second reaper finds no holder entry left). Returns the number of leaves.
+# (a second reaper finds no holder entry left). Returns the number of leaves. events:
+# ARGV[5] a leave's JSON up to its name (open_event), ARGV[6] the prefix of their ids.
 REAP_ROOM = """
 local leaves = 0
 local mine = ARGV[1] .. '\\n'
@@ -220,6 +240,7 @@ for _, entry in ipairs(redis.call('SMEMBERS', KEYS[4])) do
       redis.call(ARGV[4], ARGV[3], 'p' .. cjson.encode(
         {room = ARGV[2], event = 'leave', name = shown}))
       leaves = leaves + 1
+      if events then add_event('e', leave_event(ARGV[5], shown, ARGV[6] .. '.' .. leaves)) end
     end
   end
 end
@@ -342,7 +363,8 @@ return 0
 # alike) that expires once it would be full again. Returns 1 when published, 0 when the
 # recipient is not online (the hash is absent, or a look-alike holds it), or minus the
 # milliseconds until the budget has room again (nothing published). The sender's own
-# copy is published by the caller: the sender's channel lives in another slot.
+# copy is published by the caller: the sender's channel lives in another slot. events:
+# ARGV[7] the DM's event JSON, stored in the recipient's stream once published.
 DIRECT = """
 if redis.call('HGET', KEYS[1], 'key') ~= ARGV[4] then return 0 end
 local rate = tonumber(ARGV[5])
@@ -359,5 +381,6 @@ if rate > 0 then
   redis.call('PEXPIRE', KEYS[2], math.ceil(burst * 1000 / rate) + 1000)
 end
 redis.call(ARGV[3], ARGV[1], 'd' .. ARGV[2])
+if events then add_event('e', ARGV[7]) end
 return 1
 """
