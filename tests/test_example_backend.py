@@ -6,7 +6,6 @@ every event lands in its SQLite once."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import sqlite3
 import time
@@ -25,16 +24,6 @@ from tests.redis_backend import REDIS_SERVER, RedisBackend
 
 SECRET = "the-example-backends-secret-of-at-least-32-bytes"
 COOKIE = "example_session"  # the example's session cookie
-# The gateway side of issue 21 lands on other branches; until they are merged there is
-# nothing here to run the example against.
-WAITS_FOR = [
-    ("gateway.hooks", "the hooks (branch `hooks`: gateway/hooks.py)"),
-    ("gateway.feed", "the event feed (branches `store` and `feed`: gateway/feed.py)"),
-]
-MISSING = [what for module, what in WAITS_FOR if importlib.util.find_spec(module) is None]
-needs_the_gateway_side = pytest.mark.skipif(
-    bool(MISSING), reason=f"waits for {' and '.join(MISSING)} to be merged"
-)
 
 
 @dataclass
@@ -151,7 +140,6 @@ async def post_signed(
         return answer.status
 
 
-@needs_the_gateway_side
 async def test_a_cookie_login_is_named_by_the_application(
     example: Example, http: aiohttp.ClientSession
 ) -> None:
@@ -179,7 +167,6 @@ async def test_a_cookie_login_is_named_by_the_application(
     await alice.ws.close()
 
 
-@needs_the_gateway_side
 async def test_the_refused_word_is_refused_and_every_event_stored_once(
     example: Example, http: aiohttp.ClientSession
 ) -> None:
