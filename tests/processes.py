@@ -128,10 +128,14 @@ class ExampleBackendProcess(GatewayProcess):
     label = "the example backend"
     health_path = "/"
 
-    def __init__(self, db: Path, secret: str) -> None:
+    def __init__(self, db: Path, secret: str, gateway_page: str | None = None) -> None:
         super().__init__(None, env={"CHAT_BACKEND_SECRET": secret})
         self.db = db
+        self._gateway_page = gateway_page  # where a login sends the browser
 
     def command(self) -> list[str]:
         app = ROOT / "examples" / "backend" / "app.py"
-        return [sys.executable, str(app), "--port", str(self.port), "--db", str(self.db)]
+        args = ["--port", str(self.port), "--db", str(self.db)]
+        if self._gateway_page is not None:
+            args += ["--gateway", self._gateway_page]
+        return [sys.executable, str(app), *args]

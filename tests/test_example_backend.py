@@ -16,11 +16,13 @@ from typing import Any
 
 import aiohttp
 import pytest
+from playwright.async_api import expect
 
 from gateway.backend_http import signed_headers
 from tests.conftest import JSON_PROTOCOL, WAIT, JsonPeer, TextPeer
-from tests.processes import ExampleBackendProcess, GatewayProcess
+from tests.processes import ExampleBackendProcess, GatewayProcess, free_port
 from tests.redis_backend import REDIS_SERVER, RedisBackend
+from tests.web_support import Pages, join, message_text, say
 
 SECRET = "the-example-backends-secret-of-at-least-32-bytes"
 COOKIE = "example_session"  # the example's session cookie
@@ -35,9 +37,16 @@ class Example:
 
 
 @pytest.fixture
-def backend(tmp_path: Path) -> Iterator[ExampleBackendProcess]:
+def gateway_port() -> int:
+    """The port of the gateway the example's login sends a browser to."""
+    return free_port()
+
+
+@pytest.fixture
+def backend(tmp_path: Path, gateway_port: int) -> Iterator[ExampleBackendProcess]:
     """The example application alone, its SQLite file in `tmp_path`."""
-    app = ExampleBackendProcess(tmp_path / "example.sqlite3", SECRET).start()
+    page = f"http://127.0.0.1:{gateway_port}/"
+    app = ExampleBackendProcess(tmp_path / "example.sqlite3", SECRET, page).start()
     try:
         yield app
     finally:
@@ -45,7 +54,9 @@ def backend(tmp_path: Path) -> Iterator[ExampleBackendProcess]:
 
 
 @pytest.fixture(params=["memory", "redis"])
-def example(request: pytest.FixtureRequest, backend: ExampleBackendProcess) -> Iterator[Example]:
+def example(
+    request: pytest.FixtureRequest, backend: ExampleBackendProcess, gateway_port: int
+) -> Iterator[Example]:
     """The example application and a node asking it and telling it (on the in-process
     broker or on Redis), as `make example` and `make example-gateway` run them."""
     extra: tuple[str, ...] = ()
@@ -57,7 +68,7 @@ def example(request: pytest.FixtureRequest, backend: ExampleBackendProcess) -> I
         extra = ("--redis-url", redis.server.url, "--redis-prefix", redis.new_prefix())
     base = backend.base
     node = GatewayProcess(
-        None,
+        gateway_port,
         "--connect-hook-url", f"{base}/hooks/connect",
         "--join-hook-url", f"{base}/hooks/join",
         "--publish-hook-url", f"{base}/hooks/publish",
@@ -82,7 +93,6 @@ async def log_in(http: aiohttp.ClientSession, app: ExampleBackendProcess, name: 
     """Log `name` in on the example's form: the Cookie header its answer sets."""
     async with http.post(f"{app.base}/login", data={"name": name}, allow_redirects=False) as answer:
         assert answer.status == 303, await answer.text()
-        assert answer.headers["Location"] == "http://127.0.0.1:8080/"  # the gateway's page
         morsel = answer.cookies[COOKIE]
         assert morsel["httponly"] and morsel["samesite"] == "Lax"
         return f"{COOKIE}={morsel.value}"
@@ -232,3 +242,24 @@ async def test_the_example_refuses_what_the_gateway_did_not_sign_just_now(
     assert await post_signed(http, url, forged) == 200  # the same, signed just now
     assert await post_signed(http, url, forged) == 200  # and again: a retry
     assert [e["id"] for e in await stored(http, backend)] == ["forged-1"]
+
+
+@pytest.mark.parametrize("example", ["memory"], indirect=True)
+async def test_the_readmes_browser_flow(
+    example: Example, http: aiohttp.ClientSession, pages: Pages
+) -> None:
+    """Guards against the README's walk-through not working in a browser: the login
+    form's cookie, set by the application's port, must go with the page's WebSocket to
+    the gateway's port (cookies are per host), and a refusal must show its words."""
+    page = await pages.open(f"{example.app.base}/", "example")
+    await page.locator("input[name=name]").fill("carol")
+    await page.locator("button").click()
+    await page.wait_for_url(example.node.url.replace("ws://", "http://").removesuffix("ws"))
+    await join(page, "carol")  # the connect hook knows carol by the cookie
+    await say(page, "hello from the page")
+    await expect(message_text(page, "hello from the page")).to_have_count(1)
+    await say(page, "more spam")
+    failed = page.locator("#pending .message.failed .send-error")
+    await expect(failed).to_have_text('Not sent: "spam" is not welcome here')
+    wanted = {"type": "message", "from": "carol", "text": "hello from the page"}
+    await until_stored(http, example.app, [wanted])

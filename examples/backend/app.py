@@ -23,9 +23,9 @@ STAFF_ROOM = "staff"  # the join hook lets only the name "admin" in
 DB = web.AppKey("db", sqlite3.Connection)
 SECRET = web.AppKey("secret", bytes)
 GATEWAY_PAGE = web.AppKey("gateway_page", str)
-LOGIN_PAGE = """<!doctype html><title>Log in</title><form method="post" action="/login">
-<input name="name" maxlength="32" placeholder="your name" autofocus> <button>Log in</button>
-</form><p>Then chat on the gateway's page. <a href="/events">What happened</a></p>"""
+LOGIN_PAGE = """<!doctype html><title>Log in</title><link rel="icon" href="data:,">
+<form method="post" action="/login"><input name="name" maxlength="32" placeholder="your name"
+autofocus> <button>Log in</button></form><p><a href="/events">What happened</a></p>"""
 SCHEMA = """CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, name TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (id TEXT PRIMARY KEY, type TEXT, ts INTEGER, event TEXT);"""
 
