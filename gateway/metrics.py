@@ -58,6 +58,7 @@ class BrokerCollector(Collector):
             value=broker.nodes_reaped,
         )
 
+
 # Seconds from an event's `ts` to the application's 2xx for it.
 LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 

@@ -5,7 +5,8 @@ listens on a real port of 127.0.0.1, so gateways in this process and gateway
 processes alike reach it. It records every request (path, headers, raw body) and
 answers each path as the test says (`answer`), by default 200 with `{}`.
 
-Used through the `backend_app` fixture (tests/conftest.py):
+Used through the `backend_app` fixture (tests/conftest.py), or, by a test whose own
+code is synchronous (gateways as processes), served from a thread (`in_thread`):
 
     backend_app.answer("/connect", 200, {"name": "ada"})
     settings: backend_secret=backend_app.secret, connect_hook_url=backend_app.url("/connect")
@@ -16,16 +17,18 @@ Used through the `backend_app` fixture (tests/conftest.py):
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+import hashlib
+import hmac
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
-
-from gateway.backend_http import verify
 
 SECRET = "test-backend-secret-0123456789abcdef"
 
@@ -96,8 +99,18 @@ class BackendApp:
         return [r.json() for r in self.received(path)]
 
     def signed(self, request: Received, max_age: float = 300.0) -> bool:
-        """Whether `request` carries a valid signature and a fresh timestamp."""
-        return verify(self.secret, request.headers, request.body, max_age)
+        """Whether `request` carries a valid signature and a fresh timestamp, checked as
+        PROTOCOL section 11 says an application does: `X-Chat-Signature` is `sha256=`
+        and the hex HMAC-SHA256 of `timestamp + "." + body`. Computed here, not with
+        gateway/backend_http.py's `verify`: a test using the gateway's own code would
+        pass with whatever that code signs."""
+        timestamp = request.headers.get("X-Chat-Timestamp", "")
+        given = request.headers.get("X-Chat-Signature", "")
+        if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > max_age:
+            return False
+        signed = timestamp.encode() + b"." + request.body
+        mac = hmac.new(self.secret.encode(), signed, hashlib.sha256).hexdigest()
+        return hmac.compare_digest(given, f"sha256={mac}")
 
     async def wait_for(self, path: str, count: int = 1, timeout: float = 5.0) -> list[Received]:
         """Wait until `path` got at least `count` requests; those requests."""
@@ -140,3 +153,32 @@ class BackendApp:
             yield self
         finally:
             await runner.cleanup()
+
+    @contextmanager
+    def in_thread(self, timeout: float = 10.0) -> Iterator[BackendApp]:
+        """Serve on a free port of 127.0.0.1 from a thread of its own (its own event
+        loop) until the block ends. `answer` may be called from the test's thread
+        meanwhile: it only replaces a dict entry, which the handler reads whole."""
+        loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        stop = loop.create_future()
+
+        async def serve() -> None:
+            try:
+                async with self.running():
+                    ready.set()
+                    await stop
+            finally:
+                ready.set()  # a failure to start wakes the waiter too
+
+        thread = threading.Thread(target=loop.run_until_complete, args=(serve(),),
+                                  name="backend-app", daemon=True)  # fmt: skip
+        thread.start()
+        try:
+            if not ready.wait(timeout) or not self.base_url:
+                raise RuntimeError("the backend app did not start")
+            yield self
+        finally:
+            loop.call_soon_threadsafe(lambda: stop.done() or stop.set_result(None))
+            thread.join(timeout)
+            loop.close()

@@ -3,9 +3,11 @@ Prometheus scraping a real `make cluster`.
 
 Every panel query and every alert expression goes through Prometheus's HTTP API
 against three gateway processes on one redis-server (deploy/cluster.py, as `make
-cluster` runs them) after a little chat: each parses, names only metrics the nodes
-export, each panel query returns data; the rules load healthy, stay quiet on a healthy
-cluster and fire on a killed node and a lost Redis. Grafana itself is not installable
+cluster` runs them), which ask an application (tests/backend_app.py, served from a
+thread) at every connect, join and send and post it their events, after a little chat:
+each parses, names only metrics the nodes export, each panel query returns data; the
+rules load healthy, stay quiet on a healthy cluster and fire on a hook the application
+fails, a killed node and a lost Redis. Grafana itself is not installable
 here: the dashboard's JSON is decoded with Grafana's generated models
 (grafana-foundation-sdk), which keeps only the keys Grafana's schema knows, and its
 layout is checked by hand. Skips without prometheus, unless CHAT_TEST_PROMETHEUS=require.
@@ -28,6 +30,7 @@ import aiohttp
 import pytest
 import yaml
 
+from tests.backend_app import BackendApp, Received, Reply
 from tests.conftest import JSON_PROTOCOL, JsonPeer
 from tests.monitoring_queries import (
     DASHBOARD,
@@ -51,6 +54,8 @@ ROWS = ["Is it up?", "How busy?", "Is anyone suffering?", "Is something stuck?"]
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 PROMETHEUS_OWN = {"up"}  # series Prometheus makes itself for each target
 NODE_ARGS = ["--presence-timeout", "2", "--probe-interval", "0.5", "--grace-period", "0.2"]
+HOOKS = ("connect", "join", "publish")
+CLOSED_ROOM = "closed"  # the application refuses everyone this room
 
 
 # --- the files themselves ---------------------------------------------------------------
@@ -156,11 +161,13 @@ def test_the_monitoring_profile_provisions_prometheus_and_grafana_from_the_files
 
 
 class Stack:
-    """The cluster, Prometheus scraping it, and what one node's /metrics exports."""
+    """The cluster, Prometheus scraping it, the application the nodes ask, and what
+    the nodes' /metrics export."""
 
-    def __init__(self, nodes: Any, prometheus: PrometheusServer) -> None:
+    def __init__(self, nodes: Any, prometheus: PrometheusServer, app: BackendApp) -> None:
         self.nodes = nodes
         self.prometheus = prometheus
+        self.app = app
         self.instances = [f"127.0.0.1:{port}" for port in nodes.node_ports]
 
     def exported(self) -> set[str]:
@@ -175,33 +182,77 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    """Three nodes and Redis as `make cluster` starts them, Prometheus listing them as
-    `make cluster` does, every node scraped, then a little chat, scraped too."""
+    """Three nodes and Redis as `make cluster` starts them, asking an application
+    (tests/backend_app.py) at every connect, join and send and posting it their events,
+    Prometheus listing them as `make cluster` does, every node scraped, then a little
+    chat, scraped too."""
     binary = tool_or_skip("prometheus")
     nginx_or_skip()
     prometheus = PrometheusServer(binary)
-    nodes = cluster.Cluster(cluster.free_port(), quiet=True, gateway_args=NODE_ARGS,
-                            prometheus_targets=prometheus.targets)  # fmt: skip
-    try:
-        nodes.start()
-        prometheus.start()
-        stack = Stack(nodes, prometheus)
-        wait_for(lambda: len([t for t in prometheus.active_targets()
-                              if t["health"] == "up"]) == 3, "all three nodes scraped")  # fmt: skip
-        asyncio.run(chat(stack))
-        wait_for(lambda: prometheus.query(
-            "sum(chat_publish_seconds_count) >= 5 "
-            'and sum(chat_handshakes_refused_total{reason="invalid_name"}) >= 1'
-        ), "the chat scraped")  # fmt: skip
-        yield stack
-    finally:
-        nodes.stop()
-        prometheus.stop()
+    with application().in_thread() as app:
+        nodes = cluster.Cluster(cluster.free_port(), quiet=True,
+                                gateway_args=[*NODE_ARGS, *backend_flags(app)],
+                                prometheus_targets=prometheus.targets)  # fmt: skip
+        try:
+            nodes.start()
+            prometheus.start()
+            stack = Stack(nodes, prometheus, app)
+            wait_for(lambda: len([t for t in prometheus.active_targets()
+                                  if t["health"] == "up"]) == 3,
+                     "all three nodes scraped")  # fmt: skip
+            asyncio.run(chat(stack))
+            wait_for(lambda: prometheus.query(
+                "sum(chat_publish_seconds_count) >= 5 "
+                'and sum(chat_handshakes_refused_total{reason="unauthorized"}) >= 1 '
+                'and sum(chat_hook_requests_total{hook="join", result="refused"}) >= 1 '
+                "and sum(chat_events_lag_seconds_count) >= 5 "
+                # settled: the first node up took all 16, and gives one up a round
+                "and sum(chat_events_partitions_held) == 16 "
+                "and max(chat_events_partitions_held) <= 6"
+            ), "the chat scraped, the partitions shared")  # fmt: skip
+            # A hook's series is born counted, at its first call on a node: its rate
+            # needs another call once Prometheus has the first.
+            asyncio.run(each_hook_again(stack))
+            wait_for(lambda: len(prometheus.query(
+                "sum by (hook) (rate(chat_hook_seconds_count[20s])) > 0"
+            )) == len(HOOKS), "each hook's rate")  # fmt: skip
+            yield stack
+        finally:
+            nodes.stop()
+            prometheus.stop()
+
+
+def application() -> BackendApp:
+    """The application: it lets in everyone as the name they asked, but for a name too
+    long for the chat ("no such user"), refuses everyone the room CLOSED_ROOM, lets
+    every message through and takes every event."""
+
+    def connect(request: Received) -> Reply:
+        name = request.json()["name"] or ""
+        return Reply(200, {"name": name}) if len(name) <= 32 else Reply(403, {"message": "no"})
+
+    def join(request: Received) -> Reply:
+        refused = request.json()["room"] == CLOSED_ROOM
+        return Reply(403, {"message": "closed"}) if refused else Reply(200, {})
+
+    app = BackendApp()
+    app.answer("/connect", handler=connect)
+    app.answer("/join", handler=join)
+    return app
+
+
+def backend_flags(app: BackendApp) -> list[str]:
+    """The nodes' flags for `app`: every hook and the events."""
+    flags = ["--backend-secret", app.secret, "--events-url", app.url("/events")]
+    for hook in HOOKS:
+        flags += [f"--{hook}-hook-url", app.url(f"/{hook}")]
+    return flags
 
 
 async def chat(stack: Stack) -> None:
     """A little of everything the dashboard shows: two modes on three nodes, room and
-    direct messages, an error, a refused handshake, a refused frame, a broken request."""
+    direct messages (events for the application), an error, a handshake and a join the
+    application refuses, a refused frame, a broken request."""
     ports = stack.nodes.node_ports
     async with aiohttp.ClientSession() as http:
 
@@ -221,18 +272,31 @@ async def chat(stack: Stack) -> None:
         assert (await bob.request("dm", to="alice", text="hi"))["type"] == "ack"
         refused = await alice.request("send", room="elsewhere", text="not joined")
         assert refused["type"] == "error"
+        closed = await alice.request("join", room=CLOSED_ROOM)
+        assert (closed["type"], closed.get("code")) == ("error", "forbidden"), closed
         big = await join(2, "big")
         await big.ws.send_str("x" * 70_000)  # over --max-frame-bytes: closed 1009
         assert await big.close_code() == 1009
         url = f"ws://127.0.0.1:{ports[1]}/ws"
         long_name = {"name": "n" * 200}
         nameless = await http.ws_connect(url, params=long_name, protocols=(JSON_PROTOCOL,))
-        assert (await JsonPeer(nameless).expect("error"))["code"] == "invalid_name"
+        assert (await JsonPeer(nameless).expect("error"))["code"] == "unauthorized"
         with socket.create_connection(("127.0.0.1", ports[0]), timeout=5) as sock:
             sock.sendall(b"NOT HTTP\r\n\r\n")  # answered 400 (bad_request)
             sock.recv(1024)
         for ws in (alice.ws, bob.ws, text):
             await ws.close()
+
+
+async def each_hook_again(stack: Stack) -> None:
+    """Connect, join and send once more on the first node, where each hook was asked."""
+    url = f"ws://127.0.0.1:{stack.nodes.node_ports[0]}/ws"
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(url, params={"name": "dave"}, protocols=(JSON_PROTOCOL,))
+        dave = JsonPeer(ws)
+        await dave.expect("subscribed", room="lobby")
+        assert (await dave.request("send", room="lobby", text="again"))["type"] == "ack"
+        await ws.close()
 
 
 @pytest.mark.timeout(180)
@@ -298,6 +362,36 @@ def active(stack: Stack, alert: str) -> set[str]:
     """The instances `alert` is pending or firing for."""
     return {a["labels"].get("instance", "") for r in stack.prometheus.rules()
             if r["type"] == "alerting" and r["name"] == alert for a in r["alerts"]}  # fmt: skip
+
+
+@pytest.mark.timeout(180)
+def test_the_hook_alert_goes_off_when_the_application_fails_a_hook(stack: Stack) -> None:
+    """Guards against a hook rule that watches the wrong thing: the application
+    answering its publish hook 503, the sends on a node are turned away `unavailable`,
+    and ChatHookUnavailable goes pending for that node."""
+    stack.app.answer("/publish", 503)
+    unavailable = 'chat_hook_requests_total{hook="publish", result="unavailable"}'
+    try:
+        asyncio.run(send_turned_away(stack))
+        # Born counted at the first: its rate needs another once Prometheus has it.
+        wait_for(lambda: stack.prometheus.query(unavailable), "the first turned away scraped")
+        asyncio.run(send_turned_away(stack))
+        first = stack.instances[0]
+        wait_for(lambda: active(stack, "ChatHookUnavailable") == {first}, "ChatHookUnavailable")
+    finally:
+        stack.app.answer("/publish", 200, {})
+
+
+async def send_turned_away(stack: Stack) -> None:
+    """A send on the first node that the application does not answer as it should."""
+    url = f"ws://127.0.0.1:{stack.nodes.node_ports[0]}/ws"
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(url, params={"name": "erin"}, protocols=(JSON_PROTOCOL,))
+        erin = JsonPeer(ws)
+        await erin.expect("subscribed", room="lobby")
+        answer = await erin.request("send", room="lobby", text="lost")
+        assert (answer["type"], answer.get("code")) == ("error", "unavailable"), answer
+        await ws.close()
 
 
 @pytest.mark.timeout(180)

@@ -1,11 +1,16 @@
 """The node's one Redis subscription: a single PubSub connection and its reader task.
 
-redis-py's PubSub does not reliably come back after its connection dies, so on any
-error this task throws the PubSub away, waits (capped, doubling backoff), makes a new
-one, subscribes every channel again and then asks the broker to fill the gap of those
-channels before it reads anything live. A probe published to the node's own channel
-must come back in time; a subscription that stays connected but deaf is torn down the
-same way.
+What to do when is decided by `subscription.Subscription`, a state machine without I/O
+(docs/redis.md, "The subscription as a state machine"); this module only feeds it what
+happens and carries out what it asks. redis-py's PubSub does not reliably come back
+after its connection dies, so on any Redis error the reading task throws the PubSub
+away, waits (capped, doubling backoff), makes a new one, subscribes every channel again
+and has the broker fill the gap of those channels before it reads anything live. A
+probe published to the node's own channel must come back in time; a subscription that
+stays connected but deaf is torn down the same way, by the reading task.
+
+Only Redis's own errors (and the broker's `BrokerUnavailable` from a gap fill) count as
+a lost subscription; anything else is a bug, logged as one, and ends the subscription.
 """
 
 from __future__ import annotations
@@ -13,10 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import secrets
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,13 +27,16 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.crc import key_slot
 
+from gateway.broker import subscription_actions as act
+from gateway.broker.redis_history import REDIS_ERRORS
+from gateway.broker.subscription import Subscription
+from gateway.errors import BrokerUnavailable
 from gateway.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
 
-BACKOFF_FIRST = 0.1  # seconds before the first reconnect
-BACKOFF_CAP = 5.0  # the longest wait between reconnects
-DEAF_AFTER = 3  # probe intervals with none back: the subscription is deaf
+ACK_TIMEOUT = 5.0  # seconds for Redis to confirm a subscription
+LOST_ERRORS = (*REDIS_ERRORS, BrokerUnavailable)  # a subscription lost, not a bug
 
 
 class Subscriber:
@@ -52,34 +58,28 @@ class Subscriber:
         # an SUNSUBSCRIBE the server sends (its slot moved) is a lost subscription.
         self._sharded = sharded
         self._on_lost = on_lost
-        self._probe_channel = probe_channel
         self._on_message = on_message
         self._on_reconnect = on_reconnect
         self._probe_interval = probe_interval
-        self._wanted: Counter[str] = Counter({probe_channel: 1})  # channel -> its users
-        self._on_connection: set[str] = set()  # channels SUBSCRIBEd on the current PubSub
-        # SUNSUBSCRIBEs this node sent whose replies are still to come: a reply to one of
-        # ours is no sign that the server dropped the channel (its slot moved).
-        self._unsubscribing: Counter[str] = Counter()
+        self._machine = Subscription(probe_channel, probe_interval, time.monotonic, sharded=sharded)
         self._lock = asyncio.Lock()  # one SUBSCRIBE/UNSUBSCRIBE at a time, in order
         self._pubsub: PubSub | None = None
         self._live = asyncio.Event()  # set while subscribed and reading
-        # Asked for a new subscription (deaf, or a SUBSCRIBE that failed): the reading
-        # task ends the current one itself. Closing its connection from outside left
-        # redis-py's reader on a connection the pool then gave to a command.
-        self._renewal = asyncio.Event()
+        self._fill: act.FillGap | None = None  # asked for by the machine, for `_run`
+        self._acked = asyncio.Event()  # set with `_fill`
+        self._renewal = asyncio.Event()  # the machine asked `_run` to end the connection
         self._renewal_reason = ""
         self._confirmed: dict[str, asyncio.Future[None]] = {}  # channel -> subscribe ack
-        self._held: list[tuple[str, bytes]] | None = None  # live messages held during a gap fill
-        self._probe_sent: dict[str, float] = {}  # probe token -> monotonic time sent
-        self._heard = False  # a probe came back since the subscription went live
-        self._last_probe_back = time.monotonic()
-        self.probe_rtt: float | None = None
         self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def probe_rtt(self) -> float | None:
+        """The last probe's round trip, in seconds."""
+        return self._machine.probe_rtt
 
     def want(self, channel: str, users: int = 1) -> None:
         """Count `users` more of `channel` before `start`, which subscribes it."""
-        self._wanted[channel] += users
+        self._machine.want(channel, users)
 
     def start(self) -> None:
         """Start the reader and the probe."""
@@ -87,18 +87,21 @@ class Subscriber:
             asyncio.create_task(self._run(), name="redis-subscriber"),
             asyncio.create_task(self._probe(), name="redis-probe"),
         ]
+        for task in self._tasks:
+            task.add_done_callback(self._crashed)
 
     async def close(self) -> None:
         """Stop both tasks and drop the connection."""
         self._live.clear()
         await stop_tasks(*self._tasks)
+        self._carry_out(self._machine.close())  # MarkUnready; its Drop is this:
+        self._fail_confirmations()
         await self._drop()
 
     @property
     def healthy(self) -> bool:
         """Subscribed, reading, and the last probe came back in time."""
-        deadline = self._probe_interval * DEAF_AFTER
-        return self._live.is_set() and time.monotonic() - self._last_probe_back < deadline
+        return self._live.is_set() and self._machine.healthy()
 
     @property
     def serving(self) -> bool:
@@ -116,45 +119,66 @@ class Subscriber:
     async def subscribe(self, channel: str) -> None:
         """Want `channel`; returns once Redis confirmed it, or (while reconnecting) once it
         is listed for the next connection, whose gap fill covers the wait. Never raises."""
-        self._wanted[channel] += 1
+        actions = self._machine.subscribe(channel)
         async with self._lock:
-            pubsub = self._pubsub
-            if channel in self._on_connection or pubsub is None or pubsub.connection is None:
+            if not actions:
                 waiting = self._confirmed.get(channel)
             else:
+                pubsub = self._pubsub
+                if pubsub is None or pubsub.connection is None:
+                    # Dropped meanwhile: the next connection subscribes it (a no-op while
+                    # backing off; with a connection, that one goes without it: renewed).
+                    self._carry_out(self._machine.command_failed(f"SUBSCRIBE {channel} missed"))
+                    return
                 (waiting,) = self._expect_confirmations([channel])
                 try:
                     await (pubsub.ssubscribe if self._sharded else pubsub.subscribe)(channel)
-                    self._on_connection.add(channel)
-                except Exception as exc:
+                except REDIS_ERRORS as exc:
                     log.warning("SUBSCRIBE %s failed (%s); resubscribing everything", channel, exc)
-                    self._renew(f"SUBSCRIBE {channel} failed")  # the next connection has it
+                    self._carry_out(self._machine.command_failed(f"SUBSCRIBE {channel} failed"))
                     return
         if waiting is not None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(TimeoutError, ConnectionError):
                 await self._confirmed_all([waiting])
 
     async def unsubscribe(self, channel: str) -> None:
         """One user less of `channel`; UNSUBSCRIBE once nobody wants it. Never raises."""
-        self._wanted[channel] -= 1
-        if self._wanted[channel] <= 0:
-            del self._wanted[channel]
+        actions = self._machine.unsubscribe(channel)
+        self._carry_out(actions)  # a gap fill, if it waited for this channel's ack only
+        if not any(isinstance(action, act.UnsubscribeChannel) for action in actions):
+            return
         async with self._lock:
-            if channel in self._wanted or channel not in self._on_connection:
-                return
-            self._on_connection.discard(channel)
             self._confirmed.pop(channel, None)
             pubsub = self._pubsub
-            if pubsub is not None and pubsub.connection is not None:
-                try:
-                    if self._sharded:
-                        self._unsubscribing[channel] += 1
-                        await pubsub.sunsubscribe(channel)
-                    else:
-                        await pubsub.unsubscribe(channel)
-                except Exception as exc:
-                    log.warning("UNSUBSCRIBE %s failed (%s); resubscribing the rest", channel, exc)
-                    self._renew(f"UNSUBSCRIBE {channel} failed")
+            if pubsub is None or pubsub.connection is None:
+                return
+            try:
+                await (pubsub.sunsubscribe if self._sharded else pubsub.unsubscribe)(channel)
+            except REDIS_ERRORS as exc:
+                log.warning("UNSUBSCRIBE %s failed (%s); resubscribing the rest", channel, exc)
+                self._carry_out(self._machine.command_failed(f"UNSUBSCRIBE {channel} failed"))
+
+    def _carry_out(self, actions: list[act.Action]) -> None:
+        """The actions any task carries out at once; those of the connection's life
+        (Connect, FillGap, Drop, Wait) are `_run`'s, which waits for them."""
+        for action in actions:
+            if isinstance(action, act.Deliver):
+                self._on_message(action.channel, action.data)
+            elif isinstance(action, act.MarkLive):
+                self._live.set()
+            elif isinstance(action, act.MarkUnready):
+                self._live.clear()
+            elif isinstance(action, act.Lost):
+                if self._on_lost is not None:
+                    self._on_lost()
+            elif isinstance(action, act.Renew):
+                if action.reason.startswith("deaf"):
+                    log.warning("redis subscription is deaf: no probe came back; reconnecting")
+                self._renewal_reason = action.reason
+                self._renewal.set()
+            elif isinstance(action, act.FillGap):
+                self._fill = action
+                self._acked.set()
 
     def _expect_confirmations(self, channels: list[str]) -> list[asyncio.Future[None]]:
         loop = asyncio.get_running_loop()
@@ -168,66 +192,61 @@ class Subscriber:
 
     @staticmethod
     async def _confirmed_all(waiting: list[asyncio.Future[None]]) -> None:
-        async with asyncio.timeout(5.0):
+        async with asyncio.timeout(ACK_TIMEOUT):
             await asyncio.gather(*(asyncio.shield(f) for f in waiting))
 
     async def _run(self) -> None:
-        backoff = BACKOFF_FIRST
-        was_live = False  # never connected yet: nothing was "lost"
+        """The reading side: each connection from its SUBSCRIBE to its drop."""
+        actions = self._machine.start()
         while True:
-            self._renewal.clear()
-            pubsub = self._redis.pubsub()
-            self._pubsub = pubsub
-            try:
-                self._held = []  # live messages wait until the gap is filled
-                async with self._lock:
-                    channels = sorted(self._wanted)
-                    waiting = self._expect_confirmations(channels)
-                    if self._sharded:  # one SSUBSCRIBE per slot: a command may not span two
-                        for group in by_slot(channels):
-                            await pubsub.ssubscribe(*group)
-                    else:
-                        await pubsub.subscribe(*channels)  # sets the connection it reads
-                    self._on_connection = set(channels)
-                    self._unsubscribing.clear()
-                reader = asyncio.create_task(self._read(pubsub), name="redis-reader")
-                renewal = asyncio.create_task(self._renewal.wait(), name="redis-renewal")
-                try:
-                    await self._confirmed_all(waiting)
-                    if self._sharded:
-                        await self._on_a_primary()
-                    await self._on_reconnect(frozenset(channels))
-                    held, self._held = self._held, None
-                    for channel, data in held:
-                        self._on_message(channel, data)
-                    self._last_probe_back = time.monotonic()
-                    self._heard = False
-                    self._live.set()
-                    was_live = True
-                    await asyncio.wait((reader, renewal), return_when=asyncio.FIRST_COMPLETED)
-                    if not reader.done():
-                        raise ConnectionError(self._renewal_reason)
-                    reader.result()  # how the reading ended: the subscription is lost
-                    raise ConnectionError("the subscription's reader stopped")
-                finally:
-                    await stop_tasks(reader, renewal)  # before its connection is dropped
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                what = "subscription lost" if was_live else "cannot subscribe yet"
-                log.warning("redis %s (%s); reconnecting in %.1fs", what, exc, backoff)
-                if self._on_lost is not None:
-                    self._on_lost()
-            if self._heard:  # it worked (a probe came back): the next loss starts afresh
-                backoff = BACKOFF_FIRST  # (one deaf again and again backs off instead)
-            self._heard = False
-            self._live.clear()
-            self._held = None
-            self._on_connection = set()
+            (connect,) = actions
+            assert isinstance(connect, act.Connect)
+            reason = await self._connection(list(connect.channels))
+            after = self._machine.lost(reason)
+            self._carry_out(after)
+            (wait,) = [a for a in after if isinstance(a, act.Wait)]
+            what = "subscription lost" if wait.was_live else "cannot subscribe yet"
+            log.warning("redis %s (%s); reconnecting in %.1fs", what, reason, wait.delay)
             self._fail_confirmations()
             await self._drop()
-            await asyncio.sleep(backoff * (0.5 + random.random()))
-            backoff = min(backoff * 2, BACKOFF_CAP)
+            await asyncio.sleep(wait.delay)
+            actions = self._machine.backoff_over()
+
+    async def _connection(self, channels: list[str]) -> str:
+        """Subscribe `channels` on a new PubSub, fill their gap, read until the
+        connection is lost or renewed; returns why it ended."""
+        self._renewal.clear()
+        self._acked.clear()
+        self._fill = None
+        pubsub = self._pubsub = self._redis.pubsub()
+        reader: asyncio.Task[None] | None = None
+        renewal: asyncio.Task[bool] | None = None
+        try:
+            async with self._lock:
+                self._expect_confirmations(channels)
+                if self._sharded:  # one SSUBSCRIBE per slot: a command may not span two
+                    for group in by_slot(channels):
+                        await pubsub.ssubscribe(*group)
+                else:
+                    await pubsub.subscribe(*channels)  # sets the connection it reads
+            reader = asyncio.create_task(self._read(pubsub), name="redis-reader")
+            renewal = asyncio.create_task(self._renewal.wait(), name="redis-renewal")
+            async with asyncio.timeout(ACK_TIMEOUT):
+                await self._acked.wait()
+            assert self._fill is not None
+            if self._sharded:
+                await self._on_a_primary()
+            await self._on_reconnect(self._fill.channels)
+            self._carry_out(self._machine.filled())
+            await asyncio.wait((reader, renewal), return_when=asyncio.FIRST_COMPLETED)
+            if not reader.done():
+                return self._renewal_reason
+            reader.result()  # how the reading ended: the subscription is lost
+            return "the subscription's reader stopped"
+        except LOST_ERRORS as exc:
+            return str(exc) or type(exc).__name__
+        finally:
+            await stop_tasks(reader, renewal)  # before its connection is dropped
 
     async def _on_a_primary(self) -> None:
         """Raise unless the shard's node is a primary. A replica takes SSUBSCRIBE too,
@@ -241,67 +260,46 @@ class Subscriber:
             raise ConnectionError(f"the shard's node is a {kind} now, not its primary")
 
     async def _read(self, pubsub: PubSub) -> None:
+        machine = self._machine
         while True:
             message: Any = await pubsub.get_message(timeout=None)
             if message is None:
                 continue
             kind, channel = message["type"], message["channel"].decode()
-            if kind in ("subscribe", "ssubscribe"):
+            if kind in ("message", "smessage"):
+                self._carry_out(machine.message(channel, message["data"]))
+            elif kind in ("subscribe", "ssubscribe"):
                 future = self._confirmed.pop(channel, None)
                 if future is not None and not future.done():
                     future.set_result(None)
+                self._carry_out(machine.acked(channel))
             elif kind == "sunsubscribe":
-                if self._unsubscribing[channel] > 0:
-                    self._unsubscribing[channel] -= 1  # the reply to ours
-                    if not self._unsubscribing[channel]:
-                        del self._unsubscribing[channel]
-                elif channel in self._on_connection:
-                    raise ConnectionError(f"the server unsubscribed {channel} (its slot moved)")
-            elif kind in ("message", "smessage"):
-                if channel == self._probe_channel:
-                    self._probe_returned(message["data"])
-                elif self._held is not None:
-                    self._held.append((channel, message["data"]))
-                else:
-                    self._on_message(channel, message["data"])
-
-    def _probe_returned(self, data: bytes) -> None:
-        sent = self._probe_sent.pop(data.decode().removeprefix("q"), None)
-        if sent is not None:
-            self._heard = True
-            self._last_probe_back = time.monotonic()
-            self.probe_rtt = self._last_probe_back - sent
+                self._carry_out(machine.server_unsubscribed(channel))
 
     async def _probe(self) -> None:
         """Publish a token to our own channel; a subscription that never hears it is deaf."""
+        command = "SPUBLISH" if self._sharded else "PUBLISH"
         while True:
             await asyncio.sleep(self._probe_interval)
-            if not self._live.is_set():
-                continue
-            if time.monotonic() - self._last_probe_back > self._probe_interval * DEAF_AFTER:
-                log.warning("redis subscription is deaf: no probe came back; reconnecting")
-                if self._on_lost is not None:
-                    # On a cluster the shard may have failed over without a word: its
-                    # old primary, now a replica, takes SSUBSCRIBE but hears nothing.
-                    self._on_lost()
-                self._renew("deaf: no probe came back")
-                continue
-            # Every probe still in the deaf window counts when it comes back: one that
-            # takes longer than the interval is late, not lost (counting only the newest
-            # made a slow path deaf for good: a resubscription storm on a loaded host).
-            now = time.monotonic()
-            window = self._probe_interval * DEAF_AFTER
-            self._probe_sent = {t: at for t, at in self._probe_sent.items() if now - at < window}
-            token = secrets.token_hex(6)
-            self._probe_sent[token] = now
-            command = "SPUBLISH" if self._sharded else "PUBLISH"
-            with contextlib.suppress(Exception):  # a lost probe is what the check is for
-                await self._redis.execute_command(command, self._probe_channel, "q" + token)
+            for action in self._machine.probe_due(secrets.token_hex(6)):
+                if isinstance(action, act.SendProbe):
+                    with contextlib.suppress(*REDIS_ERRORS):  # a lost probe is the check
+                        await self._redis.execute_command(
+                            command, self._machine.probe_channel, "q" + action.token
+                        )
+                else:
+                    self._carry_out([action])
 
-    def _renew(self, reason: str) -> None:
-        """Have the reading task end this subscription and make a new one."""
-        self._renewal_reason = reason
-        self._renewal.set()
+    def _crashed(self, task: asyncio.Task[None]) -> None:
+        """A task that ended by itself hit a bug: say so loudly, and be unready."""
+        if task.cancelled() or task.exception() is None:
+            return
+        self._carry_out(self._machine.close())  # unready; the probe stops asking
+        log.error(
+            "redis subscriber task %s crashed: a bug, not a lost subscription",
+            task.get_name(),
+            exc_info=task.exception(),
+        )
 
     def _fail_confirmations(self) -> None:
         for future in self._confirmed.values():
@@ -313,7 +311,7 @@ class Subscriber:
     async def _drop(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(*REDIS_ERRORS):  # TimeoutError is an OSError
                 async with asyncio.timeout(1.0):
                     await pubsub.aclose()
 
