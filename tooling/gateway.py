@@ -28,14 +28,25 @@ CLIENT_CAUSED = re.compile(
 class GatewayProcess:
     """`python -m gateway` on `port` (a free one by default) with `extra` flags."""
 
+    label = "the gateway"
+    health_path = "/healthz"  # answers 200 once the process serves
+
     def __init__(
         self, port: int | None = None, *extra: str, env: Mapping[str, str] | None = None
     ) -> None:
         self.port = port or free_port()
+        self._extra = extra
+        self.process = Process(f"{self.label} :{self.port}", [], env=env)
+
+    def command(self) -> list[str]:
+        """The process's command line."""
         args = ["--port", str(self.port), "--grace-period", "0.2", "--log-level", "WARNING"]
-        self.process = Process(
-            f"gateway :{self.port}", [sys.executable, "-m", "gateway", *args, *extra], env=env
-        )
+        return [sys.executable, "-m", "gateway", *args, *self._extra]
+
+    @property
+    def base(self) -> str:
+        """The process's HTTP address, without a trailing slash."""
+        return f"http://127.0.0.1:{self.port}"
 
     @property
     def url(self) -> str:
@@ -58,15 +69,16 @@ class GatewayProcess:
 
     def launch(self) -> GatewayProcess:
         """Start the process, without waiting for it to serve."""
+        self.process.argv = self.command()
         self.process.start()
         return self
 
     def wait_serving(self, timeout: float = SERVE_TIMEOUT) -> None:
-        """Wait (bounded) until /healthz answers; stop the process if it does not."""
+        """Wait (bounded) until `health_path` answers 200; stop the process if it does not."""
         try:
             wait_until(
-                "the gateway",
-                lambda: get_status(f"http://127.0.0.1:{self.port}/healthz") == 200,
+                self.label,
+                lambda: get_status(f"{self.base}{self.health_path}") == 200,
                 timeout,
                 process=self.process,
             )
