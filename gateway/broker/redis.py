@@ -34,17 +34,18 @@ from gateway.broker.base import (
 from gateway.broker.redis_cluster import ShardedSubscriber, connect_cluster
 from gateway.broker.redis_connect import connect, redis_address
 from gateway.broker.redis_console import Console
+from gateway.broker.redis_context import RedisContext
+from gateway.broker.redis_errors import REDIS_ERRORS, unavailable_on_error
 from gateway.broker.redis_event_log import RedisEventLog
-from gateway.broker.redis_history import REDIS_ERRORS, RoomHistory, unavailable_on_error
+from gateway.broker.redis_history import RoomHistory
 from gateway.broker.redis_live import LiveRooms
 from gateway.broker.redis_liveness import Liveness
-from gateway.broker.redis_moderation import Moderation
+from gateway.broker.redis_moderation import RedisModeration
 from gateway.broker.redis_names import Names
-from gateway.broker.redis_presence import Presence
+from gateway.broker.redis_presence import RedisPresence
 from gateway.broker.redis_replicas import ReplicaWaits
 from gateway.broker.redis_reregister import reregister
 from gateway.broker.redis_rooms import Rooms
-from gateway.broker.redis_scripts import Keys
 from gateway.config import Settings
 from gateway.events import Direct, Message, PresenceChange
 from gateway.redis_url import CLUSTER_SCHEME
@@ -62,58 +63,32 @@ class RedisBroker:
         self._redis: Any = redis
         if redis is None:
             self._redis = connect_cluster(url) if sharded else connect(url)
-        self._keys = Keys(settings.redis_prefix)
-        self._pub = "SPUBLISH" if sharded else "PUBLISH"  # for every channel message
-        self._history = RoomHistory(self._redis, self._keys, settings.history_size)
         self._node = settings.node_id
+        ctx = RedisContext.for_url(self._redis, settings.redis_prefix, self._node, sharded=sharded)
+        self._keys = ctx.keys
+        self._history = RoomHistory(self._redis, self._keys, settings.history_size)
         # With --events-url: every event stored in the same script as what it tells of.
         self.events: RedisEventLog | None = None
         if settings.events_url:
-            self.events = RedisEventLog(
-                self._redis, self._keys, self._node, settings.events_backlog, sharded=sharded
-            )
+            self.events = RedisEventLog(ctx, settings.events_backlog)
         self._replicas = ReplicaWaits(
             self._redis, settings.ack_replicas, settings.redis_ack_timeout, sharded=sharded
         )
         self._listener: BrokerListener | None = None
-        self._liveness = Liveness(
-            self._redis, self._keys, settings, self.reregister, self._pub, self.events
-        )
+        self._liveness = Liveness(ctx, settings, self.reregister, self.events)
         self._live = LiveRooms(
-            self._redis,
-            self._keys,
-            settings,
-            self._history,
-            self._liveness,
-            self._forget,
-            self.reregister,
-            sharded=sharded,
+            ctx, settings, self._history, self._liveness, self._forget, self.reregister
         )
         self._subscriber = self._live.subscriber
-        self._moderation = Moderation(
-            self._redis,
-            self._keys,
-            self._pub,
-            settings.room_ttl,
-            settings.history_size,
-            self._replicas,
-            self.events,
+        self._moderation = RedisModeration(
+            ctx, settings.room_ttl, settings.history_size, self._replicas, self.events
         )
-        self._console = Console(self._redis, self._keys)
-        self._presence = Presence(
-            self._redis,
-            self._keys,
-            self._node,
-            self._pub,
-            self._liveness.settle_room,
-            self._banned_while_away,
-            self.events,
+        self._console = Console(ctx)
+        self._presence = RedisPresence(
+            ctx, self._liveness.settle_room, self._banned_while_away, self.events
         )
         self._names = Names(
-            self._redis,
-            self._keys,
-            self._node,
-            self._pub,
+            ctx,
             self._subscriber,
             self._kick,
             self._liveness.settle_name,
@@ -122,14 +97,7 @@ class RedisBroker:
             self.events,
         )
         self._rooms = Rooms(
-            self._redis,
-            self._keys,
-            settings,
-            self._pub,
-            self._replicas,
-            self._history,
-            self._presence,
-            self.events,
+            ctx, settings, self._replicas, self._history, self._presence, self.events
         )
 
     @property

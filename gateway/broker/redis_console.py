@@ -11,22 +11,20 @@ command to its own slot's shard.
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 
 from gateway.broker.base import AUDIT_KEPT, AuditEntry, NodeStatus, UserPlaces
-from gateway.broker.redis_history import unavailable_on_error
-from gateway.broker.redis_scripts import Keys
+from gateway.broker.redis_context import RedisContext
+from gateway.broker.redis_errors import unavailable_on_error
 from gateway.names import name_key
 
 
 class Console:
     """The console's reads and the audit list, on one Redis or a cluster."""
 
-    def __init__(self, redis: Any, keys: Keys) -> None:
-        self._redis = redis
-        self._keys = keys
+    def __init__(self, context: RedisContext) -> None:
+        self._redis = context.redis
+        self._keys = context.keys
 
     async def nodes(self) -> list[NodeStatus]:
         """The status of every listed node whose status has not expired."""

@@ -27,6 +27,7 @@ from gateway.broker.event_log import (
     StoredEvent,
     partition_of,
 )
+from gateway.broker.redis_context import RedisContext
 from gateway.broker.redis_event_scripts import (
     LEASE,
     RELEASE,
@@ -36,7 +37,6 @@ from gateway.broker.redis_event_scripts import (
     with_events,
 )
 from gateway.broker.redis_lua import Lua
-from gateway.broker.redis_scripts import Keys
 
 REHINT_SECONDS = 10.0  # a node hints a stream again once its last hint is this old
 STALE_HINT_MS = 60_000  # a hint to an empty stream, not renewed this long, goes
@@ -70,9 +70,10 @@ def _score_bytes(score: Any) -> bytes:
 class RedisEventLog:
     """A node's view of the events in Redis: it hints, leases, reads and confirms."""
 
-    def __init__(self, redis: Any, keys: Keys, node: str, backlog: int, *, sharded: bool) -> None:
-        self._redis = redis
-        self.sharded = sharded  # a Redis Cluster: hints are added before the script
+    def __init__(self, context: RedisContext, backlog: int) -> None:
+        redis = self._redis = context.redis
+        keys, node = context.keys, context.node
+        self.sharded = context.sharded  # a Redis Cluster: hints are added before the script
         self.keys = EventKeys(keys)
         self._prefix = keys.prefix
         self._holder = f"{node}/{secrets.token_hex(4)}"  # this process, for its leases

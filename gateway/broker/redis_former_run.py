@@ -15,7 +15,7 @@ import asyncio
 import logging
 from typing import Any
 
-from gateway.broker.redis_history import REDIS_ERRORS
+from gateway.broker.redis_errors import REDIS_ERRORS
 from gateway.broker.redis_reaper import KINDS, Reaper
 from gateway.broker.redis_scripts import Keys
 

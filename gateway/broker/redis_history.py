@@ -7,32 +7,15 @@ offset is then foreign: `recovered` false, never a wrong place).
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
-from redis.exceptions import RedisClusterException, RedisError
 
 from gateway.broker.base import Replay
+from gateway.broker.redis_errors import unavailable_on_error
 from gateway.broker.redis_scripts import Keys
-from gateway.errors import BrokerUnavailable
 from gateway.events import Message
 from gateway.offsets import parse_offset
-
-# What a failed Redis call raises: redis-py's errors, socket errors, and the cluster
-# client's own (a slot no primary serves, no reachable node), which is no RedisError.
-REDIS_ERRORS = (RedisError, RedisClusterException, OSError)
-
-
-@contextlib.contextmanager
-def unavailable_on_error() -> Iterator[None]:
-    """Any Redis or socket error is BrokerUnavailable: the operation did not happen (on a
-    cluster too: a slot no primary serves is a RedisClusterException)."""
-    try:
-        yield
-    except REDIS_ERRORS as exc:
-        raise BrokerUnavailable(str(exc)) from exc
 
 
 def decode_message(offset: str, payload: bytes) -> Message:

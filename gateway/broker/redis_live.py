@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from gateway.broker import redis_scripts as scripts
 from gateway.broker.base import BrokerListener
 from gateway.broker.redis_connect import node_subscriber
+from gateway.broker.redis_context import RedisContext
+from gateway.broker.redis_errors import unavailable_on_error
 from gateway.broker.redis_events import deliver_event
-from gateway.broker.redis_history import RoomHistory, decode_message, unavailable_on_error
+from gateway.broker.redis_history import RoomHistory, decode_message
 from gateway.broker.redis_liveness import Liveness
 from gateway.broker.redis_lua import Lua
-from gateway.broker.redis_scripts import Keys
 from gateway.config import Settings
 from gateway.errors import BrokerUnavailable
 from gateway.events import Message
@@ -33,16 +33,14 @@ class LiveRooms:
 
     def __init__(
         self,
-        redis: Any,
-        keys: Keys,
+        context: RedisContext,
         settings: Settings,
         history: RoomHistory,
         liveness: Liveness,
         forget: Callable[[str], None],
         reregister: Callable[..., Awaitable[bool]],
-        *,
-        sharded: bool,
     ) -> None:
+        redis, keys = context.redis, context.keys
         self._keys = keys
         self._history = history
         self._liveness = liveness
@@ -54,12 +52,12 @@ class LiveRooms:
         self.subscriber = node_subscriber(
             redis,
             keys,
-            settings.node_id,
+            context.node,
             settings.redis_url or "",
             self._on_channel_message,
             self._after_reconnect,
             probe_interval=settings.probe_interval,
-            sharded=sharded,
+            sharded=context.sharded,
         )
 
     async def subscribe(self, room: str) -> None:

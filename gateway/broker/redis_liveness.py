@@ -22,17 +22,15 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 
 from gateway.broker.base import NodeStatus
+from gateway.broker.redis_context import RedisContext
+from gateway.broker.redis_errors import REDIS_ERRORS
 from gateway.broker.redis_event_log import RedisEventLog
 from gateway.broker.redis_former_run import HANDED_OVER, FormerRun
-from gateway.broker.redis_history import REDIS_ERRORS
 from gateway.broker.redis_reaper import Reaper
-from gateway.broker.redis_scripts import Keys
 from gateway.config import Settings
 from gateway.errors import BrokerUnavailable
 from gateway.tasks import stop_tasks
@@ -47,16 +45,14 @@ class Liveness:
 
     def __init__(
         self,
-        redis: Redis,
-        keys: Keys,
+        context: RedisContext,
         settings: Settings,
         on_lost: Callable[[bool], Awaitable[bool]],
-        publish_command: str = "PUBLISH",
         events: RedisEventLog | None = None,
     ) -> None:
-        self._redis: Any = redis  # replies are parsed by hand
-        self._keys = keys
-        self._node = settings.node_id
+        redis = self._redis = context.redis
+        keys = self._keys = context.keys
+        self._node = context.node
         self._timeout = settings.presence_timeout
         # A handed-over node is reaped by the first beat after its grace period: beat
         # once per grace period when that is shorter than a third of the timeout.
@@ -66,7 +62,7 @@ class Liveness:
         # beat of another node reaps it, at the latest, when the presence timeout ends.
         self._ttl = max(self._timeout - self._interval, 2 * self._interval)
         self._on_lost = on_lost  # re-register (True: announce joins); whether all went back
-        self._reaper = Reaper(redis, keys, publish_command, events)
+        self._reaper = Reaper(redis, keys, context.publish, events)
         self._former = FormerRun(redis, keys, self._node, self._reaper, self._timeout)
         self._alive_once = False  # the heartbeat was written by this run
         self._listed_once = False  # this run listed itself in `P nodes`

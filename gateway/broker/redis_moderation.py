@@ -13,17 +13,16 @@ room primary's replicas have them (`redis_replicas`), as a publish is.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import orjson
 
 from gateway.broker.base import Banned
 from gateway.broker.event_bodies import deleted_event, now_ms, removed_event
+from gateway.broker.redis_context import RedisContext
+from gateway.broker.redis_errors import unavailable_on_error
 from gateway.broker.redis_event_log import EventScript, RedisEventLog
 from gateway.broker.redis_event_scripts import open_event
-from gateway.broker.redis_history import unavailable_on_error
 from gateway.broker.redis_replicas import ReplicaWaits
-from gateway.broker.redis_scripts import Keys
 from gateway.errors import NotReplicated
 from gateway.names import name_key
 from gateway.offsets import parse_offset
@@ -93,22 +92,20 @@ return 1
 """
 
 
-class Moderation:
+class RedisModeration:
     """Bans, deletes, removals and disconnects, for every node at once."""
 
     def __init__(
         self,
-        redis: Any,
-        keys: Keys,
-        publish_command: str,
+        context: RedisContext,
         room_ttl: float,
         history_size: int,
         replicas: ReplicaWaits,
         events: RedisEventLog | None = None,
     ) -> None:
-        self._redis = redis
-        self._keys = keys
-        self._pub = publish_command
+        redis = self._redis = context.redis
+        self._keys = context.keys
+        self._pub = context.publish
         self._room_ttl_ms = int(room_ttl * 1000)
         self._history_size = history_size
         self._replicas = replicas  # a kick or delete is answered once replicated

@@ -24,10 +24,10 @@ import orjson
 from gateway.broker import redis_scripts as scripts
 from gateway.broker.base import NameTaken, RecipientBusy
 from gateway.broker.event_bodies import dm_event
+from gateway.broker.redis_context import RedisContext
+from gateway.broker.redis_errors import REDIS_ERRORS, unavailable_on_error
 from gateway.broker.redis_event_log import EventScript, RedisEventLog
-from gateway.broker.redis_history import REDIS_ERRORS, unavailable_on_error
 from gateway.broker.redis_lua import Lua
-from gateway.broker.redis_scripts import Keys
 from gateway.errors import BrokerUnavailable
 from gateway.events import Direct
 from gateway.names import name_key
@@ -40,10 +40,7 @@ class Names:
 
     def __init__(
         self,
-        redis: Any,
-        keys: Keys,
-        node: str,
-        publish_command: str,
+        context: RedisContext,
         subscriber: Any,
         on_kick: Callable[[str], None],
         settle: Callable[[str], Awaitable[None]],
@@ -51,10 +48,10 @@ class Names:
         took_from: Callable[[str], Awaitable[None]],
         events: RedisEventLog | None = None,
     ) -> None:
-        self._redis = redis
-        self._keys = keys
-        self._node = node
-        self._pub = publish_command
+        redis = self._redis = context.redis
+        self._keys = context.keys
+        self._node = context.node
+        self._pub = context.publish
         self._subscriber = subscriber  # Subscriber or ShardedSubscriber
         self._on_kick = on_kick  # a connection here lost its name to someone else
         self._settle = settle  # reaps a former run's hold of a name key before a claim

@@ -20,10 +20,10 @@ import orjson
 from gateway.broker import redis_scripts as scripts
 from gateway.broker.base import Banned
 from gateway.broker.event_bodies import presence_event
+from gateway.broker.redis_context import RedisContext
+from gateway.broker.redis_errors import unavailable_on_error
 from gateway.broker.redis_event_log import EventScript, RedisEventLog
 from gateway.broker.redis_event_scripts import ANNOUNCE
-from gateway.broker.redis_history import unavailable_on_error
-from gateway.broker.redis_scripts import Keys
 from gateway.errors import BrokerUnavailable
 from gateway.events import PresenceChange
 from gateway.names import name_key
@@ -31,24 +31,21 @@ from gateway.names import name_key
 log = logging.getLogger(__name__)
 
 
-class Presence:
+class RedisPresence:
     """This node's presence entries in Redis, and how they go back after a loss."""
 
     def __init__(
         self,
-        redis: Any,
-        keys: Keys,
-        node: str,
-        publish_command: str,
+        context: RedisContext,
         settle: Callable[[str], Awaitable[None]],
         on_banned: Callable[[Banned, str], None],
         events: RedisEventLog | None = None,
     ) -> None:
-        self._redis = redis
+        redis = self._redis = context.redis
         self._on_banned = on_banned  # an entry not put back: its name was banned meanwhile
-        self._keys = keys
-        self._node = node
-        self._pub = publish_command
+        self._keys = context.keys
+        self._node = context.node
+        self._pub = context.publish
         self._settle = settle  # reaps a former run's entry in a room before our first
         self._events = events  # announced joins and leaves stored for the application
         self._add = EventScript(redis, scripts.PRESENCE_ADD, events)

@@ -19,9 +19,9 @@ from typing import Any
 
 from gateway.broker import redis_scripts as scripts
 from gateway.broker.event_bodies import now_ms
+from gateway.broker.redis_errors import REDIS_ERRORS
 from gateway.broker.redis_event_log import EventScript, RedisEventLog
 from gateway.broker.redis_event_scripts import open_event
-from gateway.broker.redis_history import REDIS_ERRORS
 from gateway.broker.redis_lua import Lua
 from gateway.broker.redis_scripts import Keys
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 
-from gateway.broker.redis_history import unavailable_on_error
+from gateway.broker.redis_errors import unavailable_on_error
 from gateway.broker.redis_names import Names
-from gateway.broker.redis_presence import Presence
+from gateway.broker.redis_presence import RedisPresence
 from gateway.broker.redis_scripts import Keys
 from gateway.errors import BrokerUnavailable
 
@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 async def reregister(
     keys: Keys,
-    presence: Presence,
+    presence: RedisPresence,
     names: Names,
     announce: bool = False,
     channels: frozenset[str] | None = None,

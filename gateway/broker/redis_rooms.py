@@ -13,18 +13,18 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import Any
 
 import orjson
 
 from gateway.broker import redis_scripts as scripts
 from gateway.broker.base import Published, Replay
 from gateway.broker.event_bodies import message_event
+from gateway.broker.redis_context import RedisContext
+from gateway.broker.redis_errors import unavailable_on_error
 from gateway.broker.redis_event_log import EventScript, RedisEventLog
-from gateway.broker.redis_history import RoomHistory, unavailable_on_error
-from gateway.broker.redis_presence import Presence, sorted_names
+from gateway.broker.redis_history import RoomHistory
+from gateway.broker.redis_presence import RedisPresence, sorted_names
 from gateway.broker.redis_replicas import ReplicaWaits
-from gateway.broker.redis_scripts import Keys
 from gateway.config import Settings
 from gateway.events import Message
 from gateway.names import name_key
@@ -37,19 +37,17 @@ class Rooms:
 
     def __init__(
         self,
-        redis: Any,
-        keys: Keys,
+        context: RedisContext,
         settings: Settings,
-        publish_command: str,
         replicas: ReplicaWaits,
         history: RoomHistory,
-        presence: Presence,
+        presence: RedisPresence,
         events: RedisEventLog | None = None,
     ) -> None:
-        self._redis = redis
-        self._keys = keys
+        redis = self._redis = context.redis
+        self._keys = context.keys
         self._settings = settings
-        self._pub = publish_command
+        self._pub = context.publish
         self._replicas = replicas
         self._history = history
         self._presence = presence

@@ -28,7 +28,7 @@ from redis.asyncio.client import PubSub
 from redis.crc import key_slot
 
 from gateway.broker import subscription_actions as act
-from gateway.broker.redis_history import REDIS_ERRORS
+from gateway.broker.redis_errors import REDIS_ERRORS
 from gateway.broker.subscription import Subscription
 from gateway.errors import BrokerUnavailable
 from gateway.tasks import stop_tasks
