@@ -19,6 +19,7 @@ from gateway.broker.redis_context import RedisContext
 from gateway.broker.redis_errors import unavailable_on_error
 from gateway.broker.redis_events import deliver_event
 from gateway.broker.redis_history import RoomHistory, decode_message
+from gateway.broker.redis_kinds import Kind
 from gateway.broker.redis_liveness import Liveness
 from gateway.broker.redis_lua import Lua
 from gateway.config import Settings
@@ -76,15 +77,15 @@ class LiveRooms:
     def _on_channel_message(self, channel: str, data: bytes) -> None:
         if self.listener is None:
             return
-        kind, body = data[:1], data[1:]
+        kind, body = Kind.of(data), data[1:]
         try:
-            if kind == b"m":
+            if kind is Kind.MESSAGE:
                 offset, _, payload = body.partition(b"\n")
                 self._deliver_message(decode_message(offset.decode(), payload))
-            elif kind == b"k":
+            elif kind is Kind.KICK:
                 self._forget(body.decode())
                 self.listener.on_kick(body.decode())
-            else:
+            elif kind is not None:
                 deliver_event(kind, body, channel, self._keys, self.listener)
         except (ValueError, KeyError):
             log.exception("dropped a malformed message on %s", channel)

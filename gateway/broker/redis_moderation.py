@@ -22,6 +22,7 @@ from gateway.broker.redis_context import RedisContext
 from gateway.broker.redis_errors import unavailable_on_error
 from gateway.broker.redis_event_log import EventScript, RedisEventLog
 from gateway.broker.redis_event_scripts import open_event
+from gateway.broker.redis_kinds import LUA_KINDS, Kind
 from gateway.broker.redis_replicas import ReplicaWaits
 from gateway.errors import NotReplicated
 from gateway.names import name_key
@@ -65,7 +66,9 @@ return 1
 # for every node that holds it, and announces its leave once (the nodes' own removals
 # then find nothing left). Returns 1 if it was present. events: ARGV[7] the leave's JSON
 # up to its name (open_event), ARGV[8] its id, ARGV[9] the `removed` event's JSON.
-KICK = """
+KICK = (
+    LUA_KINDS
+    + """
 if ARGV[5] ~= '' then redis.call('SET', KEYS[5], ARGV[5], 'PX', ARGV[6]) end
 local suffix = '\\n' .. ARGV[1]
 local held = false
@@ -83,13 +86,15 @@ redis.call('HDEL', KEYS[2], ARGV[1])
 local shown = redis.call('HGET', KEYS[3], ARGV[1]) or ARGV[1]
 redis.call('HDEL', KEYS[3], ARGV[1])
 redis.call('SREM', KEYS[1], shown)
-redis.call(ARGV[4], ARGV[3], 'p' .. cjson.encode({room = ARGV[2], event = 'leave', name = shown}))
+redis.call(ARGV[4], ARGV[3],
+  KIND_PRESENCE .. cjson.encode({room = ARGV[2], event = 'leave', name = shown}))
 if events then
   add_event('e', leave_event(ARGV[7], shown, ARGV[8]))
   add_event('e', ARGV[9])
 end
 return 1
 """
+)
 
 
 class RedisModeration:
@@ -141,7 +146,9 @@ class RedisModeration:
             except NotReplicated as exc:
                 unconfirmed = exc
             body = orjson.dumps({"room": room, "name": name, "by": by, "until": until})
-            await self._redis.execute_command(self._pub, self._keys.user_channel(key), b"r" + body)
+            await self._redis.execute_command(
+                self._pub, self._keys.user_channel(key), Kind.REMOVED.prefix + body
+            )
         if unconfirmed is not None:
             raise unconfirmed
         return until
@@ -174,7 +181,7 @@ class RedisModeration:
                     position[1],
                     by,
                     keys.room_channel(room),
-                    b"x" + event,
+                    Kind.DELETED.prefix + event,
                     self._pub,
                     self._room_ttl_ms,
                     self._history_size,
@@ -187,4 +194,6 @@ class RedisModeration:
     async def disconnect(self, name: str) -> None:
         key = name_key(name)
         with unavailable_on_error():
-            await self._redis.execute_command(self._pub, self._keys.user_channel(key), b"o")
+            await self._redis.execute_command(
+                self._pub, self._keys.user_channel(key), Kind.DISCONNECT.prefix
+            )

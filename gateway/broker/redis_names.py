@@ -27,6 +27,7 @@ from gateway.broker.event_bodies import dm_event
 from gateway.broker.redis_context import RedisContext
 from gateway.broker.redis_errors import REDIS_ERRORS, unavailable_on_error
 from gateway.broker.redis_event_log import EventScript, RedisEventLog
+from gateway.broker.redis_kinds import Kind
 from gateway.broker.redis_lua import Lua
 from gateway.errors import BrokerUnavailable
 from gateway.events import Direct
@@ -212,7 +213,7 @@ class Names:
                 raise RecipientBusy(event.to, -delivered / 1000)
             if delivered and sender_key != to_key:  # the sender's other connections
                 sender_channel = self._keys.user_channel(sender_key)
-                await self._redis.execute_command(self._pub, sender_channel, "d" + body)
+                await self._redis.execute_command(self._pub, sender_channel, Kind.DIRECT + body)
         return bool(delivered)
 
 

@@ -24,6 +24,7 @@ from gateway.broker.redis_context import RedisContext
 from gateway.broker.redis_errors import unavailable_on_error
 from gateway.broker.redis_event_log import EventScript, RedisEventLog
 from gateway.broker.redis_event_scripts import ANNOUNCE
+from gateway.broker.redis_kinds import Kind
 from gateway.errors import BrokerUnavailable
 from gateway.events import PresenceChange
 from gateway.names import name_key
@@ -208,7 +209,7 @@ class RedisPresence:
 def presence_payload(event: PresenceChange) -> bytes:
     """A presence event as published on its room's channel."""
     body = {"room": event.room, "event": event.event, "name": event.name}
-    return b"p" + orjson.dumps(body)
+    return Kind.PRESENCE.prefix + orjson.dumps(body)
 
 
 def sorted_names(names: set[bytes]) -> list[str]:

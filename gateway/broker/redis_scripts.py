@@ -37,17 +37,18 @@ Channels: `P ch:room:{R}` (messages and presence), `P ch:user:{S}K` (direct mess
 and kicks for name key K of skeleton S), `P ch:node:{N}` (the
 node's readiness probe), each in the slot of its owner's keys, so that a script can
 publish on it (SPUBLISH, on a cluster, only reaches a shard channel of the slot the
-script runs in). A channel message starts with one letter: m (message: offset,
-newline, JSON), p (presence JSON), x (a message deleted: JSON), d (direct JSON), k
-(kick: a connection ref), r (removed from a room by a moderator: JSON), o
-(disconnected by an operator), q (probe token). The scripts take the publish command
-as an argument: PUBLISH on one Redis, SPUBLISH on a cluster. Those marked `events`
-also store the event they cause for the application, run through
-redis_event_log.EventScript (its keys and extra arguments: redis_event_scripts).
+script runs in). A channel message starts with one letter, its kind
+(redis_kinds.Kind: message, presence, deleted, direct, kick, removed, disconnect,
+probe); the scripts that publish get the letters as Lua locals generated from it.
+The scripts take the publish command as an argument: PUBLISH on one Redis, SPUBLISH
+on a cluster. Those marked `events` also store the event they cause for the
+application, run through redis_event_log.EventScript (its keys and extra arguments:
+redis_event_scripts).
 """
 
 from __future__ import annotations
 
+from gateway.broker.redis_kinds import LUA_KINDS
 from gateway.names import key_skeleton
 
 
@@ -135,7 +136,9 @@ class Keys:
 # its place: on a cluster every key, even "", must be in the script's slot). ARGV: new
 # epoch, maxlen, message JSON, id ttl ms, channel, room ttl ms, publish command.
 # Returns {offset, duplicate (0/1)}. events: ARGV[8] the event's JSON but its offset.
-PUBLISH = """
+PUBLISH = (
+    LUA_KINDS
+    + """
 local id_key = KEYS[4]
 if events and #KEYS - event_keys == 3 then id_key = nil end  -- no id key, events' keys
 if id_key then
@@ -159,7 +162,7 @@ local offset = epoch .. '-' .. seq
 local floor = seq - tonumber(ARGV[2]) + 1
 if floor < 1 then floor = 1 end
 redis.call('XADD', KEYS[2], 'MINID', '~', floor, seq .. '-0', 'm', ARGV[3])
-redis.call(ARGV[7], ARGV[5], 'm' .. offset .. '\\n' .. ARGV[3])
+redis.call(ARGV[7], ARGV[5], KIND_MESSAGE .. offset .. '\\n' .. ARGV[3])
 if events then add_event('e', ARGV[8], 'o', offset) end
 if id_key then redis.call('SET', id_key, offset, 'PX', ARGV[4]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
@@ -167,6 +170,7 @@ redis.call('PEXPIRE', KEYS[2], ARGV[6])
 redis.call('PEXPIRE', KEYS[3], ARGV[6])  -- the tombstones live as long as their log
 return {offset, 0}
 """
+)
 
 # KEYS: the room's meta. ARGV: epoch, sequence number a node delivered.
 # After a failover the promoted replica may lack the newest writes, which nodes may have
@@ -224,7 +228,9 @@ return 1
 # command. Removes every name the node held in the room and announces each leave once
 # (a second reaper finds no holder entry left). Returns the number of leaves. events:
 # ARGV[5] a leave's JSON up to its name (open_event), ARGV[6] the prefix of their ids.
-REAP_ROOM = """
+REAP_ROOM = (
+    LUA_KINDS
+    + """
 local leaves = 0
 local mine = ARGV[1] .. '\\n'
 for _, entry in ipairs(redis.call('SMEMBERS', KEYS[4])) do
@@ -237,7 +243,7 @@ for _, entry in ipairs(redis.call('SMEMBERS', KEYS[4])) do
       local shown = redis.call('HGET', KEYS[3], key) or key
       redis.call('HDEL', KEYS[3], key)
       redis.call('SREM', KEYS[1], shown)
-      redis.call(ARGV[4], ARGV[3], 'p' .. cjson.encode(
+      redis.call(ARGV[4], ARGV[3], KIND_PRESENCE .. cjson.encode(
         {room = ARGV[2], event = 'leave', name = shown}))
       leaves = leaves + 1
       if events then add_event('e', leave_event(ARGV[5], shown, ARGV[6] .. '.' .. leaves)) end
@@ -246,6 +252,7 @@ for _, entry in ipairs(redis.call('SMEMBERS', KEYS[4])) do
 end
 return leaves
 """
+)
 
 # KEYS: name (the skeleton's hash). ARGV: name key, display, conn, node, new session,
 # given session ("" for none), kick channel, publish command, a node the caller found
@@ -255,7 +262,9 @@ return leaves
 # another node holds it exclusively and no valid session was given: the caller checks
 # whether NODE is alive (its key lives in another slot) and, if not, calls again naming
 # it dead ({'owner', NODE, DISPLAY}: the holder's display, for when NODE is alive).
-CLAIM_NAME = """
+CLAIM_NAME = (
+    LUA_KINDS
+    + """
 local owner = redis.call('HMGET', KEYS[1], 'conn', 'node', 'session', 'display', 'key',
                          'shared')
 if owner[6] then return {'taken', owner[4]} end  -- shared (auth)
@@ -267,7 +276,7 @@ if not owner[1] or owner[2] == ARGV[9] then  -- free, or its node is dead (not r
   -- A node only frozen hears this when it wakes: its connection lost the name (a
   -- look-alike's listens on another channel: the reaped mark tells that one).
   if owner[1] and (not owner[5] or owner[5] == ARGV[1]) then
-    redis.call(ARGV[8], ARGV[7], 'k' .. owner[1])
+    redis.call(ARGV[8], ARGV[7], KIND_KICK .. owner[1])
   end
   return {ARGV[5], ARGV[2]}
 end
@@ -277,9 +286,10 @@ if alike or ARGV[6] == '' or ARGV[6] ~= owner[3] then
   return {'taken', owner[4]}
 end
 redis.call('HSET', KEYS[1], 'conn', ARGV[3], 'node', ARGV[4])
-redis.call(ARGV[8], ARGV[7], 'k' .. owner[1])
+redis.call(ARGV[8], ARGV[7], KIND_KICK .. owner[1])
 return {owner[3], owner[4]}
 """
+)
 
 # A name shared by the connections of an authenticated user: the hash holds 'shared',
 # 'session', 'display' and one field 'c:<conn>' = node per connection.
@@ -365,7 +375,9 @@ return 0
 # milliseconds until the budget has room again (nothing published). The sender's own
 # copy is published by the caller: the sender's channel lives in another slot. events:
 # ARGV[7] the DM's event JSON, stored in the recipient's stream once published.
-DIRECT = """
+DIRECT = (
+    LUA_KINDS
+    + """
 if redis.call('HGET', KEYS[1], 'key') ~= ARGV[4] then return 0 end
 local rate = tonumber(ARGV[5])
 if rate > 0 then
@@ -380,7 +392,8 @@ if rate > 0 then
   redis.call('HSET', KEYS[2], 'tokens', tostring(tokens - 1), 'at', now)
   redis.call('PEXPIRE', KEYS[2], math.ceil(burst * 1000 / rate) + 1000)
 end
-redis.call(ARGV[3], ARGV[1], 'd' .. ARGV[2])
+redis.call(ARGV[3], ARGV[1], KIND_DIRECT .. ARGV[2])
 if events then add_event('e', ARGV[7]) end
 return 1
 """
+)

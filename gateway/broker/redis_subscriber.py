@@ -29,6 +29,7 @@ from redis.crc import key_slot
 
 from gateway.broker import subscription_actions as act
 from gateway.broker.redis_errors import REDIS_ERRORS
+from gateway.broker.redis_kinds import Kind
 from gateway.broker.subscription import Subscription
 from gateway.errors import BrokerUnavailable
 from gateway.tasks import stop_tasks
@@ -285,7 +286,7 @@ class Subscriber:
                 if isinstance(action, act.SendProbe):
                     with contextlib.suppress(*REDIS_ERRORS):  # a lost probe is the check
                         await self._redis.execute_command(
-                            command, self._machine.probe_channel, "q" + action.token
+                            command, self._machine.probe_channel, Kind.PROBE + action.token
                         )
                 else:
                     self._carry_out([action])

@@ -31,6 +31,7 @@ import random
 from collections import Counter
 from collections.abc import Callable
 
+from gateway.broker.redis_kinds import Kind
 from gateway.broker.subscription_actions import (
     Action,
     Connect,
@@ -251,7 +252,7 @@ class Subscription:
     def _probe_back(self, data: bytes) -> None:
         if self.phase is not Phase.LIVE or self.renewing:
             return  # judged deaf (or not live yet): a late answer does not undo that
-        sent = self._probes.pop(data.decode().removeprefix("q"), None)
+        sent = self._probes.pop(data.decode().removeprefix(Kind.PROBE), None)
         if sent is not None:
             self._heard = True
             self._last_probe_back = self._clock()
