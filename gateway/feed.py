@@ -4,8 +4,9 @@ The events wait in the broker (gateway/broker/event_log.py), split into `PARTITI
 partitions; the live nodes share them through expiring leases, so each event is posted
 by one node at a time. Every `ttl / 3` seconds (ttl: the presence timeout, the time a
 dead node takes to be noticed) a node renews the leases it holds, works out its share,
-ceil(PARTITIONS / live nodes), gives one partition up when it holds more and tries to
-take free ones while it holds fewer. Each held partition has one `Delivery` task
+ceil(PARTITIONS / live nodes), gives one partition up when it holds more (its lease
+released once the post under way is answered) and tries to take free ones while it
+holds fewer. Each held partition has one `Delivery` task
 (gateway/feed_delivery.py). A node that dies keeps its leases until they expire; then
 another node takes them over and posts from the oldest unconfirmed event on.
 
@@ -31,6 +32,7 @@ from gateway.broker.event_log import PARTITIONS, EventLog
 from gateway.errors import BrokerUnavailable
 from gateway.feed_delivery import POST_TIMEOUT, Delivery, Outcome, Target
 from gateway.metrics import EventMetrics
+from gateway.server_log import SampledLog
 from gateway.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ class _Held:
     task: asyncio.Task[None]
     waiting: int = 0  # its backlog when last measured
     oldest_ts: int | None = None
+    leaving: bool = False  # given up: its lease is released once its last post ends
 
 
 class Feed:
@@ -72,6 +75,8 @@ class Feed:
         self._outcome = Outcome()
         self._leasing: asyncio.Task[None] | None = None
         self._last_sweep: float | None = None  # since partition 0 was taken
+        self._sweeping: asyncio.Task[None] | None = None  # off the lease round: it may be long
+        self._drop_log = SampledLog(log)
         metrics.oldest_age.set_function(self._oldest_age)
         metrics.partitions_held.set_function(lambda: len(self._held))
         events.on_dropped(self._dropped)
@@ -97,8 +102,8 @@ class Feed:
     async def stop(self) -> None:
         """Stop delivering: let the posts under way finish (briefly), then give every
         lease up so that another node takes the partitions over at once."""
-        await stop_tasks(self._leasing)
-        self._leasing = None
+        await stop_tasks(self._leasing, self._sweeping)
+        self._leasing = self._sweeping = None
         await self._let_go(list(self._held), release=True)
 
     def status(self) -> dict[str, Any]:
@@ -131,17 +136,22 @@ class Feed:
             if await self._lease(partition) is False:
                 log.info("events: partition %d was taken over by another node", partition)
                 await self._let_go([partition], release=False)
+        done = [p for p, held in self._held.items() if held.leaving and held.task.done()]
+        await self._let_go(done, release=True)
         with contextlib.suppress(BrokerUnavailable):  # else the last count stands
             self._nodes = max(1, await self._live_nodes())
         share = math.ceil(PARTITIONS / self._nodes)
-        if len(self._held) > share:  # one at a time: the others take it meanwhile
-            await self._let_go([max(self._held)], release=True)
+        active = [p for p, held in self._held.items() if not held.leaving]
+        if len(active) > share and len(active) == len(self._held):  # one at a time
+            self._leave(max(active))
+            active.remove(max(active))
         free = [p for p in range(PARTITIONS) if p not in self._held]
         random.shuffle(free)  # nodes starting together do not all ask for the same
         for partition in free:
-            if len(self._held) >= share:
+            if len(active) >= share:
                 break
-            await self._lease(partition)
+            if await self._lease(partition):
+                active.append(partition)
         await self._measure()
         await self._sweep()
 
@@ -170,6 +180,17 @@ class Feed:
         self._held[partition] = _Held(delivery, task)
         if partition == 0:
             self._last_sweep = time.monotonic()
+
+    def _leave(self, partition: int) -> None:
+        """Give `partition` up to the other nodes (this node holds more than its share):
+        its delivery ends after the post under way, however long the application takes
+        to answer it (up to POST_TIMEOUT), and a later round releases the lease. Cut
+        short, that post's batch would be posted again by the next holder while the
+        application was storing it: twice although it answered 2xx. The lease is still
+        renewed meanwhile."""
+        held = self._held[partition]
+        held.leaving = True
+        held.delivery.stop()
 
     async def _let_go(self, partitions: list[int], *, release: bool) -> None:
         """End the deliveries of `partitions` (their posts under way may finish), then
@@ -215,20 +236,32 @@ class Feed:
         return max(0.0, time.time() - min(stamps) / 1000) if stamps else 0.0
 
     async def _sweep(self) -> None:
+        """Start a sweep when one is due, as a task of its own: on a large keyspace it
+        may take longer than a lease's slack, and the lease round must not wait for it."""
         if 0 not in self._held or self._last_sweep is None:
             return
         if time.monotonic() - self._last_sweep < SWEEP_EVERY:
             return
+        if self._sweeping is not None and not self._sweeping.done():
+            return
         self._last_sweep = time.monotonic()
+        self._sweeping = asyncio.create_task(self._run_sweep(), name="events-sweep")
+
+    async def _run_sweep(self) -> None:
         try:
             await self._events.sweep()
         except BrokerUnavailable as exc:
             log.warning("events: the sweep for unhinted streams failed (%s)", exc)
 
     def _dropped(self, stream: str, count: int) -> None:
-        """The broker's report of events `--events-backlog` dropped from `stream`."""
+        """The broker's report of events `--events-backlog` dropped from `stream`:
+        counted, and logged at most once every 10 s (at the bound every write drops
+        one: a line per message of a busy room would flood the log for as long as
+        the application is away)."""
         self._metrics.dropped.inc(count)
-        log.warning(
+        self._drop_log.log(
+            logging.WARNING,
+            "dropped",
             "events: dropped the %d oldest events of %s, over --events-backlog unposted",
             count,
             stream,

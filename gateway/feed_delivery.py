@@ -108,6 +108,8 @@ class Delivery:
         cap = MAX_RETRY
         while self._running:
             if time.monotonic() >= self.valid_until:  # not renewed: wait for it
+                if not posted:  # another node may post and confirm it meanwhile:
+                    batch = ()  # once the lease is back, read what still waits
                 await self._pause(IDLE_POLL)
                 continue
             try:

@@ -17,7 +17,10 @@ code is synchronous (gateways as processes), served from a thread (`in_thread`):
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -26,8 +29,6 @@ from typing import Any
 import orjson
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
-
-from gateway.backend_http import verify
 
 SECRET = "test-backend-secret-0123456789abcdef"
 
@@ -98,8 +99,18 @@ class BackendApp:
         return [r.json() for r in self.received(path)]
 
     def signed(self, request: Received, max_age: float = 300.0) -> bool:
-        """Whether `request` carries a valid signature and a fresh timestamp."""
-        return verify(self.secret, request.headers, request.body, max_age)
+        """Whether `request` carries a valid signature and a fresh timestamp, checked as
+        PROTOCOL section 11 says an application does: `X-Chat-Signature` is `sha256=`
+        and the hex HMAC-SHA256 of `timestamp + "." + body`. Computed here, not with
+        gateway/backend_http.py's `verify`: a test using the gateway's own code would
+        pass with whatever that code signs."""
+        timestamp = request.headers.get("X-Chat-Timestamp", "")
+        given = request.headers.get("X-Chat-Signature", "")
+        if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > max_age:
+            return False
+        signed = timestamp.encode() + b"." + request.body
+        mac = hmac.new(self.secret.encode(), signed, hashlib.sha256).hexdigest()
+        return hmac.compare_digest(given, f"sha256={mac}")
 
     async def wait_for(self, path: str, count: int = 1, timeout: float = 5.0) -> list[Received]:
         """Wait until `path` got at least `count` requests; those requests."""

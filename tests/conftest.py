@@ -50,6 +50,21 @@ async def poll_until(condition: Callable[[], bool], timeout: float = WAIT) -> No
         raise AssertionError(f"still not true after {timeout:g}s") from None
 
 
+class BareListener:
+    """The node side of a bare broker (a test at the Broker interface): nothing to
+    deliver to."""
+
+    def on_room_event(self, event: object) -> None: ...
+
+    def on_direct(self, event: object, name_key: str) -> None: ...
+
+    def on_kick(self, connection: str) -> None: ...
+
+    def on_removed(self, name: str, room: str, by: str, until: int | None) -> None: ...
+
+    def on_disconnect(self, name_key: str) -> None: ...
+
+
 class PeerClosed(AssertionError):
     """The server closed the connection while a frame was expected."""
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from gateway.backend_http import BackendHttp, BackendUnreachable
+from gateway.backend_http import BackendHttp, BackendUnreachable, verify
 from tests.backend_app import BackendApp, Reply
 
 
@@ -25,6 +25,9 @@ async def test_records_signed_requests_and_answers_per_path(backend_app: Backend
     [request] = backend_app.received("/connect")
     assert request.json() == {"name": "ada"}
     assert backend_app.signed(request)
+    # gateway/backend_http.py's own check (bench/backend_peer.py uses it) agrees
+    assert verify(backend_app.secret, request.headers, request.body)
+    assert not verify(backend_app.secret, request.headers, request.body + b" ")
     assert abs(int(request.headers["X-Chat-Timestamp"]) - time.time()) < 5
     assert not BackendApp("another secret").signed(request)
 

@@ -21,25 +21,11 @@ from gateway.broker.redis_event_scripts import EventKeys
 from gateway.broker.redis_scripts import Keys
 from gateway.errors import BrokerUnavailable
 from gateway.events import Direct, PresenceChange
-from tests.conftest import TEST_SETTINGS
+from tests.conftest import TEST_SETTINGS, BareListener
 from tests.redis_backend import RedisBackend
 
 EVENTS = {"events_url": "http://127.0.0.1:9/events", "backend_secret": "s" * 32}
 MakeBroker = Callable[..., Awaitable[Any]]
-
-
-class _Listener:
-    """The node side of a bare broker: nothing to deliver to here."""
-
-    def on_room_event(self, event: object) -> None: ...
-
-    def on_direct(self, event: object, name_key: str) -> None: ...
-
-    def on_kick(self, connection: str) -> None: ...
-
-    def on_removed(self, name: str, room: str, by: str, until: int | None) -> None: ...
-
-    def on_disconnect(self, name_key: str) -> None: ...
 
 
 @pytest.fixture
@@ -61,7 +47,7 @@ async def make_broker(
         else:
             cluster = request.getfixturevalue("redis_cluster")
             broker = RedisBroker(replace(settings, redis_url=cluster.url, redis_prefix=prefix))
-        await broker.start(_Listener())
+        await broker.start(BareListener())
         started.append(broker)
         return broker
 
@@ -249,7 +235,7 @@ async def make_redis(
         else:
             cluster = request.getfixturevalue("redis_cluster")
             broker = RedisBroker(replace(settings, redis_url=cluster.url, redis_prefix=prefix))
-        await broker.start(_Listener())
+        await broker.start(BareListener())
         started.append(broker)
         return broker
 
@@ -289,6 +275,26 @@ async def test_leases_are_exclusive_and_taken_over_once_expired(make_redis: Make
     assert not await one.events.lease(3, 10)
     await two.events.release(3)
     assert await one.events.lease(3, 10)
+
+
+async def test_a_confirmed_stream_leaves_no_empty_key(make_redis: MakeBroker) -> None:
+    """Guards against a stream key left for ever once its events are confirmed (XDEL
+    never deletes one): every room and every DM recipient ever would stay in Redis,
+    and in every sweep's SCAN; against a stream removed while it still holds events;
+    and against events lost when a stream is made again after its removal."""
+    broker = await make_redis()
+    events = broker.events
+    stream = events.keys.room("lobby")
+    partition = partition_of(stream)
+    for text in ("m0", "m1"):
+        await broker.publish("lobby", "alice", text, origin="c1")
+    waiting = await events.pending(partition, 10)
+    await events.confirm(waiting[:1])
+    assert await broker._redis.exists(stream) == 1  # m1 still waits
+    await events.confirm(waiting[1:])
+    assert await broker._redis.exists(stream) == 0
+    await broker.publish("lobby", "alice", "m2", origin="c1")
+    assert [e.event["text"] for e in await events.pending(partition, 10)] == ["m2"]
 
 
 async def test_hints_find_the_streams_and_stale_ones_go(make_redis: MakeBroker) -> None:

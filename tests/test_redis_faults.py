@@ -16,7 +16,7 @@ from bench.tcp_proxy import TcpProxy
 from gateway.app import create_app
 from gateway.broker.redis import RedisBroker
 from gateway.broker.redis_scripts import Keys
-from tests.conftest import TEST_SETTINGS, WAIT, JsonPeer, join_json, read_metric
+from tests.conftest import TEST_SETTINGS, WAIT, BareListener, JsonPeer, join_json, read_metric
 from tests.redis_backend import REDIS_SERVER, RedisBackend, RedisServer
 
 needs_redis_server = pytest.mark.skipif(
@@ -311,16 +311,6 @@ async def test_a_former_runs_reaped_mark_does_not_make_a_data_loss_a_reap(
     assert joins == ["watcher", "alice"], joins  # no second join for alice
 
 
-class _Listener:
-    """The node side of a bare broker: nothing to deliver to in this test."""
-
-    def on_room_event(self, event: object) -> None: ...
-
-    def on_direct(self, event: object, name_key: str) -> None: ...
-
-    def on_kick(self, connection: str) -> None: ...
-
-
 @pytest.mark.parametrize("shared", [False, True], ids=["exclusive", "shared"])
 async def test_what_leaves_while_the_node_reregisters_stays_gone(
     redis_backend: RedisBackend, shared: bool
@@ -332,7 +322,7 @@ async def test_what_leaves_while_the_node_reregisters_stays_gone(
     Re-registration walks its tables one round trip per entry; the release starts while
     it is at the first of a hundred users, so a walk over a copy would re-add bob."""
     settings, broker = redis_backend.broker(TEST_SETTINGS, redis_backend.new_prefix())
-    await broker.start(_Listener())
+    await broker.start(BareListener())
     try:
         others = [f"user{i}" for i in range(100)]
         for name in others:

@@ -15,14 +15,17 @@ import itertools
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 
 import aiohttp
 import pytest
 from redis.crc import key_slot
 
+from gateway.broker.event_log import partition_of
+from gateway.broker.redis import RedisBroker
 from gateway.broker.redis_scripts import Keys
 from gateway.names import name_key
-from tests.conftest import JsonPeer
+from tests.conftest import TEST_SETTINGS, BareListener, JsonPeer
 from tests.processes import GatewayProcess
 from tests.redis_cluster_backend import RedisClusterServers
 from tests.test_redis_processes import connect
@@ -191,3 +194,48 @@ async def chat(sender: JsonPeer, receiver: JsonPeer, room: str, text: str) -> No
     ack = await sender.request("send", room=room, text=text)
     assert ack["type"] == "ack", ack
     await receiver.expect("message", room=room, text=text, offset=ack["offset"])
+
+
+async def test_a_room_on_a_healthy_shard_takes_messages_while_its_hints_shard_is_down(
+    cluster: RedisClusterServers,
+) -> None:
+    """Guards against the events' hints coupling the shards: a room whose data lies on a
+    healthy shard, but whose partition's hints (`P events:{T}:pending`) lie on the dead
+    one, refusing every send as `unavailable` whenever its stream is due a hint. The
+    message and its event are stored; the stream is found again once the shard is back
+    (hinted again, or by the sweep)."""
+    settings = replace(
+        TEST_SETTINGS,
+        redis_url=cluster.url,
+        redis_prefix=PREFIX,
+        events_url="http://127.0.0.1:9/events",
+        backend_secret="s" * 32,
+    )
+    broker = RedisBroker(settings)
+    await broker.start(BareListener())
+    try:
+        events = broker.events
+        assert events is not None
+        down = owner(cluster, events.keys.hints(0))
+
+        def hints_down(room: str) -> bool:
+            stream = events.keys.room(room)
+            hints = events.keys.hints(partition_of(stream))
+            return owner(cluster, hints) == down and owner(cluster, stream) != down
+
+        room = next(f"hinted{i}" for i in itertools.count() if hints_down(f"hinted{i}"))
+        cluster.kill(down)
+        async with asyncio.timeout(WAIT):
+            sent = await broker.publish(room, "alice", "kept", origin="c1")
+        assert not sent.duplicate
+        stream = events.keys.room(room)
+        [(_, fields)] = await broker._redis.xrange(stream)
+        assert b"kept" in fields[b"e"]
+        cluster.start_node(down)
+        await asyncio.to_thread(cluster.wait_ok)
+        async with asyncio.timeout(WAIT):
+            while not await events.pending(partition_of(stream), 10):
+                await events.sweep()  # the backstop every 5 minutes, at once here
+                await asyncio.sleep(0.2)
+    finally:
+        await broker.close()

@@ -13,6 +13,7 @@ lost all the same: it SCANs every primary for event streams and hints them again
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -29,6 +30,7 @@ from gateway.broker.event_log import (
 )
 from gateway.broker.redis_context import RedisContext
 from gateway.broker.redis_event_scripts import (
+    CONFIRM,
     LEASE,
     RELEASE,
     UNHINT,
@@ -36,6 +38,7 @@ from gateway.broker.redis_event_scripts import (
     plain,
     with_events,
 )
+from gateway.broker.redis_history import REDIS_ERRORS
 from gateway.broker.redis_lua import Lua
 
 REHINT_SECONDS = 10.0  # a node hints a stream again once its last hint is this old
@@ -154,8 +157,8 @@ class RedisEventLog:
         if not done:
             return
         async with self._redis.pipeline(transaction=False) as pipe:
-            for stream, entries in done.items():
-                pipe.xdel(stream, *entries)
+            for stream, entries in done.items():  # EVAL: a short script, cached there
+                pipe.execute_command("EVAL", CONFIRM, 1, stream, *entries)
             await pipe.execute()
 
     async def backlog(self, partition: int) -> Backlog:
@@ -219,7 +222,12 @@ class EventScript:
         event_keys, score = [stream], ""
         if events.hint_due(stream):
             if events.sharded:  # the hints live in another slot: before the script
-                await events.hint(stream)
+                with contextlib.suppress(*REDIS_ERRORS):
+                    # Their shard down must not refuse the rooms of healthy shards: the
+                    # event is stored all the same, hinted again at the next write (not
+                    # marked hinted) or found by the sweep; no node reads that
+                    # partition's hints while their shard is down anyway.
+                    await events.hint(stream)
             else:
                 event_keys = [events.keys.hints(partition_of(stream)), stream]
                 score = str(int(time.time() * 1000))

@@ -143,6 +143,17 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 0
 """
 
+# KEYS: a stream. ARGV: the entries the application confirmed. Removes them, and the
+# stream itself once empty: a room's or a name's stream would otherwise stay for ever
+# as an empty key (XDEL never deletes one; the room's other keys expire), and every
+# sweep would SCAN past it. Atomic with the writes: an event added after it finds no
+# stream and makes a new one.
+CONFIRM = """
+redis.call('XDEL', KEYS[1], unpack(ARGV))
+if redis.call('XLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 # KEYS: a partition's hints. ARGV: stream, the score read. Removes the hint only if no
 # publisher hinted the stream again since (its score unchanged).
 UNHINT = """
