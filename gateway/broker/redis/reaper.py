@@ -9,7 +9,7 @@ Cluster, a shard that is down) stays in the index and the node stays listed, so 
 next pass retries it. Each pass that removed anything leaves the mark `P node:{N}:
 reaped`: a node that was only stalled, or that started again while the pass ran, sees
 it and puts its entries back. A claim that takes a name from a node whose heartbeat
-expired, before any reaper came by, leaves the same mark (`redis_names`).
+expired, before any reaper came by, leaves the same mark (`names`).
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from gateway.broker import redis_scripts as scripts
 from gateway.broker.event_bodies import now_ms
-from gateway.broker.redis_errors import REDIS_ERRORS
-from gateway.broker.redis_event_log import EventScript, RedisEventLog
-from gateway.broker.redis_event_scripts import open_event
-from gateway.broker.redis_lua import Lua
-from gateway.broker.redis_scripts import Keys
+from gateway.broker.redis import scripts
+from gateway.broker.redis.errors import REDIS_ERRORS
+from gateway.broker.redis.event_log import EventScript, RedisEventLog
+from gateway.broker.redis.event_scripts import open_event
+from gateway.broker.redis.lua import Lua
+from gateway.broker.redis.scripts import Keys
 
 log = logging.getLogger(__name__)
 

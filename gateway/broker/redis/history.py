@@ -12,8 +12,8 @@ from typing import Any
 import orjson
 
 from gateway.broker.base import Replay
-from gateway.broker.redis_errors import unavailable_on_error
-from gateway.broker.redis_scripts import Keys
+from gateway.broker.redis.errors import unavailable_on_error
+from gateway.broker.redis.scripts import Keys
 from gateway.events import Message
 from gateway.offsets import parse_offset
 

@@ -1,17 +1,17 @@
 """Putting a node's presence and names back on Redis, after Redis lost them or the
 node was reaped while it stalled: its index first, then its entries and its names.
 Liveness calls it when a beat finds the node's entries lost; the live path after each
-new subscription (`redis_live`), for the rooms and names of that subscription.
+new subscription (`live`), for the rooms and names of that subscription.
 """
 
 from __future__ import annotations
 
 import logging
 
-from gateway.broker.redis_errors import unavailable_on_error
-from gateway.broker.redis_names import Names
-from gateway.broker.redis_presence import RedisPresence
-from gateway.broker.redis_scripts import Keys
+from gateway.broker.redis.errors import unavailable_on_error
+from gateway.broker.redis.names import Names
+from gateway.broker.redis.presence import RedisPresence
+from gateway.broker.redis.scripts import Keys
 from gateway.errors import BrokerUnavailable
 
 log = logging.getLogger(__name__)

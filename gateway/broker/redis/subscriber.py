@@ -27,10 +27,10 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.crc import key_slot
 
-from gateway.broker import subscription_actions as act
-from gateway.broker.redis_errors import REDIS_ERRORS
-from gateway.broker.redis_kinds import Kind
-from gateway.broker.subscription import Subscription
+from gateway.broker.redis import subscription_actions as act
+from gateway.broker.redis.errors import REDIS_ERRORS
+from gateway.broker.redis.kinds import Kind
+from gateway.broker.redis.subscription import Subscription
 from gateway.errors import BrokerUnavailable
 from gateway.tasks import stop_tasks
 

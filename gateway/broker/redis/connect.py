@@ -1,7 +1,7 @@
 """How a node connects to Redis: a client that fails fast, and the node's subscription.
 
 On one Redis the client is `connect`'s (its own pool serves the subscription too); on a
-Redis Cluster it is `redis_cluster.connect_cluster`'s, and the subscription is one
+Redis Cluster it is `cluster.connect_cluster`'s, and the subscription is one
 connection per shard (`ShardedSubscriber`), named in CLIENT LIST after the node.
 """
 
@@ -14,9 +14,9 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from gateway.broker.redis_cluster import ShardedSubscriber
-from gateway.broker.redis_scripts import Keys
-from gateway.broker.redis_subscriber import Subscriber
+from gateway.broker.redis.cluster import ShardedSubscriber
+from gateway.broker.redis.scripts import Keys
+from gateway.broker.redis.subscriber import Subscriber
 from gateway.redis_url import cluster_credentials
 
 MAX_REDIS_CONNECTIONS = 100

@@ -7,7 +7,7 @@ Redis) and leaves a tombstone in the room's `deleted` hash, which history and re
 put back in its place (`tombstones`), so offsets and order stay as they were. Removals
 and disconnects go out on the name's user channel, which every node with a connection
 of the name listens to. A kick (with its ban) and a delete are answered only once the
-room primary's replicas have them (`redis_replicas`), as a publish is.
+room primary's replicas have them (`replicas`), as a publish is.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ import orjson
 
 from gateway.broker.base import Banned
 from gateway.broker.event_bodies import deleted_event, now_ms, removed_event
-from gateway.broker.redis_context import RedisContext
-from gateway.broker.redis_errors import unavailable_on_error
-from gateway.broker.redis_event_log import EventScript, RedisEventLog
-from gateway.broker.redis_event_scripts import open_event
-from gateway.broker.redis_kinds import LUA_KINDS, Kind
-from gateway.broker.redis_replicas import ReplicaWaits
+from gateway.broker.redis.context import RedisContext
+from gateway.broker.redis.errors import unavailable_on_error
+from gateway.broker.redis.event_log import EventScript, RedisEventLog
+from gateway.broker.redis.event_scripts import open_event
+from gateway.broker.redis.kinds import LUA_KINDS, Kind
+from gateway.broker.redis.replicas import ReplicaWaits
 from gateway.errors import NotReplicated
 from gateway.names import name_key
 from gateway.offsets import parse_offset

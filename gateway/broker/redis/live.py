@@ -1,8 +1,8 @@
 """The live path on Redis: the rooms this node listens to, and what arrives for them.
 
-The node's subscription (`redis_connect.node_subscriber`) hands every channel message
+The node's subscription (`connect.node_subscriber`) hands every channel message
 here: a room's messages are delivered once and in offset order, kicks and the other
-events (`redis_events`) go to the listener. After a new subscription (a reconnect; on a
+events (`events`) go to the listener. After a new subscription (a reconnect; on a
 cluster, one shard's) each of its rooms' gaps is filled from the room's stream, and the
 node's heartbeat, presence and names are put back before live messages are read.
 """
@@ -12,16 +12,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from gateway.broker import redis_scripts as scripts
 from gateway.broker.base import BrokerListener
-from gateway.broker.redis_connect import node_subscriber
-from gateway.broker.redis_context import RedisContext
-from gateway.broker.redis_errors import unavailable_on_error
-from gateway.broker.redis_events import deliver_event
-from gateway.broker.redis_history import RoomHistory, decode_message
-from gateway.broker.redis_kinds import Kind
-from gateway.broker.redis_liveness import Liveness
-from gateway.broker.redis_lua import Lua
+from gateway.broker.redis import scripts
+from gateway.broker.redis.connect import node_subscriber
+from gateway.broker.redis.context import RedisContext
+from gateway.broker.redis.errors import unavailable_on_error
+from gateway.broker.redis.events import deliver_event
+from gateway.broker.redis.history import RoomHistory, decode_message
+from gateway.broker.redis.kinds import Kind
+from gateway.broker.redis.liveness import Liveness
+from gateway.broker.redis.lua import Lua
 from gateway.config import Settings
 from gateway.errors import BrokerUnavailable
 from gateway.events import Message

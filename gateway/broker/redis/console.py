@@ -2,7 +2,7 @@
 how many messages rooms have had, and the recent moderation actions.
 
 Each node's heartbeat writes its status beside its heartbeat key (`P node:{N}:status`,
-JSON, expiring with it: `redis_liveness`). A user is found from its name hash (which
+JSON, expiring with it: `liveness`). A user is found from its name hash (which
 connections on which nodes hold it) and, for the rooms, from the room index of each of
 those nodes and the rooms' holder sets. The audit is one capped list (`P audit`). Every
 read here is a few pipelined commands; on a Redis Cluster the pipeline sends each
@@ -14,8 +14,8 @@ from __future__ import annotations
 import orjson
 
 from gateway.broker.base import AUDIT_KEPT, AuditEntry, NodeStatus, UserPlaces
-from gateway.broker.redis_context import RedisContext
-from gateway.broker.redis_errors import unavailable_on_error
+from gateway.broker.redis.context import RedisContext
+from gateway.broker.redis.errors import unavailable_on_error
 from gateway.names import name_key
 
 

@@ -1,4 +1,4 @@
-"""Channel messages that go straight to the listener, decoded (redis_kinds.Kind):
+"""Channel messages that go straight to the listener, decoded (kinds.Kind):
 presence, deletes, direct messages, removals and disconnects. Room
 messages (offsets to keep in order) and kicks (names to forget) are the broker's."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 import orjson
 
 from gateway.broker.base import BrokerListener
-from gateway.broker.redis_kinds import Kind
-from gateway.broker.redis_scripts import Keys
+from gateway.broker.redis.kinds import Kind
+from gateway.broker.redis.scripts import Keys
 from gateway.events import Deleted, Direct, PresenceChange
 
 

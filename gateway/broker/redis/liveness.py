@@ -3,9 +3,9 @@
 Each node refreshes `P node:{id}:alive` (it expires after the presence timeout) and
 lists itself in `P nodes`, in a task that does nothing else, so that slow upkeep can
 never let the heartbeat lapse. A second task, at the same interval, puts the node's
-entries back when they were lost (`redis_reaper`'s mark says we were reaped while we
+entries back when they were lost (`reaper`'s mark says we were reaped while we
 stalled; being listed anew says Redis lost its data), reaps the nodes that died, and
-clears what a former run of this node id left (`redis_former_run`). On a Redis
+clears what a former run of this node id left (`former_run`). On a Redis
 Cluster the node list may live on a shard that is down: the heartbeat, which is the
 node's own key, goes on, and the list is retried.
 
@@ -26,11 +26,11 @@ from collections.abc import Awaitable, Callable
 import orjson
 
 from gateway.broker.base import NodeStatus
-from gateway.broker.redis_context import RedisContext
-from gateway.broker.redis_errors import REDIS_ERRORS
-from gateway.broker.redis_event_log import RedisEventLog
-from gateway.broker.redis_former_run import HANDED_OVER, FormerRun
-from gateway.broker.redis_reaper import Reaper
+from gateway.broker.redis.context import RedisContext
+from gateway.broker.redis.errors import REDIS_ERRORS
+from gateway.broker.redis.event_log import RedisEventLog
+from gateway.broker.redis.former_run import HANDED_OVER, FormerRun
+from gateway.broker.redis.reaper import Reaper
 from gateway.config import Settings
 from gateway.errors import BrokerUnavailable
 from gateway.tasks import stop_tasks

@@ -1,10 +1,10 @@
 """Rooms on Redis: a message published, what a connection entering a room is sent, and
 the rooms listed.
 
-A publish is one Lua script (`redis_scripts.PUBLISH`): the room's next offset, XADD to
+A publish is one Lua script (`scripts.PUBLISH`): the room's next offset, XADD to
 its stream, the idempotency key of a message id, PUBLISH (SPUBLISH on a cluster) on the
 room's channel and, with events on, the `message` event in the room's event stream; its
-answer waits for the room primary's replicas (`redis_replicas`). Entering without an
+answer waits for the room primary's replicas (`replicas`). Entering without an
 offset reads the room's newest offset and its members in one round trip. The rooms are
 listed by a SCAN of the presence keys, counted in pipelines of SCARDs.
 """
@@ -16,15 +16,15 @@ import time
 
 import orjson
 
-from gateway.broker import redis_scripts as scripts
 from gateway.broker.base import Published, Replay
 from gateway.broker.event_bodies import message_event
-from gateway.broker.redis_context import RedisContext
-from gateway.broker.redis_errors import unavailable_on_error
-from gateway.broker.redis_event_log import EventScript, RedisEventLog
-from gateway.broker.redis_history import RoomHistory
-from gateway.broker.redis_presence import RedisPresence, sorted_names
-from gateway.broker.redis_replicas import ReplicaWaits
+from gateway.broker.redis import scripts
+from gateway.broker.redis.context import RedisContext
+from gateway.broker.redis.errors import unavailable_on_error
+from gateway.broker.redis.event_log import EventScript, RedisEventLog
+from gateway.broker.redis.history import RoomHistory
+from gateway.broker.redis.presence import RedisPresence, sorted_names
+from gateway.broker.redis.replicas import ReplicaWaits
 from gateway.config import Settings
 from gateway.events import Message
 from gateway.names import name_key

@@ -15,9 +15,9 @@ import asyncio
 import logging
 from typing import Any
 
-from gateway.broker.redis_errors import REDIS_ERRORS
-from gateway.broker.redis_reaper import KINDS, Reaper
-from gateway.broker.redis_scripts import Keys
+from gateway.broker.redis.errors import REDIS_ERRORS
+from gateway.broker.redis.reaper import KINDS, Reaper
+from gateway.broker.redis.scripts import Keys
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """The EventLog on Redis and Redis Cluster (PROTOCOL section 11.2; the keys and Lua in
-redis_event_scripts).
+event_scripts).
 
 A write script stores its event itself (`EventScript`), in the same atomic step as
 what it tells of, so the WAIT that follows covers it. Before it, the node hints the
@@ -28,8 +28,9 @@ from gateway.broker.event_log import (
     StoredEvent,
     partition_of,
 )
-from gateway.broker.redis_context import RedisContext
-from gateway.broker.redis_event_scripts import (
+from gateway.broker.redis.context import RedisContext
+from gateway.broker.redis.errors import REDIS_ERRORS
+from gateway.broker.redis.event_scripts import (
     CONFIRM,
     LEASE,
     RELEASE,
@@ -38,8 +39,7 @@ from gateway.broker.redis_event_scripts import (
     plain,
     with_events,
 )
-from gateway.broker.redis_history import REDIS_ERRORS
-from gateway.broker.redis_lua import Lua
+from gateway.broker.redis.lua import Lua
 
 REHINT_SECONDS = 10.0  # a node hints a stream again once its last hint is this old
 STALE_HINT_MS = 60_000  # a hint to an empty stream, not renewed this long, goes

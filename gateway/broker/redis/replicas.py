@@ -25,7 +25,7 @@ from typing import Any
 from redis.asyncio.cluster import PipelineCommand
 from redis.exceptions import AskError, MovedError, NoScriptError, ResponseError
 
-from gateway.broker.redis_lua import Lua
+from gateway.broker.redis.lua import Lua
 from gateway.errors import NotReplicated
 
 AUTO = -1  # --redis-ack-replicas auto

@@ -1,16 +1,16 @@
 """The Redis broker: many nodes, one chat, on one Redis or a Redis Cluster.
 
-The broker builds its parts and hands each what it uses. Publishing is one Lua script
-(offset, XADD, idempotency key, PUBLISH or SPUBLISH), with entering a room and listing
-the rooms `redis_rooms`; history and resume read the room's stream (`redis_history`);
-presence lives in sets and hashes beside each room (`redis_presence`), held by nodes
-whose heartbeat key expires when they die; names and direct messages are `redis_names`,
-bans and deletes `redis_moderation`, the console's reads `redis_console`. The client and
-the node's subscription are `redis_connect` (one connection; one per shard on a cluster,
-`redis_cluster`); what arrives on it, in order and with gaps filled, `redis_live`;
-heartbeats and upkeep are `redis_liveness`, putting entries back `redis_reregister`, the
-crash reaper `redis_reaper`, a former run's leftovers `redis_former_run`; the key layout
-and the scripts `redis_scripts`.
+The broker builds its parts and hands each what it uses (one `RedisContext` and the
+few callbacks it needs). Publishing is one Lua script (offset, XADD, idempotency key,
+PUBLISH or SPUBLISH), with entering a room and listing the rooms `rooms.py`; history and
+resume read the room's stream (`history.py`); presence lives in sets and hashes beside
+each room (`presence.py`), held by nodes whose heartbeat key expires when they die;
+names and direct messages are `names.py`, bans and deletes `moderation.py`, the
+console's reads `console.py`. The client and the node's subscription are `connect.py`
+(one connection; one per shard on a cluster, `cluster.py`); what arrives on it, in
+order and with gaps filled, `live.py`; heartbeats and upkeep are `liveness.py`, putting
+entries back `reregister.py`, the crash reaper `reaper.py`, a former run's leftovers
+`former_run.py`; the key layout and the scripts `scripts.py`.
 """
 
 from __future__ import annotations
@@ -31,21 +31,21 @@ from gateway.broker.base import (
     Replay,
     UserPlaces,
 )
-from gateway.broker.redis_cluster import ShardedSubscriber, connect_cluster
-from gateway.broker.redis_connect import connect, redis_address
-from gateway.broker.redis_console import Console
-from gateway.broker.redis_context import RedisContext
-from gateway.broker.redis_errors import REDIS_ERRORS, unavailable_on_error
-from gateway.broker.redis_event_log import RedisEventLog
-from gateway.broker.redis_history import RoomHistory
-from gateway.broker.redis_live import LiveRooms
-from gateway.broker.redis_liveness import Liveness
-from gateway.broker.redis_moderation import RedisModeration
-from gateway.broker.redis_names import Names
-from gateway.broker.redis_presence import RedisPresence
-from gateway.broker.redis_replicas import ReplicaWaits
-from gateway.broker.redis_reregister import reregister
-from gateway.broker.redis_rooms import Rooms
+from gateway.broker.redis.cluster import ShardedSubscriber, connect_cluster
+from gateway.broker.redis.connect import connect, redis_address
+from gateway.broker.redis.console import Console
+from gateway.broker.redis.context import RedisContext
+from gateway.broker.redis.errors import REDIS_ERRORS, unavailable_on_error
+from gateway.broker.redis.event_log import RedisEventLog
+from gateway.broker.redis.history import RoomHistory
+from gateway.broker.redis.live import LiveRooms
+from gateway.broker.redis.liveness import Liveness
+from gateway.broker.redis.moderation import RedisModeration
+from gateway.broker.redis.names import Names
+from gateway.broker.redis.presence import RedisPresence
+from gateway.broker.redis.replicas import ReplicaWaits
+from gateway.broker.redis.reregister import reregister
+from gateway.broker.redis.rooms import Rooms
 from gateway.config import Settings
 from gateway.events import Direct, Message, PresenceChange
 from gateway.redis_url import CLUSTER_SCHEME
@@ -164,7 +164,7 @@ class RedisBroker:
         self, announce: bool = False, channels: frozenset[str] | None = None
     ) -> bool:
         """Put this node's presence and names back (after Redis lost them, or reaped us);
-        whether all of it went back (`redis_reregister`)."""
+        whether all of it went back (`reregister`)."""
         return await reregister(self._keys, self._presence, self._names, announce, channels)
 
     def _banned_while_away(self, banned: Banned, name: str) -> None:

@@ -8,7 +8,7 @@ node dies. A name held by a node whose heartbeat is gone counts as free (the rea
 may not have caught up yet): the claim script says who holds it, and the caller,
 which can read that node's heartbeat (another slot), claims again naming it dead. That
 node may be only frozen: the claim kicks its connection (heard when it wakes) and marks
-it reaped (`redis_reaper`), so it claims its names again and closes the one it lost.
+it reaped (`reaper`), so it claims its names again and closes the one it lost.
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ from typing import Any
 
 import orjson
 
-from gateway.broker import redis_scripts as scripts
 from gateway.broker.base import NameTaken, RecipientBusy
 from gateway.broker.event_bodies import dm_event
-from gateway.broker.redis_context import RedisContext
-from gateway.broker.redis_errors import REDIS_ERRORS, unavailable_on_error
-from gateway.broker.redis_event_log import EventScript, RedisEventLog
-from gateway.broker.redis_kinds import Kind
-from gateway.broker.redis_lua import Lua
+from gateway.broker.redis import scripts
+from gateway.broker.redis.context import RedisContext
+from gateway.broker.redis.errors import REDIS_ERRORS, unavailable_on_error
+from gateway.broker.redis.event_log import EventScript, RedisEventLog
+from gateway.broker.redis.kinds import Kind
+from gateway.broker.redis.lua import Lua
 from gateway.errors import BrokerUnavailable
 from gateway.events import Direct
 from gateway.names import name_key

@@ -2,7 +2,7 @@
 
 Events go in as method calls (a channel message, a subscribe acknowledgement, a probe
 timer, the reading side's report that the connection ended, ...) and each returns the
-actions the I/O part (`redis_subscriber.Subscriber`) must carry out: open a connection
+actions the I/O part (`subscriber.Subscriber`) must carry out: open a connection
 and subscribe every channel, subscribe or unsubscribe one, publish a probe, fill the
 gap, deliver a message, mark the subscription live or unready, end the connection and
 wait before the next one. There is no asyncio and no Redis here, and the clock and the
@@ -31,8 +31,8 @@ import random
 from collections import Counter
 from collections.abc import Callable
 
-from gateway.broker.redis_kinds import Kind
-from gateway.broker.subscription_actions import (
+from gateway.broker.redis.kinds import Kind
+from gateway.broker.redis.subscription_actions import (
     Action,
     Connect,
     Deliver,

@@ -38,17 +38,17 @@ and kicks for name key K of skeleton S), `P ch:node:{N}` (the
 node's readiness probe), each in the slot of its owner's keys, so that a script can
 publish on it (SPUBLISH, on a cluster, only reaches a shard channel of the slot the
 script runs in). A channel message starts with one letter, its kind
-(redis_kinds.Kind: message, presence, deleted, direct, kick, removed, disconnect,
+(kinds.Kind: message, presence, deleted, direct, kick, removed, disconnect,
 probe); the scripts that publish get the letters as Lua locals generated from it.
 The scripts take the publish command as an argument: PUBLISH on one Redis, SPUBLISH
 on a cluster. Those marked `events` also store the event they cause for the
-application, run through redis_event_log.EventScript (its keys and extra arguments:
-redis_event_scripts).
+application, run through event_log.EventScript (its keys and extra arguments:
+event_scripts).
 """
 
 from __future__ import annotations
 
-from gateway.broker.redis_kinds import LUA_KINDS
+from gateway.broker.redis.kinds import LUA_KINDS
 from gateway.names import key_skeleton
 
 
@@ -114,7 +114,7 @@ class Keys:
 
     @property
     def audit(self) -> str:
-        """The recent moderation actions (gateway/broker/redis_console.py)."""
+        """The recent moderation actions (gateway/broker/redis/console.py)."""
         return f"{self.prefix}audit"
 
     def room_channel(self, room: str) -> str:

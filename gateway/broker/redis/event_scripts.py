@@ -1,7 +1,7 @@
 """Where the Redis broker keeps the events for the application (PROTOCOL section 11.2),
-and the Lua that writes them. (Not `redis_events`: that one decodes channel messages.)
+and the Lua that writes them. (Not `events`: that one decodes channel messages.)
 
-Keys, under the prefix P (see redis_scripts for the tags):
+Keys, under the prefix P (see scripts for the tags):
 
     P room:{R}:events     stream  the room's events, in its slot: field `e` = the event
                                   JSON; a message's also `o` = its offset
@@ -33,7 +33,7 @@ import orjson
 from redis.crc import key_slot
 
 from gateway.broker.event_log import PARTITIONS
-from gateway.broker.redis_scripts import Keys
+from gateway.broker.redis.scripts import Keys
 
 SLOTS = 16384
 

@@ -31,8 +31,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
 
-from gateway.broker.redis_errors import REDIS_ERRORS
-from gateway.broker.redis_subscriber import Subscriber
+from gateway.broker.redis.errors import REDIS_ERRORS
+from gateway.broker.redis.subscriber import Subscriber
 from gateway.redis_url import cluster_credentials, cluster_nodes
 from gateway.tasks import stop_tasks
 

@@ -17,14 +17,14 @@ from typing import Any, Literal
 
 import orjson
 
-from gateway.broker import redis_scripts as scripts
 from gateway.broker.base import Banned
 from gateway.broker.event_bodies import presence_event
-from gateway.broker.redis_context import RedisContext
-from gateway.broker.redis_errors import unavailable_on_error
-from gateway.broker.redis_event_log import EventScript, RedisEventLog
-from gateway.broker.redis_event_scripts import ANNOUNCE
-from gateway.broker.redis_kinds import Kind
+from gateway.broker.redis import scripts
+from gateway.broker.redis.context import RedisContext
+from gateway.broker.redis.errors import unavailable_on_error
+from gateway.broker.redis.event_log import EventScript, RedisEventLog
+from gateway.broker.redis.event_scripts import ANNOUNCE
+from gateway.broker.redis.kinds import Kind
 from gateway.errors import BrokerUnavailable
 from gateway.events import PresenceChange
 from gateway.names import name_key
