@@ -1,4 +1,4 @@
-"""What the client knows of moderation (PROTOCOL.md section 10): which rooms its user
+"""What the client knows of moderation (docs/protocol.md, "Moderators"): which rooms its user
 moderates (the `welcome`'s `moderates`, from the token), the short numbers that name a
 room's messages for `/delete`, the deleted ones, and how a ban's end is shown.
 

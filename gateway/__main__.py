@@ -24,10 +24,10 @@ from gateway.broker.base import Broker
 from gateway.config import Settings
 from gateway.errors import ProtocolError
 from gateway.log_filter import install as install_log_filter
+from gateway.node import NODE
 from gateway.redis_url import CLUSTER_SCHEME, cluster_seeds_shown
 from gateway.serving import run
 from gateway.workers import listen, listen_error, supervise, worker_index
-from gateway.ws import NODE
 
 DEFAULT_TOKEN_TTL = 24 * 3600.0
 LISTEN_BACKLOG = 1024  # connections the kernel queues for the node once it listens

@@ -1,4 +1,5 @@
-"""Who may go where (PROTOCOL.md section 10): the rooms a token lets its user into.
+"""Who may go where: the rooms a token lets its user into (docs/protocol.md, "Which
+rooms a token opens").
 
 With auth on, a token may carry `rooms`, a list of patterns: each a room name, or a
 prefix ending in `*` (`team-*`; `*` alone is every room). The user may join, read

@@ -26,12 +26,12 @@ from gateway.config import Settings
 from gateway.console_api import add_console_routes
 from gateway.guard import GUARD, Guard, guard_websockets
 from gateway.http import add_routes, api_errors
-from gateway.node import Node
+from gateway.node import NODE, Node
 from gateway.operator_api import add_operator_routes
 from gateway.proxies import TRUSTED, parse_networks, real_client
 from gateway.session import Session
 from gateway.tasks import stop_tasks
-from gateway.ws import NODE, websocket_handler
+from gateway.ws import websocket_handler
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Auth (PROTOCOL.md section 8): HS256 JWTs whose `sub` is the user's name.
+"""Auth (docs/protocol.md, "Auth"): HS256 JWTs whose `sub` is the user's name.
 
 With `--jwt-secret` every WebSocket must present a token: as `?token=`, as a
 `chat.token.` subprotocol (browsers cannot set headers on a WebSocket) or as

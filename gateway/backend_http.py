@@ -1,4 +1,5 @@
-"""Requests to the application's backend (PROTOCOL section 11): signed JSON POSTs.
+"""Requests to the application's backend (docs/operations.md, "Hooks: the application
+decides" and "Events for the application"): signed JSON POSTs.
 
 Every hook call and every events batch goes through one `BackendHttp` per node: one
 keep-alive aiohttp `ClientSession`, so a busy node reuses its connections to the

@@ -9,11 +9,10 @@ from aiohttp import web
 
 from gateway.access import EVERY_ROOM
 from gateway.broker.base import AUDIT_KEPT
-from gateway.errors import ErrorCode, ProtocolError
-from gateway.http import json_response, static_page
+from gateway.http import ApiCode, ApiError, json_response, static_page
 from gateway.names import parse_count, validate_name
+from gateway.node import NODE
 from gateway.operator_api import operators_only
-from gateway.ws import NODE
 
 DEFAULT_AUDIT = 50
 
@@ -51,7 +50,7 @@ async def list_audit(request: web.Request) -> web.Response:
     """GET /api/audit?limit=N: the newest moderation actions, newest first."""
     limit = parse_count(request.query.get("limit", str(DEFAULT_AUDIT)), 1, AUDIT_KEPT)
     if limit is None:
-        raise ProtocolError(ErrorCode.BAD_FRAME, f"limit must be 1 to {AUDIT_KEPT}")
+        raise ApiError(ApiCode.BAD_REQUEST, f"limit must be 1 to {AUDIT_KEPT}")
     return json_response({"actions": await request.app[NODE].broker.audit(limit)})
 
 

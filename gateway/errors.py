@@ -1,4 +1,5 @@
-"""Protocol errors: the codes of PROTOCOL.md section 3.3 and the exception carrying one."""
+"""Protocol errors: the codes a client can receive (docs/protocol.md, "Error codes")
+and the exception carrying one."""
 
 from __future__ import annotations
 

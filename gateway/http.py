@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import time
+from enum import StrEnum
 from importlib import resources
 from typing import Any
 
@@ -18,12 +19,32 @@ from gateway.auth import authenticate
 from gateway.credentials import bearer
 from gateway.errors import BrokerUnavailable, ErrorCode, NotReplicated, ProtocolError
 from gateway.names import parse_count, validate_name, validate_room, validate_text
-from gateway.ws import NODE
+from gateway.node import NODE
 
 MAX_API_LIMIT = 100
 MAX_BODY_DEPTH = 1024  # orjson's nesting limit: deeper is a clean JSONDecodeError
 
 log = logging.getLogger(__name__)
+
+
+class ApiCode(StrEnum):
+    """The REST API's own error codes, for what only an HTTP request can get wrong
+    (docs/protocol.md, "REST errors"); the rest are the protocol's (gateway/errors.py)."""
+
+    BAD_REQUEST = "bad_request"  # a body or query parameter of the wrong shape
+    BAD_JSON = "bad_json"  # a body that is not JSON in UTF-8, or nested too deep
+    NOT_FOUND = "not_found"  # what the path names is not there
+
+
+class ApiError(Exception):
+    """A REST request that cannot be answered: `{"error": {"code", "message"}}` with
+    `status` (the api_errors middleware writes it)."""
+
+    def __init__(self, code: ApiCode, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -50,6 +71,8 @@ async def api_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     for the API routes."""
     try:
         return await handler(request)
+    except ApiError as error:
+        return error_response(error.status, error.code, error.message)
     except ReadsThrottled as throttled:
         response = error_response(
             429, ErrorCode.RATE_LIMITED, "too many requests from your address: slow down"
@@ -63,6 +86,8 @@ async def api_errors(request: web.Request, handler: Any) -> web.StreamResponse:
             return error_response(401, error.code, error.message)
         if error.code is ErrorCode.FORBIDDEN:
             return error_response(403, error.code, error.message)
+        if error.code is ErrorCode.BAD_FRAME:  # a text the protocol refuses, over REST
+            return error_response(400, ApiCode.BAD_REQUEST, error.message)
         return error_response(400, error.code, error.message)
     except NotReplicated as exc:
         return error_response(503, ErrorCode.UNAVAILABLE, f"{exc}: send it again")
@@ -225,21 +250,21 @@ async def list_messages(request: web.Request) -> web.Response:
     raw_limit = request.query.get("limit", "50")
     limit = parse_count(raw_limit, 1, MAX_API_LIMIT)
     if limit is None:
-        raise ProtocolError(ErrorCode.BAD_FRAME, f"limit must be 1 to {MAX_API_LIMIT}")
+        raise ApiError(ApiCode.BAD_REQUEST, f"limit must be 1 to {MAX_API_LIMIT}")
     before = request.query.get("before") or None
     messages = await request.app[NODE].broker.history(room, before, limit)
     return json_response({"room": room, "messages": [m.wire() for m in messages]})
 
 
 async def json_body(request: web.Request) -> Any:
-    """The request's body, parsed as JSON; `bad_frame` (400) for anything else, nested
+    """The request's body, parsed as JSON; `bad_json` (400) for anything else, nested
     deeper than MAX_BODY_DEPTH included. orjson has no recursion to exhaust: the
     standard library's parser raised RecursionError on deep nesting, a 500."""
     try:
         return orjson.loads(await request.read())
     except orjson.JSONDecodeError:
-        raise ProtocolError(
-            ErrorCode.BAD_FRAME,
+        raise ApiError(
+            ApiCode.BAD_JSON,
             f"the body must be JSON in UTF-8, nested at most {MAX_BODY_DEPTH} deep",
         ) from None
 
@@ -269,7 +294,7 @@ async def post_message(request: web.Request) -> web.Response:
     if not isinstance(body, dict) or not all(
         isinstance(body.get(k), str) for k in ("from", "text")
     ):
-        raise ProtocolError(ErrorCode.BAD_FRAME, 'the body must be {"from": ..., "text": ...}')
+        raise ApiError(ApiCode.BAD_REQUEST, 'the body must be {"from": ..., "text": ...}')
     sender = validate_name(body["from"])
     text = validate_text(body["text"], node.settings.max_message_chars)
     published = await node.broker.publish(room, sender, text, origin=f"api@{time.time_ns()}")

@@ -2,42 +2,43 @@
 
 The hub is the node's `BrokerListener`. It subscribes a room at the broker while the
 node has a connection in it, and encodes each event once per codec for all of them.
+What a moderator's or an operator's action sends back through the broker (a removal, a
+disconnect) is carried out here too: a removal takes the name's connections out of the
+room at once (no grace period) and tells them why (docs/protocol.md, "Moderators").
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+import logging
 
 from gateway.broker.base import Broker
-from gateway.events import Direct, RoomEvent
+from gateway.events import Direct, Removed, RoomEvent
 from gateway.metrics import Metrics
 from gateway.names import name_key as _key
+from gateway.presence import Presence
 from gateway.session import FrameCache, Session
+from gateway.tasks import stop_tasks
 
+log = logging.getLogger(__name__)
 
-class Removals(Protocol):
-    """What the node does when a moderator or an operator removes someone."""
-
-    def removed(self, name: str, room: str, by: str, until: int | None) -> None:
-        """`name`'s connections here leave `room`."""
-
-    def disconnected(self, key: str) -> None:
-        """The connections of name key `key` here close with 4001."""
+DISCONNECT_CODE = 4001
+DISCONNECT_REASON = "disconnected by an operator"
 
 
 class Hub:
     """Who is connected to this node, and where."""
 
-    def __init__(self, broker: Broker, metrics: Metrics) -> None:
+    def __init__(self, broker: Broker, metrics: Metrics, presence: Presence) -> None:
         self._broker = broker
         self._metrics = metrics
+        self._presence = presence  # a removal takes the name out at once, no grace
         self._by_ref: dict[str, Session] = {}  # connection ref -> session
         self._by_name: dict[str, dict[str, Session]] = {}  # name key -> ref -> session
         self._by_room: dict[str, dict[str, Session]] = {}  # room -> ref -> session
         self._subscribed: set[str] = set()  # rooms subscribed at the broker
         self._subscription_lock = asyncio.Lock()
-        self.removals: Removals | None = None  # set by the node: moderation
+        self._exits: set[asyncio.Task[None]] = set()  # removed connections leaving rooms
 
     def sessions(self) -> list[Session]:
         """Every open connection on this node, named or not yet."""
@@ -118,9 +119,32 @@ class Hub:
             session.close(4000, "session taken over")
 
     def on_removed(self, name: str, room: str, by: str, until: int | None) -> None:
-        if self.removals is not None:
-            self.removals.removed(name, room, by, until)
+        sessions = [s for s in self.named(_key(name)) if room in s.rooms]
+        self._presence.expel(room, name)  # the name left here a moment ago: no grace
+        settled = []  # those in the room; a join under way undoes itself (enter_room)
+        for session in sessions:
+            if not session.joining(room):
+                settled.append(session)
+                self._presence.exit(room, session.name, at_once=True)
+            session.abandon_join(room)  # nothing more of the room reaches it
+            session.send(Removed(room, by, until))
+        if settled:
+            task = asyncio.create_task(self._exit_all(settled, room), name=f"removed-{room}")
+            self._exits.add(task)
+            task.add_done_callback(self._exits.discard)
+
+    async def _exit_all(self, sessions: list[Session], room: str) -> None:
+        for session in sessions:
+            try:
+                await self.exit(session, room)
+            except Exception:
+                log.exception("unsubscribing %s after a removal failed", room)
 
     def on_disconnect(self, name_key: str) -> None:
-        if self.removals is not None:
-            self.removals.disconnected(name_key)
+        for session in self.named(name_key):
+            log.info("closing %s (%s): %s", session.ref, session.name, DISCONNECT_REASON)
+            session.close(DISCONNECT_CODE, DISCONNECT_REASON)
+
+    async def close(self) -> None:
+        """Wait for the removed connections still leaving their rooms."""
+        await stop_tasks(*self._exits)

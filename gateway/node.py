@@ -6,8 +6,10 @@ import itertools
 import secrets
 import time
 
+from aiohttp import web
+
 from gateway.backend_http import BackendHttp
-from gateway.broker.base import Broker
+from gateway.broker.base import Broker, NodeStatus
 from gateway.budgets import Budgets
 from gateway.codecs import JSON_SUBPROTOCOL, Codec
 from gateway.codecs.json import JsonCodec
@@ -41,19 +43,18 @@ class Node:
         self.budgets = Budgets(settings, self.metrics)
         self.corker = Corker()  # one write per connection per loop iteration
         self.metrics.probe_rtt.set_function(lambda: _or_nan(broker.probe_rtt))
-        self.hub = Hub(broker, self.metrics)
-        self.metrics.rooms.set_function(self.hub.room_count)
-        self.metrics.send_queue_bytes.set_function(self.hub.unsent_bytes)
         self.metrics.watch(broker)
         self.room_directory = RoomDirectory(
             broker, settings.rooms_refresh, settings.max_rooms_listed
         )
         self.room_activity = RoomActivity()  # messages per room, sampled for the console
         self.presence = Presence(broker, settings.grace_period, self.room_directory.note)
+        self.hub = Hub(broker, self.metrics, self.presence)
+        self.metrics.rooms.set_function(self.hub.room_count)
+        self.metrics.send_queue_bytes.set_function(self.hub.unsent_bytes)
         # REST reads but the API key's, per client address (gateway/http.py).
         self.api_reads = KeyedBuckets(settings.api_read_rate, settings.api_read_burst)
-        self.moderation = Moderation(self)
-        self.hub.removals = self.moderation
+        self.moderation = Moderation(broker, self.room_directory, self.metrics, settings.node_id)
         self.json_codec: Codec = JsonCodec()
         self.text_codec: Codec = TextCodec()
         # One client of the application's backend, shared by the hooks and the events.
@@ -87,10 +88,15 @@ class Node:
         """A connection ref unique in the cluster: node id and a counter."""
         return f"{self._ref_prefix}/{next(self._refs)}"
 
+    def status(self) -> NodeStatus:
+        """This node's status now, as the console shows it (gateway/node_status.py)."""
+        connections = len(self.hub.sessions())
+        return node_status(self.settings, self.broker, self.metrics, self.started, connections)
+
     async def start(self) -> None:
         """Connect the broker and start receiving its events (and reporting this
         node's status, on Redis with each heartbeat); start the events feed."""
-        self.broker.report(lambda: node_status(self))
+        self.broker.report(self.status)
         await self.broker.start(self.hub)
         if self.feed is not None:
             await self.feed.start()
@@ -100,8 +106,11 @@ class Node:
         way and the broker."""
         if self.feed is not None:
             await self.feed.stop()
-        await self.moderation.close()
+        await self.hub.close()
         await self.presence.close()
         await self.broker.close()
         if self.backend is not None:
             await self.backend.close()
+
+
+NODE = web.AppKey("node", Node)  # the app's node, for every request handler

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import TYPE_CHECKING
 
-from gateway.broker.base import NodeStatus
-
-if TYPE_CHECKING:
-    from gateway.node import Node
+from gateway.broker.base import Broker, NodeStatus
+from gateway.config import Settings
+from gateway.metrics import Metrics
 
 ANY_ADDRESS = frozenset({"0.0.0.0", "::", ""})
 # The counters the console shows per node (totals since the node started; the page
@@ -32,22 +30,24 @@ def node_address(host: str, port: int) -> str:
     return f"[{shown}]:{port}" if ":" in shown else f"{shown}:{port}"
 
 
-def node_status(node: Node) -> NodeStatus:
-    """`node`'s status now, a JSON object."""
-    broker, settings = node.broker, node.settings
+def node_status(
+    settings: Settings, broker: Broker, metrics: Metrics, started: int, connections: int
+) -> NodeStatus:
+    """The status now of the node of `settings` (`started` epoch ms, with `connections`
+    open), a JSON object."""
     ready = broker.is_ready()
     totals = dict.fromkeys((name for _, name in COUNTED), 0.0)
-    for family in node.metrics.registry.collect():
+    for family in metrics.registry.collect():
         if family.name in totals:
             totals[family.name] = sum(s.value for s in family.samples if s.name.endswith("_total"))
     return {
         "id": settings.node_id,
         "address": node_address(settings.host, settings.port),
-        "started": node.started,
+        "started": started,
         "seen": int(time.time() * 1000),
         "ready": ready,
         "why": broker.unready_reason() if not ready else (broker.degraded() or ""),
         "probe_rtt": broker.probe_rtt,
-        "connections": len(node.hub.sessions()),
+        "connections": connections,
         "numbers": {label: int(totals[name]) for label, name in COUNTED},
     }

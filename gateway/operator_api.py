@@ -1,4 +1,4 @@
-"""The operator endpoints (PROTOCOL.md section 10): disconnect a user everywhere, ban
+"""The operator endpoints (docs/protocol.md, "The operator API"): disconnect a user everywhere, ban
 and unban, delete a message. Each wants the API key (`Authorization: Bearer KEY`),
 with auth on or off; each is an audit line and a metric (gateway/moderation.py).
 """
@@ -13,11 +13,10 @@ from aiohttp import web
 
 from gateway.access import MAX_BAN_SECONDS
 from gateway.credentials import bearer
-from gateway.errors import ErrorCode, ProtocolError
-from gateway.http import api_key_refusal, error_response, json_body
+from gateway.http import ApiCode, ApiError, api_key_refusal, json_body
 from gateway.moderation import OPERATOR
 from gateway.names import validate_name, validate_room
-from gateway.ws import NODE
+from gateway.node import NODE
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +49,13 @@ async def _ban_seconds(request: web.Request) -> int:
     (no body, not JSON, S missing or out of range)."""
     wanted = f'{{"seconds": S}} (how long the ban lasts, S from 1 to {MAX_BAN_SECONDS})'
     if not (await request.read()).strip():
-        raise ProtocolError(ErrorCode.BAD_FRAME, f"no body: a ban wants the JSON body {wanted}")
+        raise ApiError(ApiCode.BAD_REQUEST, f"no body: a ban wants the JSON body {wanted}")
     body = await json_body(request)
     seconds = body.get("seconds") if isinstance(body, dict) else None
     if isinstance(seconds, bool) or not isinstance(seconds, int):
         seconds = None
     if seconds is None or not 1 <= seconds <= MAX_BAN_SECONDS:
-        raise ProtocolError(ErrorCode.BAD_FRAME, f"the body must be {wanted}")
+        raise ApiError(ApiCode.BAD_REQUEST, f"the body must be {wanted}")
     return seconds
 
 
@@ -88,7 +87,7 @@ async def delete_message(request: web.Request) -> web.Response:
     offset = request.match_info["offset"]
     moderation = request.app[NODE].moderation
     if not await moderation.delete(room, offset, OPERATOR, "operator", request.remote):
-        return error_response(404, "not_found", f"{room} has no message at {offset}")
+        raise ApiError(ApiCode.NOT_FOUND, f"{room} has no message at {offset}", 404)
     return web.Response(status=204)
 
 

@@ -22,9 +22,9 @@ from aiohttp import web
 from gateway.admission import Admission
 from gateway.config import Settings
 from gateway.head import MAX_HEADER_LINES
+from gateway.node import NODE
 from gateway.proxies import TRUSTED
 from gateway.server_log import RequestErrorLog
-from gateway.ws import NODE
 
 DEFAULT_KEEPALIVE = 75.0  # aiohttp's own, kept while --header-timeout is 0 (off)
 

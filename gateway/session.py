@@ -19,12 +19,13 @@ from aiohttp import web
 
 from gateway.access import EVERY_ROOM, NO_ROOM
 from gateway.codecs import Codec
+from gateway.codecs.frames import close_frame, text_frame
 from gateway.events import Direct, Event, Message, RoomEvent, Subscribed
 from gateway.inbound import FrameWatch
 from gateway.metrics import Metrics
 from gateway.offsets import parse_offset
 from gateway.ratelimit import TokenBucket
-from gateway.wire import CUT_AFTER, Outbox, close_frame, text_frame
+from gateway.wire import CUT_AFTER, Outbox
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""The write path to a connection's socket: complete WebSocket frames, built once.
+"""The write path to a connection's socket: complete WebSocket frames, built once (by
+the codecs, with gateway/codecs/frames.py).
 
 A server-to-client frame is unmasked (RFC 6455 5.1), so it is a few header bytes and
 the payload: one `bytes` per message per mode serves every local connection of that
@@ -20,39 +21,9 @@ import asyncio
 import contextlib
 import socket
 import struct
-from collections.abc import Iterable
 
-OPCODE_TEXT = 0x1
-OPCODE_CLOSE = 0x8
-FIN = 0x80
 CUT_AFTER = 2.0  # seconds a closed transport has to write what it holds before it is aborted
-_LEN16 = struct.Struct("!BBH")
-_LEN64 = struct.Struct("!BBQ")
 _LINGER_ZERO = struct.pack("ii", 1, 0)  # close() resets the connection at once
-
-
-def text_frame(payload: bytes) -> bytes:
-    """One unmasked, final text frame holding `payload` (UTF-8)."""
-    return _frame(FIN | OPCODE_TEXT, payload)
-
-
-def close_frame(code: int, reason: bytes) -> bytes:
-    """A close frame with `code` and `reason` (at most 123 bytes of UTF-8)."""
-    return _frame(FIN | OPCODE_CLOSE, struct.pack("!H", code) + reason)
-
-
-def _frame(first: int, payload: bytes) -> bytes:
-    size = len(payload)
-    if size < 126:
-        return bytes((first, size)) + payload
-    if size < 65536:
-        return _LEN16.pack(first, 126, size) + payload
-    return _LEN64.pack(first, 127, size) + payload
-
-
-def text_frames(texts: Iterable[str]) -> bytes:
-    """A text frame for each string, back to back (they go out as one write)."""
-    return b"".join(text_frame(text.encode()) for text in texts)
 
 
 class Corker:

@@ -21,7 +21,7 @@ from gateway.inbound import FrameWatch
 from gateway.membership import enter_room, leave_everything
 from gateway.metrics import FRAME_REFUSALS
 from gateway.names import name_key, validate_name, validate_room
-from gateway.node import Node
+from gateway.node import NODE, Node
 from gateway.ratelimit import TokenBucket
 from gateway.session import Session
 from gateway.tasks import complete_despite_cancel
@@ -29,7 +29,6 @@ from gateway.wire import Outbox
 
 log = logging.getLogger(__name__)
 
-NODE = web.AppKey("node", Node)
 UNAVAILABLE_MESSAGE = "the chat backend is unavailable; try again later"
 
 

@@ -1,5 +1,6 @@
-"""Room access from the token (PROTOCOL.md section 10): the `rooms` claim decides where
-a user may go and what they may read, on every broker, in both modes and over REST."""
+"""Room access from the token (docs/protocol.md, "Which rooms a token opens"): the
+`rooms` claim decides where a user may go and what they may read, on every broker, in
+both modes and over REST."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Auth (PROTOCOL.md section 8): with --jwt-secret the token decides the name."""
+"""Auth (docs/protocol.md, "Auth"): with --jwt-secret the token decides the name."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from gateway.__main__ import describe, main
 from gateway.auth import mint
 from gateway.broker.redis.scripts import Keys
 from gateway.config import Settings
-from gateway.ws import NODE
+from gateway.node import NODE
 from tests.conftest import (
     JSON_PROTOCOL,
     WAIT,

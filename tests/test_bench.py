@@ -148,8 +148,9 @@ def test_a_reordering_makes_the_run_invalid() -> None:
 
 
 def test_a_refused_message_is_not_expected() -> None:
-    """`unavailable` means the message was not accepted (PROTOCOL.md 3.3): its gap is no
-    loss and no reordering; but a refused message that is delivered anyway is noticed."""
+    """`unavailable` means the message was not accepted (docs/protocol.md, "Error
+    codes"): its gap is no loss and no reordering; but a refused message that is
+    delivered anyway is noticed."""
     checker = SequenceChecker()
     checker.refuse(sender=2, seq=1)
     for seq in (0, 2, 3):

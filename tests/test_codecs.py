@@ -74,7 +74,7 @@ def test_bad_json_frames_are_bad_frames_with_their_ref(frame: str, ref: str | No
 
 
 def test_events_encode_in_both_modes() -> None:
-    """Guards against the two modes drifting from PROTOCOL.md's shapes."""
+    """Guards against the two modes drifting from docs/protocol.md's shapes."""
     message = Message("lobby", "alice", "hi", "e-1", 123, "n/1")
     assert json.loads(JSON.encode(message) or "") == {
         "type": "message", "room": "lobby", "from": "alice", "text": "hi",

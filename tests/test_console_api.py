@@ -129,6 +129,7 @@ async def test_the_audit_keeps_the_recent_actions_of_every_node(
     for bad in ("0", "201", "x"):
         response = await one.get(f"/api/audit?limit={bad}", headers=OPERATOR)
         assert response.status == 400
+        assert (await response.json())["error"]["code"] == "bad_request"
 
 
 async def test_activity_counts_the_messages_of_the_last_minute(

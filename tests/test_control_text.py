@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway.ws import NODE
+from gateway.node import NODE
 from tests.conftest import join_json, join_text
 
 REFUSED = ["\x80", "\x85", "\x9b", "\x9f", "\u2028", "\u2029"]
@@ -56,7 +56,7 @@ async def test_the_rest_publish_refuses_them(gateway) -> None:
             headers={"Authorization": f"Bearer {API_KEY}"},
         )
         assert response.status == 400, char
-        assert (await response.json())["error"]["code"] == "bad_frame"
+        assert (await response.json())["error"]["code"] == "bad_request"
 
 
 async def test_a_forged_line_in_a_message_or_dm_comes_indented(client: TestClient) -> None:

@@ -1,6 +1,7 @@
-"""The events stored for the application (PROTOCOL section 11.2), at the Broker
-interface, on the in-process broker, one Redis and a Redis Cluster: each stored in the
-same step as what it tells of, bounded, leased, confirmed, found again."""
+"""The events stored for the application (docs/operations.md, "Events for the
+application"), at the Broker interface, on the in-process broker, one Redis and a Redis
+Cluster: each stored in the same step as what it tells of, bounded, leased, confirmed,
+found again."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Events for the application (PROTOCOL section 11.2): what the nodes post, and how.
+"""Events for the application (docs/operations.md, "Events for the application"): what
+the nodes post, and how.
 
 The application is `backend_app` (tests/backend_app.py), in the test process; the
 gateways are in-process nodes (the `gateway` fixture, on each broker) or real processes

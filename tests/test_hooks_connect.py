@@ -1,4 +1,4 @@
-"""The connect hook (PROTOCOL 11.1): the application names each connection, or refuses
+"""The connect hook (docs/operations.md, "Hooks"): the application names each connection, or refuses
 it, from the handshake's cookies and headers. The application is tests/backend_app.py,
 a real HTTP server in the test process; the gateways are real nodes."""
 

@@ -1,5 +1,5 @@
-"""The join and publish hooks (PROTOCOL 11.1): the application decides who enters a room
-(every way in: the URL's first room, `join` frames, text-mode `/join`, a resume's
+"""The join and publish hooks (docs/operations.md, "Hooks"): the application decides
+who enters a room (every way in: the URL's first room, `join` frames, text-mode `/join`, a resume's
 rejoin) and which messages go through, in both modes. The application is
 tests/backend_app.py, a real HTTP server in the test process."""
 

@@ -1,4 +1,5 @@
-"""The HTTP side (PROTOCOL.md section 9): page, health, readiness, metrics and the REST API."""
+"""The HTTP side (docs/protocol.md, "HTTP endpoints"): page, health, readiness, metrics
+and the REST API."""
 
 from __future__ import annotations
 
@@ -193,7 +194,7 @@ async def test_messages_limit_bounds(gateway: StartGateway) -> None:
 async def test_a_bad_limit_is_a_400_json_error(client: TestClient, limit: str) -> None:
     """Guards against a bad limit becoming a 500, a huge read, or a silent default."""
     body = await get_json(client, f"/api/rooms/lobby/messages?limit={limit}", status=400)
-    assert body["error"]["code"] == "bad_frame"
+    assert body["error"]["code"] == "bad_request"
     assert body["error"]["message"]
 
 
@@ -294,15 +295,15 @@ async def test_publishing_to_a_room_nobody_is_in_is_kept_in_history(
 @pytest.mark.parametrize(
     ("path", "body", "code"),
     [
-        ("lobby", b"not json", "bad_frame"),
-        ("lobby", b"", "bad_frame"),
-        ("lobby", b'["ops", "hi"]', "bad_frame"),
-        ("lobby", b'{"from": "ops"}', "bad_frame"),
-        ("lobby", b'{"text": "hi"}', "bad_frame"),
-        ("lobby", b'{"from": "ops", "text": 5}', "bad_frame"),
-        ("lobby", b'{"from": null, "text": "hi"}', "bad_frame"),
-        ("lobby", b'{"from": "ops", "text": "   "}', "bad_frame"),
-        ("lobby", b'{"from": "ops", "text": "bell\\u0007"}', "bad_frame"),
+        ("lobby", b"not json", "bad_json"),
+        ("lobby", b"", "bad_json"),
+        ("lobby", b'["ops", "hi"]', "bad_request"),
+        ("lobby", b'{"from": "ops"}', "bad_request"),
+        ("lobby", b'{"text": "hi"}', "bad_request"),
+        ("lobby", b'{"from": "ops", "text": 5}', "bad_request"),
+        ("lobby", b'{"from": null, "text": "hi"}', "bad_request"),
+        ("lobby", b'{"from": "ops", "text": "   "}', "bad_request"),
+        ("lobby", b'{"from": "ops", "text": "bell\\u0007"}', "bad_request"),
         ("lobby", b'{"from": "", "text": "hi"}', "invalid_name"),
         ("lobby", b'{"from": "' + b"o" * 33 + b'", "text": "hi"}', "invalid_name"),
         ("lobby", b'{"from": "ops", "text": "' + b"x" * 4001 + b'"}', "too_long"),
@@ -343,7 +344,7 @@ async def test_a_deeply_nested_body_is_a_400_not_a_500(
         )
         assert response.status == 400, await response.text()
         error = (await response.json())["error"]
-        assert error["code"] == "bad_frame" and "nested" in error["message"]
+        assert error["code"] == "bad_json" and "nested" in error["message"]
     assert (await client.get("/healthz")).status == 200
 
 

@@ -1,4 +1,4 @@
-"""JSON mode (PROTOCOL.md section 3) against a running node."""
+"""JSON mode (docs/protocol.md, "JSON mode") against a running node."""
 
 from __future__ import annotations
 
@@ -171,8 +171,8 @@ async def test_ordering_in_a_room_is_the_same_for_every_member(client: TestClien
 
 
 async def test_the_ack_comes_before_the_message_and_order_holds(client: TestClient) -> None:
-    """Guards against a sender seeing its message before the ack (PROTOCOL 3.1), and
-    against the ack-first rule reordering a room for the sender."""
+    """Guards against a sender seeing its message before the ack (docs/protocol.md,
+    "JSON mode"), and against the ack-first rule reordering a room for the sender."""
     alice = await join_json(client, "alice")
     bob = await join_json(client, "bob")
     for i in range(10):

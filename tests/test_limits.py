@@ -1,4 +1,4 @@
-"""Limits and bad input (PROTOCOL.md sections 3.3 and 7), in both modes.
+"""Limits and bad input (docs/protocol.md, "Limits and close codes"), in both modes.
 
 Every bad frame gets its error and nothing else: the connection stays usable (a later
 `ping` gets its `pong`) and the other members of the room are not disturbed. Only the

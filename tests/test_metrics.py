@@ -15,7 +15,7 @@ from gateway.app import create_app
 from gateway.broker.redis import RedisBroker
 from gateway.broker.redis.scripts import Keys
 from gateway.errors import ErrorCode
-from gateway.ws import NODE
+from gateway.node import NODE
 from tests.conftest import (
     JSON_PROTOCOL,
     TEST_SETTINGS,

@@ -1,4 +1,4 @@
-"""Moderation (PROTOCOL.md section 10): kicks and bans, deletes, and the operator API,
+"""Moderation (docs/protocol.md, "Moderators"): kicks and bans, deletes, and the operator API,
 on every broker; across two nodes on Redis and the cluster."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway.auth import mint
 from gateway.broker.redis.scripts import Keys
-from gateway.ws import NODE
+from gateway.node import NODE
 from tests.conftest import WAIT, JsonPeer, TextPeer, read_metric
 from tests.redis_backend import RedisServer
 from tests.test_auth import SECRET, Gateway, connect_json
@@ -214,9 +214,9 @@ async def test_the_operator_api_disconnects_bans_unbans_and_deletes(
             response = await one.request(method, path, json=body, headers=headers)
             assert response.status == 401, (method, path, headers)
     bad = await one.put("/api/rooms/team-a/bans/vic", json={"seconds": "soon"}, headers=OPERATOR)
-    assert bad.status == 400 and (await bad.json())["error"]["code"] == "bad_frame"
+    assert bad.status == 400 and (await bad.json())["error"]["code"] == "bad_request"
     bare = await one.put("/api/rooms/team-a/bans/vic", headers=OPERATOR)  # curl -X PUT alone
-    assert bare.status == 400
+    assert bare.status == 400 and (await bare.json())["error"]["code"] == "bad_request"
     said = (await bare.json())["error"]["message"]
     assert said.startswith('no body: a ban wants the JSON body {"seconds": S}'), said
     response = await one.put("/api/rooms/team-a/bans/vic", json={"seconds": 60}, headers=OPERATOR)
@@ -232,7 +232,7 @@ async def test_the_operator_api_disconnects_bans_unbans_and_deletes(
     assert gone.status == 204
     assert (await victims[1].expect("deleted", offset=ack["offset"]))["by"] == "operator"
     missing = await two.delete(f"/api/rooms/team-a/messages/{ack['offset']}0", headers=OPERATOR)
-    assert missing.status == 404
+    assert missing.status == 404 and (await missing.json())["error"]["code"] == "not_found"
     assert (await two.delete("/api/rooms/team-a/messages/junk", headers=OPERATOR)).status == 404
     response = await two.post("/api/users/vic/disconnect", headers=OPERATOR)
     assert response.status == 202

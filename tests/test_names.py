@@ -1,4 +1,5 @@
-"""Names and sessions (PROTOCOL.md section 5): what a name may be, and who holds it."""
+"""Names and sessions (docs/protocol.md, "Names and sessions"): what a name may be, and
+who holds it."""
 
 from __future__ import annotations
 

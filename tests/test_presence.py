@@ -1,4 +1,4 @@
-"""Presence (PROTOCOL.md section 6): per name, not per connection, with a grace period."""
+"""Presence (docs/protocol.md, "Presence"): per name, not per connection, with a grace period."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
 from gateway.broker.redis.scripts import Keys
-from gateway.ws import NODE
+from gateway.node import NODE
 from tests.conftest import TEST_SETTINGS, JsonPeer, join_json, join_text
 from tests.redis_backend import RedisBackend
 

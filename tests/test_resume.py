@@ -1,4 +1,5 @@
-"""Offsets and resume (PROTOCOL.md section 4): no gap, no duplicate, honest `recovered`."""
+"""Offsets and resume (docs/protocol.md, "Offsets and resume"): no gap, no duplicate,
+honest `recovered`."""
 
 from __future__ import annotations
 

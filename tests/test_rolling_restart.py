@@ -34,7 +34,7 @@ from aiohttp.test_utils import TestClient
 from gateway import app as gateway_app
 from gateway.app import create_app, drain
 from gateway.broker.redis.scripts import Keys
-from gateway.ws import NODE
+from gateway.node import NODE
 from tests.conftest import JSON_PROTOCOL, TEST_SETTINGS, WAIT, JsonPeer, join_json
 from tests.redis_backend import RedisBackend
 from tests.test_deploy import cluster, nginx_or_skip

@@ -1,4 +1,4 @@
-"""Text mode (PROTOCOL.md section 2): any WebSocket client, plain lines."""
+"""Text mode (docs/protocol.md, "Text mode"): any WebSocket client, plain lines."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The page with the application's hooks on (PROTOCOL 11.1), in a real browser: a
+"""The page with the application's hooks on (docs/operations.md, "Hooks"), in a real browser: a
 refusal shows the application's own message in place, like any error (the login form,
 the room form, the message not sent), and the browser's cookie reaches the connect
 hook. The application is tests/backend_app.py; every wait is bounded."""

@@ -1,4 +1,4 @@
-"""Room moderation in the web page (issue #14, PROTOCOL.md section 10), in a real browser
+"""Room moderation in the web page (issue #14, docs/protocol.md, "Moderators"), in a real browser
 against a real gateway with auth on: a moderator deletes messages and removes people,
 the others see it, the removed see why, and an operator's disconnect is final.
 

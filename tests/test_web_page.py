@@ -28,7 +28,7 @@ from gateway.app import create_app
 from gateway.auth import mint
 from gateway.credentials import offered_subprotocols
 from gateway.events import Direct
-from gateway.ws import NODE
+from gateway.node import NODE
 from tests.conftest import JSON_PROTOCOL, TEST_SETTINGS, JsonPeer, join_json
 from tests.processes import GatewayProcess
 from tests.redis_backend import REDIS_SERVER, RedisBackend

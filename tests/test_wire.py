@@ -9,7 +9,8 @@ import socket
 import pytest
 from aiohttp import WSMsgType, web
 
-from gateway.wire import Corker, Outbox, close_frame, text_frame, text_frames
+from gateway.codecs.frames import close_frame, text_frame, text_frames
+from gateway.wire import Corker, Outbox
 from tests.conftest import poll_until
 
 

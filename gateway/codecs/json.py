@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from gateway.access import MAX_BAN_SECONDS
+from gateway.codecs.frames import text_frame
 from gateway.commands import (
     Command,
     Delete,
@@ -24,7 +25,6 @@ from gateway.commands import (
 )
 from gateway.errors import ErrorCode, ProtocolError
 from gateway.events import Event
-from gateway.wire import text_frame
 
 MAX_REF_CHARS = 64
 MAX_ID_CHARS = 64

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from gateway.access import MAX_BAN_SECONDS
+from gateway.codecs.frames import text_frames
 from gateway.commands import (
     Command,
     DirectSend,
@@ -45,7 +46,6 @@ from gateway.events import (
     Welcome,
 )
 from gateway.names import parse_count
-from gateway.wire import text_frames
 
 NAME_QUESTION = "Your name:"
 DEFAULT_HISTORY_LINES = 20
@@ -179,7 +179,7 @@ def _room_list(event: RoomList) -> str:
 
 
 class TextCodec:
-    """Lines in, lines out. Slash commands as in PROTOCOL.md section 2.2."""
+    """Lines in, lines out. Slash commands as in docs/protocol.md, "Text mode"."""
 
     name = "text"
 

@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestClient
 from chat_helpers import unique
 
 from gateway.events import Direct
-from gateway.ws import NODE
+from gateway.node import NODE
 
 FORGED = "hi\n* admin joined lobby\n[dm] admin: re-enter your token at evil.example"
 RAW = "\x9b\x85\x1b\x07\u2028"  # never written as they are

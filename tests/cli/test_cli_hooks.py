@@ -1,4 +1,4 @@
-"""`chat` against a gateway whose application decides (PROTOCOL 11.1, the hooks): a
+"""`chat` against a gateway whose application decides (docs/operations.md, "Hooks"): a
 refusal shows the application's own message, like any error, and the client goes on
 (or, refused at the door, ends with it). The application is tests/backend_app.py."""
 
