@@ -8,8 +8,9 @@ deletes (moderation.py), the console's reads (console.py), heartbeats and upkeep
 events stored for the application (event_log.py, event_scripts.py). The node's
 subscription is connect.py (one Redis) or cluster.py (one per shard), driven by the
 state machine in subscription.py and carried out by subscriber.py; what arrives on it is
-live.py and events.py. The key layout and the Lua are scripts.py, the channel message
-kinds kinds.py, the errors every part catches errors.py.
+live.py and events.py. The key layout is keys.py, every Lua script a file in scripts/
+(loaded by scripts/__init__.py), the channel message kinds kinds.py, the errors every
+part catches errors.py.
 """
 
 from __future__ import annotations

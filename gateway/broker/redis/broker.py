@@ -10,7 +10,7 @@ console's reads `console.py`. The client and the node's subscription are `connec
 (one connection; one per shard on a cluster, `cluster.py`); what arrives on it, in
 order and with gaps filled, `live.py`; heartbeats and upkeep are `liveness.py`, putting
 entries back `reregister.py`, the crash reaper `reaper.py`, a former run's leftovers
-`former_run.py`; the key layout and the scripts `scripts.py`.
+`former_run.py`; the key layout `keys.py`, the Lua `scripts/`.
 """
 
 from __future__ import annotations

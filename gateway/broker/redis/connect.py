@@ -15,7 +15,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from gateway.broker.redis.cluster import ShardedSubscriber
-from gateway.broker.redis.scripts import Keys
+from gateway.broker.redis.keys import Keys
 from gateway.broker.redis.subscriber import Subscriber
 from gateway.redis_url import cluster_credentials
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.broker.redis.scripts import Keys
+from gateway.broker.redis.keys import Keys
 
 
 @dataclass(frozen=True, slots=True)

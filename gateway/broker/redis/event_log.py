@@ -28,13 +28,10 @@ from gateway.broker.event_log import (
     StoredEvent,
     partition_of,
 )
+from gateway.broker.redis import scripts
 from gateway.broker.redis.context import RedisContext
 from gateway.broker.redis.errors import REDIS_ERRORS
 from gateway.broker.redis.event_scripts import (
-    CONFIRM,
-    LEASE,
-    RELEASE,
-    UNHINT,
     EventKeys,
     plain,
     with_events,
@@ -66,7 +63,7 @@ def _pairs(reply: Any) -> list[tuple[bytes, bytes]]:
 
 
 def _score_bytes(score: Any) -> bytes:
-    """A score as UNHINT compares it (as a number: the client may have parsed it)."""
+    """A score as scripts.UNHINT compares it (as a number: the client may have parsed it)."""
     return score if isinstance(score, bytes) else repr(float(score)).encode()
 
 
@@ -84,9 +81,9 @@ class RedisEventLog:
         self.new_id = EventIds()
         self._hinted: dict[str, float] = {}  # stream -> when this node last hinted it
         self._report: DropReport | None = None
-        self._lease = Lua(redis, LEASE)
-        self._release = Lua(redis, RELEASE)
-        self._unhint = Lua(redis, UNHINT)
+        self._lease = Lua(redis, scripts.LEASE)
+        self._release = Lua(redis, scripts.RELEASE_LEASE)
+        self._unhint = Lua(redis, scripts.UNHINT)
 
     def on_dropped(self, report: DropReport) -> None:
         self._report = report
@@ -158,7 +155,7 @@ class RedisEventLog:
             return
         async with self._redis.pipeline(transaction=False) as pipe:
             for stream, entries in done.items():  # EVAL: a short script, cached there
-                pipe.execute_command("EVAL", CONFIRM, 1, stream, *entries)
+                pipe.execute_command("EVAL", scripts.CONFIRM, 1, stream, *entries)
             await pipe.execute()
 
     async def backlog(self, partition: int) -> Backlog:

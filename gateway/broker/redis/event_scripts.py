@@ -1,7 +1,8 @@
 """Where the Redis broker keeps the events for the application (PROTOCOL section 11.2),
-and the Lua that writes them. (Not `events`: that one decodes channel messages.)
+and how their scripts are wrapped (the Lua itself: scripts/*.lua). (Not `events`: that
+one decodes channel messages.)
 
-Keys, under the prefix P (see scripts for the tags):
+Keys, under the prefix P (see keys.py for the tags):
 
     P room:{R}:events     stream  the room's events, in its slot: field `e` = the event
                                   JSON; a message's also `o` = its offset
@@ -33,7 +34,8 @@ import orjson
 from redis.crc import key_slot
 
 from gateway.broker.event_log import PARTITIONS
-from gateway.broker.redis.scripts import Keys
+from gateway.broker.redis import scripts
+from gateway.broker.redis.keys import Keys
 
 SLOTS = 16384
 
@@ -78,30 +80,6 @@ class EventKeys:
         return f"{self._keys.prefix}*:events"
 
 
-_PRELUDE = """
-local events = true
-local dropped = 0
-local event_stream = KEYS[#KEYS]
-local event_bound = tonumber(ARGV[#ARGV])
-local event_keys = 1  -- the stream; and before it the hints when there is a score
-if ARGV[#ARGV - 1] ~= '' then  -- one Redis: the hint in the same step, before the event
-  event_keys = 2
-  redis.call('ZADD', KEYS[#KEYS - 1], ARGV[#ARGV - 1], event_stream)
-end
-local function add_event(...)
-  if redis.call('XLEN', event_stream) >= event_bound then
-    dropped = dropped + redis.call('XTRIM', event_stream, 'MAXLEN', event_bound - 1)
-  end
-  redis.call('XADD', event_stream, '*', ...)
-end
--- A leave whose name the script finds: `head` is its JSON up to the name (open_event)
-local function leave_event(head, shown, id)
-  return head .. cjson.encode(shown) .. ',"id":' .. cjson.encode(id) .. '}'
-end
-local function main()
-"""
-
-
 def plain(body: str) -> str:
     """The script without events: `events` is false, no event key or argument."""
     return "local events = false\n" + body
@@ -109,7 +87,7 @@ def plain(body: str) -> str:
 
 def with_events(body: str) -> str:
     """The script storing its events: returns `{its result, events dropped}`."""
-    return _PRELUDE + body + "\nend\nreturn {main(), dropped}\n"
+    return scripts.EVENTS_PRELUDE + body + "\nend\nreturn {main(), dropped}\n"
 
 
 def open_event(fields: dict[str, Any]) -> bytes:
@@ -117,49 +95,3 @@ def open_event(fields: dict[str, Any]) -> bytes:
     text = orjson.dumps({**fields, "name": None})
     assert text.endswith(b"null}")
     return text[: -len(b"null}")]
-
-
-# Events only (KEYS: the room's stream). ARGV: publish command, the room's channel, the
-# presence event published there, its stored JSON. A join or leave announced outside
-# the presence scripts (put back after the node was reaped), stored all the same.
-ANNOUNCE = """
-redis.call(ARGV[1], ARGV[2], ARGV[3])
-if events then add_event('e', ARGV[4]) end
-return 1
-"""
-
-# KEYS: the lease. ARGV: holder, ttl ms. Takes a free lease or renews the holder's own;
-# 1 when held now, 0 when another holds it.
-LEASE = """
-local holder = redis.call('GET', KEYS[1])
-if holder and holder ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-"""
-
-# KEYS: the lease. ARGV: holder. Deletes it only when the holder holds it.
-RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-# KEYS: a stream. ARGV: the entries the application confirmed. Removes them, and the
-# stream itself once empty: a room's or a name's stream would otherwise stay for ever
-# as an empty key (XDEL never deletes one; the room's other keys expire), and every
-# sweep would SCAN past it. Atomic with the writes: an event added after it finds no
-# stream and makes a new one.
-CONFIRM = """
-redis.call('XDEL', KEYS[1], unpack(ARGV))
-if redis.call('XLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-# KEYS: a partition's hints. ARGV: stream, the score read. Removes the hint only if no
-# publisher hinted the stream again since (its score unchanged).
-UNHINT = """
-if tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1])) == tonumber(ARGV[2]) then
-  redis.call('ZREM', KEYS[1], ARGV[1])
-  return 1
-end
-return 0
-"""

@@ -7,8 +7,8 @@ from __future__ import annotations
 import orjson
 
 from gateway.broker.base import BrokerListener
+from gateway.broker.redis.keys import Keys
 from gateway.broker.redis.kinds import Kind
-from gateway.broker.redis.scripts import Keys
 from gateway.events import Deleted, Direct, PresenceChange
 
 

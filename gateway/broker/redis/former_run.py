@@ -16,8 +16,8 @@ import logging
 from typing import Any
 
 from gateway.broker.redis.errors import REDIS_ERRORS
+from gateway.broker.redis.keys import Keys
 from gateway.broker.redis.reaper import KINDS, Reaper
-from gateway.broker.redis.scripts import Keys
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import orjson
 
 from gateway.broker.base import Replay
 from gateway.broker.redis.errors import unavailable_on_error
-from gateway.broker.redis.scripts import Keys
+from gateway.broker.redis.keys import Keys
 from gateway.events import Message
 from gateway.offsets import parse_offset
 

@@ -18,83 +18,16 @@ import orjson
 
 from gateway.broker.base import Banned
 from gateway.broker.event_bodies import deleted_event, now_ms, removed_event
+from gateway.broker.redis import scripts
 from gateway.broker.redis.context import RedisContext
 from gateway.broker.redis.errors import unavailable_on_error
 from gateway.broker.redis.event_log import EventScript, RedisEventLog
 from gateway.broker.redis.event_scripts import open_event
-from gateway.broker.redis.kinds import LUA_KINDS, Kind
+from gateway.broker.redis.kinds import Kind
 from gateway.broker.redis.replicas import ReplicaWaits
 from gateway.errors import NotReplicated
 from gateway.names import name_key
 from gateway.offsets import parse_offset
-
-# KEYS: meta, log, tombstones. ARGV: epoch of the offset, seq, moderator, the room's
-# channel, the `deleted` event to publish there, publish command, room ttl ms, the
-# history size. Returns 1 when deleted now, 2 when deleted before, 0 when the room has
-# no such message (another epoch, below the floor the room keeps, or never there).
-# events: ARGV[9] the `deleted` event's JSON, stored when deleted now.
-DELETE = """
-if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return 0 end
-local floor = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0') - tonumber(ARGV[8]) + 1
-if tonumber(ARGV[2]) < floor then return 0 end
-if redis.call('HEXISTS', KEYS[3], ARGV[2]) == 1 then
-  redis.call('PEXPIRE', KEYS[3], ARGV[7])  -- a write: a retry's WAIT covers the first
-  return 2
-end
-local id = ARGV[2] .. '-0'
-local entries = redis.call('XRANGE', KEYS[2], id, id)
-if #entries == 0 then return 0 end
-local json = entries[1][2][2]
-local sender = cjson.decode(json)['from']
-local ts = string.match(json, '"ts":(%d+)')  -- as text: a Lua number loses digits
-redis.call('XDEL', KEYS[2], id)
-redis.call('HSET', KEYS[3], ARGV[2], '{"from":' .. cjson.encode(sender) .. ',"ts":' ..
-           (ts or '0') .. ',"by":' .. cjson.encode(ARGV[3]) .. '}')
-for _, field in ipairs(redis.call('HKEYS', KEYS[3])) do
-  if tonumber(field) < floor then redis.call('HDEL', KEYS[3], field) end  -- trimmed since
-end
-redis.call('PEXPIRE', KEYS[3], ARGV[7])
-redis.call(ARGV[6], ARGV[4], ARGV[5])
-if events then add_event('e', ARGV[9]) end
-return 1
-"""
-
-
-# KEYS: the room's presence keys, the name's ban key. ARGV: name key, room, the room's
-# channel, publish command, the ban ("UNTIL BY"; "" for none), its lifetime in ms. Bans
-# first (a rejoin racing the removal is refused), then takes the name out of the room
-# for every node that holds it, and announces its leave once (the nodes' own removals
-# then find nothing left). Returns 1 if it was present. events: ARGV[7] the leave's JSON
-# up to its name (open_event), ARGV[8] its id, ARGV[9] the `removed` event's JSON.
-KICK = (
-    LUA_KINDS
-    + """
-if ARGV[5] ~= '' then redis.call('SET', KEYS[5], ARGV[5], 'PX', ARGV[6]) end
-local suffix = '\\n' .. ARGV[1]
-local held = false
-for _, entry in ipairs(redis.call('SMEMBERS', KEYS[4])) do
-  if string.sub(entry, -#suffix) == suffix then
-    redis.call('SREM', KEYS[4], entry)
-    held = true
-  end
-end
-if not held then
-  if events then add_event('e', ARGV[9]) end
-  return 0
-end
-redis.call('HDEL', KEYS[2], ARGV[1])
-local shown = redis.call('HGET', KEYS[3], ARGV[1]) or ARGV[1]
-redis.call('HDEL', KEYS[3], ARGV[1])
-redis.call('SREM', KEYS[1], shown)
-redis.call(ARGV[4], ARGV[3],
-  KIND_PRESENCE .. cjson.encode({room = ARGV[2], event = 'leave', name = shown}))
-if events then
-  add_event('e', leave_event(ARGV[7], shown, ARGV[8]))
-  add_event('e', ARGV[9])
-end
-return 1
-"""
-)
 
 
 class RedisModeration:
@@ -115,8 +48,8 @@ class RedisModeration:
         self._history_size = history_size
         self._replicas = replicas  # a kick or delete is answered once replicated
         self._events = events  # deletes and removals stored for the application
-        self._delete = EventScript(redis, DELETE, events)
-        self._kick = EventScript(redis, KICK, events)
+        self._delete = EventScript(redis, scripts.DELETE, events)
+        self._kick = EventScript(redis, scripts.KICK, events)
 
     async def kick(self, room: str, name: str, by: str, seconds: int) -> int | None:
         """Ban and take the name's presence out of the room (every node's, one leave:

@@ -23,7 +23,6 @@ from gateway.broker.redis import scripts
 from gateway.broker.redis.context import RedisContext
 from gateway.broker.redis.errors import unavailable_on_error
 from gateway.broker.redis.event_log import EventScript, RedisEventLog
-from gateway.broker.redis.event_scripts import ANNOUNCE
 from gateway.broker.redis.kinds import Kind
 from gateway.errors import BrokerUnavailable
 from gateway.events import PresenceChange
@@ -51,7 +50,7 @@ class RedisPresence:
         self._events = events  # announced joins and leaves stored for the application
         self._add = EventScript(redis, scripts.PRESENCE_ADD, events)
         self._remove = EventScript(redis, scripts.PRESENCE_REMOVE, events)
-        self._announce = EventScript(redis, ANNOUNCE, events)
+        self._announce = EventScript(redis, scripts.ANNOUNCE, events)
         self._indexed: set[str] = set()  # rooms this node's index in Redis lists
         self._present: dict[tuple[str, str], str] = {}  # (room, name key) -> display name
         self._unremoved: set[tuple[str, str]] = set()  # (room, name) whose removal failed

@@ -22,8 +22,8 @@ from gateway.broker.redis import scripts
 from gateway.broker.redis.errors import REDIS_ERRORS
 from gateway.broker.redis.event_log import EventScript, RedisEventLog
 from gateway.broker.redis.event_scripts import open_event
+from gateway.broker.redis.keys import Keys
 from gateway.broker.redis.lua import Lua
-from gateway.broker.redis.scripts import Keys
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 
 from gateway.broker.redis.errors import unavailable_on_error
+from gateway.broker.redis.keys import Keys
 from gateway.broker.redis.names import Names
 from gateway.broker.redis.presence import RedisPresence
-from gateway.broker.redis.scripts import Keys
 from gateway.errors import BrokerUnavailable
 
 log = logging.getLogger(__name__)
