@@ -31,6 +31,25 @@ run: $(SERVER)  ## one node on the embedded broker: page and /ws on 127.0.0.1:80
 cluster: $(SERVER)  ## redis (REDIS=cluster: a Redis Cluster), 3 nodes and nginx as local processes on CLUSTER_PORT; Ctrl-C stops all
 	$(BIN)/python deploy/cluster.py --port $(CLUSTER_PORT) --redis $(REDIS)
 
+# The worked example of an application's backend (examples/backend/app.py) and a node that
+# asks it and tells it, as `make run` does otherwise; run each in its own terminal. The
+# secret is a demo's: every real deployment makes its own.
+EXAMPLE_PORT ?= 8000
+EXAMPLE_SECRET ?= example-backend-secret-for-a-local-demo-only
+EXAMPLE_URL := http://127.0.0.1:$(EXAMPLE_PORT)
+
+.PHONY: example example-gateway
+example: $(SERVER)  ## the example application on 127.0.0.1:8000 (EXAMPLE_PORT), its SQLite in .venv
+	CHAT_BACKEND_SECRET=$(EXAMPLE_SECRET) $(BIN)/python examples/backend/app.py \
+		--port $(EXAMPLE_PORT) --db $(VENV)/example.sqlite3
+
+example-gateway: $(SERVER)  ## one node as make run, its hooks and events pointing at make example
+	CHAT_BACKEND_SECRET=$(EXAMPLE_SECRET) $(BIN)/chat-gateway \
+		--connect-hook-url $(EXAMPLE_URL)/hooks/connect \
+		--join-hook-url $(EXAMPLE_URL)/hooks/join \
+		--publish-hook-url $(EXAMPLE_URL)/hooks/publish \
+		--events-url $(EXAMPLE_URL)/events
+
 .PHONY: fuzz
 fuzz: $(SERVER)  ## a bounded fuzz run against a live node; FUZZ_ARGS="--redis-url redis://..."
 	$(BIN)/python -m bench.fuzz $(FUZZ_ARGS)
@@ -58,9 +77,10 @@ test: $(DEV)  ## the whole suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(DEV)
-	$(BIN)/ruff check gateway cli tests bench deploy
-	$(BIN)/ruff format --check gateway cli tests bench deploy
+	$(BIN)/ruff check gateway cli tests bench deploy examples
+	$(BIN)/ruff format --check gateway cli tests bench deploy examples
 	$(BIN)/mypy
+	$(BIN)/mypy examples/backend/app.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache

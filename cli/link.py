@@ -33,9 +33,10 @@ from cli.connection import (
     usable_secret,
 )
 from cli.events import ChatEvent, ErrorLine, Status
+from cli.fetch import Frame
 from cli.moderation import moderated_rooms
 from cli.outbox import Answered, Outbox, Outgoing
-from cli.view import Frame, RoomView
+from cli.view import RoomView
 
 CLOSE_NORMAL, CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_TOO_BIG = 1000, 1001, 1008, 1009
 CLOSE_TAKEN_OVER = 4000

@@ -34,10 +34,13 @@ import asyncio
 import logging
 from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any, cast
+from typing import cast
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.http_parser import RawRequestMessage
+from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 
 from gateway.config import Settings
@@ -99,13 +102,19 @@ class Admission:
         steps out once aiohttp makes a request of its head."""
         make_request = server.request_factory
 
-        def request_factory(message: Any, payload: Any, protocol: Any, *rest: Any) -> Any:
+        def request_factory(
+            message: RawRequestMessage,
+            payload: StreamReader,
+            protocol: RequestHandler,
+            writer: AbstractStreamWriter,
+            task: asyncio.Task[None],
+        ) -> web.BaseRequest:
             gate = self._heads.pop(protocol, None)
             if gate is not None:
-                gate.head_read(rest[-1])  # the handler's task, which ends with the connection
+                gate.head_read(task)  # the handler's task, which ends with the connection
                 if not gate.trusted:
                     message = message._replace(should_close=True)
-            return make_request(message, payload, protocol, *rest)
+            return make_request(message, payload, protocol, writer, task)
 
         server.request_factory = request_factory
         return lambda: HeadGate(self, server())

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +44,7 @@ def signed_headers(secret: str, body: bytes, now: float | None = None) -> dict[s
     }
 
 
-def verify(secret: str, headers: Any, body: bytes, max_age: float = 300.0) -> bool:
+def verify(secret: str, headers: Mapping[str, str], body: bytes, max_age: float = 300.0) -> bool:
     """True when `headers` sign `body` with `secret` within `max_age` seconds of now
     (what an application does with each request; the tests use it too)."""
     timestamp = headers.get(TIMESTAMP_HEADER, "")
@@ -59,7 +60,7 @@ class Answer:
     was empty or not JSON)."""
 
     status: int
-    body: Any
+    body: object
 
 
 class BackendUnreachable(Exception):
@@ -116,7 +117,7 @@ class BackendHttp:
             self._session = None
 
 
-def _json_or_none(raw: bytes) -> Any:
+def _json_or_none(raw: bytes) -> object:
     if not raw.strip():
         return None
     try:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import MISSING, fields
-from typing import Any
+from dataclasses import MISSING, Field, fields
 
 from gateway.config import SECRETS, InvalidSetting, Settings
 
@@ -35,7 +34,7 @@ def _env_name(name: str) -> str:
     return f"CHAT_{name.upper()}"
 
 
-def _field_type(f: Any) -> type:
+def _field_type(f: Field[object]) -> type[int] | type[float] | type[str]:
     text = str(f.type)
     if "int" in text:
         return int
@@ -59,7 +58,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         kind = _field_type(f)
         env_name = _env_name(f.name)
         raw = env.get(env_name)
-        default: Any = None
+        default: int | float | str | None = None
         if raw == "" and f.name in SECRETS:
             parser.error(f"{env_name} is set but empty: unset it, or give the secret")
         if raw is not None and raw != "":

@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from gateway.config import Settings
 from gateway.metrics import Metrics
@@ -41,8 +41,6 @@ log = logging.getLogger(__name__)
 GUARDED_PATH = "/ws"
 NAME_TIMEOUT_REASON = "no name given in time"  # also the text-mode last line, after `! `
 RETRY = {"Retry-After": "1"}
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def name_deadline(settings: Settings) -> float | None:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import assert_never
 
 from gateway.broker.base import Banned, RecipientBusy
 from gateway.codecs.text import HELP_LINES
@@ -44,8 +43,6 @@ from gateway.node import Node
 from gateway.session import Session
 
 DEFAULT_HISTORY_LIMIT = 50
-
-Handler = Callable[[Node, Session, Any], Awaitable[None]]
 
 log = logging.getLogger(__name__)
 
@@ -237,27 +234,42 @@ async def handle_quit(node: Node, session: Session, command: Quit) -> None:
     session.close(1000, "bye")
 
 
-HANDLERS: dict[type[Command], Handler] = {
-    Send: handle_send,
-    DirectSend: handle_direct,
-    Join: handle_join,
-    Leave: handle_leave,
-    Who: handle_who,
-    ListRooms: handle_rooms,
-    HistoryQuery: handle_history,
-    Kick: handle_kick,
-    Delete: handle_delete,
-    Ping: handle_ping,
-    ShowHelp: handle_help,
-    Quit: handle_quit,
-}
+async def _run(node: Node, session: Session, command: Command) -> None:
+    """Run `command` with its handler; mypy checks that every kind of command has one."""
+    match command:
+        case Send():
+            await handle_send(node, session, command)
+        case DirectSend():
+            await handle_direct(node, session, command)
+        case Join():
+            await handle_join(node, session, command)
+        case Leave():
+            await handle_leave(node, session, command)
+        case Who():
+            await handle_who(node, session, command)
+        case ListRooms():
+            await handle_rooms(node, session, command)
+        case HistoryQuery():
+            await handle_history(node, session, command)
+        case Kick():
+            await handle_kick(node, session, command)
+        case Delete():
+            await handle_delete(node, session, command)
+        case Ping():
+            await handle_ping(node, session, command)
+        case ShowHelp():
+            await handle_help(node, session, command)
+        case Quit():
+            await handle_quit(node, session, command)
+        case _:
+            assert_never(command)
 
 
 async def handle(node: Node, session: Session, command: Command) -> None:
     """Run `command`; raises ProtocolError for the client to see (`unavailable` when
     the broker could not do its part: nothing was stored)."""
     try:
-        await HANDLERS[type(command)](node, session, command)
+        await _run(node, session, command)
     except NotReplicated as exc:
         again = "send it again with the same id" if isinstance(command, Send) else "send it again"
         raise ProtocolError(ErrorCode.UNAVAILABLE, f"{exc}: {again}") from None

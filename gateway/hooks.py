@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from gateway.access import EVERY_ROOM, NO_ROOM, Identity, rooms_claim
-from gateway.backend_http import BackendHttp, BackendUnreachable
+from gateway.backend_http import Answer, BackendHttp, BackendUnreachable
 from gateway.config import Settings
 from gateway.credentials import presented_token
 from gateway.errors import ErrorCode, ProtocolError
@@ -60,7 +60,7 @@ class _Unavailable(Exception):
     """The application gave no answer the contract allows; the reason is for the log."""
 
 
-def refusal_message(body: Any) -> str:
+def refusal_message(body: object) -> str:
     """The message of a 403's body, made safe to show: characters message text may not
     hold replaced by U+FFFD, tabs and newlines by spaces (an error is one line), at most
     MAX_REFUSAL_CHARS; a generic message when the body has none."""
@@ -73,7 +73,7 @@ def refusal_message(body: Any) -> str:
     return message
 
 
-def connect_identity(body: Any) -> Identity:
+def connect_identity(body: object) -> Identity:
     """The connection a connect hook's 200 makes: `_Unavailable` for a body that is not
     `{"name": N, "rooms"?: [...], "moderates"?: [...]}` with a valid name and patterns."""
     if not isinstance(body, dict) or not isinstance(body.get("name"), str):
@@ -89,7 +89,7 @@ def connect_identity(body: Any) -> Identity:
         raise _Unavailable(f"its 200 is not a valid identity: {exc.message}") from None
 
 
-def published_text(body: Any, text: str, max_chars: int) -> tuple[str, str]:
+def published_text(body: object, text: str, max_chars: int) -> tuple[str, str]:
     """The text a publish hook's 200 sends, and the result to count: `{}` keeps `text`
     (allowed), `{"text": T}` sends T (rewritten; `_Unavailable` unless T is valid
     message text)."""
@@ -107,11 +107,11 @@ def published_text(body: Any, text: str, max_chars: int) -> tuple[str, str]:
     return rewrite, (ALLOWED if rewrite == text else REWRITTEN)
 
 
-def _decide_connect(body: Any) -> tuple[Identity, str]:
+def _decide_connect(body: object) -> tuple[Identity, str]:
     return connect_identity(body), ALLOWED
 
 
-def _decide_join(body: Any) -> tuple[None, str]:
+def _decide_join(body: object) -> tuple[None, str]:
     return None, ALLOWED  # any 200 lets in: its body is not read
 
 
@@ -169,7 +169,7 @@ class Hooks:
         payload = {"name": name, "room": room, "text": text, "id": message_id}
         limit = self._settings.max_message_chars
 
-        def decide(body: Any) -> tuple[str, str]:
+        def decide(body: object) -> tuple[str, str]:
             return published_text(body, text, limit)
 
         return await self._ask(PUBLISH, url, payload, decide, ErrorCode.FORBIDDEN, {})
@@ -179,7 +179,7 @@ class Hooks:
         hook: str,
         url: str,
         payload: dict[str, Any],
-        decide: Callable[[Any], tuple[T, str]],
+        decide: Callable[[object], tuple[T, str]],
         refused: ErrorCode,
         context: dict[str, str],
     ) -> T:
@@ -202,7 +202,7 @@ class Hooks:
         self._count(hook, result)
         return value
 
-    async def _post(self, url: str, payload: dict[str, Any]) -> Any:
+    async def _post(self, url: str, payload: dict[str, Any]) -> Answer:
         if self._backend is None:  # the settings' rules make this a start-up error
             raise _Unavailable("no --backend-secret to sign with")
         try:

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from gateway.access import EVERY_ROOM, Rooms
 from gateway.auth import authenticate
@@ -66,7 +67,7 @@ class ReadsThrottled(Exception):
 
 
 @web.middleware
-async def api_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+async def api_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Protocol errors, a throttled reader and an unavailable broker as JSON answers,
     for the API routes."""
     try:

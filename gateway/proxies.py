@@ -19,10 +19,10 @@ asserts on it for a request that was not routed.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -84,9 +84,6 @@ def client_address(peer: str | None, forwarded: str | None, networks: tuple[Netw
         if not _trusted(ip, networks):
             return hop
     return hops[0]  # every hop is a trusted proxy: the first one is the client
-
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @web.middleware

@@ -34,9 +34,17 @@ class GatewayProcess:
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
         self._proc: subprocess.Popen[bytes] | None = None
 
+    label = "the gateway"
+    health_path = "/healthz"  # answers 200 once the process serves
+
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws"
+
+    @property
+    def base(self) -> str:
+        """The process's HTTP address, without a trailing slash."""
+        return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> GatewayProcess:
         """Start the process and wait until it serves."""
@@ -46,9 +54,8 @@ class GatewayProcess:
 
     def launch(self) -> GatewayProcess:
         """Start the process, without waiting for it to serve."""
-        args = ["--port", str(self.port), "--grace-period", "0.2", "--log-level", "WARNING"]
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", *args, *self._extra],
+            self.command(),
             cwd=ROOT,
             env={**os.environ, **(self._env or {})},
             stdout=self._log,
@@ -56,20 +63,27 @@ class GatewayProcess:
         )
         return self
 
+    def command(self) -> list[str]:
+        """The process's command line."""
+        args = ["--port", str(self.port), "--grace-period", "0.2", "--log-level", "WARNING"]
+        return [sys.executable, "-m", "gateway", *args, *self._extra]
+
     def wait_serving(self) -> None:
-        """Wait (at most 15 s) until /healthz answers; stop the process if it does not."""
+        """Wait (at most 15 s) until `health_path` answers; stop the process if it does not."""
         assert self._proc is not None
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                raise RuntimeError(f"the gateway exited early:\n{self.log()}")
+                raise RuntimeError(f"{self.label} exited early:\n{self.log()}")
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1):
+                with urllib.request.urlopen(f"{self.base}{self.health_path}", timeout=1):
                     return
             except OSError:
                 time.sleep(0.05)  # a bounded poll of a process starting up
         self.stop()
-        raise RuntimeError(f"the gateway did not answer /healthz within 15 s:\n{self.log()}")
+        raise RuntimeError(
+            f"{self.label} did not answer {self.health_path} within 15 s:\n{self.log()}"
+        )
 
     def stop(self) -> None:
         """SIGTERM (the gateway closes its sockets with 1001), then wait."""
@@ -105,3 +119,23 @@ class GatewayProcess:
     def close(self) -> None:
         self.stop()
         self._log.close()
+
+
+class ExampleBackendProcess(GatewayProcess):
+    """examples/backend/app.py, the worked example of an application's backend, on a free
+    port with its SQLite file at `db` and the backend secret in its environment."""
+
+    label = "the example backend"
+    health_path = "/"
+
+    def __init__(self, db: Path, secret: str, gateway_page: str | None = None) -> None:
+        super().__init__(None, env={"CHAT_BACKEND_SECRET": secret})
+        self.db = db
+        self._gateway_page = gateway_page  # where a login sends the browser
+
+    def command(self) -> list[str]:
+        app = ROOT / "examples" / "backend" / "app.py"
+        args = ["--port", str(self.port), "--db", str(self.db)]
+        if self._gateway_page is not None:
+            args += ["--gateway", self._gateway_page]
+        return [sys.executable, str(app), *args]
