@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import redis
 
-from gateway.broker.redis_cluster import parse_slots
+from gateway.broker.redis.cluster import parse_slots
 from tests.redis_backend import REDIS_SERVER
 
 REDIS_CLI = shutil.which("redis-cli")

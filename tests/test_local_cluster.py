@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 import redis
 
-from gateway.broker.redis_scripts import Keys
+from gateway.broker.redis.keys import Keys
 from tests.conftest import JSON_PROTOCOL, JsonPeer
 from tests.test_deploy import ROOT, cluster, nginx_or_skip
 
