@@ -15,7 +15,7 @@ import aiohttp
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
-from gateway.broker.redis_scripts import Keys
+from gateway.broker.redis.keys import Keys
 from gateway.config import Settings
 from tooling.redis import RedisServer
 

@@ -1,6 +1,6 @@
 """One node's status as the operator's console shows it (GET /api/nodes): who it is,
 whether it is ready, and the few numbers an operator checks first. On Redis each
-heartbeat carries it (gateway/broker/redis_liveness.py), so every node sees them all.
+heartbeat carries it (gateway/broker/redis/liveness.py), so every node sees them all.
 """
 
 from __future__ import annotations

@@ -164,7 +164,7 @@ def test_a_module_imports_only_its_layer_and_those_below(path: Path) -> None:
 @pytest.mark.parametrize(
     ("module", "imported", "refused"),
     [
-        ("gateway.broker.redis_live", ["gateway.session", "aiohttp.web"], 2),
+        ("gateway.broker.redis.live", ["gateway.session", "aiohttp.web"], 2),
         ("gateway.broker.redis.subscriber", ["gateway.broker.base", "gateway.events"], 0),
         ("gateway.codecs.json", ["gateway.wire", "redis", "orjson", "json"], 2),
         ("gateway.codecs.text", ["gateway.codecs.frames", "gateway.names"], 0),

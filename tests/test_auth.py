@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway.__main__ import describe, main
 from gateway.auth import mint
-from gateway.broker.redis_scripts import Keys
+from gateway.broker.redis.keys import Keys
 from gateway.config import Settings
 from gateway.node import NODE
 from tests.conftest import (

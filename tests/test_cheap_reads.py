@@ -12,7 +12,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.auth import mint
-from gateway.broker.redis_scripts import Keys
+from gateway.broker.redis.keys import Keys
 from gateway.node import NODE
 from tests.conftest import WAIT, JsonPeer, join_json, join_text, read_metric
 from tests.plugins.redis import RedisBackend

@@ -18,8 +18,8 @@ from gateway.broker.base import Broker, RecipientBusy
 from gateway.broker.event_log import PARTITIONS, StoredEvent, partition_of
 from gateway.broker.memory import MemoryBroker
 from gateway.broker.redis import RedisBroker
-from gateway.broker.redis_event_scripts import EventKeys
-from gateway.broker.redis_scripts import Keys
+from gateway.broker.redis.event_scripts import EventKeys
+from gateway.broker.redis.keys import Keys
 from gateway.errors import BrokerUnavailable
 from gateway.events import Direct, PresenceChange
 from tests.conftest import TEST_SETTINGS, BareListener

@@ -19,8 +19,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.broker.event_log import PARTITIONS
-from gateway.broker.redis_event_scripts import EventKeys
-from gateway.broker.redis_scripts import Keys
+from gateway.broker.redis.event_scripts import EventKeys
+from gateway.broker.redis.keys import Keys
 from gateway.offsets import parse_offset
 from tests.backend_app import BackendApp, Received, Reply
 from tests.conftest import JSON_PROTOCOL, JsonPeer, join_json, metric, poll_until, read_metric

@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 import redis
 
-from gateway.broker.redis_scripts import Keys
+from gateway.broker.redis.keys import Keys
 from tests.conftest import JSON_PROTOCOL, WAIT, JsonPeer, poll_until
 from tests.plugins.redis import REDIS_SERVER, RedisBackend
 from tooling.gateway import GatewayProcess

@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 import redis
 
-from gateway.broker.redis_scripts import Keys
+from gateway.broker.redis.keys import Keys
 from tests.conftest import JSON_PROTOCOL, JsonPeer
 from tests.plugins.deploy import nginx_or_skip
 from tooling.ports import free_port

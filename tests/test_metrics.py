@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
 from gateway.broker.redis import RedisBroker
-from gateway.broker.redis_scripts import Keys
+from gateway.broker.redis.keys import Keys
 from gateway.errors import ErrorCode
 from gateway.node import NODE
 from tests.conftest import (

@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.auth import mint
-from gateway.broker.redis_scripts import Keys
+from gateway.broker.redis.keys import Keys
 from gateway.node import NODE
 from tests.conftest import WAIT, TextPeer, read_metric
 from tests.plugins.auth import SECRET, Gateway, connect_json

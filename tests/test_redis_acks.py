@@ -17,7 +17,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
-from gateway.broker.redis_scripts import Keys
+from gateway.broker.redis.keys import Keys
 from tests.conftest import TEST_SETTINGS, join_json
 from tests.plugins.auth import SECRET
 from tests.plugins.moderation import MODERATOR, user

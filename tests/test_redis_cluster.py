@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
-from gateway.broker.redis_scripts import Keys
+from gateway.broker.redis.keys import Keys
 from gateway.node import NODE
 from tests.conftest import TEST_SETTINGS, JsonPeer, join_json, join_text
 from tests.plugins.redis import RedisBackend

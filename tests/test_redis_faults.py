@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient
 from bench.tcp_proxy import TcpProxy
 from gateway.app import create_app
 from gateway.broker.redis import RedisBroker
-from gateway.broker.redis_scripts import Keys
+from gateway.broker.redis.keys import Keys
 from tests.conftest import TEST_SETTINGS, WAIT, BareListener, JsonPeer, join_json, read_metric
 from tests.plugins.redis import RedisBackend
 from tests.plugins.redis_faults import (

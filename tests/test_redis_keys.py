@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from redis.crc import key_slot
 
-from gateway.broker.redis_scripts import Keys
+from gateway.broker.redis.keys import Keys
 from gateway.config import InvalidSetting, Settings
 
 KEYS = Keys("chat:")

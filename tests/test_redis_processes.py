@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from gateway.auth import mint
-from gateway.broker.redis_scripts import Keys
+from gateway.broker.redis.keys import Keys
 from tests.conftest import JSON_PROTOCOL, WAIT, JsonPeer, poll_until
 from tests.plugins.gateway_nodes import connect
 from tests.plugins.redis import REDIS_SERVER, RedisBackend, name_holders

@@ -23,7 +23,7 @@ from redis.crc import key_slot
 
 from gateway.broker.event_log import partition_of
 from gateway.broker.redis import RedisBroker
-from gateway.broker.redis_scripts import Keys
+from gateway.broker.redis.keys import Keys
 from gateway.names import name_key
 from tests.conftest import TEST_SETTINGS, BareListener, JsonPeer
 from tests.plugins.gateway_nodes import connect

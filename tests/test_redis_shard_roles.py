@@ -16,8 +16,8 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from gateway.broker.redis_cluster import probe_channel
-from gateway.broker.redis_subscriber import Subscriber
+from gateway.broker.redis.cluster import probe_channel
+from gateway.broker.redis.subscriber import Subscriber
 from tooling.redis_cluster import RedisCluster
 
 WAIT = 5.0

@@ -24,7 +24,7 @@ from redis.crc import key_slot
 from gateway.__main__ import describe
 from gateway.app import create_app
 from gateway.broker.redis import RedisBroker
-from gateway.broker.redis_scripts import Keys
+from gateway.broker.redis.keys import Keys
 from tests.conftest import TEST_SETTINGS, JsonPeer, join_json
 from tests.plugins.gateway_nodes import connect
 from tests.plugins.redis_faults import delivered, wait_ready

@@ -33,7 +33,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway import app as gateway_app
 from gateway.app import create_app, drain
-from gateway.broker.redis_scripts import Keys
+from gateway.broker.redis.keys import Keys
 from gateway.node import NODE
 from tests.conftest import JSON_PROTOCOL, TEST_SETTINGS, WAIT, JsonPeer, join_json
 from tests.plugins.chat_users import LONG_WAIT, ROOM, ChatUser

@@ -1,7 +1,7 @@
 """The subscription's state machine, without Redis, asyncio or sleeps: a fake clock.
 
-Each test walks `gateway.broker.subscription.Subscription` through events and checks
-the actions it asks for. The I/O shell around it (`redis_subscriber.Subscriber`) is
+Each test walks `gateway.broker.redis.subscription.Subscription` through events and checks
+the actions it asks for. The I/O shell around it (`gateway.broker.redis.subscriber.Subscriber`) is
 covered against real Redis by tests/test_redis_faults.py and the cluster tests.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.broker import subscription_actions as act
-from gateway.broker.subscription import Phase, Subscription
+from gateway.broker.redis import subscription_actions as act
+from gateway.broker.redis.subscription import Phase, Subscription
 
 PROBE = "probe"
 INTERVAL = 1.0

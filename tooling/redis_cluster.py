@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import redis
 
-from gateway.broker.redis_cluster import parse_slots
+from gateway.broker.redis.cluster import parse_slots
 from tooling.ports import cluster_port
 from tooling.processes import Process, find_tool
 from tooling.ready import wait_until

@@ -4,7 +4,7 @@ A name is held by its skeleton (`name_skeleton`), so a look-alike of a name onli
 refused; its owners are one connection (exclusive: a matching session secret takes it
 over, kicking the old one) or, shared by an authenticated user's connections, many.
 A direct message is stored (with events on) and delivered to the connections of its
-recipient and its sender, within the recipient's budget, as on Redis (`redis_names`).
+recipient and its sender, within the recipient's budget, as on Redis (`redis/names.py`).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from redis.crc import key_slot
 
 from gateway.app import create_app
 from gateway.broker.redis import RedisBroker
-from gateway.broker.redis_scripts import Keys
+from gateway.broker.redis.keys import Keys
 from tests.conftest import TEST_SETTINGS, JsonPeer
 from tooling.redis_cluster import RedisCluster
 
