@@ -88,6 +88,18 @@ def assert_well_formed(events: list[dict[str, Any]]) -> None:
     assert not repeated, f"events accepted twice: {repeated}"
 
 
+def first_arrivals(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`events` with every repeat of an id left out (what an application that
+    de-duplicates by id keeps), in arrival order."""
+    seen: set[str] = set()
+    firsts = []
+    for event in events:
+        if event["id"] not in seen:
+            seen.add(event["id"])
+            firsts.append(event)
+    return firsts
+
+
 @pytest.fixture
 def accepted(backend_app: BackendApp) -> Accepted:
     return Accepted(backend_app)
@@ -410,12 +422,18 @@ async def test_events_wait_through_a_failing_application_and_every_node_killed(
     assert accepted.events == []
     accepted.failing = False
     newcomer = await nodes.start("k-new")
-    await accepted.until(lambda: len(accepted.of("message")) >= 12)
-    assert_well_formed(accepted.events)
-    assert_in_offset_order(accepted.events)
+    await accepted.until(lambda: len(first_arrivals(accepted.events)) >= 12)
+    # At least once: a post the application stored but whose answer never reached the
+    # node (a connection broken on a loaded machine) is posted again, and counted again.
+    # What must hold is that nothing is missing and each room's first arrivals are in
+    # order; the three-node test above holds "never twice" where nothing breaks.
+    firsts = first_arrivals(accepted.events)
+    assert_well_formed(firsts)
+    assert_in_offset_order(firsts)
     for room, expected in offsets.items():
-        assert [e["offset"] for e in accepted.of("message", room=room)] == expected
-    assert await node_metric(http, newcomer, "chat_events_delivered_total") == 12
+        got = [e["offset"] for e in firsts if e["type"] == "message" and e["room"] == room]
+        assert got == expected
+    assert await node_metric(http, newcomer, "chat_events_delivered_total") >= 12
 
 
 @needs_redis
