@@ -77,8 +77,8 @@ test: $(DEV)  ## the whole suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(DEV)
-	$(BIN)/ruff check gateway cli tests bench deploy examples
-	$(BIN)/ruff format --check gateway cli tests bench deploy examples
+	$(BIN)/ruff check gateway cli tests bench deploy examples tooling
+	$(BIN)/ruff format --check gateway cli tests bench deploy examples tooling
 	$(BIN)/mypy
 	$(BIN)/mypy examples/backend/app.py
 

@@ -1,6 +1,6 @@
 """A bounded fuzz run against a live gateway node (issue 6, hardening).
 
-Starts a real `python -m gateway` (tests/processes.py), keeps two honest users chatting
+Starts a real `python -m gateway` (tooling/gateway.py), keeps two honest users chatting
 on it (one JSON, one text), and meanwhile throws at it, from one seeded generator:
 random bytes as binary frames, random and broken text frames, invalid UTF-8 written at
 the frame level, JSON nested tens of thousands deep, huge numbers, wrong types for every
@@ -27,7 +27,6 @@ import itertools
 import json
 import os
 import random
-import re
 import socket
 import struct
 import sys
@@ -41,10 +40,8 @@ from typing import Any
 import aiohttp
 from aiohttp import WSMsgType
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from gateway.controls import NOT_IN_TEXT
-from tests.processes import GatewayProcess
+from tooling.gateway import GatewayProcess
 
 JSON_PROTOCOL = "chat.v1.json"
 MAX_FRAME_BYTES = 64 * 1024  # the node's default --max-frame-bytes
@@ -171,62 +168,7 @@ class Probe:
 # --------------------------------------------------------------------------- the node
 
 
-# The last line of a traceback aiohttp logs ("Error handling request") when the client
-# is at fault: a malformed request (400), or a reset before the 101 could be written.
-CLIENT_CAUSED = re.compile(
-    r"(aiohttp\.http_exceptions\.\w+|aiohttp\.client_exceptions\.ClientConnectionResetError"
-    r"|ConnectionResetError)\b"
-)
-
-
-class FuzzedNode(GatewayProcess):
-    """The gateway process under fuzz: its pid, and its memory from /proc."""
-
-    @property
-    def pid(self) -> int:
-        if self._proc is None:
-            raise RuntimeError("the node is not running")
-        return self._proc.pid
-
-    def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def memory(self, field_name: str = "VmRSS") -> int:
-        """A /proc/<pid>/status figure (VmRSS, VmHWM), in bytes; 0 once it is gone."""
-        try:
-            status = Path(f"/proc/{self.pid}/status").read_text()
-        except (OSError, RuntimeError):
-            return 0
-        match = re.search(rf"^{field_name}:\s+(\d+) kB", status, re.MULTILINE)
-        return int(match.group(1)) * 1024 if match else 0
-
-    def failures(self) -> list[str]:
-        """The tracebacks that are failures of the node, not aiohttp's log line for a
-        client that sent broken HTTP or reset the connection during the handshake."""
-        return [t for t in self.tracebacks() if not CLIENT_CAUSED.match(t.splitlines()[-1])]
-
-    def warnings(self) -> Counter[str]:
-        """The node's WARNING and ERROR lines, numbers and names blanked, counted."""
-        found: Counter[str] = Counter()
-        for line in self.log().splitlines():
-            level = re.match(r"\S+ \S+ (WARNING|ERROR) (\S+): (.*)", line)
-            if level:
-                text = re.sub(r"\d+", "N", level.group(3))
-                text = re.sub(r"\(.*?\)|'.*?'", "(..)", text)
-                found[f"{level.group(1)} {level.group(2)}: {text[:90]}"] += 1
-        return found
-
-    def tracebacks(self) -> list[str]:
-        """Each traceback in the node's log, with the line that introduced it."""
-        lines = self.log().splitlines()
-        found = []
-        for index, line in enumerate(lines):
-            if line.startswith("Traceback"):
-                end = index + 1
-                while end < len(lines) and (lines[end].startswith(" ") or not lines[end]):
-                    end += 1
-                found.append("\n".join(lines[max(0, index - 1) : end + 1]))
-        return found
+FuzzedNode = GatewayProcess  # the node under fuzz: its pid, memory and failures
 
 
 # --------------------------------------------------------------------------- raw frames

@@ -20,9 +20,11 @@ from playwright.async_api import expect
 
 from gateway.backend_http import signed_headers
 from tests.conftest import JSON_PROTOCOL, WAIT, JsonPeer, TextPeer
-from tests.processes import ExampleBackendProcess, GatewayProcess, free_port
-from tests.redis_backend import REDIS_SERVER, RedisBackend
+from tests.plugins.example_backend import ExampleBackendProcess
+from tests.plugins.redis import REDIS_SERVER, RedisBackend
 from tests.web_support import Pages, join, message_text, say
+from tooling.gateway import GatewayProcess
+from tooling.ports import free_port
 
 SECRET = "the-example-backends-secret-of-at-least-32-bytes"
 COOKIE = "example_session"  # the example's session cookie
