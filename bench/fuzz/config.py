@@ -17,6 +17,8 @@ _LIMITS = Settings()  # the gateway's defaults; the fuzzed node is given these (
 MAX_FRAME_BYTES = _LIMITS.max_frame_bytes  # over it: close 1009
 MAX_ROOMS = _LIMITS.max_rooms_per_connection
 MAX_CHARS = _LIMITS.max_message_chars
+RATE_BURST = _LIMITS.rate_burst  # messages a connection may send at once
+HISTORY_BURST = _LIMITS.history_burst  # history entries a connection may ask for at once
 HONEST_ROOM = "lobby"
 STEP = 10.0  # the most one network step (connect, an answer, a close) may take, in seconds
 CHURN_TRIES = 5  # handshakes a churn connection tries while refused with 429
@@ -34,6 +36,8 @@ def limit_flags() -> list[str]:
         "--max-frame-bytes", str(MAX_FRAME_BYTES),
         "--max-rooms-per-connection", str(MAX_ROOMS),
         "--max-message-chars", str(MAX_CHARS),
+        "--rate-burst", str(RATE_BURST),
+        "--history-burst", str(HISTORY_BURST),
     ]  # fmt: skip
 
 

@@ -115,10 +115,11 @@ async def huge_length(run: FuzzRun, rng: random.Random) -> RawResult:
 
 
 async def fragments_over_limit(run: FuzzRun, rng: random.Random) -> RawResult:
-    part = b"f" * (16 * 1024)
+    part = b"f" * (MAX_FRAME_BYTES // 4)
     frames = [encode_frame(TEXT if i == 0 else 0x0, part, fin=False) for i in range(4)]
-    frames.append(encode_frame(0x0, b"f" * 16))
-    return await _send_frames(run, rng, frames, "five fragments, 64 KiB + 16 in all")
+    frames.append(encode_frame(0x0, b"f" * (MAX_FRAME_BYTES - 4 * len(part) + 16)))
+    detail = f"five fragments, {MAX_FRAME_BYTES} + 16 bytes in all"
+    return await _send_frames(run, rng, frames, detail)
 
 
 async def close_bad_code(run: FuzzRun, rng: random.Random) -> RawResult:

@@ -19,6 +19,7 @@ from bench.fuzz.config import (
     MAX_CHARS,
     MAX_ROOMS,
     POLICY,
+    RATE_BURST,
     STEP,
     TOO_BIG,
     Probe,
@@ -125,18 +126,18 @@ async def slow_reader(run: FuzzRun, mode: str, index: int) -> None:
         return
     try:
         before = await run.metric("chat_slow_consumers_closed_total")
-        for i in range(20):  # the rate limit's burst
+        for i in range(RATE_BURST):
             text = "s" * (MAX_CHARS - 3) + f"{i:03}"
             if mode == "json":
                 text = json.dumps({"type": "send", "room": room, "text": text})
             sock.send(0x1, text.encode())
-        # 20: the room holds no more, and a request costs the history budget the
-        # limit it asks for (--history-burst 1000: 50 answers of 80 KB at once).
-        ask = json.dumps({"type": "history", "room": room, "limit": 20})
-        ask = ask if mode == "json" else "/history 20"
+        # RATE_BURST: the room holds no more, and a request costs the history budget the
+        # limit it asks for (HISTORY_BURST 1000, limit 20: 50 answers of 80 KB at once).
+        ask = json.dumps({"type": "history", "room": room, "limit": RATE_BURST})
+        ask = ask if mode == "json" else f"/history {RATE_BURST}"
         for _ in range(100):
             sock.send(0x1, ask.encode())
-        run.report.frames += 120
+        run.report.frames += RATE_BURST + 100
         closed = False
         deadline = time.monotonic() + 3 * STEP
         while time.monotonic() < deadline:  # a bounded poll of the node's own counter
