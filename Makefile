@@ -58,8 +58,8 @@ test: $(DEV)  ## the whole suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(DEV)
-	$(BIN)/ruff check gateway cli tests bench deploy
-	$(BIN)/ruff format --check gateway cli tests bench deploy
+	$(BIN)/ruff check gateway cli tests bench deploy tooling
+	$(BIN)/ruff format --check gateway cli tests bench deploy tooling
 	$(BIN)/mypy
 
 clean:

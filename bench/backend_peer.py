@@ -173,7 +173,8 @@ def backend_for(broker: str, cores: tuple[int, ...] | None) -> Iterator[tuple[st
     """For a broker variant with "+hooks" or "+events": this application, running as a
     process of its own (on `cores`) while the block runs; yields the gateway's flags
     pointing at it (none for a plain variant)."""
-    from bench.cluster import Managed, free_port, wait_ready
+    from bench.cluster import managed, wait_ready
+    from tooling.ports import free_port
 
     wanted = [name for suffix, names in VARIANTS.items() if suffix in broker for name in names]
     if not wanted:
@@ -181,7 +182,7 @@ def backend_for(broker: str, cores: tuple[int, ...] | None) -> Iterator[tuple[st
         return
     port, secret = free_port(), secrets.token_urlsafe(32)
     argv = [sys.executable, "-m", "bench.backend_peer", "--port", str(port), "--secret", secret]
-    app = Managed("backend", argv, cores)
+    app = managed("backend", argv, cores)
     try:
         wait_ready(app, f"http://127.0.0.1:{port}/healthz", port)
         flags = ["--backend-secret", secret]
@@ -190,7 +191,7 @@ def backend_for(broker: str, cores: tuple[int, ...] | None) -> Iterator[tuple[st
             flags += [flag, f"http://127.0.0.1:{port}/{name}"]
         yield tuple(flags)
     finally:
-        app.stop()
+        app.close()
 
 
 def backend_stats(flags: tuple[str, ...]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Chat clients for the load generator, one per server protocol, over bench/wsclient.py.
+"""Chat clients for the load generator, one per server protocol, over tooling/wsclient.py.
 
 Every client has the same small surface, so a scenario runs unchanged against any
 server: `open` (connected and in its room), `send` (with a callback for the ack),
@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
-from bench.wsclient import WsProtocol, connect
+from tooling.wsclient import WsProtocol, connect
 
 JSON_PROTOCOL = "chat.v1.json"
 OFFSET = re.compile(rb'"offset":"([^"\\]+)"')

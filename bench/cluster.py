@@ -8,118 +8,42 @@ death signal: if the bench itself is killed, the kernel kills them too.
 
 from __future__ import annotations
 
-import ctypes
-import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
 from bench.params import Node
-from bench.shards import cluster_url, start_shards, wait_replicated
+from tooling.ports import free_port
+from tooling.processes import ROOT, Process
+from tooling.ready import accepts, get_status, wait_until
+from tooling.redis import RedisServer, wait_replicated
+from tooling.redis_cluster import RedisCluster
 
-ROOT = Path(__file__).resolve().parents[1]
 NODE_PEER_DIR = ROOT / "bench" / "nodepeer"
 READY_TIMEOUT = 30.0
-STOP_TIMEOUT = 10.0
-PR_SET_PDEATHSIG = 1
 PEERS = ("gateway", "socketio", "node")
+SHARD_NODE_TIMEOUT = 15000  # ms: redis-server's default; the bench fails nothing over
 
 
-def free_port() -> int:
-    """A loopback TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def managed(
+    name: str, argv: list[str], cores: tuple[int, ...] | None, env: dict[str, str] | None = None
+) -> Process:
+    """One child process of the bench, started: on `cores`, killed if the bench dies."""
+    return Process(
+        name, argv, env=env, cores=cores, die_with_parent=True, death_signal=signal.SIGKILL
+    ).start()
 
 
-def child_setup(cores: tuple[int, ...] | None) -> Callable[[], None]:
-    """What a child runs between fork and exec: die with the bench, sit on `cores`."""
-    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
-
-    def setup() -> None:
-        prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
-        if cores is not None:
-            os.sched_setaffinity(0, cores)
-
-    return setup
-
-
-class Managed:
-    """One child process of the bench."""
-
-    def __init__(
-        self,
-        name: str,
-        argv: list[str],
-        cores: tuple[int, ...] | None,
-        env: dict[str, str] | None = None,
-    ) -> None:
-        self.name = name
-        self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in stop())
-        self._proc = subprocess.Popen(
-            argv,
-            cwd=ROOT,
-            env={**os.environ, **(env or {})},
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=child_setup(cores),  # the bench is single-threaded: safe
-        )
-
-    @property
-    def pid(self) -> int:
-        return self._proc.pid
-
-    def alive(self) -> bool:
-        return self._proc.poll() is None
-
-    def log_tail(self, chars: int = 2000) -> str:
-        self._log.seek(0)
-        return self._log.read().decode(errors="replace")[-chars:]
-
-    def stop(self) -> None:
-        """SIGTERM, a bounded wait, then SIGKILL; reaps the process either way."""
-        if self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGTERM)
-            try:
-                self._proc.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(timeout=STOP_TIMEOUT)
-        self._log.close()
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
-
-
-def wait_ready(proc: Managed, url: str | None, port: int) -> None:
+def wait_ready(proc: Process, url: str | None, port: int) -> None:
     """Poll (bounded) until `url` answers 200, or the port accepts when `url` is None."""
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if not proc.alive():
-            raise RuntimeError(f"{proc.name} exited while starting:\n{proc.log_tail()}")
-        if url is not None and _answers(url):
-            return
-        if url is None:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    return
-        time.sleep(0.05)
-    raise RuntimeError(f"{proc.name} not ready within {READY_TIMEOUT:.0f}s:\n{proc.log_tail()}")
+    if url is None:
+        wait_until(proc.name, lambda: accepts(port), READY_TIMEOUT, process=proc)
+    else:
+        wait_until(proc.name, lambda: get_status(url) == 200, READY_TIMEOUT, process=proc)
 
 
 def node_modules(cache: Path) -> Path | str:
@@ -174,13 +98,11 @@ class Cluster:
         self.peer, self.count, self.use_redis, self.cores = peer, count, redis, cores
         self.shards = shards  # above 0: a Redis Cluster of that many primaries
         self.replicas, self.node_flags = replicas, node_flags
-        self.replica_procs: list[Managed] = []
-        self.shard_procs: list[tuple[Managed, int]] = []  # each shard and its port
         self._modules = modules
         self._redis_dir: str | None = None
-        self.redis: Managed | None = None
-        self.redis_port = 0
-        self.nodes: list[tuple[Managed, int]] = []
+        self.redis: RedisServer | RedisCluster | None = None
+        self.replica_servers: list[RedisServer] = []
+        self.nodes: list[tuple[Process, int]] = []
 
     def __enter__(self) -> Cluster:
         try:
@@ -200,30 +122,27 @@ class Cluster:
 
     @property
     def redis_url(self) -> str:
-        if self.shards:
-            return cluster_url(self.shard_procs)
-        return f"redis://127.0.0.1:{self.redis_port}/0"
+        return self.redis.url if self.redis is not None else ""
+
+    def redis_processes(self) -> list[Process]:
+        """Every Redis process of the bench (replicas included)."""
+        servers = [*(self.redis.servers if self.redis else []), *self.replica_servers]
+        return [process for server in servers for process in server.processes]
 
     @property
     def redis_pids(self) -> tuple[int, ...]:
-        """Every Redis process of the bench."""
-        procs = [proc for proc, _ in self.shard_procs] or ([self.redis] if self.redis else [])
-        return tuple(proc.pid for proc in [*procs, *self.replica_procs])
+        """Every Redis process's pid."""
+        return tuple(proc.pid for proc in self.redis_processes() if proc.pid is not None)
 
     def node_info(self) -> tuple[Node, ...]:
-        return tuple(Node("127.0.0.1", port, proc.pid) for proc, port in self.nodes)
+        return tuple(Node("127.0.0.1", port, proc.pid or 0) for proc, port in self.nodes)
 
     def _start(self) -> None:
-        if self.use_redis and self.shards:
-            self._redis_dir = tempfile.mkdtemp(prefix="chat-bench-redis-")
-            self.shard_procs = start_shards(
-                self.shards, Path(self._redis_dir), self.cores, self.replicas
-            )
-        elif self.use_redis:
+        if self.use_redis:
             self._start_redis()
         for index in range(self.count):
             port = free_port()
-            proc = Managed(
+            proc = managed(
                 f"{self.peer} node {index}",
                 self._node_argv(port),
                 self.cores,
@@ -235,37 +154,29 @@ class Cluster:
             wait_ready(proc, f"http://127.0.0.1:{port}{ready}", port)
 
     def _start_redis(self) -> None:
-        server = shutil.which("redis-server")
-        if server is None:
-            raise RuntimeError("redis-server is not installed")
+        """One redis-server (with `replicas` replicas), or a Redis Cluster of `shards`
+        primaries (with `replicas` each), ready and replicating."""
         self._redis_dir = tempfile.mkdtemp(prefix="chat-bench-redis-")
-        self.redis_port = free_port()
-        argv = [
-            server,
-            "--port",
-            str(self.redis_port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            self._redis_dir,
-        ]
-        self.redis = Managed("redis-server", argv, self.cores)
-        wait_ready(self.redis, None, self.redis_port)
+        directory = Path(self._redis_dir)
+        if self.shards:
+            self.redis = RedisCluster(
+                self.shards, self.replicas, directory=directory, cores=self.cores,
+                die_with_parent=True, node_timeout=SHARD_NODE_TIMEOUT,
+            ).start()  # fmt: skip
+            return
+        self.redis = RedisServer(
+            name="redis-server", directory=directory / "primary", cores=self.cores,
+            die_with_parent=True,
+        ).start()  # fmt: skip
         for index in range(self.replicas):
-            port = free_port()
-            replica_dir = Path(self._redis_dir) / f"replica{index}"
-            replica_dir.mkdir()
-            replica_argv = [*argv[:2], str(port), *argv[3:-1], str(replica_dir),
-                            "--replicaof", "127.0.0.1", str(self.redis_port)]  # fmt: skip
-            replica = Managed(f"redis-server replica {index}", replica_argv, self.cores)
-            self.replica_procs.append(replica)
-            wait_ready(replica, None, port)
+            replica = RedisServer(
+                replica_of=self.redis.port, name=f"redis-server replica {index}",
+                directory=directory / f"replica{index}", cores=self.cores, die_with_parent=True,
+            )  # fmt: skip
+            self.replica_servers.append(replica)
+            replica.start()
         if self.replicas:
-            wait_replicated([self.redis_port])
+            wait_replicated([self.redis.port])
 
     def _node_argv(self, port: int) -> list[str]:
         if self.peer == "gateway":
@@ -317,24 +228,17 @@ class Cluster:
 
     def failures(self) -> list[str]:
         """Nodes (or Redis) that died by themselves, with their logs' tails."""
-        procs = [p for p, _ in self.nodes] + ([self.redis] if self.redis else [])
-        procs += [proc for proc, _ in self.shard_procs] + self.replica_procs
-        return [f"{p.name} exited:\n{p.log_tail(800)}" for p in procs if not p.alive()]
+        procs = [p for p, _ in self.nodes] + self.redis_processes()
+        return [f"{p.name} exited:\n{p.output()[-800:]}" for p in procs if not p.running]
 
     def stop(self) -> None:
         """Stop every node, then Redis, then remove Redis's directory."""
         for proc, _ in self.nodes:
-            proc.stop()
+            proc.close()
         self.nodes = []
-        if self.redis is not None:
-            self.redis.stop()
-            self.redis = None
-        for shard, _ in self.shard_procs:
-            shard.stop()
-        self.shard_procs = []
-        for replica in self.replica_procs:
-            replica.stop()
-        self.replica_procs = []
+        for server in [*self.replica_servers, *(self.redis.servers if self.redis else [])]:
+            server.close()
+        self.redis, self.replica_servers = None, []
         if self._redis_dir is not None:
             shutil.rmtree(self._redis_dir, ignore_errors=True)
             self._redis_dir = None

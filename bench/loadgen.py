@@ -2,7 +2,7 @@
 
 `python -m bench.run` starts it with a Spec (bench/params.py) as JSON on stdin; it pins
 itself to the cores the spec names, runs the scenario with raw WebSocket clients
-(bench/wsclient.py) on uvloop where it is installed (it halves what a client costs the
+(tooling/wsclient.py) on uvloop where it is installed (it halves what a client costs the
 load generator, mostly its reads) or asyncio's own loop, and writes the outcome as one
 JSON line on stdout. Its connections
 close when it exits. Progress and errors go to stderr.
@@ -16,10 +16,7 @@ import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.params import Spec
 from bench.scenarios import s1_saturation, s2_fixed, s4_small_rooms

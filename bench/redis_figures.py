@@ -1,27 +1,23 @@
 """Measure the Redis cost of chat-gateway: round trips per message sent, and memory
 per 1,000 history messages. Starts its own redis-server on a free port.
 
-    .venv/bin/python bench/redis_figures.py
+    .venv/bin/python -m bench.redis_figures
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp.test_utils import TestClient, TestServer
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from gateway.app import create_app
 from gateway.broker.redis_scripts import Keys
 from gateway.config import Settings
-from tests.redis_backend import RedisServer
+from tooling.redis import RedisServer
 
 MESSAGES = 1000
 ROUND_TRIP_SAMPLE = 200

@@ -23,14 +23,13 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from bench.backend_peer import backend_for, backend_stats
-from bench.cluster import PEERS, ROOT, Cluster, child_setup, node_modules
+from bench.cluster import PEERS, ROOT, Cluster, node_modules
 from bench.loadgen import RESULT_PREFIX, time_cap
 from bench.params import GATEWAY_ONLY, SCENARIOS, Spec, add_size_flags, sizes_from
 from bench.procstat import core_plan, machine
 from bench.report import PEER_NAMES, markdown, summarize
+from tooling.processes import child_setup
 
 RESULTS = ROOT / "bench" / "results"
 PEER_NOTE = (
@@ -121,7 +120,7 @@ def run_loadgen(spec: Spec, cores: tuple[int, ...] | None) -> dict[str, Any]:
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,
-        preexec_fn=child_setup(cores),  # the bench is single-threaded: safe
+        preexec_fn=child_setup(signal.SIGKILL, cores),  # the bench is single-threaded: safe
     )
     try:
         out, _ = proc.communicate(json.dumps(spec.to_json()), timeout=time_cap(spec) + 30)

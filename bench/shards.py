@@ -5,8 +5,8 @@
 
 Runs S1 (saturation, one room) and S4 (many small rooms) of `make bench` on each broker,
 repetitions interleaved, and prints the medians: messages (or deliveries) per second
-and Redis CPU per message, summed over every Redis process. The helpers start the
-cluster's primaries for `bench.cluster.Cluster` (`shards` > 0).
+and Redis CPU per message, summed over every Redis process. The cluster itself is
+tooling/redis.py's `RedisCluster`, started by `bench.cluster.Cluster` (`shards` > 0).
 
 What the application's backend costs (bench/backend_peer.py, an application answering
 at once): `--scenarios s3,s2 --brokers redis,redis+hooks,redis+events`.
@@ -20,94 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import redis
-
-if TYPE_CHECKING:
-    from bench.cluster import Managed
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-CLUSTER_TIMEOUT = 30.0  # seconds until a new cluster says cluster_state:ok
-
-
-def shard_port() -> int:
-    """A free port below 55535 whose cluster bus port (+10000) is free too."""
-    for _ in range(200):  # bounded: free pairs are plentiful
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port < 55535:
-            with socket.socket() as bus:
-                if bus.connect_ex(("127.0.0.1", port + 10000)) != 0:
-                    return port
-    raise RuntimeError("no free port pair for a cluster node")
-
-
-def start_shards(
-    count: int, directory: Path, cores: tuple[int, ...] | None, replicas: int = 0
-) -> list[tuple[Managed, int]]:
-    """`count` redis-server primaries (with `replicas` replicas each) joined into one
-    cluster, ready and replicating: each process with its port."""
-    from bench.cluster import Managed, wait_ready  # bench.cluster imports this module
-
-    server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
-    if server is None or cli is None:
-        raise RuntimeError("a Redis Cluster needs redis-server and redis-cli")
-    procs = []
-    for _ in range(count * (1 + replicas)):
-        port = shard_port()
-        node_dir = directory / str(port)
-        node_dir.mkdir()
-        argv = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "no", "--dir", str(node_dir), "--cluster-enabled", "yes",
-                "--cluster-config-file", "nodes.conf"]  # fmt: skip
-        proc = Managed(f"redis-server shard {port}", argv, cores)
-        procs.append((proc, port))
-        wait_ready(proc, None, port)
-    addresses = [f"127.0.0.1:{port}" for _, port in procs]
-    subprocess.run([cli, "--cluster", "create", *addresses, "--cluster-yes",
-                    "--cluster-replicas", str(replicas)],
-                   check=True, capture_output=True, timeout=CLUSTER_TIMEOUT)  # fmt: skip
-    deadline = time.monotonic() + CLUSTER_TIMEOUT
-    for _, port in procs:
-        client = redis.Redis(port=port)
-        while client.execute_command("CLUSTER INFO")["cluster_state"] != "ok":
-            if time.monotonic() > deadline:
-                raise RuntimeError("the bench's Redis Cluster did not become ok")
-            time.sleep(0.05)  # a poll, bounded by CLUSTER_TIMEOUT
-        client.close()
-    if replicas:
-        wait_replicated([port for _, port in procs])
-    return procs
-
-
-def wait_replicated(ports: list[int]) -> None:
-    """Wait (bounded) until every primary among `ports` has its replicas online."""
-    deadline = time.monotonic() + CLUSTER_TIMEOUT
-    for port in ports:
-        client = redis.Redis(port=port)
-        while True:
-            info = client.info("replication")
-            if info["role"] != "master" or info.get("slave0", {}).get("state") == "online":
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the replica of redis-server {port} never came online")
-            time.sleep(0.05)  # a poll, bounded by CLUSTER_TIMEOUT
-        client.close()
-
-
-def cluster_url(procs: list[tuple[Managed, int]]) -> str:
-    """The redis+cluster:// URL of the shards `start_shards` started."""
-    return "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for _, port in procs)
 
 
 FIGURES = {

@@ -2,7 +2,7 @@
 
 A redis-server on a free port (temp dir, nothing saved), or with `--redis cluster`
 (`make cluster REDIS=cluster`) a Redis Cluster of three primaries and three replicas
-(deploy/local_redis.py), three gateway nodes on free ports (node ids gateway1..3, as in
+(tooling/redis_cluster.py), three gateway nodes on free ports (node ids gateway1..3, as in
 docker-compose.yml), and nginx with deploy/nginx.conf rendered for those ports,
 listening on CLUSTER_PORT (default 8080). Every process is a child of this one, in a
 temp dir of its own; Ctrl-C or SIGTERM stops them all.
@@ -13,286 +13,27 @@ temp dir of its own; Ctrl-C or SIGTERM stops them all.
 CHAT_* variables in the environment reach every node (CHAT_NODE_ID, CHAT_PORT,
 CHAT_HOST and CHAT_REDIS_URL are set per node). While the nodes run, their addresses
 and ids are listed for Prometheus in deploy/prometheus/targets/local-cluster.json
-(deploy/prometheus/prometheus.yml reads it). The tests use `Cluster` from here.
+(deploy/prometheus/prometheus.yml reads it). The processes are tooling/cluster.py's
+`Cluster`, which the tests use too; this is its command line.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import re
 import select
-import shutil
 import signal
 import sys
-import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import suppress
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # its sibling modules
+from tooling.cluster import Cluster, ClusterError
+from tooling.processes import ROOT, missing_tools
+from tooling.ready import Interrupted
+from tooling.redis_cluster import KINDS, RedisCluster
 
-from local_processes import (
-    INSTALL,
-    ClusterError,
-    Interrupted,
-    Process,
-    find_tool,
-    free_port,
-    get_status,
-    missing_tools,
-    port_is_free,
-)
-from local_redis import KINDS, LocalRedis
-
-__all__ = [
-    "INSTALL",
-    "Cluster",
-    "ClusterError",
-    "Interrupted",
-    "Process",
-    "find_tool",
-    "free_port",
-    "port_is_free",
-    "render_nginx_conf",
-]  # fmt: skip
-
-ROOT = Path(__file__).resolve().parents[1]
-NGINX_CONF = ROOT / "deploy" / "nginx.conf"
 # Where `make cluster` lists its nodes for Prometheus (deploy/prometheus/prometheus.yml).
 PROMETHEUS_TARGETS = ROOT / "deploy" / "prometheus" / "targets" / "local-cluster.json"
-START_TIMEOUT = 20.0  # seconds for one process to become ready
-POLL = 0.05  # seconds between two readiness checks (every wait has a deadline)
-
-# The lines of deploy/nginx.conf that differ between compose and the local cluster.
-LISTEN_LINE = re.compile(r"^(\s*)listen\s+8080;$", re.MULTILINE)
-UPSTREAM_LINE = re.compile(r"^(\s*)server\s+gateway\d+:8080(\s[^;]*)?;\n", re.MULTILINE)
-
-
-def render_nginx_conf(template: str, listen: str, upstreams: Sequence[str]) -> str:
-    """deploy/nginx.conf with `listen`, and each upstream's servers set to `upstreams`.
-
-    The compose lines are found by pattern: every block of `server gatewayN:8080 ...;`
-    lines becomes one line per address, with the block's parameters. A file without
-    exactly one `listen 8080;` or without such a block is an error, so the two
-    deployments cannot silently drift apart.
-    """
-    if len(LISTEN_LINE.findall(template)) != 1:
-        raise ClusterError(f"{NGINX_CONF} must have exactly one `listen 8080;` line")
-    blocks: list[list[re.Match[str]]] = []
-    for match in UPSTREAM_LINE.finditer(template):
-        if blocks and blocks[-1][-1].end() == match.start():
-            blocks[-1].append(match)
-        else:
-            blocks.append([match])
-    if not blocks:
-        raise ClusterError(f"{NGINX_CONF} has no `server gatewayN:8080` lines")
-    parts, done = [], 0
-    for block in blocks:
-        indent, params = block[0].group(1), block[0].group(2) or ""
-        parts.append(template[done : block[0].start()])
-        parts.extend(f"{indent}server {address}{params};\n" for address in upstreams)
-        done = block[-1].end()
-    parts.append(template[done:])
-    return LISTEN_LINE.sub(lambda m: f"{m.group(1)}listen {listen};", "".join(parts))
-
-
-class Cluster:
-    """Redis, `nodes` gateway processes and nginx in front of them, all children of ours."""
-
-    def __init__(
-        self,
-        port: int = 8080,
-        *,
-        nodes: int = 3,
-        host: str = "127.0.0.1",
-        gateway_args: Sequence[str] = (),
-        redis: str = "single",
-        quiet: bool = False,
-        die_with_parent: bool = False,
-        stop_requested: Callable[[], bool] = lambda: False,
-        prometheus_targets: Path | None = None,
-    ) -> None:
-        self.port = port
-        self.host = host
-        self.node_count = nodes
-        self.gateway_args = list(gateway_args)
-        self.quiet = quiet  # logs to files in the temp dir instead of our stdout
-        self.die_with_parent = die_with_parent
-        self.stop_requested = stop_requested
-        self.prometheus_targets = prometheus_targets  # written while the nodes run
-        self.dir = Path(tempfile.mkdtemp(prefix="chat-cluster-"))
-        self.redis = LocalRedis(redis, self.dir, self._log, die_with_parent=die_with_parent)
-        self.node_ports = [free_port() for _ in range(nodes)]
-        self.nodes: list[Process] = []
-        self.nginx: Process | None = None
-
-    # --- addresses ---------------------------------------------------------------
-
-    @property
-    def redis_url(self) -> str:
-        return self.redis.url
-
-    @property
-    def url(self) -> str:
-        """The balancer's WebSocket endpoint."""
-        return f"ws://{self.host}:{self.port}/ws"
-
-    @property
-    def http_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def node_id(self, index: int) -> str:
-        return f"gateway{index + 1}"
-
-    # --- starting ----------------------------------------------------------------
-
-    def start(self) -> Cluster:
-        """Start Redis, the nodes and nginx, each ready before the next; raises ClusterError."""
-        missing = missing_tools()
-        if missing:
-            raise ClusterError(
-                "missing: " + "; ".join(missing) + " (the cluster needs both on PATH)"
-            )
-        if not port_is_free(self.port, self.host):
-            raise ClusterError(
-                f"port {self.port} is taken; choose another: make cluster CLUSTER_PORT=8081"
-            )
-        try:
-            self.redis.start(self._wait)
-            self.nodes = [self._gateway(i) for i in range(self.node_count)]
-            for node in self.nodes:
-                node.start()
-            for index in range(self.node_count):
-                self.wait_node_ready(index)
-            if self.prometheus_targets is not None:
-                self.write_prometheus_targets(self.prometheus_targets)
-            self._start_nginx()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def _gateway(self, index: int) -> Process:
-        env = {
-            **os.environ,
-            "CHAT_NODE_ID": self.node_id(index),
-            "CHAT_HOST": "127.0.0.1",
-            "CHAT_PORT": str(self.node_ports[index]),
-            "CHAT_REDIS_URL": self.redis_url,
-            # nginx (on 127.0.0.1) names the client in X-Forwarded-For: the per-address
-            # limit (CHAT_MAX_CONNECTIONS_PER_IP, 100 by default) counts clients, not nginx.
-            "CHAT_TRUSTED_PROXIES": os.environ.get("CHAT_TRUSTED_PROXIES", "127.0.0.1"),
-            "PYTHONUNBUFFERED": "1",
-        }
-        return Process(
-            self.node_id(index),
-            [sys.executable, "-m", "gateway", *self.gateway_args],
-            stop_signal=signal.SIGINT,  # the cluster stops as a whole: no drain needed
-            env=env,
-            log=self._log(self.node_id(index)),
-            die_with_parent=self.die_with_parent,
-        )
-
-    def node_url(self, index: int, path: str = "/readyz") -> str:
-        return f"http://127.0.0.1:{self.node_ports[index]}{path}"
-
-    def wait_node_ready(self, index: int, timeout: float = START_TIMEOUT) -> None:
-        """Wait until node `index` answers /readyz with 200."""
-        self._wait(
-            self.node_id(index),
-            self.nodes[index],
-            lambda: get_status(self.node_url(index)) == 200,
-            timeout,
-        )
-
-    def restart_node(self, index: int) -> None:
-        """Start node `index` again, on the same port and with the same id (not waiting)."""
-        if self.nodes[index].running:
-            raise ClusterError(f"{self.node_id(index)} is still running")
-        self.nodes[index].stop()  # reaped already: this closes its log
-        self.nodes[index] = self._gateway(index).start()
-
-    def write_prometheus_targets(self, path: Path) -> None:
-        """List the nodes for Prometheus's file_sd: each address with its node id."""
-        targets = [
-            {"targets": [f"127.0.0.1:{port}"], "labels": {"node": self.node_id(index)}}
-            for index, port in enumerate(self.node_ports)
-        ]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp")  # Prometheus never reads half a file
-        temporary.write_text(json.dumps(targets, indent=2) + "\n")
-        temporary.replace(path)
-
-    def render_nginx_conf(self) -> str:
-        upstreams = [f"127.0.0.1:{port}" for port in self.node_ports]
-        return render_nginx_conf(NGINX_CONF.read_text(), f"{self.host}:{self.port}", upstreams)
-
-    def nginx_argv(self, conf: Path) -> list[str]:
-        """nginx in the foreground, with its prefix, temp dirs and pid file under ours."""
-        prefix = conf.parent
-        nginx = find_tool("nginx") or "nginx"
-        return [nginx, "-p", f"{prefix}/", "-c", str(conf), "-e", "stderr",
-                "-g", f"daemon off; pid {prefix / 'nginx.pid'};"]  # fmt: skip
-
-    def _start_nginx(self) -> None:
-        prefix = self.dir / "nginx"
-        prefix.mkdir()
-        conf = prefix / "nginx.conf"
-        conf.write_text(self.render_nginx_conf())
-        self.nginx = Process(
-            "nginx",
-            self.nginx_argv(conf),
-            stop_signal=signal.SIGQUIT,  # graceful; the nodes have closed every WebSocket
-            log=self._log("nginx"),
-            die_with_parent=self.die_with_parent,
-        ).start()
-        self._wait("nginx", self.nginx, lambda: get_status(f"{self.http_url}/readyz") == 200)
-
-    def _log(self, name: str) -> Path | None:
-        return self.dir / f"{name}.log" if self.quiet else None
-
-    def _wait(
-        self, name: str, process: Process, ready: Callable[[], bool], timeout: float = START_TIMEOUT
-    ) -> None:
-        deadline = time.monotonic() + timeout
-        while not ready():
-            if self.stop_requested():
-                raise Interrupted(f"stopped while {name} was starting")
-            if not process.running:
-                raise ClusterError(
-                    f"{name} exited with {process.exit_code} while starting\n{process.tail()}"
-                )
-            if time.monotonic() > deadline:
-                raise ClusterError(f"{name} was not ready within {timeout:g}s\n{process.tail()}")
-            time.sleep(POLL)
-
-    # --- running and stopping --------------------------------------------------------
-
-    def processes(self) -> list[Process]:
-        return [p for p in (self.nginx, *self.nodes, *self.redis.processes) if p is not None]
-
-    def stop(self) -> None:
-        """Stop every process: the nodes first (each closes its WebSockets with 1001 and
-        hands its presence over), then nginx, then Redis; remove the temp dir."""
-        for node in self.nodes:
-            node.signal(node.stop_signal)
-        for node in self.nodes:
-            node.stop()
-        if self.nginx is not None:
-            self.nginx.stop(timeout=5.0)
-        self.redis.stop()
-        if self.prometheus_targets is not None:
-            self.prometheus_targets.unlink(missing_ok=True)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> Cluster:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -338,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = _watch(cluster, stop)
     except Interrupted:
         pass
-    except ClusterError as error:
+    except (ClusterError, RuntimeError) as error:
         print(f"cluster: {error}", file=sys.stderr)
         code = 1
     finally:
@@ -354,12 +95,21 @@ def _print_banner(cluster: Cluster) -> None:
     nodes = ", ".join(f"{cluster.node_id(i)} :{port}" for i, port in enumerate(cluster.node_ports))
     print(
         f"\ncluster: up on {cluster.http_url}  (WebSocket {cluster.url})\n"
-        f"  nodes: {nodes}; {cluster.redis.describe()}; files in {cluster.dir}\n"
+        f"  nodes: {nodes}; {describe(cluster)}; files in {cluster.dir}\n"
         f"  chat:  .venv/bin/chat --url {cluster.url}\n"
         f"  prometheus: its nodes are listed in {PROMETHEUS_TARGETS.relative_to(ROOT)}\n"
         "  Ctrl-C stops everything.\n",
         flush=True,
     )
+
+
+def describe(cluster: Cluster) -> str:
+    """Its Redis, for the banner."""
+    redis = cluster.redis
+    if not isinstance(redis, RedisCluster):
+        return f"redis :{redis.port}"
+    ports = " ".join(f":{port}" for port in redis.ports)
+    return f"redis cluster ({redis.primary_count} primaries, {redis.replicas} replica each) {ports}"
 
 
 class StopSignals:

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
@@ -21,8 +20,15 @@ from gateway.app import create_app
 from gateway.broker.redis import RedisBroker
 from gateway.config import Settings
 from tests.backend_app import BackendApp
-from tests.redis_backend import REDIS_SERVER, RedisBackend
-from tests.redis_cluster_backend import REDIS_CLI, RedisClusterServers
+
+if TYPE_CHECKING:
+    from tests.plugins.redis import RedisBackend
+
+pytest_plugins = [
+    "tests.plugins.redis",
+    "tests.plugins.redis_faults",
+    "tests.plugins.spawn",
+]
 
 WAIT = 5.0  # the most any single expectation waits, in seconds
 JSON_PROTOCOL = "chat.v1.json"
@@ -159,42 +165,6 @@ class TextPeer(Peer):
 
 
 Connect = Callable[..., Awaitable[Any]]
-
-
-@pytest.fixture(scope="session")
-def redis_backend() -> Iterator[RedisBackend]:
-    """The suite's Redis: one real redis-server (or fakeredis) for the whole run."""
-    backend = RedisBackend()
-    yield backend
-    backend.close()
-
-
-def _redis_mode() -> str:
-    if REDIS_SERVER is None:
-        return "redis: NO redis-server on PATH, so the Redis tests ran on fakeredis"
-    return f"redis: the Redis tests ran on a real redis-server ({REDIS_SERVER})"
-
-
-def pytest_report_header(config: pytest.Config) -> str:
-    return _redis_mode()
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    terminalreporter.write_line(_redis_mode())
-
-
-@pytest.fixture(scope="session")
-def redis_cluster() -> Iterator[RedisClusterServers]:
-    """A local Redis Cluster (3 primaries, 3 replicas), started once, when first asked."""
-    if REDIS_SERVER is None or REDIS_CLI is None:
-        if os.environ.get("CHAT_TEST_REDIS") == "require":
-            pytest.fail("CHAT_TEST_REDIS=require, but redis-server or redis-cli is missing")
-        pytest.skip("a Redis Cluster needs redis-server and redis-cli")
-    # A longer node timeout than the fault tests' own clusters: a primary slow to answer
-    # under a loaded CI machine must not be failed over in the middle of other tests.
-    servers = RedisClusterServers(extra=("--cluster-node-timeout", "15000")).start()
-    yield servers
-    servers.close()
 
 
 @pytest.fixture(params=["memory", "redis", "cluster"])

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from tests.processes import ROOT
+from tooling.processes import ROOT
 
 WAIT = 30.0  # seconds, at most, for Prometheus to see a change (it scrapes every 1 s)
 DASHBOARD = ROOT / "deploy" / "grafana" / "chat-gateway.json"

@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
 import tempfile
 import time
 import urllib.error
@@ -23,7 +21,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.processes import ROOT, free_port
+from tooling.ports import free_port
+from tooling.processes import ROOT, Process
+from tooling.ready import get_status, wait_until
 
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 SCRAPE_SECONDS = 1  # the tests' scrape and rule evaluation interval (15 s in the file)
@@ -57,15 +57,14 @@ class PrometheusServer:
                 sd["refresh_interval"] = f"{SCRAPE_SECONDS}s"
         (self.dir / "prometheus.yml").write_text(yaml.safe_dump(config))
         shutil.copy(PROMETHEUS_DIR / "alerts.yml", self.dir / "alerts.yml")
-        self._log = (self.dir / "prometheus.log").open("wb")
-        self._argv = [
+        argv = [
             binary,
             f"--config.file={self.dir / 'prometheus.yml'}",
             f"--storage.tsdb.path={self.dir / 'data'}",
             f"--web.listen-address=127.0.0.1:{self.port}",
             "--log.level=warn",
         ]
-        self._proc: subprocess.Popen[bytes] | None = None
+        self.process = Process("prometheus", argv, log=self.dir / "prometheus.log")
 
     @property
     def url(self) -> str:
@@ -73,38 +72,21 @@ class PrometheusServer:
 
     def start(self) -> PrometheusServer:
         """Start it; returns once /-/ready answers 200 (within START_TIMEOUT)."""
-        self._proc = subprocess.Popen(
-            self._argv, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        self.process.start()
+        wait_until(
+            "prometheus",
+            lambda: get_status(f"{self.url}/-/ready") == 200,
+            START_TIMEOUT,
+            process=self.process,
         )
-        deadline = time.monotonic() + START_TIMEOUT
-        while not self._ready():
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"prometheus exited early:\n{self.log()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"prometheus not ready in {START_TIMEOUT:g}s:\n{self.log()}")
-            time.sleep(0.1)  # a bounded poll of a process starting up
         return self
 
-    def _ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:
-                return int(response.status) == 200
-        except OSError:
-            return False
-
     def log(self) -> str:
-        return (self.dir / "prometheus.log").read_text(errors="replace")[-4000:]
+        return self.process.output()[-4000:]
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 10 s; remove the temp dir."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGTERM)
-            try:
-                self._proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        self._log.close()
+        self.process.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     # --- the HTTP API ------------------------------------------------------------

@@ -12,7 +12,7 @@ from gateway.__main__ import token_main
 from gateway.access import Rooms
 from gateway.auth import mint
 from tests.conftest import TextPeer
-from tests.test_auth import SECRET, Gateway, connect_json, login, signed
+from tests.plugins.auth import SECRET, Gateway, connect_json, login, signed
 
 TEAM = ["lobby", "team-*"]  # the rooms of the limited user's token
 

@@ -16,10 +16,10 @@ from collections.abc import Iterator
 import aiohttp
 import pytest
 
-from bench.fuzz import FuzzedNode
 from gateway.admission import NODE_ROOM
 from gateway.config import InvalidSetting, Settings
 from tests.conftest import JSON_PROTOCOL, WAIT, metric
+from tooling.gateway import GatewayProcess
 
 PARTIAL_HEAD = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
 MALFORMED = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nno colon\r\n\r\n"  # the issue's 46 bytes
@@ -27,16 +27,16 @@ MIB = 1024 * 1024
 
 
 @pytest.fixture
-def spawn() -> Iterator[list[FuzzedNode]]:
+def spawn() -> Iterator[list[GatewayProcess]]:
     """The nodes `start` started; all are stopped at the end."""
-    nodes: list[FuzzedNode] = []
+    nodes: list[GatewayProcess] = []
     yield nodes
     for node in nodes:
         node.close()
 
 
-def start(nodes: list[FuzzedNode], *flags: str) -> FuzzedNode:
-    node = FuzzedNode(None, *flags)
+def start(nodes: list[GatewayProcess], *flags: str) -> GatewayProcess:
+    node = GatewayProcess(None, *flags)
     nodes.append(node)
     node.start()
     return node
@@ -88,13 +88,13 @@ def get(port: int, path: str, source: str = "127.0.0.1", *, close: bool = True) 
         return answer(sock)
 
 
-def refused(node: FuzzedNode, reason: str) -> float:
+def refused(node: GatewayProcess, reason: str) -> float:
     body = get(node.port, "/metrics", source="127.0.0.9").partition(b"\r\n\r\n")[2]
     return metric(body.decode(), f'chat_connections_refused_total{{reason="{reason}"}}', 0.0)
 
 
 def test_slow_heads_beyond_the_per_ip_cap_are_refused_and_released(
-    spawn: list[FuzzedNode],
+    spawn: list[GatewayProcess],
 ) -> None:
     """Guards against one address holding any number of connections by never finishing
     their heads: the per-address cap counted only upgraded WebSockets."""
@@ -108,14 +108,14 @@ def test_slow_heads_beyond_the_per_ip_cap_are_refused_and_released(
     served_again(node)
 
 
-def served_again(node: FuzzedNode) -> None:
+def served_again(node: GatewayProcess) -> None:
     """Wait (bounded) until 127.0.0.1 is served: the node has seen connections close."""
     deadline = time.monotonic() + WAIT
     while not get(node.port, "/healthz").startswith(b"HTTP/1.1 200 "):
         assert time.monotonic() < deadline, "the closed connections are still counted"
 
 
-async def test_connections_that_ended_are_not_counted(spawn: list[FuzzedNode]) -> None:
+async def test_connections_that_ended_are_not_counted(spawn: list[GatewayProcess]) -> None:
     """Guards against a connection still counted after it ended (upgraded WebSockets
     and answered requests, which the gate stops seeing once aiohttp has their head): an
     address would be locked out after a few visits."""
@@ -140,7 +140,7 @@ async def test_connections_that_ended_are_not_counted(spawn: list[FuzzedNode]) -
 
 
 def test_a_head_not_complete_in_time_gets_408_and_no_connection_idles(
-    spawn: list[FuzzedNode],
+    spawn: list[GatewayProcess],
 ) -> None:
     """Guards against a connection that sends half a head (or nothing) living as long
     as aiohttp's keep-alive (75 s), and against keep-alive for an untrusted peer."""
@@ -156,7 +156,7 @@ def test_a_head_not_complete_in_time_gets_408_and_no_connection_idles(
     assert b"\r\nConnection: close\r\n" in get(node.port, "/healthz", close=False)
 
 
-def test_oversized_heads_get_431_and_the_node_does_not_grow(spawn: list[FuzzedNode]) -> None:
+def test_oversized_heads_get_431_and_the_node_does_not_grow(spawn: list[GatewayProcess]) -> None:
     """Guards against a node buffering what unfinished heads sent: 400 connections with
     120 headers of 8 kB each took a node from 247 to 806 MB. Here 200 with 40 each."""
     node = start(spawn, "--max-connections-per-ip", "0")
@@ -178,7 +178,7 @@ def test_oversized_heads_get_431_and_the_node_does_not_grow(spawn: list[FuzzedNo
 
 
 def test_a_malformed_header_line_is_logged_in_one_line_not_a_traceback(
-    spawn: list[FuzzedNode],
+    spawn: list[GatewayProcess],
 ) -> None:
     """Guards against aiohttp's 12-line traceback at ERROR for each request with a
     header line lacking a colon (1,000 of them wrote 0.6 MB in under a second)."""
@@ -194,7 +194,7 @@ def test_a_malformed_header_line_is_logged_in_one_line_not_a_traceback(
 
 
 def test_a_request_line_too_long_gets_414_and_its_url_is_not_logged(
-    spawn: list[FuzzedNode],
+    spawn: list[GatewayProcess],
 ) -> None:
     """Guards against aiohttp's ERROR line for a request line over 8,190 bytes, which
     held the start of the URL, `?session=` included."""
@@ -207,7 +207,7 @@ def test_a_request_line_too_long_gets_414_and_its_url_is_not_logged(
 
 
 def test_behind_a_trusted_proxy_heads_count_toward_the_node_cap_only(
-    spawn: list[FuzzedNode],
+    spawn: list[GatewayProcess],
 ) -> None:
     """Guards against refusing a proxy's connections at the per-address cap (they are
     many clients'), and against unfinished heads that --max-connections does not count."""

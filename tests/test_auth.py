@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 import aiohttp
 import jwt
@@ -27,32 +25,17 @@ from tests.conftest import (
     poll_until,
     read_metric,
 )
-from tests.processes import GatewayProcess
-from tests.redis_backend import RedisBackend, name_holders
+from tests.plugins.auth import SECRET, Gateway, connect_json, login, signed
+from tests.plugins.redis import RedisBackend, name_holders
+from tooling.gateway import GatewayProcess
 
-SECRET = "a-test-secret-of-at-least-64-bytes-so-that-HS512-tokens-can-be-forged"
 OTHER_SECRET = "another-secret-of-at-least-32-bytes"
-
-Gateway = Callable[..., Awaitable[TestClient]]
 
 
 @pytest.fixture
 async def authed(gateway: Gateway) -> TestClient:
     """A node that requires tokens."""
     return await gateway(jwt_secret=SECRET)
-
-
-async def connect_json(client: TestClient, **query: str) -> JsonPeer:
-    ws = await client.ws_connect("/ws", params=query, protocols=(JSON_PROTOCOL,))
-    return JsonPeer(ws)
-
-
-async def login(client: TestClient, name: str, room: str = "lobby") -> JsonPeer:
-    """A JSON connection with a fresh token for `name`, welcomed and in `room`."""
-    peer = await connect_json(client, token=mint(SECRET, name, 60), room=room)
-    peer.welcome = await peer.expect("welcome")
-    peer.subscribed = await peer.expect("subscribed", room=room)
-    return peer
 
 
 async def refused_json(client: TestClient, **query: str) -> str:
@@ -62,16 +45,6 @@ async def refused_json(client: TestClient, **query: str) -> str:
     assert first["type"] == "error" and first["code"] == "unauthorized", first
     assert await peer.close_code() == 1008
     return str(first["message"])
-
-
-def signed(
-    claims: dict[str, Any], secret: str = SECRET, algorithm: str = "HS256", expires: bool = True
-) -> str:
-    """A token of `claims`, with an `exp` ten minutes ahead unless they set one (or not
-    `expires`), so each refusal below is for its own reason."""
-    if expires:
-        claims = {"exp": int(time.time()) + 600, **claims}
-    return jwt.encode(claims, secret, algorithm=algorithm)
 
 
 async def refused_count(client: TestClient, reason: str) -> float:

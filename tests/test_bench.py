@@ -21,7 +21,9 @@ import pytest
 
 from bench.backend_peer import Recording, make_app
 from bench.checker import SequenceChecker, message_text, parse_tag
-from bench.wsclient import (
+from gateway.backend_http import signed_headers
+from tests.plugins.redis import REDIS_SERVER
+from tooling.wsclient import (
     BINARY,
     CONTINUATION,
     PING,
@@ -31,8 +33,6 @@ from bench.wsclient import (
     encode_frame,
     mask,
 )
-from gateway.backend_http import signed_headers
-from tests.redis_backend import REDIS_SERVER
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [

@@ -27,7 +27,7 @@ from tests.conftest import (
     poll_until,
     read_metric,
 )
-from tests.test_limits import RawWebSocket
+from tooling.rawsocket import RawWebSocket
 
 StartGateway = Callable[..., Awaitable[TestClient]]
 SECRET = "a-test-secret-of-at-least-32-bytes-long-for-budgets"
@@ -131,7 +131,9 @@ async def test_forty_senders_cannot_cut_off_a_recipient_on_a_slow_link(
     recipient, and the reader stays connected and answers. The node's send queue is
     200 KB here: on loopback the kernel's buffers take megabytes before it fills."""
     client = await gateway(rate_strikes=1000, send_queue_limit=200_000)
-    raw = await RawWebSocket.connect(client, "name=slow&room=lobby", JSON_PROTOCOL)
+    raw = await RawWebSocket.connect(
+        client.host, client.port, "name=slow&room=lobby", JSON_PROTOCOL
+    )
     link = SlowLink(raw, rate=100_000)
     try:
         senders = [await join_json(client, f"s{i:02d}", room="dm-flood") for i in range(40)]

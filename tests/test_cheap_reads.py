@@ -15,7 +15,7 @@ from gateway.auth import mint
 from gateway.broker.redis_scripts import Keys
 from gateway.node import NODE
 from tests.conftest import WAIT, JsonPeer, join_json, join_text, read_metric
-from tests.redis_backend import RedisBackend
+from tests.plugins.redis import RedisBackend
 
 StartGateway = Callable[..., Awaitable[TestClient]]
 

@@ -22,8 +22,9 @@ from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import JSON_PROTOCOL, WAIT, JsonPeer, TextPeer, join_json, join_text
-from tests.processes import GatewayProcess
-from tests.test_limits import RawWebSocket, sized_send
+from tests.plugins.frames import sized_send
+from tooling.gateway import GatewayProcess
+from tooling.rawsocket import RawWebSocket
 
 StartGateway = Callable[..., Awaitable[TestClient]]
 API_KEY = "the-api-key"
@@ -147,7 +148,9 @@ async def test_a_sigterm_drain_closes_with_1001_as_aiohttps_client_sees_it() -> 
 
 async def open_raw(client: TestClient, name: str, *, text: bool = False) -> RawWebSocket:
     """A bare-socket WebSocket, in its room."""
-    raw = await RawWebSocket.connect(client, f"name={name}", None if text else JSON_PROTOCOL)
+    raw = await RawWebSocket.connect(
+        client.host, client.port, f"name={name}", None if text else JSON_PROTOCOL
+    )
     await raw.read_until_text(b"* you are in" if text else b"subscribed")
     return raw
 
@@ -161,7 +164,7 @@ async def close_frame_of(raw: RawWebSocket) -> tuple[int, list[bytes]]:
                 if opcode == 8:
                     return int.from_bytes(data[:2], "big"), texts
                 texts.append(data)
-            assert await raw._read(), "the connection ended before a close frame"
+            assert await raw.read(), "the connection ended before a close frame"
 
 
 async def still_open_after(raw: RawWebSocket, seconds: float) -> bool:

@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import poll_until
-from tests.test_deploy import ROOT, cluster, nginx_or_skip
+from tests.plugins.deploy import nginx_or_skip
+from tooling.ports import free_port
+from tooling.processes import ROOT, find_tool
 
 START = 60.0  # seconds: redis-server, three nodes and nginx on a loaded machine
 STOP = 30.0  # seconds for the whole cluster to stop
@@ -50,7 +52,7 @@ def _alive(pid: int) -> bool:
 
 
 async def _start() -> tuple[asyncio.subprocess.Process, list[str]]:
-    port = cluster.free_port()
+    port = free_port()
     process = await asyncio.create_subprocess_exec(
         sys.executable, str(ROOT / "deploy" / "cluster.py"), "--port", str(port),
         "--redis", "single",
@@ -99,7 +101,7 @@ async def test_repeated_ctrl_c_always_stops_the_whole_cluster() -> None:
     SIGINT arriving while another handler, or Event.wait, holds that lock deadlocked
     deploy/cluster.py, leaving Redis, the nodes and nginx running."""
     nginx_or_skip()
-    if cluster.find_tool("redis-server") is None:
+    if find_tool("redis-server") is None:
         pytest.skip("needs redis-server (apt-get install redis-server)")
     for _ in range(ROUNDS):
         process, output = await _start()

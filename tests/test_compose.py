@@ -40,9 +40,9 @@ from tests.compose_stack import (
     run_status,
 )
 from tests.conftest import TextPeer
-from tests.test_deploy import GATEWAYS
-from tests.test_process import free_port
-from tests.test_rolling_restart import LONG_WAIT, ROOM, ChatUser
+from tests.plugins.chat_users import LONG_WAIT, ROOM, ChatUser
+from tests.plugins.deploy import GATEWAYS
+from tooling.ports import free_port
 
 pytestmark = pytest.mark.timeout(1500)  # a fresh machine builds the images first
 HEALTHY_WAIT = 120.0  # seconds from `up` until every service passes its health check

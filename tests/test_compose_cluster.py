@@ -20,8 +20,8 @@ import pytest
 
 from tests.compose_stack import GATEWAY_IMAGE, Stack, build_images, podman_or_skip
 from tests.conftest import JSON_PROTOCOL, JsonPeer
-from tests.test_deploy import CLUSTER_INIT, CLUSTER_NODES, GATEWAYS
-from tests.test_process import free_port
+from tests.plugins.deploy import CLUSTER_INIT, CLUSTER_NODES, GATEWAYS
+from tooling.ports import free_port
 
 pytestmark = pytest.mark.timeout(1500)  # a fresh machine builds the images first
 HEALTHY_WAIT = 120.0  # seconds from `up` until every service passes its health check

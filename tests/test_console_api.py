@@ -13,8 +13,8 @@ from aiohttp.test_utils import TestClient
 
 from gateway.room_activity import Activity, RoomActivity
 from tests.conftest import WAIT
-from tests.test_auth import Gateway
-from tests.test_moderation import API_KEY, OPERATOR, two_nodes, user
+from tests.plugins.auth import Gateway
+from tests.plugins.moderation import API_KEY, OPERATOR, two_nodes, user
 
 READS = ("/api/nodes", "/api/users/vic", "/api/audit", "/api/activity")
 

@@ -8,15 +8,11 @@ CHAT_TEST_NGINX=require (CI does) to fail instead of skipping where nginx is mis
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import re
 import subprocess
-import sys
 from dataclasses import fields
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -24,39 +20,15 @@ import yaml
 
 from gateway.config import Settings
 from gateway.metrics import Metrics
+from tests.plugins.deploy import CLUSTER_INIT, CLUSTER_NODES, GATEWAYS, nginx_or_skip
+from tooling.cluster import Cluster
+from tooling.nginx import nginx_argv, render_nginx_conf
+from tooling.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 NGINX_CONF = ROOT / "deploy" / "nginx.conf"
-GATEWAYS = ("gateway1", "gateway2", "gateway3")
-CLUSTER_NODES = tuple(f"redis-node-{n}" for n in range(1, 7))
-CLUSTER_INIT = "redis-cluster-init"
-
-
-def load_cluster_module() -> ModuleType:
-    """deploy/cluster.py (a script, not a package), imported by path, once."""
-    name = "deploy_cluster"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "deploy" / "cluster.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-cluster = load_cluster_module()
-
-
-def nginx_or_skip() -> str:
-    """The nginx binary; skips without one unless CHAT_TEST_NGINX=require."""
-    nginx = cluster.find_tool("nginx")
-    if nginx is None:
-        if os.environ.get("CHAT_TEST_NGINX") == "require":
-            pytest.fail("CHAT_TEST_NGINX=require, but nginx is not installed")
-        pytest.skip("needs nginx (apt-get install nginx); CI installs it")
-    return str(nginx)
 
 
 @pytest.fixture(scope="module")
@@ -202,9 +174,7 @@ def test_rendering_replaces_only_the_addresses() -> None:
     """Guards against the local cluster's nginx differing from compose's in anything but
     where the nodes and the balancer listen."""
     template = NGINX_CONF.read_text()
-    rendered = cluster.render_nginx_conf(
-        template, "127.0.0.1:9999", ["127.0.0.1:1001", "127.0.0.1:1002"]
-    )
+    rendered = render_nginx_conf(template, "127.0.0.1:9999", ["127.0.0.1:1001", "127.0.0.1:1002"])
     assert not re.search(r"^[^#]*gateway\d", rendered, re.MULTILINE)  # comments may
     servers = re.findall(r"^\s*server (\S+) (.*);$", rendered, re.MULTILINE)
     assert [address for address, _ in servers] == ["127.0.0.1:1001", "127.0.0.1:1002"] * 2
@@ -240,11 +210,11 @@ def test_nginx_conf_speaks_websocket_and_skips_nodes_that_are_down() -> None:
 def test_nginx_accepts_the_conf_rendered_for_the_local_cluster(tmp_path: Path) -> None:
     """Guards against a conf nginx refuses (make cluster and compose would both fail)."""
     nginx_or_skip()
-    local = cluster.Cluster(cluster.free_port())
+    local = Cluster(free_port())
     try:
         conf = tmp_path / "nginx.conf"
         conf.write_text(local.render_nginx_conf())
-        argv = local.nginx_argv(conf)
+        argv = nginx_argv(conf)
         result = subprocess.run(
             [argv[0], "-t", *argv[1:]], capture_output=True, text=True, timeout=30
         )
@@ -286,7 +256,7 @@ def test_nodes_behind_the_balancer_trust_it_for_the_client_address() -> None:
             assert limit.removeprefix("${CHAT_MAX_CONNECTIONS_PER_IP:-").rstrip("}") == "100"
             trusted = env["CHAT_TRUSTED_PROXIES"].removeprefix("${CHAT_TRUSTED_PROXIES:-")
             assert "10.0.0.0/8" in trusted and "172.16.0.0/12" in trusted
-    local = (ROOT / "deploy" / "cluster.py").read_text()
+    local = (ROOT / "tooling" / "cluster.py").read_text()
     assert '"CHAT_TRUSTED_PROXIES"' in local and '"CHAT_MAX_CONNECTIONS_PER_IP"' not in local
     forwarded = re.findall(r"proxy_set_header X-Forwarded-For (\S+);", NGINX_CONF.read_text())
     assert forwarded == ["$remote_addr"]

@@ -23,7 +23,7 @@ from gateway.broker.redis_scripts import Keys
 from gateway.errors import BrokerUnavailable
 from gateway.events import Direct, PresenceChange
 from tests.conftest import TEST_SETTINGS, BareListener
-from tests.redis_backend import RedisBackend
+from tests.plugins.redis import RedisBackend
 
 EVENTS = {"events_url": "http://127.0.0.1:9/events", "backend_secret": "s" * 32}
 MakeBroker = Callable[..., Awaitable[Any]]

@@ -24,8 +24,8 @@ from gateway.broker.redis_scripts import Keys
 from gateway.offsets import parse_offset
 from tests.backend_app import BackendApp, Received, Reply
 from tests.conftest import JSON_PROTOCOL, JsonPeer, join_json, metric, poll_until, read_metric
-from tests.processes import GatewayProcess
-from tests.redis_backend import REDIS_SERVER, RedisBackend
+from tests.plugins.redis import REDIS_SERVER, RedisBackend
+from tooling.gateway import GatewayProcess
 
 API_KEY = "events-test-api-key-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}

@@ -22,7 +22,7 @@ from gateway.feed_delivery import FIRST_RETRY, Delivery, Outcome, Target
 from gateway.metrics import EventMetrics
 from tests.backend_app import BackendApp, Received, Reply
 from tests.conftest import TEST_SETTINGS, BareListener, poll_until
-from tests.redis_backend import RedisBackend
+from tests.plugins.redis import RedisBackend
 
 
 @pytest.fixture

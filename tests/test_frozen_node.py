@@ -23,8 +23,8 @@ import redis
 
 from gateway.broker.redis_scripts import Keys
 from tests.conftest import JSON_PROTOCOL, WAIT, JsonPeer, poll_until
-from tests.processes import GatewayProcess
-from tests.redis_backend import REDIS_SERVER, RedisBackend
+from tests.plugins.redis import REDIS_SERVER, RedisBackend
+from tooling.gateway import GatewayProcess
 
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="needs a real redis-server")
 

@@ -24,7 +24,7 @@ from bench.fuzz import MAX_ROOMS, MIB, FuzzConfig, FuzzReport, run_fuzz
 from gateway.codecs.text import TextCodec
 from gateway.errors import ErrorCode, ProtocolError
 from tests.conftest import JSON_PROTOCOL, WAIT, join_json
-from tests.redis_backend import REDIS_SERVER
+from tests.plugins.redis import REDIS_SERVER
 
 SMALL = FuzzConfig(
     seed=20241124,

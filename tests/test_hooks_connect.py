@@ -17,7 +17,8 @@ from gateway.auth import mint
 from gateway.config import Settings
 from tests.backend_app import BackendApp
 from tests.conftest import JSON_PROTOCOL, JsonPeer, TextPeer, read_metric
-from tests.processes import GatewayProcess, free_port
+from tooling.gateway import GatewayProcess
+from tooling.ports import free_port
 
 Gateway = Callable[..., Awaitable[TestClient]]
 JWT_SECRET = "a-jwt-secret-of-at-least-thirty-two-bytes-for-hooks"

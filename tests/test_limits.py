@@ -9,10 +9,7 @@ too slow to keep up (1008), a bad room in the URL (1008).
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import os
-import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -28,6 +25,8 @@ from tests.conftest import (
     join_text,
     read_metric,
 )
+from tests.plugins.frames import sized_send
+from tooling.rawsocket import RawWebSocket
 
 StartGateway = Callable[..., Awaitable[TestClient]]
 
@@ -356,15 +355,6 @@ async def test_a_binary_frame_while_asked_for_a_name_is_refused(client: TestClie
 # Frame size -------------------------------------------------------------------------
 
 
-def sized_send(size: int) -> tuple[str, int]:
-    """A JSON `send` frame of exactly `size` bytes (ASCII), and the length of its text."""
-    empty = json.dumps({"type": "send", "room": "lobby", "ref": "big", "text": ""})
-    text = "x" * (size - len(empty))
-    frame = json.dumps({"type": "send", "room": "lobby", "ref": "big", "text": text})
-    assert len(frame.encode()) == size
-    return frame, len(text)
-
-
 async def test_a_frame_over_the_limit_closes_with_1009_and_only_that_one(
     gateway: StartGateway,
 ) -> None:
@@ -484,114 +474,6 @@ async def test_rate_zero_turns_the_limit_off(gateway: StartGateway) -> None:
 # Slow consumer ----------------------------------------------------------------------
 
 
-class RawWebSocket:
-    """A WebSocket client on a bare TCP socket: it reads only when told to.
-
-    A small receive buffer and no reading make a peer that stalls for real: nothing in
-    the client library drains the socket behind the test's back.
-    """
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.buffer = bytearray()
-
-    @classmethod
-    async def connect(cls, client: TestClient, query: str, protocol: str | None) -> RawWebSocket:
-        loop = asyncio.get_running_loop()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.setblocking(False)
-        raw = cls(sock)
-        try:
-            await loop.sock_connect(sock, (client.host, client.port))
-            key = base64.b64encode(os.urandom(16)).decode()
-            lines = [
-                f"GET /ws?{query} HTTP/1.1",
-                f"Host: {client.host}:{client.port}",
-                "Upgrade: websocket",
-                "Connection: Upgrade",
-                f"Sec-WebSocket-Key: {key}",
-                "Sec-WebSocket-Version: 13",
-            ]
-            if protocol:
-                lines.append(f"Sec-WebSocket-Protocol: {protocol}")
-            await loop.sock_sendall(sock, ("\r\n".join(lines) + "\r\n\r\n").encode())
-            async with asyncio.timeout(WAIT):
-                while b"\r\n\r\n" not in raw.buffer:
-                    await raw._read()
-            head, _, rest = bytes(raw.buffer).partition(b"\r\n\r\n")
-            assert head.startswith(b"HTTP/1.1 101"), head
-            raw.buffer = bytearray(rest)
-        except BaseException:
-            sock.close()
-            raise
-        return raw
-
-    async def _read(self) -> bool:
-        """Read what is there; False at EOF or reset."""
-        try:
-            chunk = await asyncio.get_running_loop().sock_recv(self.sock, 65536)
-        except ConnectionResetError:
-            return False
-        self.buffer += chunk
-        return bool(chunk)
-
-    def frames(self) -> list[tuple[int, bytes]]:
-        """Take the complete (unmasked, server-sent) frames off the buffer."""
-        out, pos, buffer = [], 0, self.buffer
-        while len(buffer) - pos >= 2:
-            opcode, length, start = buffer[pos] & 0x0F, buffer[pos + 1] & 0x7F, pos + 2
-            if length >= 126:
-                size = 2 if length == 126 else 8
-                if len(buffer) < start + size:
-                    break
-                length = int.from_bytes(buffer[start : start + size], "big")
-                start += size
-            if len(buffer) < start + length:
-                break
-            out.append((opcode, bytes(buffer[start : start + length])))
-            pos = start + length
-        del buffer[:pos]
-        return out
-
-    async def send_frame(self, opcode: int, payload: bytes, *, masked: bool = True) -> None:
-        """Send one frame (payloads under 126 bytes), masked as a client must unless told
-        otherwise."""
-        if masked:
-            mask = os.urandom(4)
-            body = mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        else:
-            body = payload
-        header = bytes([0x80 | opcode, (0x80 if masked else 0) | len(payload)])
-        await asyncio.get_running_loop().sock_sendall(self.sock, header + body)
-
-    async def read_until_text(self, needle: bytes) -> None:
-        """Read until a text frame containing `needle` has arrived."""
-        async with asyncio.timeout(WAIT):
-            while True:
-                if any(op == 1 and needle in data for op, data in self.frames()):
-                    return
-                assert await self._read(), "closed while waiting"
-
-    async def read_to_the_end(self, timeout: float) -> int | None:
-        """Read everything until the connection ends; the close code, if a close frame came.
-
-        A close frame is answered, as a client should, so the server can finish.
-        """
-        code = None
-        async with asyncio.timeout(timeout):
-            while True:
-                for opcode, data in self.frames():
-                    if opcode == 8 and code is None:
-                        code = int.from_bytes(data[:2], "big") if len(data) >= 2 else 1005
-                        await self.send_frame(8, data[:2])
-                if not await self._read():
-                    return code
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 async def slow_consumers_closed(client: TestClient) -> float:
     """`chat_slow_consumers_closed_total` from /metrics."""
     return await read_metric(client, "chat_slow_consumers_closed_total")
@@ -608,7 +490,9 @@ async def test_a_slow_reader_is_closed_and_nobody_else_waits(gateway: StartGatew
     """
     max_messages = 4000
     client = await gateway(send_queue_limit=20_000, rate_per_second=0)
-    stalled = await RawWebSocket.connect(client, "name=slow&room=lobby", JSON_PROTOCOL)
+    stalled = await RawWebSocket.connect(
+        client.host, client.port, "name=slow&room=lobby", JSON_PROTOCOL
+    )
     try:
         await stalled.read_until_text(b'"type":"subscribed"')
         reader = await join_json(client, "reader")
@@ -647,7 +531,7 @@ async def test_invalid_utf8_in_a_text_frame_closes_1007_and_only_that_one(
 ) -> None:
     """Guards against undecodable text crashing the handler or reaching anyone else."""
     bob = await join_json(client, "bob")
-    raw = await RawWebSocket.connect(client, "name=ann", None)
+    raw = await RawWebSocket.connect(client.host, client.port, "name=ann", None)
     try:
         await raw.read_until_text(b"* you are in lobby")
         await raw.send_frame(1, b"caf\xc3(")
@@ -665,7 +549,9 @@ async def test_a_peer_that_vanishes_mid_frame_harms_nobody(client: TestClient, m
     or the room stuck."""
     bob = await join_json(client, "bob")
     query = "name=ann&room=lobby"
-    raw = await RawWebSocket.connect(client, query, JSON_PROTOCOL if mode == "json" else None)
+    raw = await RawWebSocket.connect(
+        client.host, client.port, query, JSON_PROTOCOL if mode == "json" else None
+    )
     try:
         await raw.read_until_text(b"subscribed" if mode == "json" else b"* you are in")
         await asyncio.get_running_loop().sock_sendall(raw.sock, bytes([0x81, 0x80 | 50]))

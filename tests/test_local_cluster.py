@@ -19,7 +19,9 @@ import redis
 
 from gateway.broker.redis_scripts import Keys
 from tests.conftest import JSON_PROTOCOL, JsonPeer
-from tests.test_deploy import ROOT, cluster, nginx_or_skip
+from tests.plugins.deploy import nginx_or_skip
+from tooling.ports import free_port
+from tooling.processes import ROOT, find_tool
 
 START = 90.0  # seconds: six redis-servers, their join, three nodes and nginx
 BANNER = re.compile(r"redis cluster \(3 primaries, 1 replica each\)((?: :\d+){6})")
@@ -29,11 +31,11 @@ BANNER = re.compile(r"redis cluster \(3 primaries, 1 replica each\)((?: :\d+){6}
 async def running() -> AsyncIterator[tuple[asyncio.subprocess.Process, int, list[int]]]:
     """deploy/cluster.py --redis cluster on a free port: (process, port, redis ports)."""
     nginx_or_skip()
-    if cluster.find_tool("redis-server") is None or cluster.find_tool("redis-cli") is None:
+    if find_tool("redis-server") is None or find_tool("redis-cli") is None:
         if os.environ.get("CHAT_TEST_NGINX") == "require":
             pytest.fail("CHAT_TEST_NGINX=require, but redis-server or redis-cli is missing")
         pytest.skip("needs redis-server and redis-cli (apt-get install redis-server)")
-    port = cluster.free_port()
+    port = free_port()
     script = str(ROOT / "deploy" / "cluster.py")
     process = await asyncio.create_subprocess_exec(
         sys.executable, script, "--port", str(port), "--redis", "cluster",

@@ -13,8 +13,8 @@ import pytest
 from gateway.auth import mint
 from gateway.log_filter import scrub
 from tests.conftest import JSON_PROTOCOL, JsonPeer, TextPeer
-from tests.processes import GatewayProcess
-from tests.test_proxies import raw_status
+from tests.plugins.frames import raw_status
+from tooling.gateway import GatewayProcess
 
 SECRET = "a-jwt-secret-of-at-least-thirty-two-bytes-for-logs"
 API_KEY = "an-operator-key-never-to-be-logged"

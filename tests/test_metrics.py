@@ -25,8 +25,9 @@ from tests.conftest import (
     poll_until,
     read_metric,
 )
-from tests.redis_backend import REDIS_SERVER, RedisBackend, RedisServer
-from tests.test_limits import RawWebSocket
+from tests.plugins.redis import REDIS_SERVER, RedisBackend
+from tooling.rawsocket import RawWebSocket
+from tooling.redis import RedisServer
 
 WAIT = 5.0
 
@@ -73,7 +74,9 @@ async def test_send_queue_bytes_shows_a_reader_that_stalled(gateway: Any) -> Non
     """Guards against a stuck reader being invisible until it is cut: what waits for
     it shows as bytes, and goes back to 0 once it is gone."""
     client: TestClient = await gateway(send_queue_limit=64_000_000, rate_per_second=0)
-    stalled = await RawWebSocket.connect(client, "name=slow&room=lobby", JSON_PROTOCOL)
+    stalled = await RawWebSocket.connect(
+        client.host, client.port, "name=slow&room=lobby", JSON_PROTOCOL
+    )
     try:
         await stalled.read_until_text(b'"type":"subscribed"')  # and never reads again
         writer = await join_json(client, "writer")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -14,33 +13,11 @@ from aiohttp.test_utils import TestClient
 from gateway.auth import mint
 from gateway.broker.redis_scripts import Keys
 from gateway.node import NODE
-from tests.conftest import WAIT, JsonPeer, TextPeer, read_metric
-from tests.redis_backend import RedisServer
-from tests.test_auth import SECRET, Gateway, connect_json
-from tests.test_redis_faults import needs_redis_server, node_on, own_redis  # noqa: F401
-
-API_KEY = "the-api-key"
-OPERATOR = {"Authorization": f"Bearer {API_KEY}"}
-MODERATOR = ["team-*"]  # the rooms the moderator's token moderates
-
-
-async def two_nodes(gateway: Gateway, broker_kind: str, **settings: Any) -> list[TestClient]:
-    """Two nodes of one chat (on the in-process broker, one node twice)."""
-    first = await gateway(jwt_secret=SECRET, api_key=API_KEY, node_id="n1", **settings)
-    if broker_kind == "memory":
-        return [first, first]
-    return [first, await gateway(jwt_secret=SECRET, api_key=API_KEY, node_id="n2", **settings)]
-
-
-async def user(
-    node: TestClient, name: str, room: str = "team-a", moderates: list[str] | None = None
-) -> JsonPeer:
-    """A JSON connection of `name` (moderating `moderates`), welcomed and in `room`."""
-    token = mint(SECRET, name, 60, moderates=moderates)
-    peer = await connect_json(node, token=token, room=room)
-    peer.welcome = await peer.expect("welcome")
-    peer.subscribed = await peer.expect("subscribed", room=room)
-    return peer
+from tests.conftest import WAIT, TextPeer, read_metric
+from tests.plugins.auth import SECRET, Gateway, connect_json
+from tests.plugins.moderation import API_KEY, MODERATOR, OPERATOR, two_nodes, user
+from tests.plugins.redis_faults import needs_redis_server
+from tooling.redis import RedisServer
 
 
 async def test_a_kick_with_a_ban_removes_every_connection_and_holds_off_a_rejoin(
@@ -338,8 +315,8 @@ async def test_tombstones_keep_their_place_at_the_head_and_go_with_trimming(
 
 @needs_redis_server
 async def test_a_ban_a_node_did_not_hear_removes_when_it_subscribes_again(
-    own_redis: RedisServer,  # noqa: F811
-    node_on: Callable[..., Awaitable[TestClient]],  # noqa: F811
+    own_redis: RedisServer,
+    node_on: Callable[..., Awaitable[TestClient]],
 ) -> None:
     """Guards against a banned user staying in the room for good when the node missed
     the removal (published while its subscription was away): on its next subscription

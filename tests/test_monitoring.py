@@ -46,9 +46,11 @@ from tests.monitoring_queries import (
     variable_queries,
     wait_for,
 )
-from tests.processes import ROOT
+from tests.plugins.deploy import nginx_or_skip
 from tests.prometheus_server import PROMETHEUS_DIR, PrometheusServer, tool_or_skip
-from tests.test_deploy import cluster, nginx_or_skip
+from tooling.cluster import Cluster
+from tooling.ports import free_port
+from tooling.processes import ROOT
 
 ROWS = ["Is it up?", "How busy?", "Is anyone suffering?", "Is something stuck?"]
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
@@ -190,7 +192,7 @@ def stack() -> Iterator[Stack]:
     nginx_or_skip()
     prometheus = PrometheusServer(binary)
     with application().in_thread() as app:
-        nodes = cluster.Cluster(cluster.free_port(), quiet=True,
+        nodes = Cluster(free_port(), quiet=True,
                                 gateway_args=[*NODE_ARGS, *backend_flags(app)],
                                 prometheus_targets=prometheus.targets)  # fmt: skip
         try:

@@ -8,111 +8,24 @@ is killed in the fixture's teardown, whatever happened.
 from __future__ import annotations
 
 import asyncio
-import os
-import re
 import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
 from tests.conftest import JSON_PROTOCOL, WAIT
-
-MODULE = [sys.executable, "-m", "gateway"]
-SCRIPT = [str(Path(sys.executable).parent / "chat-gateway")]
-STARTUP = 15.0  # the most a node may take from spawn to a healthy /healthz, in seconds
-POLL_PAUSE = 0.02  # between two connection attempts while the node starts
-
-
-class Node:
-    """One gateway process, its port and its captured output."""
-
-    def __init__(self, proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
-        self.proc = proc
-        self.port = port
-        self.log = log
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def output(self) -> str:
-        """Everything the process wrote to stdout and stderr so far."""
-        return self.log.read_text(errors="replace")
-
-    def exit_code(self, timeout: float = WAIT) -> int:
-        """Wait (bounded) for the process to end; its exit code."""
-        return self.proc.wait(timeout=timeout)
-
-
-Spawn = Callable[..., Node]
-
-
-def free_port() -> int:
-    """A port nobody listens on right now (bind 0, read it, let it go)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[Spawn]:
-    """Start gateway processes; all of them are killed at teardown."""
-    nodes: list[Node] = []
-
-    def start(*args: str, env: dict[str, str] | None = None, command: list[str] = MODULE) -> Node:
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_")}
-        log = tmp_path / f"node-{len(nodes)}.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [*command, *args],
-                env={**clean, "COLUMNS": "200", **(env or {})},
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        node = Node(proc, 0, log)
-        nodes.append(node)
-        return node
-
-    yield start
-    for node in nodes:
-        if node.proc.poll() is None:
-            node.proc.kill()
-        node.proc.wait(timeout=WAIT)
-
-
-async def serving_or_exit_code(node: Node) -> int | None:
-    """Poll /healthz (each try bounded) until it answers 200 (None) or the process exits
-    (its exit code); fail when neither happens within STARTUP seconds."""
-    deadline = time.monotonic() + STARTUP
-    timeout = aiohttp.ClientTimeout(total=1.0)
-    async with aiohttp.ClientSession(timeout=timeout) as http:
-        while time.monotonic() < deadline:
-            if node.proc.poll() is not None:
-                return node.proc.returncode
-            try:
-                async with http.get(f"{node.url}/healthz") as response:
-                    if response.status == 200:
-                        return None
-            except (aiohttp.ClientError, TimeoutError):
-                pass
-            await asyncio.sleep(POLL_PAUSE)  # a pause between polls; the deadline bounds them
-    pytest.fail(f"/healthz did not answer within {STARTUP} s:\n{node.output()}")
-
-
-async def wait_healthy(node: Node) -> None:
-    """Wait until the node serves; fail if it exits instead."""
-    code = await serving_or_exit_code(node)
-    if code is not None:
-        pytest.fail(f"the node exited {code}:\n{node.output()}")
+from tests.plugins.spawn import (
+    MODULE,
+    SCRIPT,
+    Node,
+    Spawn,
+    assert_refused,
+    flat,
+    serving_or_exit_code,
+    wait_healthy,
+)
+from tooling.ports import free_port
 
 
 async def welcome_of(node: Node, http: aiohttp.ClientSession) -> dict[str, Any]:
@@ -122,11 +35,6 @@ async def welcome_of(node: Node, http: aiohttp.ClientSession) -> dict[str, Any]:
     ) as ws:
         frame: dict[str, Any] = await ws.receive_json(timeout=WAIT)
         return frame
-
-
-def flat(text: str) -> str:
-    """`text` with every run of whitespace as one space (help output is wrapped)."""
-    return re.sub(r"\s+", " ", text)
 
 
 @pytest.mark.parametrize("command", [MODULE, SCRIPT], ids=["python-m", "console-script"])
@@ -187,19 +95,6 @@ async def test_a_flag_wins_over_its_environment_variable(spawn: Spawn) -> None:
     async with aiohttp.ClientSession() as http:
         welcome = await welcome_of(node, http)
     assert welcome["node"] == "n8"
-
-
-def assert_refused(node: Node, *fragments: str) -> None:
-    """The node exited 2, without a traceback, with a message naming each fragment."""
-    try:
-        code = node.exit_code()
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"the node accepted the bad value and kept running:\n{node.output()}")
-    output = node.output()
-    assert code == 2, output
-    assert "Traceback" not in output, output
-    for fragment in fragments:
-        assert fragment in output, output
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import urllib.request
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -15,12 +14,14 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from bench.fuzz import FuzzedNode
 from gateway.config import InvalidSetting, Settings
 from gateway.proxies import client_address, parse_networks
 from tests.conftest import JSON_PROTOCOL, JsonPeer
-from tests.processes import GatewayProcess, free_port
-from tests.test_deploy import cluster, nginx_or_skip
+from tests.plugins.deploy import nginx_or_skip
+from tests.plugins.frames import raw_status
+from tooling.cluster import Cluster
+from tooling.gateway import GatewayProcess
+from tooling.ports import free_port
 
 Gateway = Callable[..., Awaitable[TestClient]]
 LOCAL = parse_networks("127.0.0.1, 10.0.0.0/8")
@@ -127,7 +128,7 @@ async def test_make_cluster_counts_each_client_behind_nginx_and_no_header_of_the
     nginx that passes a client's own X-Forwarded-For on: a client on 127.0.0.1, an
     address the nodes trust, could then name any address (and so dodge the limit)."""
     nginx_or_skip()
-    local = cluster.Cluster(
+    local = Cluster(
         free_port(), nodes=1, quiet=True, gateway_args=["--max-connections-per-ip", "2"]
     )
     url = f"{local.http_url}/ws"
@@ -185,27 +186,13 @@ MALFORMED = {
 }
 
 
-def raw_status(port: int, data: bytes) -> int:
-    """Send `data` on a new connection; the status line's code the node answers."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(data)
-        answer = b""
-        for _ in range(64):  # bounded: the status line comes in the first reads
-            chunk = sock.recv(4096)
-            answer += chunk
-            if not chunk or b"\r\n" in answer:
-                break
-    assert answer.startswith(b"HTTP/1."), answer[:200]
-    return int(answer.split()[1])
-
-
 def test_a_malformed_request_behind_a_trusted_proxy_is_logged_without_an_error() -> None:
     """Guards against an access logger that asks `request.app` (or anything else only a
     routed request has): aiohttp's request for broken HTTP has no route, asking raised
     AssertionError, and every malformed request logged an unhandled exception (the
     fuzz run found it). aiohttp's own traceback for the broken HTTP is the client's
     doing (bench/fuzz/node.py tells them apart, as the fuzz test does)."""
-    node = FuzzedNode(None, "--log-level", "INFO", "--trusted-proxies", "127.0.0.1")
+    node = GatewayProcess(None, "--log-level", "INFO", "--trusted-proxies", "127.0.0.1")
     try:
         node.start()
         statuses = {name: raw_status(node.port, data) for name, data in MALFORMED.items()}

@@ -19,12 +19,13 @@ from aiohttp.test_utils import TestClient
 from gateway.app import create_app
 from gateway.broker.redis_scripts import Keys
 from tests.conftest import TEST_SETTINGS, join_json
-from tests.redis_backend import REDIS_SERVER, RedisServer
-from tests.redis_cluster_backend import RedisClusterServers
-from tests.test_auth import SECRET
-from tests.test_moderation import MODERATOR, user
-from tests.test_redis_faults import request_until_acked, send_until_acked
-from tests.test_redis_sharded import nodes_on, room_on, send_until_acked_in, stored_offsets
+from tests.plugins.auth import SECRET
+from tests.plugins.moderation import MODERATOR, user
+from tests.plugins.redis import REDIS_SERVER
+from tests.plugins.redis_faults import request_until_acked, send_until_acked
+from tests.plugins.sharded import nodes_on, room_on, send_until_acked_in, stored_offsets
+from tooling.redis import RedisServer
+from tooling.redis_cluster import RedisCluster
 
 pytestmark = pytest.mark.skipif(
     REDIS_SERVER is None, reason="needs a real redis-server (CI installs one)"
@@ -126,14 +127,14 @@ async def test_a_required_replica_that_is_missing_acks_nothing(node: Any) -> Non
 
 
 async def test_what_a_lagging_replica_lacks_is_never_acked_and_survives_its_failover(
-    aiohttp_client: Any, redis_cluster: RedisClusterServers
+    aiohttp_client: Any, redis_cluster: RedisCluster
 ) -> None:
     """The issue's failover, made certain: the room's replica is frozen (it takes no
     writes), a message is sent, the primary is SIGKILLed and the frozen replica takes
     over with what it had. Guards against an ack for a message only the dead primary
     had: such a message must not be acked before the failover, and its retry (same id)
     after it is acked and kept."""
-    servers = RedisClusterServers().start()  # of this test's own: it breaks it
+    servers = RedisCluster().start()  # of this test's own: it breaks it
     try:
         (node,) = await nodes_on(aiohttp_client, servers)(1, redis_ack_timeout=0.3)
         victim = next(iter(servers.primaries()))

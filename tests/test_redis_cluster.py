@@ -14,7 +14,7 @@ from gateway.app import create_app
 from gateway.broker.redis_scripts import Keys
 from gateway.node import NODE
 from tests.conftest import TEST_SETTINGS, JsonPeer, join_json, join_text
-from tests.redis_backend import RedisBackend
+from tests.plugins.redis import RedisBackend
 
 Cluster = Callable[..., Awaitable[list[TestClient]]]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -17,66 +17,16 @@ from gateway.app import create_app
 from gateway.broker.redis import RedisBroker
 from gateway.broker.redis_scripts import Keys
 from tests.conftest import TEST_SETTINGS, WAIT, BareListener, JsonPeer, join_json, read_metric
-from tests.redis_backend import REDIS_SERVER, RedisBackend, RedisServer
-
-needs_redis_server = pytest.mark.skipif(
-    REDIS_SERVER is None, reason="needs a real redis-server (CI installs one)"
+from tests.plugins.redis import RedisBackend
+from tests.plugins.redis_faults import (
+    delivered,
+    needs_redis_server,
+    send_until_acked,
+    wait_ready,
 )
+from tooling.redis import RedisServer
+
 StartNode = Callable[..., Awaitable[TestClient]]
-
-
-async def wait_ready(client: TestClient, ready: bool, timeout: float = 15.0) -> None:
-    """Poll /readyz (bounded) until it says `ready`."""
-    async with asyncio.timeout(timeout):
-        while True:
-            response = await client.get("/readyz")
-            if (response.status == 200) == ready:
-                return
-            await asyncio.sleep(0.05)
-
-
-async def send_until_acked(peer: JsonPeer, text: str, timeout: float = 15.0) -> dict[str, Any]:
-    """Send with one id until it is acked (as a client retrying after `unavailable` does)."""
-    return await request_until_acked(peer, "send", timeout, room="lobby", text=text, id=text)
-
-
-async def request_until_acked(
-    peer: JsonPeer, frame_type: str, timeout: float = 15.0, **fields: Any
-) -> dict[str, Any]:
-    """Send one request again after each `unavailable` until it is acked."""
-    async with asyncio.timeout(timeout):
-        while True:
-            answer = await peer.request(frame_type, **fields)
-            if answer["type"] == "ack":
-                return answer
-            assert answer["code"] == "unavailable", answer
-            await asyncio.sleep(0.05)
-
-
-def delivered(peer: JsonPeer) -> list[str]:
-    return [f["offset"] for f in peer.frames if f["type"] == "message"]
-
-
-@pytest.fixture
-async def own_redis() -> AsyncIterator[RedisServer]:
-    """A redis-server of this test's own, which it may stop and start again."""
-    if REDIS_SERVER is None:
-        pytest.skip("needs a real redis-server (CI installs one)")
-    server = RedisServer().start()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def node_on(aiohttp_client: Any) -> Callable[..., Awaitable[TestClient]]:
-    """Start a node whose Redis is at `url` (a server, or a proxy in front of one)."""
-
-    async def start(url: str, node_id: str, **overrides: Any) -> TestClient:
-        settings = replace(TEST_SETTINGS, node_id=node_id, redis_url=url, **overrides)
-        client: TestClient = await aiohttp_client(create_app(settings))
-        return client
-
-    return start
 
 
 @needs_redis_server

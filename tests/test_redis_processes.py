@@ -12,8 +12,9 @@ import pytest
 from gateway.auth import mint
 from gateway.broker.redis_scripts import Keys
 from tests.conftest import JSON_PROTOCOL, WAIT, JsonPeer, poll_until
-from tests.processes import GatewayProcess
-from tests.redis_backend import REDIS_SERVER, RedisBackend, name_holders
+from tests.plugins.gateway_nodes import connect
+from tests.plugins.redis import REDIS_SERVER, RedisBackend, name_holders
+from tooling.gateway import GatewayProcess
 
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="needs a real redis-server")
 
@@ -37,17 +38,6 @@ def nodes(redis_backend: RedisBackend) -> Iterator[list[GatewayProcess]]:
     finally:
         for node in started:
             node.close()
-
-
-async def connect(
-    http: aiohttp.ClientSession, node: GatewayProcess, name: str, **query: str
-) -> JsonPeer:
-    params = {"name": name, **query}
-    ws = await http.ws_connect(node.url, params=params, protocols=(JSON_PROTOCOL,))
-    peer = JsonPeer(ws)
-    peer.welcome = await peer.expect("welcome")
-    peer.subscribed = await peer.expect("subscribed")
-    return peer
 
 
 async def test_kill_9_of_a_node_sends_each_leave_once(nodes: list[GatewayProcess]) -> None:

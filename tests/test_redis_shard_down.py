@@ -26,9 +26,9 @@ from gateway.broker.redis import RedisBroker
 from gateway.broker.redis_scripts import Keys
 from gateway.names import name_key
 from tests.conftest import TEST_SETTINGS, BareListener, JsonPeer
-from tests.processes import GatewayProcess
-from tests.redis_cluster_backend import RedisClusterServers
-from tests.test_redis_processes import connect
+from tests.plugins.gateway_nodes import connect
+from tooling.gateway import GatewayProcess
+from tooling.redis_cluster import RedisCluster
 
 PREFIX = "down:"
 KEYS = Keys(PREFIX)
@@ -36,17 +36,17 @@ WAIT = 30.0  # seconds: the cluster marks a node failed after its node timeout (
 
 
 @pytest.fixture
-async def cluster(redis_cluster: RedisClusterServers) -> AsyncIterator[RedisClusterServers]:
+async def cluster(redis_cluster: RedisCluster) -> AsyncIterator[RedisCluster]:
     """Three primaries, no replicas, an append-only file each (a primary started again
     has its data back), and the healthy shards serving while one is down."""
     extra = ("--cluster-require-full-coverage", "no", "--appendonly", "yes")
-    servers = RedisClusterServers(replicas=0, extra=(*extra, "--appendfsync", "always"))
+    servers = RedisCluster(replicas=0, extra=(*extra, "--appendfsync", "always"))
     servers.start()
     yield servers
     servers.close()
 
 
-def owner(servers: RedisClusterServers, key: str) -> int:
+def owner(servers: RedisCluster, key: str) -> int:
     """The port of the primary that owns `key`'s slot."""
     slot = key_slot(key.encode())
     for port, ranges in servers.primaries().items():
@@ -56,7 +56,7 @@ def owner(servers: RedisClusterServers, key: str) -> int:
 
 
 def pick(
-    stem: str, key_of: Callable[[str], str], on: Callable[[int], bool], servers: RedisClusterServers
+    stem: str, key_of: Callable[[str], str], on: Callable[[int], bool], servers: RedisCluster
 ) -> str:
     """The first `stem<N>` whose key lies on a primary for which `on(port)` holds."""
     for index in itertools.count():
@@ -65,7 +65,7 @@ def pick(
     raise AssertionError("unreachable")
 
 
-def subscribers(servers: RedisClusterServers, node: str) -> dict[int, set[int]]:
+def subscribers(servers: RedisCluster, node: str) -> dict[int, set[int]]:
     """The ids of `node`'s subscription connections on each live primary."""
     found = {}
     for port in servers.live_ports():
@@ -96,7 +96,7 @@ async def until_readyz(node: GatewayProcess, status: int, says: str) -> str:
 
 
 async def test_a_node_restarted_while_a_shard_is_down_serves_the_healthy_shards(
-    cluster: RedisClusterServers,
+    cluster: RedisCluster,
 ) -> None:
     """Guards against one dead shard taking every room down: a node that waits for
     every shard before it serves, resubscribes the healthy shards whenever the dead one
@@ -197,7 +197,7 @@ async def chat(sender: JsonPeer, receiver: JsonPeer, room: str, text: str) -> No
 
 
 async def test_a_room_on_a_healthy_shard_takes_messages_while_its_hints_shard_is_down(
-    cluster: RedisClusterServers,
+    cluster: RedisCluster,
 ) -> None:
     """Guards against the events' hints coupling the shards: a room whose data lies on a
     healthy shard, but whose partition's hints (`P events:{T}:pending`) lie on the dead

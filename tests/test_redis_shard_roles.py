@@ -18,7 +18,7 @@ from redis.backoff import NoBackoff
 
 from gateway.broker.redis_cluster import probe_channel
 from gateway.broker.redis_subscriber import Subscriber
-from tests.redis_cluster_backend import RedisClusterServers
+from tooling.redis_cluster import RedisCluster
 
 WAIT = 5.0
 
@@ -47,7 +47,7 @@ async def subscribe_on(
 
 
 async def test_a_shard_subscription_on_a_replica_is_lost_not_live(
-    redis_cluster: RedisClusterServers,
+    redis_cluster: RedisCluster,
 ) -> None:
     """Guards against a subscription counted live on a replica (messages lost)."""
     primary, ranges = next(iter(redis_cluster.primaries().items()))

@@ -12,7 +12,7 @@ import asyncio
 import itertools
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -26,58 +26,38 @@ from gateway.app import create_app
 from gateway.broker.redis import RedisBroker
 from gateway.broker.redis_scripts import Keys
 from tests.conftest import TEST_SETTINGS, JsonPeer, join_json
-from tests.processes import GatewayProcess
-from tests.redis_cluster_backend import RedisClusterServers
-from tests.test_redis_faults import delivered, wait_ready
-from tests.test_redis_processes import connect
+from tests.plugins.gateway_nodes import connect
+from tests.plugins.redis_faults import delivered, wait_ready
+from tests.plugins.sharded import (
+    FAILOVER_WAIT,
+    PREFIX,
+    nodes_on,
+    room_on,
+    send_until_acked_in,
+    stored_offsets,
+)
+from tooling.gateway import GatewayProcess
+from tooling.redis_cluster import RedisCluster
 
-StartNodes = Callable[..., Awaitable[list[TestClient]]]
-PREFIX = "sharded:"
 # A node that is away from a shard fills its rooms' gaps from their streams: the
 # history must hold the whole gap (a gap longer than the history is lost to members
 # who stayed, on one Redis as on a cluster: docs/redis.md). So the nodes keep more
 # than the test sends, and alice sends as a person might, not as fast as she can.
 SEND_PAUSE = 0.01  # seconds between alice's acked message and her next
 ALL_WELL = "ready\n"  # /readyz with every shard working
-FAILOVER_WAIT = 30.0  # seconds: node timeout (2 s), election, and the nodes following
-
-
-def room_on(servers: RedisClusterServers, port: int, taken: frozenset[str] = frozenset()) -> str:
-    """A room name whose keys live on the primary at `port`."""
-    ranges = servers.primaries()[port]
-    for index in itertools.count():
-        room = f"room{index}"
-        slot = key_slot(Keys(PREFIX).meta(room).encode())
-        if room not in taken and any(start <= slot <= end for start, end in ranges):
-            return room
-    raise AssertionError("unreachable")
 
 
 @pytest.fixture
-async def own_cluster(redis_cluster: RedisClusterServers) -> AsyncIterator[RedisClusterServers]:
+async def own_cluster(redis_cluster: RedisCluster) -> AsyncIterator[RedisCluster]:
     """A Redis Cluster of this test's own, which it may break (the suite's shared one
     only says whether a cluster can run here)."""
-    servers = RedisClusterServers().start()
+    servers = RedisCluster().start()
     yield servers
     servers.close()
 
 
-def nodes_on(aiohttp_client: Any, servers: RedisClusterServers) -> StartNodes:
-    async def start(n: int = 2, **overrides: Any) -> list[TestClient]:
-        clients = []
-        for i in range(n):
-            settings = replace(
-                TEST_SETTINGS, node_id=f"s{i}", redis_url=servers.url, redis_prefix=PREFIX,
-                rate_per_second=0, history_size=100_000, **overrides,
-            )  # fmt: skip
-            clients.append(await aiohttp_client(create_app(settings, RedisBroker(settings))))
-        return clients
-
-    return start
-
-
 async def test_rooms_on_every_shard_travel_on_sharded_channels(
-    aiohttp_client: Any, redis_cluster: RedisClusterServers
+    aiohttp_client: Any, redis_cluster: RedisCluster
 ) -> None:
     """Guards against rooms crowding one shard, and against live messages on the
     cluster-wide bus (PUBLISH reaches every node of the cluster; SPUBLISH only the
@@ -137,16 +117,6 @@ class Chatter:
         return self.acked
 
 
-async def send_until_acked_in(peer: JsonPeer, room: str, text: str) -> dict[str, Any]:
-    async with asyncio.timeout(FAILOVER_WAIT):
-        while True:
-            answer = await peer.request("send", room=room, text=text, id=text)
-            if answer["type"] == "ack":
-                return answer
-            assert answer["code"] == "unavailable", answer
-            await asyncio.sleep(0.05)  # the client's retry pause
-
-
 async def until_delivered(peer: JsonPeer, offsets: list[str]) -> None:
     """Wait (bounded) until `peer` got every one of `offsets`; fail naming the missing."""
     try:
@@ -159,7 +129,7 @@ async def until_delivered(peer: JsonPeer, offsets: list[str]) -> None:
 
 
 async def test_a_primary_killed_mid_chat_fails_over_and_loses_nothing_acked(
-    aiohttp_client: Any, own_cluster: RedisClusterServers
+    aiohttp_client: Any, own_cluster: RedisCluster
 ) -> None:
     """Guards against a node that stays subscribed to a dead primary (the replica took
     its slots: its rooms would go silent), and against messages the cluster kept lost or
@@ -192,21 +162,8 @@ async def test_a_primary_killed_mid_chat_fails_over_and_loses_nothing_acked(
     assert [o for o in got if o in set(must)] == must, "out of order"
 
 
-async def stored_offsets(peer: JsonPeer, room: str) -> set[str]:
-    """The offsets of every message in the room's history, paged back 100 at a time."""
-    kept: set[str] = set()
-    before: dict[str, str] = {}
-    for _ in range(50):  # bounded: 5,000 messages, far more than a test sends
-        messages = (await peer.request("history", room=room, limit=100, **before))["messages"]
-        kept.update(m["offset"] for m in messages)
-        if len(messages) < 100:
-            return kept
-        before = {"before": messages[0]["offset"]}
-    raise AssertionError("history does not end")
-
-
 async def test_a_slot_migrated_while_its_room_is_busy_loses_nothing(
-    aiohttp_client: Any, own_cluster: RedisClusterServers
+    aiohttp_client: Any, own_cluster: RedisCluster
 ) -> None:
     """Guards against a node left subscribed where a room's slot used to be (the server
     unsubscribes its channel when the slot moves: ioredis#1759 dropped such messages
@@ -232,7 +189,7 @@ async def test_a_slot_migrated_while_its_room_is_busy_loses_nothing(
     assert channel in own_cluster.client(target).execute_command("PUBSUB SHARDCHANNELS")
 
 
-def name_off(servers: RedisClusterServers, port: int, start: str) -> str:
+def name_off(servers: RedisCluster, port: int, start: str) -> str:
     """A name (`start` and a number) whose user channel lives on another shard than `port`."""
     ranges = servers.primaries()[port]
     for index in itertools.count():
@@ -243,7 +200,7 @@ def name_off(servers: RedisClusterServers, port: int, start: str) -> str:
 
 
 async def test_killed_shard_subscriptions_lose_and_repeat_nothing(
-    aiohttp_client: Any, redis_cluster: RedisClusterServers
+    aiohttp_client: Any, redis_cluster: RedisCluster
 ) -> None:
     """Guards against a shard subscription that reconnects by itself underneath the node
     (redis-py's own retries of a pubsub read): it subscribed again with no gap fill and
@@ -281,7 +238,7 @@ def probe_slot(index: int, ranges: list[tuple[int, int]]) -> bool:
 
 
 async def test_two_gateway_processes_share_a_chat_on_the_cluster(
-    redis_cluster: RedisClusterServers,
+    redis_cluster: RedisCluster,
 ) -> None:
     """Guards against a node that cannot start on a redis+cluster:// URL (its first log
     line once failed to parse the comma-separated seed list) or that stays unready."""
@@ -318,12 +275,12 @@ async def wait_readyz(client: TestClient, says: str, *, or_unready: bool = False
 
 
 async def test_a_cluster_that_wants_a_password_gets_it_from_the_url(
-    aiohttp_client: Any, redis_cluster: RedisClusterServers
+    aiohttp_client: Any, redis_cluster: RedisCluster
 ) -> None:
     """Guards against a password in redis+cluster:// that reaches the command client
     but not the shards' subscription connections (nothing would be delivered), against
     one not percent-decoded, and against the password in the node's first log line."""
-    servers = RedisClusterServers(replicas=0, password="s3cret/with odd").start()
+    servers = RedisCluster(replicas=0, password="s3cret/with odd").start()
     try:
         assert "s3cret%2Fwith%20odd@" in servers.url
         a, b = await nodes_on(aiohttp_client, servers)(2)

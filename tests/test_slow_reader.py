@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import JSON_PROTOCOL, join_json, poll_until, read_metric
-from tests.test_limits import RawWebSocket
+from tooling.rawsocket import RawWebSocket
 
 TCP_ESTABLISHED = 1
 CUT_WITHIN = 8.0  # seconds from the overflow to the TCP connection's end, at most
@@ -28,7 +28,9 @@ def tcp_state(sock: socket.socket) -> int:
 
 async def test_a_reader_that_never_reads_again_is_cut_off(gateway: Any) -> None:
     client: TestClient = await gateway(send_queue_limit=20_000, rate_per_second=0)
-    stalled = await RawWebSocket.connect(client, "name=slow&room=lobby", JSON_PROTOCOL)
+    stalled = await RawWebSocket.connect(
+        client.host, client.port, "name=slow&room=lobby", JSON_PROTOCOL
+    )
     try:
         await stalled.read_until_text(b'"type":"subscribed"')  # and never reads again
         bystander = await join_json(client, "bystander")

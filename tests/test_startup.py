@@ -10,21 +10,18 @@ import subprocess
 import aiohttp
 import pytest
 
-from tests import test_process
 from tests.conftest import poll_until
-from tests.redis_backend import REDIS_SERVER
-from tests.test_process import (
+from tests.plugins.redis import REDIS_SERVER
+from tests.plugins.spawn import (
     MODULE,
     STARTUP,
     Node,
     Spawn,
     assert_refused,
     flat,
-    free_port,
     serving_or_exit_code,
 )
-
-spawn = test_process.spawn  # the fixture, shared
+from tooling.ports import free_port
 
 
 def one_error_line(node: Node) -> str:

@@ -22,9 +22,10 @@ from playwright.async_api import Page, Request, expect
 
 from gateway.auth import mint
 from tests.conftest import JSON_PROTOCOL, WAIT, JsonPeer
-from tests.processes import ROOT, GatewayProcess
-from tests.redis_backend import REDIS_SERVER, RedisBackend
+from tests.plugins.redis import REDIS_SERVER, RedisBackend
 from tests.web_support import ARTIFACTS, Pages
+from tooling.gateway import GatewayProcess
+from tooling.processes import ROOT
 
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="needs a real redis-server")
 

@@ -30,8 +30,7 @@ from gateway.credentials import offered_subprotocols
 from gateway.events import Direct
 from gateway.node import NODE
 from tests.conftest import JSON_PROTOCOL, TEST_SETTINGS, JsonPeer, join_json
-from tests.processes import GatewayProcess
-from tests.redis_backend import REDIS_SERVER, RedisBackend
+from tests.plugins.redis import REDIS_SERVER, RedisBackend
 from tests.web_support import (
     Pages,
     join,
@@ -43,6 +42,7 @@ from tests.web_support import (
     shown_texts,
     websocket_urls,
 )
+from tooling.gateway import GatewayProcess
 
 XSS = "<img src=x onerror=alert(1)><script>window.pwned=1</script>"
 XSS_NAME = "<img src=y onerror=alert(2)>"

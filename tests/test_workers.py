@@ -14,12 +14,12 @@ from collections.abc import Iterator
 import aiohttp
 import pytest
 
-from tests import test_process
 from tests.conftest import JSON_PROTOCOL, WAIT
-from tests.redis_backend import REDIS_SERVER, RedisServer
-from tests.test_process import Spawn, assert_refused, free_port, wait_healthy
+from tests.plugins.redis import REDIS_SERVER
+from tests.plugins.spawn import Spawn, assert_refused, wait_healthy
+from tooling.ports import free_port
+from tooling.redis import RedisServer
 
-spawn = test_process.spawn  # the fixture, shared
 START_WAIT = 30.0  # seconds, at most, until both workers have taken a connection
 
 

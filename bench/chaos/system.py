@@ -5,9 +5,9 @@ proxy between each node and Redis that the nemesis can blackhole.
 Every node posts its events to the campaign's application (`node_env`: its
 `--events-url` and `--backend-secret`, bench/chaos/application.py).
 
-The processes are `make cluster`'s (deploy/local_processes.py, deploy/local_redis.py):
-each in a session of its own, dying with us. Every wait is bounded; the blocking ones
-run in a thread so that the clients keep working meanwhile.
+The processes are tooling's (tooling/processes.py, tooling/redis_cluster.py), as `make
+cluster`'s: each in a session of its own, dying with us. Every wait is bounded; the
+blocking ones run in a thread so that the clients keep working meanwhile.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import json
 import os
 import signal
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -25,18 +24,17 @@ from pathlib import Path
 from typing import Any
 
 from bench.tcp_proxy import TcpProxy
-
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "deploy"))  # make cluster's launchers, script-style modules
-
-from local_processes import Process, free_port, get_status  # noqa: E402
-from local_redis import LocalRedis, ask  # noqa: E402
+from tooling.ports import free_port
+from tooling.processes import Process
+from tooling.ready import NotReady, get_status
+from tooling.ready import wait_until as poll_until
+from tooling.redis import ask
+from tooling.redis_cluster import local_redis
 
 NODES = 3
 API_KEY = "chaos-api-key"
 START_TIMEOUT = 30.0  # seconds for a process to serve
 STOP_TIMEOUT = 15.0  # seconds for a draining node to exit
-POLL = 0.1
 # Short timers, so that a campaign heals in seconds: a dead node's members are reaped
 # after PRESENCE_TIMEOUT, a drain spreads its closes over 2 s.
 NODE_ENV = {
@@ -54,12 +52,11 @@ class SystemFailure(Exception):
 
 
 def wait_until(what: str, ready: Callable[[], bool], timeout: float) -> None:
-    """Poll `ready` until it is true; raise after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if time.monotonic() > deadline:
-            raise SystemFailure(f"{what} not ready within {timeout:g}s")
-        time.sleep(POLL)
+    """Poll `ready` until it is true; SystemFailure after `timeout` seconds."""
+    try:
+        poll_until(what, ready, timeout)
+    except NotReady as error:
+        raise SystemFailure(str(error)) from None
 
 
 class System:
@@ -69,7 +66,7 @@ class System:
         self.kind = kind
         self.dir = directory
         self.node_env = dict(node_env or {})  # more settings of every node (CHAT_*)
-        self.redis = LocalRedis(kind, directory, self._log, die_with_parent=True, persist=True)
+        self.redis = local_redis(kind, directory, die_with_parent=True, persist=True)
         self.ports = [free_port() for _ in range(NODES)]
         self.nodes: list[Process] = []
         self.proxies: list[TcpProxy] = []
@@ -82,7 +79,7 @@ class System:
         return f"gateway{index + 1}"
 
     async def start(self) -> None:
-        await asyncio.to_thread(self.redis.start, self._wait_process)
+        await asyncio.to_thread(self.redis.start)
         if self.kind == "single":
             for _ in range(NODES):
                 self.proxies.append(await TcpProxy(self.redis.ports[0]).start())

@@ -1,6 +1,6 @@
 """A bounded fuzz run against a live gateway node (issue 6, hardening).
 
-Starts a real `python -m gateway` (tests/processes.py), keeps two honest users chatting
+Starts a real `python -m gateway` (tooling/gateway.py), keeps two honest users chatting
 on it (one JSON, one text), and meanwhile throws at it, from one seeded generator:
 random bytes as binary frames, random and broken text frames, invalid UTF-8 written at
 the frame level, JSON nested tens of thousands deep, huge numbers, wrong types for every

@@ -19,7 +19,8 @@ import aiohttp
 from screen import Screen
 
 from bench.tcp_proxy import TcpProxy
-from tests.processes import GatewayProcess, free_port
+from tooling.gateway import GatewayProcess
+from tooling.ports import free_port
 
 __all__ = ["GatewayProcess", "TcpProxy", "free_port"]
 

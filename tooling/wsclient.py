@@ -1,4 +1,5 @@
-"""A raw WebSocket client (RFC 6455) on an asyncio Protocol, for the load generator.
+"""A raw WebSocket client (RFC 6455) on an asyncio Protocol, for the load generator
+(tooling/rawsocket.py has one on a bare socket, for the tests).
 
 The handshake, the masking of client frames and the parsing of server frames are done
 by hand here, with no client library, so that what a client costs the load generator is
@@ -41,16 +42,22 @@ def mask(payload: bytes, key: bytes) -> bytes:
     return (int.from_bytes(payload, "big") ^ int.from_bytes(repeated, "big")).to_bytes(n, "big")
 
 
-def encode_frame(opcode: int, payload: bytes, key: bytes | None = None) -> bytes:
-    """One final client frame: FIN, `opcode`, the mask bit and a random (or given) key."""
-    key = os.urandom(4) if key is None else key
+def encode_frame(
+    opcode: int, payload: bytes, key: bytes | None = None, *, masked: bool = True
+) -> bytes:
+    """One final client frame: FIN, `opcode`, the mask bit and a random (or given) key;
+    `masked=False` writes it unmasked, as a client must not."""
     n = len(payload)
+    bit = 0x80 if masked else 0
     if n < 126:
-        header = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
+        header = struct.pack("!BB", 0x80 | opcode, bit | n)
     elif n < 65536:
-        header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
+        header = struct.pack("!BBH", 0x80 | opcode, bit | 126, n)
     else:
-        header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
+        header = struct.pack("!BBQ", 0x80 | opcode, bit | 127, n)
+    if not masked:
+        return header + payload
+    key = os.urandom(4) if key is None else key
     return header + key + mask(payload, key)
 
 
