@@ -1,4 +1,4 @@
-"""A bounded fuzz run against a real gateway process (issue 6): bench/fuzz.py, smaller.
+"""A bounded fuzz run against a real gateway process (issue 6): bench/fuzz/, smaller.
 
 One seeded run throws random and broken frames of every kind at a live `python -m
 gateway` while two honest users chat on it, then closes everything and waits (bounded)
@@ -57,7 +57,7 @@ RSS_SLACK = 30 * MIB
 # measured with only the honest users connected. Retained pools stop growing; a leak grows
 # again each round. Measured: 1.0 to 1.8 MiB in the last round, most of it connections the
 # node closed itself (handshake refusals, /quit), which aiohttp 3.14 holds for 45 s after
-# the close (it re-arms their heartbeat: see bench/fuzz.py `linger`), the rest message ids
+# the close (it re-arms their heartbeat: see bench/fuzz/config.py `linger`), the rest message ids
 # (kept 10 minutes) and lobby history. Closed sessions never forgotten by the hub, a leak
 # of ~9 KiB per connection, grow 9.4 MiB a round.
 RSS_ROUND_SLACK = 5 * MIB

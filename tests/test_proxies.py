@@ -191,7 +191,7 @@ def test_a_malformed_request_behind_a_trusted_proxy_is_logged_without_an_error()
     routed request has): aiohttp's request for broken HTTP has no route, asking raised
     AssertionError, and every malformed request logged an unhandled exception (the
     fuzz run found it). aiohttp's own traceback for the broken HTTP is the client's
-    doing (bench/fuzz.py tells them apart, as the fuzz test does)."""
+    doing (bench/fuzz/node.py tells them apart, as the fuzz test does)."""
     node = GatewayProcess(None, "--log-level", "INFO", "--trusted-proxies", "127.0.0.1")
     try:
         node.start()

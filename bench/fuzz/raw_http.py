@@ -1,0 +1,123 @@
+"""Raw cases at the HTTP level: broken handshakes, dropped ones, bad REST bodies."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import random
+
+from bench.fuzz.config import FUZZ_API_KEY, Outcome
+from bench.fuzz.raw_frames import RawResult, raw_names
+from bench.fuzz.rawsocket import RawSocket
+from bench.fuzz.run import FuzzRun
+
+
+async def _http(run: FuzzRun, request: bytes, *, drop: str = "") -> Outcome:
+    """Write a (broken) handshake; the HTTP status, or drop the connection half way
+    (`drop` "reset": a TCP reset; "close": a plain close)."""
+    run.report.connections += 1
+    sock = await RawSocket.connect(run.node.port)
+    try:
+        sock.writer.write(request)
+        if drop == "reset":
+            sock.abort()
+        if drop:
+            return "dropped by us"
+        try:
+            return f"http {await sock.status()}"
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return "eof"
+    finally:
+        await sock.close()
+
+
+def _handshake(headers: str) -> bytes:
+    return RawSocket.request("name=fz-http", json_mode=False, headers=headers)
+
+
+async def connect_and_leave(run: FuzzRun, rng: random.Random) -> RawResult:
+    drop = rng.choice(["reset", "close"])
+    return await _http(run, b"", drop=drop), f"TCP connect, nothing sent, then {drop}"
+
+
+async def partial_request(run: FuzzRun, rng: random.Random) -> RawResult:
+    request = RawSocket.request("name=fz-part", json_mode=True)
+    cut = rng.randint(1, len(request) - 1)
+    drop = rng.choice(["reset", "close"])
+    return await _http(run, request[:cut], drop=drop), f"{cut} bytes of the handshake, {drop}"
+
+
+async def drop_before_answer(run: FuzzRun, rng: random.Random) -> RawResult:
+    request = RawSocket.request(f"name=fz-d{next(raw_names)}", json_mode=rng.random() < 0.5)
+    return await _http(run, request, drop="reset"), "the whole handshake, then a reset"
+
+
+async def bad_version(run: FuzzRun, rng: random.Random) -> RawResult:
+    key = base64.b64encode(os.urandom(16)).decode()
+    headers = (
+        f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 8\r\n"
+    )
+    return await _http(run, _handshake(headers)), "Sec-WebSocket-Version: 8"
+
+
+async def no_key(run: FuzzRun, rng: random.Random) -> RawResult:
+    headers = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+    return await _http(run, _handshake(headers)), "no Sec-WebSocket-Key"
+
+
+async def modeless_offer(run: FuzzRun, rng: random.Random) -> RawResult:
+    """chat. subprotocols and no mode, a credential among them: 400 before the upgrade
+    (aiohttp would log the offer whole and go on in text mode)."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    mode = rng.choice(["chat.v2.json", "chat.v1.JSON", "CHAT.V1.TEXT", "chat.", "graphql-ws"])
+    secret = rng.choice(["token", "session"])
+    offer = f"{mode}, chat.{secret}.{rng.randbytes(12).hex()}"
+    headers = (
+        f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: {offer}\r\n"
+    )
+    return await _http(run, _handshake(headers)), f"Sec-WebSocket-Protocol: {mode}, chat.{secret}."
+
+
+async def garbage_request(run: FuzzRun, rng: random.Random) -> RawResult:
+    data = rng.randbytes(rng.randint(1, 200)) + b"\r\n\r\n"
+    return await _http(run, data), f"{len(data)} random bytes as HTTP"
+
+
+async def huge_header(run: FuzzRun, rng: random.Random) -> RawResult:
+    headers = f"X-Fuzz: {'h' * 20000}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    return await _http(run, _handshake(headers)), "a 20 kB header"
+
+
+async def nested_body(run: FuzzRun, rng: random.Random) -> RawResult:
+    """A REST body nested far deeper than any parser's stack (the standard library's
+    raised RecursionError: a 500 and a traceback), with the API key, so it is read."""
+    depth = rng.randint(2_000, 100_000)
+    opener, closer = rng.choice([(b"[", b"]"), (b'{"a":', b"}")])
+    body = opener * depth + (closer * depth if rng.random() < 0.5 else b"")
+    method, path = rng.choice(
+        [("POST", "/api/rooms/lobby/messages"), ("PUT", "/api/rooms/lobby/bans/fz-nested")]
+    )
+    head = (
+        f"{method} {path} HTTP/1.1\r\nHost: fuzz\r\nAuthorization: Bearer {FUZZ_API_KEY}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    return await _http(run, head.encode() + body), f"{method} {path}, a body {depth} deep"
+
+
+async def colonless_header(run: FuzzRun, rng: random.Random) -> RawResult:
+    headers = "Upgrade: websocket\r\nConnection: Upgrade\r\nno colon here\r\n"
+    return await _http(run, _handshake(headers)), "a header line without a colon"
+
+
+async def long_request_line(run: FuzzRun, rng: random.Random) -> RawResult:
+    url = "/ws?session=" + "s" * rng.randint(8200, 20000)
+    return await _http(run, f"GET {url} HTTP/1.1\r\n\r\n".encode()), "a request line over 8 KiB"
+
+
+async def many_headers(run: FuzzRun, rng: random.Random) -> RawResult:
+    headers = "".join(f"X-F{i}: f\r\n" for i in range(rng.randint(101, 300)))
+    return await _http(run, _handshake(headers)), "over 100 header lines"
