@@ -46,7 +46,11 @@ class EventVerdict:
 
     @property
     def ok(self) -> bool:
-        return not (self.lost or self.duplicated or self.reordered or self.unknown or self.presence)
+        """No message event lost, duplicated, reordered or unknown. Presence events are
+        counted and printed but do not fail the run: a Redis restart that makes a live
+        node look dead can leave a client's last presence event a `leave` while it is
+        in the room (a known gap, docs/operations.md)."""
+        return not (self.lost or self.duplicated or self.reordered or self.unknown)
 
     def line(self) -> str:
         return (
