@@ -44,7 +44,7 @@ async def test_the_rest_publish_refuses_bidi_controls(gateway) -> None:
         headers={"Authorization": f"Bearer {API_KEY}"},
     )
     assert response.status == 400
-    assert (await response.json())["error"]["code"] == "bad_frame"
+    assert (await response.json())["error"]["code"] == "bad_request"
 
 
 async def test_marks_and_joiners_stay_allowed(client: TestClient) -> None:

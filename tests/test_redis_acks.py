@@ -44,6 +44,11 @@ async def primary_and_replica() -> AsyncIterator[tuple[RedisServer, RedisServer]
         while primary.client().info("replication").get("slave0", {}).get("state") != "online":
             assert time.monotonic() < deadline, "the replica never connected"
             await asyncio.sleep(0.05)
+        # "online" comes a moment before the replica acknowledges writes (WAIT answers
+        # 0 for about half a second): wait until one write is acknowledged.
+        client = primary.client()
+        while client.set("acked", "1") and client.execute_command("WAIT", 1, 100) < 1:
+            assert time.monotonic() < deadline, "the replica never acknowledged a write"
         yield primary, replica
     finally:
         replica.signal(signal.SIGCONT)
