@@ -17,7 +17,6 @@ from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
-from gateway.broker.redis import RedisBroker
 from gateway.config import Settings
 from tests.backend_app import BackendApp
 
@@ -188,13 +187,7 @@ async def gateway(
 
     async def start(**overrides: Any) -> TestClient:
         settings = replace(TEST_SETTINGS, **overrides)
-        broker = None
-        if broker_kind == "redis":
-            settings, broker = redis_backend.broker(settings, prefix)
-        elif broker_kind == "cluster":
-            cluster = request.getfixturevalue("redis_cluster")
-            settings = replace(settings, redis_url=cluster.url, redis_prefix=prefix)
-            broker = RedisBroker(settings)
+        settings, broker = redis_backend.broker_of(broker_kind, settings, prefix, request)
         client: TestClient = await aiohttp_client(create_app(settings, broker))
         return client
 

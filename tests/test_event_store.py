@@ -40,14 +40,8 @@ async def make_broker(
 
     async def make(node: str = "n1", **overrides: Any) -> Any:
         settings = replace(TEST_SETTINGS, node_id=node, **{**EVENTS, **overrides})
-        broker: Any
-        if broker_kind == "memory":
-            broker = MemoryBroker(settings)
-        elif broker_kind == "redis":
-            settings, broker = redis_backend.broker(settings, prefix)
-        else:
-            cluster = request.getfixturevalue("redis_cluster")
-            broker = RedisBroker(replace(settings, redis_url=cluster.url, redis_prefix=prefix))
+        settings, found = redis_backend.broker_of(broker_kind, settings, prefix, request)
+        broker: Any = found or MemoryBroker(settings)
         await broker.start(BareListener())
         started.append(broker)
         return broker
@@ -230,12 +224,8 @@ async def make_redis(
 
     async def make(node: str = "n1", **overrides: Any) -> RedisBroker:
         settings = replace(TEST_SETTINGS, node_id=node, **{**EVENTS, **overrides})
-        broker: RedisBroker
-        if redis_kind == "redis":
-            settings, broker = redis_backend.broker(settings, prefix)
-        else:
-            cluster = request.getfixturevalue("redis_cluster")
-            broker = RedisBroker(replace(settings, redis_url=cluster.url, redis_prefix=prefix))
+        settings, broker = redis_backend.broker_of(redis_kind, settings, prefix, request)
+        assert broker is not None
         await broker.start(BareListener())
         started.append(broker)
         return broker

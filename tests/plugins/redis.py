@@ -61,6 +61,20 @@ class RedisBackend:
         settings = replace(settings, redis_url="redis://fakeredis", redis_prefix=prefix)
         return settings, RedisBroker(settings, fakeredis.FakeAsyncRedis(server=self.fake))
 
+    def broker_of(
+        self, kind: str, settings: Settings, prefix: str, request: pytest.FixtureRequest
+    ) -> tuple[Settings, RedisBroker | None]:
+        """Settings and a broker for one node of `broker_kind` `kind` under `prefix`:
+        this backend ("redis"), the session's Redis Cluster ("cluster"), or None for the
+        in-process broker ("memory": the caller makes its own)."""
+        if kind == "redis":
+            return self.broker(settings, prefix)
+        if kind == "cluster":
+            cluster = request.getfixturevalue("redis_cluster")
+            settings = replace(settings, redis_url=cluster.url, redis_prefix=prefix)
+            return settings, RedisBroker(settings)
+        return settings, None
+
     def client(self) -> redis.Redis:
         """A plain synchronous client of this backend, for the tests' own checks."""
         if self.server is not None:
