@@ -8,18 +8,20 @@ connection per shard (`ShardedSubscriber`), named in CLIENT LIST after the node.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from gateway.broker.redis.client import RedisClient, as_cluster
 from gateway.broker.redis.cluster import ShardedSubscriber
 from gateway.broker.redis.keys import Keys
 from gateway.broker.redis.subscriber import Subscriber
 from gateway.redis_url import cluster_credentials
 
 MAX_REDIS_CONNECTIONS = 100
+
+NodeSubscriber = Subscriber | ShardedSubscriber  # the node's subscription, either kind
 
 
 def connect(url: str) -> Redis:
@@ -46,7 +48,7 @@ def client_name(text: str) -> str:
 
 
 def node_subscriber(
-    redis: Any,
+    redis: RedisClient,
     keys: Keys,
     node: str,
     url: str,
@@ -55,13 +57,13 @@ def node_subscriber(
     *,
     probe_interval: float,
     sharded: bool,
-) -> Subscriber | ShardedSubscriber:
+) -> NodeSubscriber:
     """Node `node`'s subscription: on a cluster one per shard primary, probed on channels
     of its own (one in each shard's slots); else one, on `redis`'s own pool."""
     if sharded:
         plain_id = node.replace("{", "(").replace("}", ")")  # its tag picks the slot
         return ShardedSubscriber(
-            redis,
+            as_cluster(redis),
             f"{keys.prefix}ch:probe:{plain_id}",
             on_message,
             on_reconnect,
@@ -78,7 +80,7 @@ def node_subscriber(
     )
 
 
-def redis_address(redis: Any) -> str:
+def redis_address(redis: object) -> str:
     """The "host:port" (or socket path) a plain Redis client connects to."""
     kwargs = getattr(getattr(redis, "connection_pool", None), "connection_kwargs", {})
     if "path" in kwargs:
