@@ -13,9 +13,9 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from gateway.broker.redis.client import RedisClient, as_cluster
+from gateway.broker.redis.client import as_cluster
 from gateway.broker.redis.cluster import ShardedSubscriber
-from gateway.broker.redis.keys import Keys
+from gateway.broker.redis.context import RedisContext
 from gateway.broker.redis.subscriber import Subscriber
 from gateway.redis_url import cluster_credentials
 
@@ -48,22 +48,20 @@ def client_name(text: str) -> str:
 
 
 def node_subscriber(
-    redis: RedisClient,
-    keys: Keys,
-    node: str,
+    context: RedisContext,
     url: str,
     on_message: Callable[[str, bytes], None],
     on_reconnect: Callable[[frozenset[str]], Awaitable[None]],
     *,
     probe_interval: float,
-    sharded: bool,
 ) -> NodeSubscriber:
-    """Node `node`'s subscription: on a cluster one per shard primary, probed on channels
-    of its own (one in each shard's slots); else one, on `redis`'s own pool."""
-    if sharded:
+    """The context's node's subscription: on a cluster one per shard primary, probed on
+    channels of its own (one in each shard's slots); else one, on the client's own pool."""
+    keys, node = context.keys, context.node
+    if context.sharded:
         plain_id = node.replace("{", "(").replace("}", ")")  # its tag picks the slot
         return ShardedSubscriber(
-            as_cluster(redis),
+            as_cluster(context.redis),
             f"{keys.prefix}ch:probe:{plain_id}",
             on_message,
             on_reconnect,
@@ -72,7 +70,7 @@ def node_subscriber(
             credentials=cluster_credentials(url),
         )
     return Subscriber(
-        redis,  # the client's own pool: a plain Redis
+        context.redis,  # the client's own pool: a plain Redis
         keys.node_channel(node),
         on_message,
         on_reconnect,
