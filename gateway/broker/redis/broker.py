@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from typing import Any
 
 from redis.asyncio import Redis
 
@@ -31,6 +30,7 @@ from gateway.broker.base import (
     Replay,
     UserPlaces,
 )
+from gateway.broker.redis.client import as_client
 from gateway.broker.redis.cluster import ShardedSubscriber, connect_cluster
 from gateway.broker.redis.connect import connect, redis_address
 from gateway.broker.redis.console import Console
@@ -59,21 +59,19 @@ class RedisBroker:
         self._settings = settings
         url = settings.redis_url or ""
         sharded = url.startswith(CLUSTER_SCHEME)  # a Redis Cluster, with sharded pub/sub
-        # redis-py's reply types are unions of everything; replies are parsed by hand.
-        self._redis: Any = redis
         if redis is None:
-            self._redis = connect_cluster(url) if sharded else connect(url)
+            self._redis = as_client(connect_cluster(url) if sharded else connect(url))
+        else:
+            self._redis = as_client(redis)
         self._node = settings.node_id
         ctx = RedisContext.for_url(self._redis, settings.redis_prefix, self._node, sharded=sharded)
         self._keys = ctx.keys
-        self._history = RoomHistory(self._redis, self._keys, settings.history_size)
+        self._history = RoomHistory(ctx, settings.history_size)
         # With --events-url: every event stored in the same script as what it tells of.
         self.events: RedisEventLog | None = None
         if settings.events_url:
             self.events = RedisEventLog(ctx, settings.events_backlog)
-        self._replicas = ReplicaWaits(
-            self._redis, settings.ack_replicas, settings.redis_ack_timeout, sharded=sharded
-        )
+        self._replicas = ReplicaWaits(ctx, settings.ack_replicas, settings.redis_ack_timeout)
         self._listener: BrokerListener | None = None
         self._liveness = Liveness(ctx, settings, self.reregister, self.events)
         self._live = LiveRooms(

@@ -57,7 +57,7 @@ def connect_cluster(url: str) -> RedisCluster:
     )
 
 
-async def read_shards(cluster: Any) -> dict[tuple[str, int], list[tuple[int, int]]]:
+async def read_shards(cluster: RedisCluster) -> dict[tuple[str, int], list[tuple[int, int]]]:
     """Each shard primary's address and slot ranges, from CLUSTER SLOTS on the first
     node that answers (one may be down: that is often why the map is read)."""
     failure: Exception = ConnectionError("no cluster node known")
@@ -108,7 +108,7 @@ class ShardedSubscriber:
 
     def __init__(
         self,
-        cluster: Any,
+        cluster: RedisCluster,
         probe_base: str,
         on_message: Callable[[str, bytes], None],
         on_reconnect: Callable[[frozenset[str]], Awaitable[None]],

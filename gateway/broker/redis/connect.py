@@ -8,18 +8,20 @@ connection per shard (`ShardedSubscriber`), named in CLIENT LIST after the node.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from gateway.broker.redis.client import as_cluster
 from gateway.broker.redis.cluster import ShardedSubscriber
-from gateway.broker.redis.keys import Keys
+from gateway.broker.redis.context import RedisContext
 from gateway.broker.redis.subscriber import Subscriber
 from gateway.redis_url import cluster_credentials
 
 MAX_REDIS_CONNECTIONS = 100
+
+NodeSubscriber = Subscriber | ShardedSubscriber  # the node's subscription, either kind
 
 
 def connect(url: str) -> Redis:
@@ -46,22 +48,20 @@ def client_name(text: str) -> str:
 
 
 def node_subscriber(
-    redis: Any,
-    keys: Keys,
-    node: str,
+    context: RedisContext,
     url: str,
     on_message: Callable[[str, bytes], None],
     on_reconnect: Callable[[frozenset[str]], Awaitable[None]],
     *,
     probe_interval: float,
-    sharded: bool,
-) -> Subscriber | ShardedSubscriber:
-    """Node `node`'s subscription: on a cluster one per shard primary, probed on channels
-    of its own (one in each shard's slots); else one, on `redis`'s own pool."""
-    if sharded:
+) -> NodeSubscriber:
+    """The context's node's subscription: on a cluster one per shard primary, probed on
+    channels of its own (one in each shard's slots); else one, on the client's own pool."""
+    keys, node = context.keys, context.node
+    if context.sharded:
         plain_id = node.replace("{", "(").replace("}", ")")  # its tag picks the slot
         return ShardedSubscriber(
-            redis,
+            as_cluster(context.redis),
             f"{keys.prefix}ch:probe:{plain_id}",
             on_message,
             on_reconnect,
@@ -70,7 +70,7 @@ def node_subscriber(
             credentials=cluster_credentials(url),
         )
     return Subscriber(
-        redis,  # the client's own pool: a plain Redis
+        context.redis,  # the client's own pool: a plain Redis
         keys.node_channel(node),
         on_message,
         on_reconnect,
@@ -78,7 +78,7 @@ def node_subscriber(
     )
 
 
-def redis_address(redis: Any) -> str:
+def redis_address(redis: object) -> str:
     """The "host:port" (or socket path) a plain Redis client connects to."""
     kwargs = getattr(getattr(redis, "connection_pool", None), "connection_kwargs", {})
     if "path" in kwargs:

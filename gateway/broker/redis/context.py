@@ -7,8 +7,8 @@ client, key layout, node id and publish command passed one by one to every const
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
+from gateway.broker.redis.client import RedisClient
 from gateway.broker.redis.keys import Keys
 
 
@@ -16,14 +16,13 @@ from gateway.broker.redis.keys import Keys
 class RedisContext:
     """The shared facts of one node's Redis broker."""
 
-    # redis-py's reply types are unions of everything; replies are parsed by hand.
-    redis: Any
+    redis: RedisClient  # the commands the parts send (client.py)
     keys: Keys
     node: str  # this node's id
     publish: str  # PUBLISH, or SPUBLISH on a Redis Cluster (sharded pub/sub)
     sharded: bool  # a Redis Cluster: one subscription per shard, hash-tagged hints
 
     @classmethod
-    def for_url(cls, redis: Any, prefix: str, node: str, *, sharded: bool) -> RedisContext:
+    def for_url(cls, redis: RedisClient, prefix: str, node: str, *, sharded: bool) -> RedisContext:
         """The context for a client of a plain Redis or (sharded) of a Redis Cluster."""
         return cls(redis, Keys(prefix), node, "SPUBLISH" if sharded else "PUBLISH", sharded)

@@ -29,6 +29,7 @@ from gateway.broker.event_log import (
     partition_of,
 )
 from gateway.broker.redis import scripts
+from gateway.broker.redis.client import RedisClient
 from gateway.broker.redis.context import RedisContext
 from gateway.broker.redis.errors import REDIS_ERRORS
 from gateway.broker.redis.event_scripts import (
@@ -198,7 +199,7 @@ class EventScript:
     """A write script that stores an event when given one (`events` is on), else runs
     plain: with events off its callers pass none, and it costs nothing more."""
 
-    def __init__(self, redis: Any, body: str, events: RedisEventLog | None) -> None:
+    def __init__(self, redis: RedisClient, body: str, events: RedisEventLog | None) -> None:
         self._events = events
         self.plain = Lua(redis, plain(body))
         self._stored = Lua(redis, with_events(body)) if events is not None else None

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
+from gateway.broker.redis.context import RedisContext
 from gateway.broker.redis.errors import REDIS_ERRORS
-from gateway.broker.redis.keys import Keys
 from gateway.broker.redis.reaper import KINDS, Reaper
 
 log = logging.getLogger(__name__)
@@ -27,10 +26,10 @@ HANDED_OVER = b"handover"  # the heartbeat key's value while a stopped node's gr
 class FormerRun:
     """The leftovers of this node id's former run: read once, then cleared one by one."""
 
-    def __init__(self, redis: Any, keys: Keys, node: str, reaper: Reaper, timeout: float) -> None:
-        self._redis = redis
-        self._keys = keys
-        self._node = node
+    def __init__(self, context: RedisContext, reaper: Reaper, timeout: float) -> None:
+        self._redis = context.redis
+        self._keys = context.keys
+        self._node = context.node
         self._reaper = reaper
         self._timeout = timeout  # the presence timeout: the longest handover to wait for
         self._left: set[tuple[str, str]] | None = None  # (kind, value); None: not read yet

@@ -7,13 +7,11 @@ offset is then foreign: `recovered` false, never a wrong place).
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 
 from gateway.broker.base import Replay
+from gateway.broker.redis.context import RedisContext
 from gateway.broker.redis.errors import unavailable_on_error
-from gateway.broker.redis.keys import Keys
 from gateway.events import Message
 from gateway.offsets import parse_offset
 
@@ -67,9 +65,9 @@ def merge_log(
 class RoomHistory:
     """History, replay and positions of rooms, read from their streams."""
 
-    def __init__(self, redis: Any, keys: Keys, history_size: int) -> None:
-        self._redis = redis
-        self._keys = keys
+    def __init__(self, context: RedisContext, history_size: int) -> None:
+        self._redis = context.redis
+        self._keys = context.keys
         self._size = history_size  # the room keeps the newest this many offsets
 
     async def position(self, room: str) -> tuple[str, int] | None:
@@ -98,7 +96,7 @@ class RoomHistory:
         self,
         room: str,
         meta: list[bytes | None],
-        entries: list[Any],
+        entries: list[tuple[bytes, dict[bytes, bytes]]],  # XRANGE: (id, fields)
         deleted: dict[bytes, bytes],
         bounds: tuple[str, str],
         count: int | None,

@@ -51,14 +51,11 @@ class LiveRooms:
         self.listener: BrokerListener | None = None  # set when the broker starts
         self._rooms: dict[str, tuple[str, int] | None] = {}  # room -> last delivered position
         self.subscriber = node_subscriber(
-            redis,
-            keys,
-            context.node,
+            context,
             settings.redis_url or "",
             self._on_channel_message,
             self._after_reconnect,
             probe_interval=settings.probe_interval,
-            sharded=context.sharded,
         )
 
     async def subscribe(self, room: str) -> None:

@@ -50,8 +50,8 @@ class Liveness:
         on_lost: Callable[[bool], Awaitable[bool]],
         events: RedisEventLog | None = None,
     ) -> None:
-        redis = self._redis = context.redis
-        keys = self._keys = context.keys
+        self._redis = context.redis
+        self._keys = context.keys
         self._node = context.node
         self._timeout = settings.presence_timeout
         # A handed-over node is reaped by the first beat after its grace period: beat
@@ -62,8 +62,8 @@ class Liveness:
         # beat of another node reaps it, at the latest, when the presence timeout ends.
         self._ttl = max(self._timeout - self._interval, 2 * self._interval)
         self._on_lost = on_lost  # re-register (True: announce joins); whether all went back
-        self._reaper = Reaper(redis, keys, context.publish, events)
-        self._former = FormerRun(redis, keys, self._node, self._reaper, self._timeout)
+        self._reaper = Reaper(context, events)
+        self._former = FormerRun(context, self._reaper, self._timeout)
         self._alive_once = False  # the heartbeat was written by this run
         self._listed_once = False  # this run listed itself in `P nodes`
         self._lost: bool | None = None  # a re-registration owed: whether to announce joins

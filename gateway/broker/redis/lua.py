@@ -16,13 +16,15 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
+from gateway.broker.redis.client import RedisClient
+
 
 class Lua:
     """One script, callable as `await script(keys=[...], args=[...])`."""
 
     __slots__ = ("_redis", "_sha", "_source")
 
-    def __init__(self, redis: Any, source: str) -> None:
+    def __init__(self, redis: RedisClient, source: str) -> None:
         self._redis = redis
         self._source = source
         self._sha = hashlib.sha1(source.encode()).hexdigest()

@@ -24,6 +24,7 @@ import orjson
 from gateway.broker.base import NameTaken, RecipientBusy
 from gateway.broker.event_bodies import dm_event
 from gateway.broker.redis import scripts
+from gateway.broker.redis.connect import NodeSubscriber
 from gateway.broker.redis.context import RedisContext
 from gateway.broker.redis.errors import REDIS_ERRORS, unavailable_on_error
 from gateway.broker.redis.event_log import EventScript, RedisEventLog
@@ -42,7 +43,7 @@ class Names:
     def __init__(
         self,
         context: RedisContext,
-        subscriber: Any,
+        subscriber: NodeSubscriber,
         on_kick: Callable[[str], None],
         settle: Callable[[str], Awaitable[None]],
         dm_budget: tuple[float, int],

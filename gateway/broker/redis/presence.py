@@ -59,6 +59,7 @@ class RedisPresence:
     async def add(self, room: str, name: str, *, announce: bool = False) -> bool:
         """`name` present in `room` through this node; whether it was new everywhere."""
         key = name_key(name)
+        added: int | list[bytes]  # 1 if new everywhere, else 0; [the ban] if banned there
         added = await self._call(self._add, room, key, name, "join" if announce else "", ban=True)
         if isinstance(added, list):
             raise Banned.parse(room, added[0])
@@ -71,6 +72,7 @@ class RedisPresence:
         fails is retried by the next `restore`."""
         key = name_key(name)
         display = self._present.pop((room, key), name)
+        removed: int  # 1 if it left everywhere, else 0
         try:
             removed = await self._call(
                 self._remove, room, key, display, "leave" if announce else ""
@@ -164,7 +166,7 @@ class RedisPresence:
 
     async def _call(
         self,
-        script: Any,
+        script: EventScript,
         room: str,
         key: str,
         display: str,

@@ -15,14 +15,13 @@ expired, before any reaper came by, leaves the same mark (`names`).
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from gateway.broker.event_bodies import now_ms
 from gateway.broker.redis import scripts
+from gateway.broker.redis.context import RedisContext
 from gateway.broker.redis.errors import REDIS_ERRORS
 from gateway.broker.redis.event_log import EventScript, RedisEventLog
 from gateway.broker.redis.event_scripts import open_event
-from gateway.broker.redis.keys import Keys
 from gateway.broker.redis.lua import Lua
 
 log = logging.getLogger(__name__)
@@ -34,12 +33,10 @@ KINDS = ("rooms", "names")  # the two indexes of a node
 class Reaper:
     """Removes dead nodes' entries; shared by the heartbeat and a node's own restart."""
 
-    def __init__(
-        self, redis: Any, keys: Keys, publish_command: str, events: RedisEventLog | None = None
-    ) -> None:
-        self._redis = redis
-        self._keys = keys
-        self._pub = publish_command
+    def __init__(self, context: RedisContext, events: RedisEventLog | None = None) -> None:
+        redis = self._redis = context.redis
+        self._keys = context.keys
+        self._pub = context.publish
         self._events = events  # each leave stored for the application, with events on
         self._reap_room = EventScript(redis, scripts.REAP_ROOM, events)
         self._reap_name = Lua(redis, scripts.REAP_NAME)

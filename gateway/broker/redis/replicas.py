@@ -25,6 +25,8 @@ from typing import Any
 from redis.asyncio.cluster import PipelineCommand
 from redis.exceptions import AskError, MovedError, NoScriptError, ResponseError
 
+from gateway.broker.redis.client import as_cluster
+from gateway.broker.redis.context import RedisContext
 from gateway.broker.redis.lua import Lua
 from gateway.errors import NotReplicated
 
@@ -35,11 +37,11 @@ RECHECK_SECONDS = 10.0  # how long a replica count is trusted (auto)
 class ReplicaWaits:
     """Runs a write script and, when replicas are to be waited for, its WAIT."""
 
-    def __init__(self, redis: Any, wanted: int, timeout: float, *, sharded: bool) -> None:
-        self._redis = redis
+    def __init__(self, context: RedisContext, wanted: int, timeout: float) -> None:
+        self._redis = context.redis
         self._wanted = wanted
         self._timeout_ms = max(1, int(timeout * 1000))
-        self._sharded = sharded
+        self._sharded = context.sharded
         # auto: each primary's ("host:port"; "" on a single Redis) online replicas, and
         # when they were counted
         self._replicas: dict[str, tuple[float, int]] = {}
@@ -61,7 +63,7 @@ class ReplicaWaits:
     async def _wanted_for(self, key: Any) -> int:
         if self._wanted != AUTO:
             return self._wanted
-        node = self._redis.get_node_from_key(key) if self._sharded else None
+        node = as_cluster(self._redis).get_node_from_key(key) if self._sharded else None
         name = "" if node is None else node.name
         now = time.monotonic()
         seen_at, online = self._replicas.get(name, (float("-inf"), 0))
@@ -98,7 +100,8 @@ class ReplicaWaits:
                 for command in commands:
                     pipe.execute_command(*command)
                 return list(await pipe.execute(raise_on_error=False))
-        node = self._redis.get_node_from_key(key)
+        node = as_cluster(self._redis).get_node_from_key(key)
+        assert node is not None  # None only for a replica: a slot not covered raises
         sent = [PipelineCommand(i, *command) for i, command in enumerate(commands)]
         await node.execute_pipeline(sent)
         replies = [command.result for command in sent]
@@ -106,7 +109,7 @@ class ReplicaWaits:
         if moved is not None:
             # The slot lives elsewhere now: learn where, and let the sender try again
             # (a dead primary is learnt of by the client's other commands).
-            await self._redis.nodes_manager.move_slot(moved)
+            await as_cluster(self._redis).nodes_manager.move_slot(moved)
         return replies
 
 

@@ -23,11 +23,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.crc import key_slot
 
 from gateway.broker.redis import subscription_actions as act
+from gateway.broker.redis.client import SubscriptionClient
 from gateway.broker.redis.errors import REDIS_ERRORS
 from gateway.broker.redis.kinds import Kind
 from gateway.broker.redis.subscription import Subscription
@@ -45,7 +45,7 @@ class Subscriber:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: SubscriptionClient,
         probe_channel: str,
         on_message: Callable[[str, bytes], None],
         on_reconnect: Callable[[frozenset[str]], Awaitable[None]],
