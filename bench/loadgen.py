@@ -40,7 +40,7 @@ SPARE_FDS = 200  # beside the clients' sockets: Python's own files, /proc reads,
 def sockets(spec: Spec) -> int:
     """How many client sockets `spec`'s scenario holds at once, at most."""
     z = spec.sizes
-    s5 = {"s5": z.s5_clients, "s5big": z.s5_big_clients, "s5drain": z.s5_big_clients}
+    s5 = {"s5": z.s5_clients, "s5big": z.s5_big_clients, "s5drain": z.s5_drain_clients}
     if spec.scenario in s5:
         clients = s5[spec.scenario]
         return clients + -(-clients // z.s5_room_size)  # the senders, one per room

@@ -10,8 +10,8 @@ markdown table (printed, and written beside the JSON) with medians, ranges and r
     .venv/bin/python -m bench.run --peers gateway --scenarios s1,s3 --s1-receivers 1000
     .venv/bin/python -m bench.run --peers gateway --scenarios s3,s3big --repetitions 1
 
-The scenarios at scale (S3 with 18,000 connections, S5 with 10,000 clients killed and
-drained) run in the first repetition only (--big-repetitions), on the gateway alone.
+The scenarios at scale (S3 with 18,000 connections, S5 with 10,000 clients) and S5
+through a drain run in the first repetition only (--big-repetitions), on the gateway alone.
 """
 
 from __future__ import annotations
@@ -187,6 +187,7 @@ def one_run(
                 *backend_flags,
                 *drain,
             ),
+            kill_nodes=scenario in SCALE_BASE,
         ) as cluster,
     ):
         spec = Spec(

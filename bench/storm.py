@@ -7,7 +7,7 @@ S5 kills a node under its clients (SIGKILL, no warning) and times their resume o
 another node, while messages keep coming to their rooms; not one may be lost or
 doubled. S5 at scale does it with `s5_big_clients`, and S5 through a drain stops the
 node with SIGTERM instead (it closes its connections with 1001 over
-`s5_drain_seconds`).
+`s5_drain_seconds`), with `s5_drain_clients`.
 """
 
 from __future__ import annotations
@@ -115,9 +115,9 @@ async def s5_big(spec: Spec) -> dict[str, Any]:
 
 
 async def s5_drain(spec: Spec) -> dict[str, Any]:
-    """S5 through a drain: `s5_big_clients` on node A, which is stopped with SIGTERM (the
+    """S5 through a drain: `s5_drain_clients` on node A, which is stopped with SIGTERM (the
     orchestrator started it with `--drain-seconds s5_drain_seconds`)."""
-    return await _storm(spec, spec.sizes.s5_big_clients, signal.SIGTERM)
+    return await _storm(spec, spec.sizes.s5_drain_clients, signal.SIGTERM)
 
 
 async def _storm(spec: Spec, count: int, stop: signal.Signals) -> dict[str, Any]:

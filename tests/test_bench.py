@@ -61,6 +61,8 @@ TINY = [
     "60",
     "--s5-big-clients",
     "40",
+    "--s5-drain-clients",
+    "30",
     "--s5-drain-seconds",
     "0.3",
     "--drain-timeout",
