@@ -5,7 +5,9 @@ itself to the cores the spec names, runs the scenario with raw WebSocket clients
 (tooling/wsclient.py) on uvloop where it is installed (it halves what a client costs the
 load generator, mostly its reads) or asyncio's own loop, and writes the outcome as one
 JSON line on stdout. Its connections
-close when it exits. Progress and errors go to stderr.
+close when it exits. Progress and errors go to stderr. It holds every client socket of
+its scenario (18,000 in S3 at scale): it raises its open-files limit that far, up to the
+hard limit, or fails at once saying so.
 """
 
 from __future__ import annotations

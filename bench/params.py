@@ -33,8 +33,7 @@ GATEWAY_ONLY = {"s3big": AT_SCALE, "s5": NO_RESUME, "s5big": NO_RESUME, "s5drain
 # only, and what each is compared with (the gateway's run of it in the same repetition)
 SCALE_BASE = {"s3big": "s3", "s5big": "s5", "s5drain": "s5"}
 SHORT = {"s3": "S3", "s5": "S5"}  # in a column's head
-# the storms: node A (node 0) stops on purpose, with this signal
-STORMS = {"s5": "SIGKILL", "s5big": "SIGKILL", "s5drain": "SIGTERM"}
+STORMS = ("s5", "s5big", "s5drain")  # node A (node 0) is killed or drained on purpose
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ gateway, ...): start a Redis of its own and N nodes on the servers' core, run on
 load-generator process on the other core (bench/loadgen.py), stop everything. Then a
 markdown table (printed, and written beside the JSON) with medians, ranges and ratios.
 
-    .venv/bin/python -m bench.run                  # everything, ~10 minutes on 2 cores
+    .venv/bin/python -m bench.run                  # everything, ~12 minutes on 2 cores
     .venv/bin/python -m bench.run --quick          # a smoke run of a few seconds a scenario
     .venv/bin/python -m bench.run --peers gateway --scenarios s1,s3 --s1-receivers 1000
     .venv/bin/python -m bench.run --peers gateway --scenarios s3,s3big --repetitions 1
