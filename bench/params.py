@@ -11,18 +11,29 @@ import argparse
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-SCENARIOS = ("s1", "s2", "s3", "s4", "s5")
+SCENARIOS = ("s1", "s2", "s3", "s3big", "s4", "s5", "s5big", "s5drain")
 TITLES = {
     "s1": "S1 saturation: one room, senders with a window of messages in flight",
     "s2": "S2 fixed load: one room, paced messages",
-    "s3": "S3 idle connections to one node",
+    "s3": "S3 idle connections to one node",  # the titles are formatted with the Sizes
+    "s3big": "S3 at scale: {s3_big_connections:,} idle connections to one node",
     "s4": "S4 many small rooms",
     "s5": "S5 reconnect storm: node A killed, its clients resume on node B",
+    "s5big": "S5 at scale: node A killed under {s5_big_clients:,} clients",
+    "s5drain": "S5 through a drain: node A stopped with SIGTERM under {s5_drain_clients:,} "
+    "clients, drained over {s5_drain_seconds:g} s",
 }
-GATEWAY_ONLY = {
-    "s5": "the peers have no resume from an offset (Socket.IO's connection "
+NO_RESUME = (
+    "the peers have no resume from an offset (Socket.IO's connection "
     "state recovery needs another adapter), so S5 runs on the gateway only"
-}
+)
+AT_SCALE = "the peers are left out at this size, to keep make bench short: S3 compares them"
+GATEWAY_ONLY = {"s3big": AT_SCALE, "s5": NO_RESUME, "s5big": NO_RESUME, "s5drain": NO_RESUME}
+# the scenarios at scale (and the drain), run in the first --big-repetitions repetitions
+# only, and what each is compared with (the gateway's run of it in the same repetition)
+SCALE_BASE = {"s3big": "s3", "s5big": "s5", "s5drain": "s5"}
+SHORT = {"s3": "S3", "s5": "S5"}  # in a column's head
+STORMS = ("s5", "s5big", "s5drain")  # node A (node 0) is killed or drained on purpose
 
 
 @dataclass(frozen=True)
@@ -49,6 +60,11 @@ class Sizes:
     s5_room_size: int = 20
     s5_rate: float = 200.0  # messages per second over all the rooms, sent from node B
     s5_after: float = 1.0  # seconds of sending after the last client resumed
+    s3_big_connections: int = 18000  # S3 at scale (one load-generator process holds them:
+    # mind its file descriptors, `ulimit -n`)
+    s5_big_clients: int = 10000  # S5 at scale; the same rooms of 20, the same rate
+    s5_drain_clients: int = 2000  # S5 through a drain (10,000 adds about 2 minutes)
+    s5_drain_seconds: float = 10.0  # node A's --drain-seconds there (the gateway's default)
     drain_timeout: float = 20.0  # most a run waits for the last deliveries after sending
 
     def describe(self) -> dict[str, Any]:
@@ -73,6 +89,10 @@ QUICK = Sizes(
     s5_room_size=10,
     s5_rate=60.0,
     s5_after=0.3,
+    s3_big_connections=300,
+    s5_big_clients=150,
+    s5_drain_clients=60,
+    s5_drain_seconds=0.5,
     drain_timeout=10.0,
 )
 

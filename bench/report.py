@@ -3,7 +3,10 @@
 Input is every run's outcome ({"rep", "scenario", "peer", "outcome"}); output is one
 JSON document (everything, runs included) and a markdown page with one table per
 scenario. A ratio is taken within one repetition (the two servers ran minutes apart
-at most, on the same machine), then its median and range over the repetitions.
+at most, on the same machine), then its median and range over the repetitions. A
+scenario at scale (S3 with 18,000 connections, ...) also has its ratio to the smaller
+one (bench.params.SCALE_BASE) in the same repetition, and says whether what should stay
+flat did (within FLAT).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from bench.params import GATEWAY_ONLY, TITLES
+from bench.params import GATEWAY_ONLY, SCALE_BASE, SHORT, TITLES
 
 BASELINE = "socketio"
 PEER_NAMES = {"gateway": "gateway", "socketio": "python-socketio", "node": "Node socket.io"}
@@ -42,6 +45,10 @@ FIGURES: dict[str, tuple[str, str]] = {
     "loadgen_core_share": ("load-generator core busy", ".0%"),
 }
 SATURATED = 0.9  # a load generator this busy may have been the bottleneck
+FLAT = 0.10  # at scale, a per-connection cost within 10 % of the smaller run's is flat
+FLAT_FIGURES = {"s3big": ("server_cpu_us_per_connection", "rss_kib_per_connection")}
+# (S5's CPU per resume is not expected flat: a client that waits longer to resume has
+# more to replay)
 
 
 def spread(values: Sequence[float]) -> dict[str, float] | None:
@@ -54,6 +61,23 @@ def spread(values: Sequence[float]) -> dict[str, float] | None:
 def _figure(run: dict[str, Any], name: str) -> float | None:
     value = run["outcome"].get("figures", {}).get(name)
     return float(value) if isinstance(value, int | float) else None
+
+
+def _ratios(
+    mine: list[dict[str, Any]], base: dict[int, dict[str, Any]], name: str
+) -> dict[str, float] | None:
+    """The spread of `name`'s ratio, each run to the `base` run of its repetition."""
+    pairs = [(_figure(r, name), _figure(base[r["rep"]], name)) for r in mine if r["rep"] in base]
+    return spread([a / b for a, b in pairs if a is not None and b])
+
+
+def _runs_of(runs: list[dict[str, Any]], scenario: str, peer: str) -> dict[int, dict[str, Any]]:
+    """`peer`'s measured runs of `scenario`, by repetition."""
+    return {
+        r["rep"]: r
+        for r in runs
+        if r["scenario"] == scenario and r["peer"] == peer and "skipped" not in r["outcome"]
+    }
 
 
 def summarize(
@@ -71,29 +95,22 @@ def summarize(
             if skipped:
                 table[peer] = {"skipped": skipped[0]}
                 continue
-            base = {
-                r["rep"]: r
-                for r in runs
-                if r["scenario"] == scenario
-                and r["peer"] == BASELINE
-                and "skipped" not in r["outcome"]
-            }
-            figures, ratios = {}, {}
+            base = _runs_of(runs, scenario, BASELINE)
+            smaller = _runs_of(runs, SCALE_BASE.get(scenario, ""), peer)
+            figures, ratios, scale = {}, {}, {}
             for name in FIGURES:
                 values = [v for r in mine if (v := _figure(r, name)) is not None]
                 if not values:
                     continue
                 figures[name] = spread(values)
-                pairs = [
-                    (_figure(r, name), _figure(base[r["rep"]], name))
-                    for r in mine
-                    if r["rep"] in base
-                ]
-                ratios[name] = spread([a / b for a, b in pairs if a is not None and b])
+                ratios[name] = _ratios(mine, base, name)
+                if smaller:
+                    scale[name] = _ratios(mine, smaller, name)
             invalid = [r["rep"] for r in mine if not r["outcome"].get("valid")]
             table[peer] = {
                 "figures": figures,
                 "ratio_to_socketio": ratios,
+                **({"ratio_to_smaller": scale} if scale else {}),
                 "runs": len(mine),
                 "invalid_reps": invalid,
                 "problems": [p for r in mine for p in r["outcome"].get("problems", [])][:10],
@@ -139,7 +156,7 @@ def markdown(doc: dict[str, Any]) -> str:
     ]
     lines += [f"- {note}" for note in run["notes"]]
     for scenario, table in doc["summary"].items():
-        lines += ["", f"## {TITLES[scenario]}", ""]
+        lines += ["", f"## {TITLES[scenario].format(**run['sizes'])}", ""]
         if scenario in GATEWAY_ONLY:
             lines.append(f"({GATEWAY_ONLY[scenario]})")
             lines.append("")
@@ -151,10 +168,13 @@ def markdown(doc: dict[str, Any]) -> str:
         if not measured:
             continue
         ratio_peers = [p for p in measured if p != BASELINE and BASELINE in measured]
+        scaled = [p for p in measured if "ratio_to_smaller" in table[p]]
+        smaller = SHORT.get(SCALE_BASE.get(scenario, ""), "")
         head = [
             "figure",
             *(PEER_NAMES[p] for p in measured),
             *(f"{PEER_NAMES[p]} / python-socketio" for p in ratio_peers),
+            *(f"{PEER_NAMES[p]} / {smaller}" for p in scaled),
         ]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for name, (label, fmt) in FIGURES.items():
@@ -162,6 +182,7 @@ def markdown(doc: dict[str, Any]) -> str:
                 continue
             cells = [_cell(table[p]["figures"].get(name), fmt) for p in measured]
             cells += [_ratio(table[p]["ratio_to_socketio"].get(name)) for p in ratio_peers]
+            cells += [_ratio(table[p]["ratio_to_smaller"].get(name)) for p in scaled]
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         verdicts = []
         for p in measured:
@@ -169,7 +190,9 @@ def markdown(doc: dict[str, Any]) -> str:
             verdicts.append(
                 f"INVALID in rep {bad}" if bad else f"valid {table[p]['runs']}/{table[p]['runs']}"
             )
-        lines.append("| correctness | " + " | ".join(verdicts) + " |" + " |" * len(ratio_peers))
+        extra = len(ratio_peers) + len(scaled)
+        lines.append("| correctness | " + " | ".join(verdicts) + " |" + " |" * extra)
+        lines += [f for p in scaled if (f := _flatness(scenario, PEER_NAMES[p], table[p]))]
         for p in measured:
             share = table[p]["figures"].get("loadgen_core_share")
             if share and share["max"] >= SATURATED:
@@ -182,3 +205,20 @@ def markdown(doc: dict[str, Any]) -> str:
         notes = sorted({n for p in measured for n in table[p]["notes"]})
         lines += [""] + [f"_{n}_" for n in notes]
     return "\n".join(lines) + "\n"
+
+
+def _flatness(scenario: str, name: str, entry: dict[str, Any]) -> str:
+    """Whether `scenario`'s per-connection costs stayed within FLAT of the smaller run's."""
+    smaller = SHORT[SCALE_BASE[scenario]]
+    said = []
+    for figure in FLAT_FIGURES.get(scenario, ()):
+        ratio = entry["ratio_to_smaller"].get(figure)
+        if ratio is None:
+            continue
+        verdict = "flat"
+        if ratio["median"] > 1 + FLAT:
+            verdict = f"NOT flat (over {FLAT:.0%} above {smaller})"
+        elif ratio["median"] < 1 - FLAT:
+            verdict = f"cheaper than {smaller}"
+        said.append(f"{FIGURES[figure][0]} {ratio['median']:.2f}x {smaller}: {verdict}")
+    return f"\n{name} at scale: " + "; ".join(said) + "." if said else ""

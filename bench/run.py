@@ -5,9 +5,13 @@ gateway, ...): start a Redis of its own and N nodes on the servers' core, run on
 load-generator process on the other core (bench/loadgen.py), stop everything. Then a
 markdown table (printed, and written beside the JSON) with medians, ranges and ratios.
 
-    .venv/bin/python -m bench.run                  # everything, ~10 minutes on 2 cores
+    .venv/bin/python -m bench.run                  # everything, ~12 minutes on 2 cores
     .venv/bin/python -m bench.run --quick          # a smoke run of a few seconds a scenario
     .venv/bin/python -m bench.run --peers gateway --scenarios s1,s3 --s1-receivers 1000
+    .venv/bin/python -m bench.run --peers gateway --scenarios s3,s3big --repetitions 1
+
+The scenarios at scale (S3 with 18,000 connections, S5 with 10,000 clients) and S5
+through a drain run in the first repetition only (--big-repetitions), on the gateway alone.
 """
 
 from __future__ import annotations
@@ -26,7 +30,15 @@ from typing import Any, NoReturn
 from bench.backend_peer import backend_for, backend_stats
 from bench.cluster import PEERS, ROOT, Cluster, node_modules
 from bench.loadgen import RESULT_PREFIX, time_cap
-from bench.params import GATEWAY_ONLY, SCENARIOS, Spec, add_size_flags, sizes_from
+from bench.params import (
+    GATEWAY_ONLY,
+    SCALE_BASE,
+    SCENARIOS,
+    STORMS,
+    Spec,
+    add_size_flags,
+    sizes_from,
+)
 from bench.procstat import core_plan, machine
 from bench.report import PEER_NAMES, markdown, summarize
 from tooling.processes import child_setup
@@ -52,6 +64,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--peers", default=",".join(PEERS), help="default: %(default)s")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="default: %(default)s")
     parser.add_argument("--repetitions", type=int, default=None, help="default 3, quick 1")
+    parser.add_argument(
+        "--big-repetitions",
+        type=int,
+        default=1,
+        help="repetitions that also run the scenarios at scale (%%(default)s: the first)",
+    )
     parser.add_argument("--nodes", type=int, default=2, help="nodes per server (default 2)")
     parser.add_argument(
         "--broker",
@@ -152,6 +170,8 @@ def one_run(
     # bench.shards' variants: "+replica" gives Redis (each shard) a replica, which the
     # gateway waits for before an ack; "-nowait" tells it not to (--redis-ack-replicas 0).
     base = broker.split("+")[0]
+    sizes = sizes_from(args)
+    drain = ("--drain-seconds", f"{sizes.s5_drain_seconds:g}") if scenario == "s5drain" else ()
     with (
         backend_for(broker, loadgen) as backend_flags,
         Cluster(
@@ -165,13 +185,15 @@ def one_run(
             node_flags=(
                 *(("--redis-ack-replicas", "0") if broker.endswith("-nowait") else ()),
                 *backend_flags,
+                *drain,
             ),
+            kill_nodes=scenario in SCALE_BASE,
         ) as cluster,
     ):
         spec = Spec(
             scenario,
             peer,
-            sizes_from(args),
+            sizes,
             cluster.node_info(),
             cluster.redis_pids,
             loadgen,
@@ -179,7 +201,7 @@ def one_run(
         )
         outcome = run_loadgen(spec, loadgen)
         died = cluster.failures()
-        if scenario == "s5":  # node A was killed on purpose
+        if scenario in STORMS:  # node A was killed (or drained) on purpose
             died = [d for d in died if not d.startswith(f"{peer} node 0 ")]
         if died:
             outcome["valid"] = False
@@ -249,6 +271,8 @@ def bench(args: argparse.Namespace) -> int:
     runs: list[dict[str, Any]] = []
     for rep in range(args.repetitions):
         for scenario in scenarios:
+            if scenario in SCALE_BASE and rep >= args.big_repetitions:
+                continue
             for peer in peers:
                 if scenario in GATEWAY_ONLY and peer != "gateway":
                     outcome: dict[str, Any] = {"skipped": GATEWAY_ONLY[scenario]}
@@ -262,6 +286,7 @@ def bench(args: argparse.Namespace) -> int:
             "peers": peers,
             "scenarios": scenarios,
             "repetitions": args.repetitions,
+            "big_repetitions": min(args.big_repetitions, args.repetitions),
             "nodes": 1 if broker == "memory" else args.nodes,
             "broker": {"redis": "Redis", "cluster": "a Redis Cluster of 3 primaries"}.get(
                 broker, "the in-process broker"

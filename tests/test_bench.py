@@ -9,6 +9,7 @@ message can never pass for a good one.
 from __future__ import annotations
 
 import json
+import resource
 import struct
 import subprocess
 import sys
@@ -21,6 +22,9 @@ import pytest
 
 from bench.backend_peer import Recording, make_app
 from bench.checker import SequenceChecker, message_text, parse_tag
+from bench.loadgen import enough_descriptors
+from bench.params import Sizes
+from bench.report import markdown, summarize
 from gateway.backend_http import signed_headers
 from tests.plugins.redis import REDIS_SERVER
 from tooling.wsclient import (
@@ -53,6 +57,14 @@ TINY = [
     "10",
     "--s5-clients",
     "30",
+    "--s3-big-connections",
+    "60",
+    "--s5-big-clients",
+    "40",
+    "--s5-drain-clients",
+    "30",
+    "--s5-drain-seconds",
+    "0.3",
     "--drain-timeout",
     "5",
 ]
@@ -190,12 +202,14 @@ def check_runs(doc: dict[str, Any], scenarios: set[str]) -> None:
         f = ran[scenario]["figures"]
         assert f["deliveries_per_s"] > 0 and f["server_cpu_us_per_delivery"] > 0
         assert 0 < f["p50_ms"] <= f["p99_ms"] < 5000
-    if "s3" in ran:
-        f = ran["s3"]["figures"]
+    for scenario in scenarios & {"s3", "s3big"}:
+        f = ran[scenario]["figures"]
         assert f["connections_per_s"] > 0 and f["server_cpu_us_per_connection"] > 0
-    if "s5" in ran:
-        f = ran["s5"]["figures"]
+        assert f["rss_kib_per_connection"] is not None
+    for scenario in scenarios & {"s5", "s5big", "s5drain"}:
+        f = ran[scenario]["figures"]
         assert f["messages_lost"] == 0 and 0 < f["resume_all_s"] < 30
+        assert f["server_cpu_us_per_resume"] > 0
 
 
 def test_a_quick_bench_on_the_in_process_broker(tmp_path: Path) -> None:
@@ -209,10 +223,68 @@ def test_a_quick_bench_on_the_in_process_broker(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(REDIS_SERVER is None, reason="needs redis-server")
 def test_a_quick_bench_on_redis(tmp_path: Path) -> None:
-    """Two nodes on a Redis of the bench's own, every scenario, the reconnect storm too."""
+    """Two nodes on a Redis of the bench's own, every scenario: the reconnect storm, and
+    S3 and S5 at scale (S5 killed and drained), each compared with the smaller run."""
     doc = run_bench(tmp_path, "--broker", "redis")
-    check_runs(doc, {"s1", "s2", "s3", "s4", "s5"})
+    check_runs(doc, {"s1", "s2", "s3", "s3big", "s4", "s5", "s5big", "s5drain"})
     assert doc["run"]["nodes"] == 2
+    notes = {r["scenario"]: r["outcome"]["notes"] for r in doc["runs"]}
+    assert "60 connections" in notes["s3big"][0]
+    assert "(killed)" in notes["s5big"][0] and "(drained over 0.3s)" in notes["s5drain"][0]
+    for scenario in ("s3big", "s5big", "s5drain"):
+        assert doc["summary"][scenario]["gateway"]["ratio_to_smaller"]["delivery_ratio"]
+    page = (tmp_path / "bench.md").read_text()
+    assert "| figure | gateway | gateway / S3 |" in page
+    assert "gateway at scale: server CPU µs/connection" in page
+
+
+def outcome(figures: dict[str, float]) -> dict[str, Any]:
+    return {"figures": figures, "valid": True, "problems": [], "notes": []}
+
+
+def test_a_scenario_at_scale_is_compared_with_the_smaller_run_of_its_repetition() -> None:
+    """S3 at scale against S3 in the same repetition: the ratio of each, and whether the
+    per-connection costs stayed within 10 % (flat), rose past it, or fell."""
+    runs = [
+        {"rep": 0, "scenario": "s3", "peer": "gateway", "outcome": outcome(
+            {"server_cpu_us_per_connection": 2000.0, "rss_kib_per_connection": 20.0}
+        )},
+        {"rep": 0, "scenario": "s3big", "peer": "gateway", "outcome": outcome(
+            {"server_cpu_us_per_connection": 2100.0, "rss_kib_per_connection": 23.0}
+        )},
+        {"rep": 1, "scenario": "s3", "peer": "gateway", "outcome": outcome(
+            {"server_cpu_us_per_connection": 1000.0, "rss_kib_per_connection": 20.0}
+        )},
+    ]  # fmt: skip
+    summary = summarize(runs, ["gateway"], ["s3", "s3big"])
+    scaled = summary["s3big"]["gateway"]
+    assert scaled["runs"] == 1 and "ratio_to_smaller" not in summary["s3"]["gateway"]
+    assert scaled["ratio_to_smaller"]["server_cpu_us_per_connection"]["median"] == 1.05
+    assert scaled["ratio_to_smaller"]["rss_kib_per_connection"]["median"] == 1.15
+    doc = {
+        "machine": {"cores": 2, "cpu_model": "x", "memory_gib": 1, "load_average_at_start":
+                    [0.0], "kernel": "k", "python": "3", "redis": None, "node": None},
+        "run": {"peers": ["gateway"], "pinning": "p", "repetitions": 2, "nodes": 2,
+                "broker": "Redis", "seconds": 1.0, "gateway_flags": "", "event_loop": "uvloop",
+                "sizes": Sizes().describe(), "notes": []},
+        "summary": summary,
+    }  # fmt: skip
+    page = markdown(doc)
+    assert "## S3 at scale: 18,000 idle connections to one node" in page
+    assert "| server CPU µs/connection | 2,100 | 1.05x |" in page
+    assert "server CPU µs/connection 1.05x S3: flat" in page
+    assert "RSS KiB/connection 1.15x S3: NOT flat" in page
+
+
+def test_the_load_generator_refuses_more_sockets_than_it_may_open() -> None:
+    """A scenario larger than `ulimit -n` allows fails at once and says why (a split of
+    the load generator or a smaller scenario is the way out), instead of a storm of
+    EMFILE errors counted as the server's failures."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert enough_descriptors(100) is None
+    if hard != resource.RLIM_INFINITY:
+        problem = enough_descriptors(hard)
+        assert problem is not None and f"needs {hard} sockets" in problem
 
 
 async def test_the_recording_application_keeps_what_it_took_and_not_what_it_refused(
