@@ -2,38 +2,46 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
+import contextlib
 import os
 import random
 
-from bench.fuzz.config import FUZZ_API_KEY, Outcome
+from bench.fuzz.config import FUZZ_API_KEY, JSON_PROTOCOL, STEP, Outcome
 from bench.fuzz.raw_frames import RawResult, raw_names
-from bench.fuzz.rawsocket import RawSocket
 from bench.fuzz.run import FuzzRun
+from tooling.wsclient import handshake_request
 
 
 async def _http(run: FuzzRun, request: bytes, *, drop: str = "") -> Outcome:
     """Write a (broken) handshake; the HTTP status, or drop the connection half way
     (`drop` "reset": a TCP reset; "close": a plain close)."""
-    run.report.connections += 1
-    sock = await RawSocket.connect(run.node.port)
+    sock = await run.raw_socket()
     try:
-        sock.writer.write(request)
+        with contextlib.suppress(ConnectionError):  # refused half way: its answer tells
+            await sock.write(request)
         if drop == "reset":
             sock.abort()
         if drop:
             return "dropped by us"
         try:
-            return f"http {await sock.status()}"
-        except (asyncio.IncompleteReadError, ConnectionError):
+            return f"http {await sock.status(STEP)}"
+        except ConnectionError:
             return "eof"
     finally:
-        await sock.close()
+        sock.close()
+
+
+def _upgrade(run: FuzzRun, query: str, json_mode: bool) -> bytes:
+    """A well-formed handshake for /ws?`query`."""
+    protocol = JSON_PROTOCOL if json_mode else None
+    return handshake_request("127.0.0.1", run.node.port, f"/ws?{query}", protocol)[0]
 
 
 def _handshake(headers: str) -> bytes:
-    return RawSocket.request("name=fz-http", json_mode=False, headers=headers)
+    """A handshake for /ws with `headers` (each line ending in CRLF) in place of the
+    upgrade's own."""
+    return f"GET /ws?name=fz-http HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}\r\n".encode()
 
 
 async def connect_and_leave(run: FuzzRun, rng: random.Random) -> RawResult:
@@ -42,14 +50,14 @@ async def connect_and_leave(run: FuzzRun, rng: random.Random) -> RawResult:
 
 
 async def partial_request(run: FuzzRun, rng: random.Random) -> RawResult:
-    request = RawSocket.request("name=fz-part", json_mode=True)
+    request = _upgrade(run, "name=fz-part", json_mode=True)
     cut = rng.randint(1, len(request) - 1)
     drop = rng.choice(["reset", "close"])
     return await _http(run, request[:cut], drop=drop), f"{cut} bytes of the handshake, {drop}"
 
 
 async def drop_before_answer(run: FuzzRun, rng: random.Random) -> RawResult:
-    request = RawSocket.request(f"name=fz-d{next(raw_names)}", json_mode=rng.random() < 0.5)
+    request = _upgrade(run, f"name=fz-d{next(raw_names)}", json_mode=rng.random() < 0.5)
     return await _http(run, request, drop="reset"), "the whole handshake, then a reset"
 
 
