@@ -106,8 +106,12 @@ class RawWebSocket:
         return head
 
     async def status(self, timeout: float = HANDSHAKE_TIMEOUT) -> int:
-        """The status of the HTTP response read next."""
-        return int((await self.response_head(timeout)).split(b" ", 2)[1])
+        """The status of the HTTP response read next (ValueError if it is not one)."""
+        head = await self.response_head(timeout)
+        line = head.split(b"\r\n", 1)[0].split(b" ", 2)
+        if not line[0].startswith(b"HTTP/1.") or len(line) < 2 or not line[1].isdigit():
+            raise ValueError(f"not an HTTP answer: {head[:200]!r}")
+        return int(line[1])
 
     # writing ---------------------------------------------------------------------
 
@@ -242,3 +246,17 @@ class RawWebSocket:
     def close(self) -> None:
         """Close the socket (no close frame)."""
         self.sock.close()
+
+
+async def http_status(
+    host: str, port: int, request: bytes, timeout: float = HANDSHAKE_TIMEOUT
+) -> int:
+    """Send `request` (any bytes) on a new connection; the status of the HTTP answer
+    (ConnectionError if the connection ends without one)."""
+    raw = await RawWebSocket.open(host, port, timeout=timeout)
+    try:
+        with contextlib.suppress(ConnectionError):  # refused half way: the answer tells
+            await raw.write(request)
+        return await raw.status(timeout)
+    finally:
+        raw.close()

@@ -23,13 +23,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.tcp_proxy import TcpProxy
 from tooling.ports import free_port
 from tooling.processes import Process
 from tooling.ready import NotReady, get_status
 from tooling.ready import wait_until as poll_until
 from tooling.redis import ask
 from tooling.redis_cluster import local_redis
+from tooling.tcp_proxy import TcpProxy
 
 NODES = 3
 API_KEY = "chaos-api-key"
