@@ -7,7 +7,15 @@ import contextlib
 import os
 import random
 
-from bench.fuzz.config import FUZZ_API_KEY, JSON_PROTOCOL, STEP, Outcome
+from bench.fuzz.config import (
+    FUZZ_API_KEY,
+    JSON_PROTOCOL,
+    MAX_HEADER_LINE,
+    MAX_HEADER_LINES,
+    MAX_REQUEST_LINE,
+    STEP,
+    Outcome,
+)
 from bench.fuzz.raw_frames import RawResult, raw_names
 from bench.fuzz.run import FuzzRun
 from tooling.wsclient import handshake_request
@@ -95,8 +103,8 @@ async def garbage_request(run: FuzzRun, rng: random.Random) -> RawResult:
 
 
 async def huge_header(run: FuzzRun, rng: random.Random) -> RawResult:
-    headers = f"X-Fuzz: {'h' * 20000}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-    return await _http(run, _handshake(headers)), "a 20 kB header"
+    headers = f"X-Fuzz: {'h' * MAX_HEADER_LINE}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    return await _http(run, _handshake(headers)), f"a header line over {MAX_HEADER_LINE} bytes"
 
 
 async def nested_body(run: FuzzRun, rng: random.Random) -> RawResult:
@@ -122,10 +130,12 @@ async def colonless_header(run: FuzzRun, rng: random.Random) -> RawResult:
 
 
 async def long_request_line(run: FuzzRun, rng: random.Random) -> RawResult:
-    url = "/ws?session=" + "s" * rng.randint(8200, 20000)
-    return await _http(run, f"GET {url} HTTP/1.1\r\n\r\n".encode()), "a request line over 8 KiB"
+    url = "/ws?session=" + "s" * rng.randint(MAX_REQUEST_LINE + 8, 20_000)
+    request = f"GET {url} HTTP/1.1\r\n\r\n".encode()
+    return await _http(run, request), f"a request line over {MAX_REQUEST_LINE} bytes"
 
 
 async def many_headers(run: FuzzRun, rng: random.Random) -> RawResult:
-    headers = "".join(f"X-F{i}: f\r\n" for i in range(rng.randint(101, 300)))
-    return await _http(run, _handshake(headers)), "over 100 header lines"
+    count = rng.randint(MAX_HEADER_LINES + 1, 300)
+    headers = "".join(f"X-F{i}: f\r\n" for i in range(count))
+    return await _http(run, _handshake(headers)), f"over {MAX_HEADER_LINES} header lines"
