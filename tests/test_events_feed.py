@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -301,12 +301,6 @@ def nodes(chat_redis: tuple[str, str], backend_app: BackendApp) -> Iterator[Node
         yield started
     finally:
         started.close()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def publish(http: aiohttp.ClientSession, node: GatewayProcess, room: str, text: str) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,12 +57,6 @@ def cluster(redis_backend: RedisBackend) -> Iterator[list[GatewayProcess]]:
     finally:
         for node in started:
             node.close()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def admin_url(node: GatewayProcess) -> str:

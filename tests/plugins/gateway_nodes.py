@@ -1,13 +1,22 @@
-"""Connecting to gateway processes (tooling/gateway.py) in JSON mode."""
+"""Connecting to gateway processes (tooling/gateway.py): an HTTP client session
+(`http`), and JSON-mode peers (`connect`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import aiohttp
+import pytest
 
 from tests.conftest import JSON_PROTOCOL, JsonPeer
 from tooling.gateway import GatewayProcess
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """An HTTP (and WebSocket) client session, closed after the test."""
+    async with aiohttp.ClientSession() as session:
+        yield session
 
 
 async def connect(
