@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from tests.plugins.redis import RedisBackend
 
 pytest_plugins = [
+    "tests.plugins.gateway_nodes",
     "tests.plugins.redis",
     "tests.plugins.redis_faults",
     "tests.plugins.spawn",

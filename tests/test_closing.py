@@ -25,6 +25,7 @@ from tests.conftest import JSON_PROTOCOL, WAIT, JsonPeer, TextPeer, join_json, j
 from tests.plugins.frames import sized_send
 from tooling.gateway import GatewayProcess
 from tooling.rawsocket import RawWebSocket
+from tooling.wsclient import CONTINUATION, PING, TEXT, encode_frame
 
 StartGateway = Callable[..., Awaitable[TestClient]]
 API_KEY = "the-api-key"
@@ -265,20 +266,16 @@ async def test_an_unmasked_frame_closes_with_1002_and_is_not_run(
     assert [f["text"] for f in bob.frames if f["type"] == "message"] == ["masked"]
 
 
-def masked(first: int, payload: bytes) -> bytes:
-    """A masked client frame with the first header byte `first` (payloads under 126)."""
-    key = b"\x01\x02\x03\x04"
-    body = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-    return bytes((first, 0x80 | len(payload))) + key + body
-
-
 BREACHES = {
-    "reserved-bits": ([masked(0x80 | 0x40 | 0x1, b"hi")], "reserved bits set: no extension ..."),
-    "unknown-opcode": ([masked(0x80 | 0x3, b"x")], "unknown opcode 3"),
-    "fragmented-ping": ([masked(0x9, b"p")], "a control frame must be one frame of ..."),
-    "orphan-continuation": ([masked(0x80, b"orphan")], "a fragment out of sequence"),
+    "reserved-bits": ([encode_frame(TEXT, b"hi", rsv=4)], "reserved bits set: no extension ..."),
+    "unknown-opcode": ([encode_frame(3, b"x")], "unknown opcode 3"),
+    "fragmented-ping": (
+        [encode_frame(PING, b"p", fin=False)],
+        "a control frame must be one frame of ...",
+    ),
+    "orphan-continuation": ([encode_frame(CONTINUATION, b"orphan")], "a fragment out of sequence"),
     "text-inside-fragments": (
-        [masked(0x1, b"one"), masked(0x81, b"two")],
+        [encode_frame(TEXT, b"one", fin=False), encode_frame(TEXT, b"two")],
         "a fragment out of sequence",
     ),
 }
@@ -294,7 +291,7 @@ async def test_a_broken_frame_closes_with_1002_in_a_handshake(
     frames, reason = BREACHES[case]
     raw = await open_raw(client, "breaker", text=True)
     try:
-        await asyncio.get_running_loop().sock_sendall(raw.sock, b"".join(frames))
+        await raw.write(b"".join(frames))
         code, texts = await close_frame_of(raw)
         assert code == 1002
         line = texts[-1].decode()

@@ -23,7 +23,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -120,12 +120,6 @@ def test_the_nodes_see_the_client_nginx_saw_not_a_header_it_wrote(
     for path in paths:
         (line,) = [line for name in GATEWAYS for line in compose.requests(name, path)]
         assert f": {client} " in line and spoofed not in line, line
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def text_client(stack: Stack, http: aiohttp.ClientSession, name: str) -> TextPeer:

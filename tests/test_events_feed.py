@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -23,7 +23,8 @@ from gateway.broker.redis.event_scripts import EventKeys
 from gateway.broker.redis.keys import Keys
 from gateway.offsets import parse_offset
 from tests.backend_app import BackendApp, Received, Reply
-from tests.conftest import JSON_PROTOCOL, JsonPeer, join_json, metric, poll_until, read_metric
+from tests.conftest import join_json, metric, poll_until, read_metric
+from tests.plugins.gateway_nodes import connect
 from tests.plugins.redis import REDIS_SERVER, RedisBackend
 from tooling.gateway import GatewayProcess
 
@@ -302,24 +303,6 @@ def nodes(chat_redis: tuple[str, str], backend_app: BackendApp) -> Iterator[Node
         started.close()
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-async def connect(
-    http: aiohttp.ClientSession, node: GatewayProcess, name: str, room: str
-) -> JsonPeer:
-    ws = await http.ws_connect(
-        node.url, params={"name": name, "room": room}, protocols=(JSON_PROTOCOL,)
-    )
-    peer = JsonPeer(ws)
-    peer.welcome = await peer.expect("welcome")
-    peer.subscribed = await peer.expect("subscribed", room=room)
-    return peer
-
-
 async def publish(http: aiohttp.ClientSession, node: GatewayProcess, room: str, text: str) -> str:
     """A message through `node`'s REST API; its offset."""
     url = f"http://127.0.0.1:{node.port}/api/rooms/{room}/messages"
@@ -343,7 +326,7 @@ async def test_three_nodes_post_each_event_once_in_order(
     and presence, moderation or DM events missing on Redis."""
     started = [await nodes.start(f"e{i}") for i in range(3)]
     rooms = [f"room{r}" for r in range(4)]
-    peers = [await connect(http, started[i], f"u{i}", rooms[i]) for i in range(3)]
+    peers = [await connect(http, started[i], f"u{i}", room=rooms[i]) for i in range(3)]
     sent: dict[str, list[str]] = {room: [] for room in rooms}
     joined = [{rooms[i]} for i in range(3)]
     for n in range(10):

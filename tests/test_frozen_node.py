@@ -22,7 +22,8 @@ import pytest
 import redis
 
 from gateway.broker.redis.keys import Keys
-from tests.conftest import JSON_PROTOCOL, WAIT, JsonPeer, poll_until
+from tests.conftest import WAIT, JsonPeer, poll_until
+from tests.plugins.gateway_nodes import connect
 from tests.plugins.redis import REDIS_SERVER, RedisBackend
 from tooling.gateway import GatewayProcess
 
@@ -71,18 +72,6 @@ def two_nodes(redis_backend: RedisBackend, request: pytest.FixtureRequest) -> It
     finally:
         nodes.frozen.close()
         nodes.awake.close()
-
-
-async def connect(
-    http: aiohttp.ClientSession, node: GatewayProcess, name: str, **query: str
-) -> JsonPeer:
-    """`name` in the lobby through `node`, past `welcome` and `subscribed`."""
-    ws = await http.ws_connect(node.url, params={"name": name, **query}, protocols=(JSON_PROTOCOL,))
-    peer = JsonPeer(ws)
-    peer.welcome = await peer.recv()
-    assert peer.welcome["type"] == "welcome", peer.welcome
-    peer.subscribed = await peer.expect("subscribed")
-    return peer
 
 
 async def members(peer: JsonPeer) -> list[str]:

@@ -12,28 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.inbound import UNMASKED_REASON, FrameWatch, size_text
-
-TEXT, BINARY, CONTINUATION, CLOSE, PING = 0x1, 0x2, 0x0, 0x8, 0x9
+from tooling.wsclient import BINARY, CLOSE, CONTINUATION, PING, TEXT, encode_frame
 
 
 def frame(opcode: int, length: int, *, fin: bool = True, masked: bool = True) -> bytes:
     """A client frame with a `length`-byte payload (its bytes do not matter here)."""
-    first = (0x80 if fin else 0) | opcode
-    mask_bit = 0x80 if masked else 0
-    if length < 126:
-        head = bytes((first, mask_bit | length))
-    elif length < 65536:
-        head = bytes((first, mask_bit | 126)) + length.to_bytes(2, "big")
-    else:
-        head = bytes((first, mask_bit | 127)) + length.to_bytes(8, "big")
-    return head + (os.urandom(4) if masked else b"") + b"p" * length
+    return encode_frame(opcode, b"p" * length, fin=fin, masked=masked)
 
 
 class Inner(asyncio.Protocol):

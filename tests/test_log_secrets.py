@@ -4,7 +4,6 @@ clients, and everything the node wrote read back."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import aiohttp
@@ -13,8 +12,8 @@ import pytest
 from gateway.auth import mint
 from gateway.log_filter import scrub
 from tests.conftest import JSON_PROTOCOL, JsonPeer, TextPeer
-from tests.plugins.frames import raw_status
 from tooling.gateway import GatewayProcess
+from tooling.rawsocket import http_status
 
 SECRET = "a-jwt-secret-of-at-least-thirty-two-bytes-for-logs"
 API_KEY = "an-operator-key-never-to-be-logged"
@@ -106,7 +105,7 @@ async def offer_every_way(node: GatewayProcess, token: str, forged: str) -> str:
         raw_request("/ws", f"Authorization: Bearer {token}{pad}"),
         raw_request("/ws", f"X-Pad: {pad}", f"Authorization: Bearer {token}"),
     ):
-        assert await asyncio.to_thread(raw_status, node.port, data) in (400, 414, 431)
+        assert await http_status("127.0.0.1", node.port, data) in (400, 414, 431)
     return str(session)
 
 

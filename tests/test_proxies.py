@@ -18,10 +18,10 @@ from gateway.config import InvalidSetting, Settings
 from gateway.proxies import client_address, parse_networks
 from tests.conftest import JSON_PROTOCOL, JsonPeer
 from tests.plugins.deploy import nginx_or_skip
-from tests.plugins.frames import raw_status
 from tooling.cluster import Cluster
 from tooling.gateway import GatewayProcess
 from tooling.ports import free_port
+from tooling.rawsocket import http_status
 
 Gateway = Callable[..., Awaitable[TestClient]]
 LOCAL = parse_networks("127.0.0.1, 10.0.0.0/8")
@@ -186,7 +186,7 @@ MALFORMED = {
 }
 
 
-def test_a_malformed_request_behind_a_trusted_proxy_is_logged_without_an_error() -> None:
+async def test_a_malformed_request_behind_a_trusted_proxy_is_logged_without_an_error() -> None:
     """Guards against an access logger that asks `request.app` (or anything else only a
     routed request has): aiohttp's request for broken HTTP has no route, asking raised
     AssertionError, and every malformed request logged an unhandled exception (the
@@ -195,7 +195,10 @@ def test_a_malformed_request_behind_a_trusted_proxy_is_logged_without_an_error()
     node = GatewayProcess(None, "--log-level", "INFO", "--trusted-proxies", "127.0.0.1")
     try:
         node.start()
-        statuses = {name: raw_status(node.port, data) for name, data in MALFORMED.items()}
+        statuses = {
+            name: await http_status("127.0.0.1", node.port, data)
+            for name, data in MALFORMED.items()
+        }
         assert set(statuses.values()) <= {400, 431}, statuses
         lines = access_lines(node)
         assert node.failures() == [], node.failures()[0]

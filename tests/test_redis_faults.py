@@ -12,7 +12,6 @@ import pytest
 import redis.asyncio as redis
 from aiohttp.test_utils import TestClient
 
-from bench.tcp_proxy import TcpProxy
 from gateway.app import create_app
 from gateway.broker.redis import RedisBroker
 from gateway.broker.redis.keys import Keys
@@ -25,6 +24,7 @@ from tests.plugins.redis_faults import (
     wait_ready,
 )
 from tooling.redis import RedisServer
+from tooling.tcp_proxy import TcpProxy
 
 StartNode = Callable[..., Awaitable[TestClient]]
 

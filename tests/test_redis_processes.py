@@ -154,18 +154,9 @@ async def test_a_node_restarting_refuses_connections_until_it_serves(
         """`mover` through a balancer: the restarted node first, the next on a refusal."""
         for node in (restarted, other):
             try:
-                ws = await http.ws_connect(
-                    node.url,
-                    params={"name": "mover"},
-                    protocols=(JSON_PROTOCOL, f"chat.session.{session}"),
-                )
+                return await connect(http, node, "mover", offers=(f"chat.session.{session}",))
             except aiohttp.ClientConnectorError:
                 refusals.append(node.port)
-                continue
-            peer = JsonPeer(ws)
-            peer.welcome = await peer.expect("welcome")
-            peer.subscribed = await peer.expect("subscribed")
-            return peer
         raise AssertionError("no node took the connection")
 
     refusals: list[int] = []

@@ -1,4 +1,4 @@
-"""The TCP proxy's blackhole (bench/tcp_proxy.py), as the fault campaign uses it: while
+"""The TCP proxy's blackhole (tooling/tcp_proxy.py), as the fault campaign uses it: while
 it lasts nothing passes either way and no socket is closed; healed, the held bytes
 arrive in order."""
 
@@ -9,7 +9,7 @@ import contextlib
 
 import pytest
 
-from bench.tcp_proxy import TcpProxy
+from tooling.tcp_proxy import TcpProxy
 
 WAIT = 5.0
 HELD = 0.3  # seconds a blackholed byte must stay away: what is asserted as "nothing came"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,8 @@ import pytest
 from playwright.async_api import Page, Request, expect
 
 from gateway.auth import mint
-from tests.conftest import JSON_PROTOCOL, WAIT, JsonPeer
+from tests.conftest import WAIT, JsonPeer
+from tests.plugins.gateway_nodes import connect
 from tests.plugins.redis import REDIS_SERVER, RedisBackend
 from tests.web_support import ARTIFACTS, Pages
 from tooling.gateway import GatewayProcess
@@ -58,26 +59,13 @@ def cluster(redis_backend: RedisBackend) -> Iterator[list[GatewayProcess]]:
             node.close()
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 def admin_url(node: GatewayProcess) -> str:
     return f"http://127.0.0.1:{node.port}/admin"
 
 
 async def chat(http: aiohttp.ClientSession, node: GatewayProcess, name: str, room: str) -> JsonPeer:
     """A JSON connection of `name` (a token of its own) on `node`, in `room`."""
-    token = mint(SECRET, name, 600)
-    ws = await http.ws_connect(
-        node.url, params={"token": token, "room": room}, protocols=(JSON_PROTOCOL,)
-    )
-    peer = JsonPeer(ws)
-    peer.welcome = await peer.expect("welcome")
-    peer.subscribed = await peer.expect("subscribed", room=room)
-    return peer
+    return await connect(http, node, None, token=mint(SECRET, name, 600), room=room)
 
 
 async def open_console(pages: Pages, node: GatewayProcess, label: str = "admin") -> Page:

@@ -18,7 +18,6 @@ import pytest
 from aiohttp.test_utils import TestClient
 from playwright.async_api import Locator, Page, expect
 
-from bench.tcp_proxy import TcpProxy
 from gateway.app import create_app
 from gateway.auth import mint
 from tests.conftest import TEST_SETTINGS, JsonPeer, join_json
@@ -31,6 +30,7 @@ from tests.web_support import (
     shown_texts,
     websocket_urls,
 )
+from tooling.tcp_proxy import TcpProxy
 
 SECRET = "a-secret-for-the-moderation-page-tests-32-bytes"
 API_KEY = "the-moderation-api-key"

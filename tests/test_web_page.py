@@ -22,7 +22,6 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from playwright.async_api import expect
 
-from bench.tcp_proxy import TcpProxy
 from gateway import http as gateway_http
 from gateway.app import create_app
 from gateway.auth import mint
@@ -43,6 +42,7 @@ from tests.web_support import (
     websocket_urls,
 )
 from tooling.gateway import GatewayProcess
+from tooling.tcp_proxy import TcpProxy
 
 XSS = "<img src=x onerror=alert(1)><script>window.pwned=1</script>"
 XSS_NAME = "<img src=y onerror=alert(2)>"

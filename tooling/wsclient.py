@@ -1,5 +1,5 @@
 """A raw WebSocket client (RFC 6455) on an asyncio Protocol, for the load generator
-(tooling/rawsocket.py has one on a bare socket, for the tests).
+(tooling/rawsocket.py has one on a bare socket, for the tests and the fuzzer).
 
 The handshake, the masking of client frames and the parsing of server frames are done
 by hand here, with no client library, so that what a client costs the load generator is
@@ -43,18 +43,29 @@ def mask(payload: bytes, key: bytes) -> bytes:
 
 
 def encode_frame(
-    opcode: int, payload: bytes, key: bytes | None = None, *, masked: bool = True
+    opcode: int,
+    payload: bytes,
+    key: bytes | None = None,
+    *,
+    masked: bool = True,
+    fin: bool = True,
+    rsv: int = 0,
+    length: int | None = None,
 ) -> bytes:
-    """One final client frame: FIN, `opcode`, the mask bit and a random (or given) key;
-    `masked=False` writes it unmasked, as a client must not."""
-    n = len(payload)
+    """One client frame: `fin`, the `rsv` bits, `opcode`, the mask bit and a random (or
+    given) key. The defaults make a final, well-formed frame; the rest writes what a
+    client must not send, for the tests and the fuzzer: `masked=False` unmasked, `fin`
+    False a fragment, `rsv` reserved bits set, `length` a length other than the
+    payload's in the header."""
+    n = len(payload) if length is None else length
+    first = (0x80 if fin else 0) | (rsv & 7) << 4 | (opcode & 0xF)
     bit = 0x80 if masked else 0
     if n < 126:
-        header = struct.pack("!BB", 0x80 | opcode, bit | n)
+        header = struct.pack("!BB", first, bit | n)
     elif n < 65536:
-        header = struct.pack("!BBH", 0x80 | opcode, bit | 126, n)
+        header = struct.pack("!BBH", first, bit | 126, n)
     else:
-        header = struct.pack("!BBQ", 0x80 | opcode, bit | 127, n)
+        header = struct.pack("!BBQ", first, bit | 127, n)
     if not masked:
         return header + payload
     key = os.urandom(4) if key is None else key

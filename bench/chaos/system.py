@@ -23,13 +23,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.tcp_proxy import TcpProxy
 from tooling.ports import free_port
 from tooling.processes import Process
 from tooling.ready import NotReady, get_status
 from tooling.ready import wait_until as poll_until
 from tooling.redis import ask
 from tooling.redis_cluster import local_redis
+from tooling.tcp_proxy import TcpProxy
 
 NODES = 3
 API_KEY = "chaos-api-key"
@@ -51,10 +51,13 @@ class SystemFailure(Exception):
     """A process of the system did not start or stop in time."""
 
 
-def wait_until(what: str, ready: Callable[[], bool], timeout: float) -> None:
-    """Poll `ready` until it is true; SystemFailure after `timeout` seconds."""
+def wait_until(
+    what: str, ready: Callable[[], bool], timeout: float, process: Process | None = None
+) -> None:
+    """Poll `ready` until it is true; SystemFailure after `timeout` seconds, or when
+    `process` exits first."""
     try:
-        poll_until(what, ready, timeout)
+        poll_until(what, ready, timeout, process=process)
     except NotReady as error:
         raise SystemFailure(str(error)) from None
 
@@ -87,14 +90,6 @@ class System:
         for index in range(NODES):
             await self.wait_node_ready(index)
 
-    def _wait_process(self, name: str, process: Process, ready: Callable[[], bool]) -> None:
-        def up() -> bool:
-            if not process.running:
-                raise SystemFailure(f"{name} exited while starting\n{process.tail()}")
-            return ready()
-
-        wait_until(name, up, START_TIMEOUT)
-
     def _node(self, index: int) -> Process:
         redis_url = self.proxies[index].redis_url if self.proxies else self.redis.url
         env = {
@@ -124,10 +119,11 @@ class System:
     async def wait_node_ready(self, index: int) -> None:
         url = self.http(index, "/readyz")
         await asyncio.to_thread(
-            self._wait_process,
+            wait_until,
             self.node_name(index),
-            self.nodes[index],
             lambda: get_status(url) == 200,
+            START_TIMEOUT,
+            self.nodes[index],
         )
 
     def signal_node(self, index: int, sig: signal.Signals) -> None:
@@ -230,7 +226,11 @@ class System:
         await asyncio.to_thread(process.stop, 5.0)  # reaped: closes its log
         process.start()
         await asyncio.to_thread(
-            self._wait_process, process.name, process, lambda: ask(port, b"PING") == b"+PONG\r\n"
+            wait_until,
+            process.name,
+            lambda: ask(port, b"PING") == b"+PONG\r\n",
+            START_TIMEOUT,
+            process,
         )
         await self.wait_redis_healthy()
 

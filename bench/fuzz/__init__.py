@@ -17,8 +17,8 @@ ended in a way the protocol does not have (1011, a drop without a close frame, .
 rooms or connections were left behind. tests/test_fuzz.py runs a smaller `run_fuzz`.
 
 The modules, by concern: config (the run's settings, the node's limits from
-`gateway.config.Settings`), inputs (the seeded fuzz frames), rawsocket (the raw-frame
-client), raw_frames, raw_http and raw_cases (the hand-made cases), connections (one
+`gateway.config.Settings`), inputs (the seeded fuzz frames), raw_frames, raw_http and
+raw_cases (the hand-made cases, written with tooling/rawsocket.py), connections (one
 fuzzing connection), run (one run: watching the node, opening connections), scenarios
 (what each fuzzer does, and the phases of a round), honest (the honest users), node (the
 process under fuzz), runner (the whole run) and report (the figures and their table).

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gateway import head
 from gateway.codecs import JSON_SUBPROTOCOL
 from gateway.config import Settings
 
@@ -19,6 +20,10 @@ MAX_ROOMS = _LIMITS.max_rooms_per_connection
 MAX_CHARS = _LIMITS.max_message_chars
 RATE_BURST = _LIMITS.rate_burst  # messages a connection may send at once
 HISTORY_BURST = _LIMITS.history_burst  # history entries a connection may ask for at once
+# A request head's bounds are the gateway's constants, not settings (gateway/head.py).
+MAX_REQUEST_LINE = head.MAX_REQUEST_LINE  # bytes; over it: 414
+MAX_HEADER_LINE = head.MAX_HEADER_LINE  # bytes of one header line; over it: 431
+MAX_HEADER_LINES = head.MAX_HEADER_LINES  # over it: 431
 HONEST_ROOM = "lobby"
 STEP = 10.0  # the most one network step (connect, an answer, a close) may take, in seconds
 CHURN_TRIES = 5  # handshakes a churn connection tries while refused with 429

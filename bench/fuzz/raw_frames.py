@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import random
 
-from bench.fuzz.config import MAX_FRAME_BYTES, Outcome
-from bench.fuzz.rawsocket import RawSocket, encode_frame
+from bench.fuzz.config import JSON_PROTOCOL, MAX_FRAME_BYTES, STEP, Outcome
 from bench.fuzz.run import FuzzRun
+from tooling.rawsocket import RawWebSocket
+from tooling.wsclient import BINARY, CLOSE, CONTINUATION, PING, TEXT, encode_frame
 
-TEXT, BINARY, CLOSE, PING = 0x1, 0x2, 0x8, 0x9
 INVALID_UTF8 = [
     b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\xc0\xaf", b"\xe2\x82", b"ok \xf8\x88\x80\x80\x80",
     b'{"type":"ping","ref":"\xff"}', b"\xf4\x90\x80\x80", b"hello \xe2\x82\xa1\xa1",
@@ -19,20 +20,20 @@ raw_names = itertools.count(1)
 RawResult = tuple[Outcome, str]
 
 
-async def _upgraded(run: FuzzRun, json_mode: bool, *, named: bool = True) -> RawSocket | None:
+async def _upgraded(run: FuzzRun, json_mode: bool, *, named: bool = True) -> RawWebSocket | None:
     """A raw connection through the handshake and into its first room."""
     query = f"name=fz-r{next(raw_names)}&room=fz-raw" if named else "room=fz-raw"
     sock = await run.raw(query, json_mode=json_mode)
     if sock is None:
         return None
     if not named:
-        entered = await sock.until(lambda t: t == "Your name:")
+        entered = await sock.until(lambda t: t == "Your name:", STEP)
     elif json_mode:
-        entered = await sock.until(lambda t: '"type":"subscribed"' in t)
+        entered = await sock.until(lambda t: '"type":"subscribed"' in t, STEP)
     else:
-        entered = await sock.until(lambda t: t.startswith("* you are in "))
+        entered = await sock.until(lambda t: t.startswith("* you are in "), STEP)
     if not entered:
-        await sock.close()
+        sock.close()
         run.report.anomaly(f"raw connection {query}: never entered its room")
         return None
     return sock
@@ -53,17 +54,19 @@ async def _send_frames(
     if sock is None:
         return "upgrade failed", detail
     try:
-        for frame in frames:
-            sock.writer.write(frame)
+        with contextlib.suppress(ConnectionError):  # the node may end it half way: see how
+            for frame in frames:
+                await sock.write(frame)
         run.report.frames += len(frames)
         if answer is None:
-            return await sock.ending(), detail
-        if not await sock.until(lambda t: answer in t):
+            return await sock.ending(STEP), detail
+        if not await sock.until(lambda t: answer in t, STEP):
             return "not answered", f"{detail}; got {sock.texts[-3:]}"
-        sock.send(CLOSE, (1000).to_bytes(2, "big"))
-        return await sock.ending(), detail
+        with contextlib.suppress(ConnectionError):
+            await sock.send_frame(CLOSE, (1000).to_bytes(2, "big"))
+        return await sock.ending(STEP), detail
     finally:
-        await sock.close()
+        sock.close()
 
 
 async def invalid_utf8(run: FuzzRun, rng: random.Random) -> RawResult:
@@ -72,7 +75,7 @@ async def invalid_utf8(run: FuzzRun, rng: random.Random) -> RawResult:
 
 
 async def invalid_utf8_fragments(run: FuzzRun, rng: random.Random) -> RawResult:
-    frames = [encode_frame(TEXT, b"ok \xe2", fin=False), encode_frame(0x0, b"\x28\xa1")]
+    frames = [encode_frame(TEXT, b"ok \xe2", fin=False), encode_frame(CONTINUATION, b"\x28\xa1")]
     return await _send_frames(run, rng, frames, "a split 3-byte sequence, broken")
 
 
@@ -100,7 +103,8 @@ async def fragmented_ping(run: FuzzRun, rng: random.Random) -> RawResult:
 
 
 async def continuation_first(run: FuzzRun, rng: random.Random) -> RawResult:
-    return await _send_frames(run, rng, [encode_frame(0x0, b"orphan")], "continuation first")
+    frame = encode_frame(CONTINUATION, b"orphan")
+    return await _send_frames(run, rng, [frame], "continuation first")
 
 
 async def text_inside_fragments(run: FuzzRun, rng: random.Random) -> RawResult:
@@ -116,8 +120,8 @@ async def huge_length(run: FuzzRun, rng: random.Random) -> RawResult:
 
 async def fragments_over_limit(run: FuzzRun, rng: random.Random) -> RawResult:
     part = b"f" * (MAX_FRAME_BYTES // 4)
-    frames = [encode_frame(TEXT if i == 0 else 0x0, part, fin=False) for i in range(4)]
-    frames.append(encode_frame(0x0, b"f" * (MAX_FRAME_BYTES - 4 * len(part) + 16)))
+    frames = [encode_frame(TEXT if i == 0 else CONTINUATION, part, fin=False) for i in range(4)]
+    frames.append(encode_frame(CONTINUATION, b"f" * (MAX_FRAME_BYTES - 4 * len(part) + 16)))
     detail = f"five fragments, {MAX_FRAME_BYTES} + 16 bytes in all"
     return await _send_frames(run, rng, frames, detail)
 
@@ -135,7 +139,7 @@ async def close_one_byte(run: FuzzRun, rng: random.Random) -> RawResult:
 async def unmasked(run: FuzzRun, rng: random.Random) -> RawResult:
     """RFC 6455 5.1: a server closes on an unmasked client frame, with 1002 (the node's
     frame watch does; aiohttp alone would read it as if masked). It is never run."""
-    frame = encode_frame(TEXT, b'{"type":"ping","ref":"bare"}', mask=False)
+    frame = encode_frame(TEXT, b'{"type":"ping","ref":"bare"}', masked=False)
     return await _send_frames(run, rng, [frame], "an unmasked client frame")
 
 
@@ -162,7 +166,7 @@ async def ping_inside_fragments(run: FuzzRun, rng: random.Random) -> RawResult:
     frames = [
         encode_frame(TEXT, body[:4], fin=False),
         encode_frame(PING, b"mid"),
-        encode_frame(0x0, body[4:]),
+        encode_frame(CONTINUATION, body[4:]),
     ]
     detail = "a ping between two fragments"
     return await _send_frames(run, rng, frames, detail, answer=answer, json_mode=json_mode)
@@ -172,7 +176,7 @@ async def byte_fragments(run: FuzzRun, rng: random.Random) -> RawResult:
     json_mode = rng.random() < 0.5
     body, answer = _asking(json_mode, "fuzzbytes")
     frames = [
-        encode_frame(TEXT if i == 0 else 0x0, body[i : i + 1], fin=i == len(body) - 1)
+        encode_frame(TEXT if i == 0 else CONTINUATION, body[i : i + 1], fin=i == len(body) - 1)
         for i in range(len(body))
     ]
     detail = "a frame in 1-byte fragments"
@@ -180,13 +184,13 @@ async def byte_fragments(run: FuzzRun, rng: random.Random) -> RawResult:
 
 
 async def reset_after_upgrade(run: FuzzRun, rng: random.Random) -> RawResult:
-    run.report.connections += 1
-    sock = await RawSocket.connect(run.node.port)
+    sock = await run.raw_socket()
     json_mode = rng.random() < 0.5
     query = f"name=fz-u{next(raw_names)}&room=fz-raw" if json_mode else "room=fz-raw"
-    status = await sock.upgrade(query, json_mode=json_mode)
-    sock.abort()
-    await sock.close()
+    try:
+        status = await sock.upgrade(query, JSON_PROTOCOL if json_mode else None, STEP)
+    finally:
+        sock.abort()
     return ("dropped by us" if status == 101 else f"http {status}"), "reset right after 101"
 
 
@@ -196,10 +200,10 @@ async def half_close(run: FuzzRun, rng: random.Random) -> RawResult:
     if sock is None:
         return "upgrade failed", ""
     try:
-        sock.writer.write_eof()
-        return await sock.ending(), "write side shut after the handshake"
+        sock.shut_write()
+        return await sock.ending(STEP), "write side shut after the handshake"
     finally:
-        await sock.close()
+        sock.close()
 
 
 async def close_first(run: FuzzRun, rng: random.Random) -> RawResult:

@@ -2,38 +2,54 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
+import contextlib
 import os
 import random
 
-from bench.fuzz.config import FUZZ_API_KEY, Outcome
+from bench.fuzz.config import (
+    FUZZ_API_KEY,
+    JSON_PROTOCOL,
+    MAX_HEADER_LINE,
+    MAX_HEADER_LINES,
+    MAX_REQUEST_LINE,
+    STEP,
+    Outcome,
+)
 from bench.fuzz.raw_frames import RawResult, raw_names
-from bench.fuzz.rawsocket import RawSocket
 from bench.fuzz.run import FuzzRun
+from tooling.wsclient import handshake_request
 
 
 async def _http(run: FuzzRun, request: bytes, *, drop: str = "") -> Outcome:
     """Write a (broken) handshake; the HTTP status, or drop the connection half way
     (`drop` "reset": a TCP reset; "close": a plain close)."""
-    run.report.connections += 1
-    sock = await RawSocket.connect(run.node.port)
+    sock = await run.raw_socket()
     try:
-        sock.writer.write(request)
+        with contextlib.suppress(ConnectionError):  # refused half way: its answer tells
+            await sock.write(request)
         if drop == "reset":
             sock.abort()
         if drop:
             return "dropped by us"
         try:
-            return f"http {await sock.status()}"
-        except (asyncio.IncompleteReadError, ConnectionError):
+            return f"http {await sock.status(STEP)}"
+        except ConnectionError:
             return "eof"
     finally:
-        await sock.close()
+        sock.close()
+
+
+def _upgrade(run: FuzzRun, query: str, json_mode: bool) -> bytes:
+    """A well-formed handshake for /ws?`query`."""
+    protocol = JSON_PROTOCOL if json_mode else None
+    return handshake_request("127.0.0.1", run.node.port, f"/ws?{query}", protocol)[0]
 
 
 def _handshake(headers: str) -> bytes:
-    return RawSocket.request("name=fz-http", json_mode=False, headers=headers)
+    """A handshake for /ws with `headers` (each line ending in CRLF) in place of the
+    upgrade's own."""
+    return f"GET /ws?name=fz-http HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}\r\n".encode()
 
 
 async def connect_and_leave(run: FuzzRun, rng: random.Random) -> RawResult:
@@ -42,14 +58,14 @@ async def connect_and_leave(run: FuzzRun, rng: random.Random) -> RawResult:
 
 
 async def partial_request(run: FuzzRun, rng: random.Random) -> RawResult:
-    request = RawSocket.request("name=fz-part", json_mode=True)
+    request = _upgrade(run, "name=fz-part", json_mode=True)
     cut = rng.randint(1, len(request) - 1)
     drop = rng.choice(["reset", "close"])
     return await _http(run, request[:cut], drop=drop), f"{cut} bytes of the handshake, {drop}"
 
 
 async def drop_before_answer(run: FuzzRun, rng: random.Random) -> RawResult:
-    request = RawSocket.request(f"name=fz-d{next(raw_names)}", json_mode=rng.random() < 0.5)
+    request = _upgrade(run, f"name=fz-d{next(raw_names)}", json_mode=rng.random() < 0.5)
     return await _http(run, request, drop="reset"), "the whole handshake, then a reset"
 
 
@@ -87,8 +103,8 @@ async def garbage_request(run: FuzzRun, rng: random.Random) -> RawResult:
 
 
 async def huge_header(run: FuzzRun, rng: random.Random) -> RawResult:
-    headers = f"X-Fuzz: {'h' * 20000}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-    return await _http(run, _handshake(headers)), "a 20 kB header"
+    headers = f"X-Fuzz: {'h' * MAX_HEADER_LINE}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    return await _http(run, _handshake(headers)), f"a header line over {MAX_HEADER_LINE} bytes"
 
 
 async def nested_body(run: FuzzRun, rng: random.Random) -> RawResult:
@@ -114,10 +130,12 @@ async def colonless_header(run: FuzzRun, rng: random.Random) -> RawResult:
 
 
 async def long_request_line(run: FuzzRun, rng: random.Random) -> RawResult:
-    url = "/ws?session=" + "s" * rng.randint(8200, 20000)
-    return await _http(run, f"GET {url} HTTP/1.1\r\n\r\n".encode()), "a request line over 8 KiB"
+    url = "/ws?session=" + "s" * rng.randint(MAX_REQUEST_LINE + 8, 20_000)
+    request = f"GET {url} HTTP/1.1\r\n\r\n".encode()
+    return await _http(run, request), f"a request line over {MAX_REQUEST_LINE} bytes"
 
 
 async def many_headers(run: FuzzRun, rng: random.Random) -> RawResult:
-    headers = "".join(f"X-F{i}: f\r\n" for i in range(rng.randint(101, 300)))
-    return await _http(run, _handshake(headers)), "over 100 header lines"
+    count = rng.randint(MAX_HEADER_LINES + 1, 300)
+    headers = "".join(f"X-F{i}: f\r\n" for i in range(count))
+    return await _http(run, _handshake(headers)), f"over {MAX_HEADER_LINES} header lines"

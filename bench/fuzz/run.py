@@ -6,15 +6,14 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable
-from typing import Any
 
 import aiohttp
 
 from bench.fuzz.config import JSON_PROTOCOL, STEP, FuzzConfig, Outcome
 from bench.fuzz.connections import Fuzzed
 from bench.fuzz.node import FuzzedNode
-from bench.fuzz.rawsocket import RawSocket
 from bench.fuzz.report import FuzzReport
+from tooling.rawsocket import RawWebSocket
 
 
 class FuzzRun:
@@ -103,16 +102,26 @@ class FuzzRun:
             return None
         return Fuzzed(self, ws, mode)
 
-    async def raw(self, query: str, *, json_mode: bool, **options: Any) -> RawSocket | None:
-        """A hand-written WebSocket, upgraded; None (and an anomaly) if that failed."""
+    async def raw_socket(self, rcvbuf: int | None = None) -> RawWebSocket:
+        """A bare TCP connection to the node, for hand-written bytes."""
         self.report.connections += 1
-        sock = await RawSocket.connect(self.node.port, **options)
-        status = await sock.upgrade(query, json_mode=json_mode)
+        return await RawWebSocket.open("127.0.0.1", self.node.port, rcvbuf=rcvbuf, timeout=STEP)
+
+    async def raw(
+        self, query: str, *, json_mode: bool, rcvbuf: int | None = None
+    ) -> RawWebSocket | None:
+        """A hand-written WebSocket, upgraded; None (and an anomaly) if that failed."""
+        sock = await self.raw_socket(rcvbuf)
+        try:
+            status = await sock.upgrade(query, JSON_PROTOCOL if json_mode else None, STEP)
+        except BaseException:
+            sock.close()
+            raise
         if status != 101:
             self.report.outcomes[f"http {status}"] += 1
             if status != 429:
                 self.report.anomaly(f"raw upgrade {query[:60]}: HTTP {status}")
-            await sock.close()
+            sock.close()
             return None
         return sock
 

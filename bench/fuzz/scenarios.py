@@ -27,6 +27,7 @@ from bench.fuzz.config import (
 from bench.fuzz.inputs import HOSTILE_NAMES, Inputs, random_text
 from bench.fuzz.raw_cases import RAW_CASES
 from bench.fuzz.run import FuzzRun
+from tooling.wsclient import CLOSE, TEXT
 
 
 async def protocol_fuzzer(run: FuzzRun, mode: str, index: int) -> None:
@@ -126,17 +127,16 @@ async def slow_reader(run: FuzzRun, mode: str, index: int) -> None:
         return
     try:
         before = await run.metric("chat_slow_consumers_closed_total")
-        for i in range(RATE_BURST):
-            text = "s" * (MAX_CHARS - 3) + f"{i:03}"
-            if mode == "json":
-                text = json.dumps({"type": "send", "room": room, "text": text})
-            sock.send(0x1, text.encode())
+        texts = ["s" * (MAX_CHARS - 3) + f"{i:03}" for i in range(RATE_BURST)]
+        if mode == "json":
+            texts = [json.dumps({"type": "send", "room": room, "text": t}) for t in texts]
         # RATE_BURST: the room holds no more, and a request costs the history budget the
         # limit it asks for (HISTORY_BURST 1000, limit 20: 50 answers of 80 KB at once).
         ask = json.dumps({"type": "history", "room": room, "limit": RATE_BURST})
         ask = ask if mode == "json" else f"/history {RATE_BURST}"
-        for _ in range(100):
-            sock.send(0x1, ask.encode())
+        with contextlib.suppress(ConnectionError):  # closed half way: `ending` tells how
+            for text in [*texts, *[ask] * 100]:
+                await sock.send_frame(TEXT, text.encode())
         run.report.frames += RATE_BURST + 100
         closed = False
         deadline = time.monotonic() + 3 * STEP
@@ -151,7 +151,7 @@ async def slow_reader(run: FuzzRun, mode: str, index: int) -> None:
         allowed = {f"close {POLICY}", "eof", "reset"}
         run.judge(f"slow reader {mode}{index}", outcome, allowed)
     finally:
-        await sock.close()
+        sock.close()
 
 
 async def room_flood(run: FuzzRun, index: int, all_full: asyncio.Event, full: list[int]) -> None:
@@ -219,9 +219,9 @@ async def churn_one(run: FuzzRun, index: int) -> None:
         return
     try:
         if json_mode:
-            entered = await sock.until(lambda t: '"type":"subscribed"' in t)
+            entered = await sock.until(lambda t: '"type":"subscribed"' in t, STEP)
         else:
-            entered = await sock.until(lambda t: t.startswith(f"* you are in {room}"))
+            entered = await sock.until(lambda t: t.startswith(f"* you are in {room}"), STEP)
         if not entered:
             run.judge(f"churn {index}", "not entered", set())
             return
@@ -229,11 +229,12 @@ async def churn_one(run: FuzzRun, index: int) -> None:
             sock.abort()
             run.judge(f"churn {index}", "dropped by us", {"dropped by us"})
             return
-        sock.send(0x8, (1000).to_bytes(2, "big"))
+        with contextlib.suppress(ConnectionError):
+            await sock.send_frame(CLOSE, (1000).to_bytes(2, "big"))
         run.report.frames += 1
-        run.judge(f"churn {index}", await sock.ending(), {"close 1000"})
+        run.judge(f"churn {index}", await sock.ending(STEP), {"close 1000"})
     finally:
-        await sock.close()
+        sock.close()
 
 
 # phases: a round is the protocol phase, then the rooms phase -------------------------

@@ -18,9 +18,9 @@ from typing import Any
 import aiohttp
 from screen import Screen
 
-from bench.tcp_proxy import TcpProxy
 from tooling.gateway import GatewayProcess
 from tooling.ports import free_port
+from tooling.tcp_proxy import TcpProxy
 
 __all__ = ["GatewayProcess", "TcpProxy", "free_port"]
 

@@ -10,14 +10,16 @@ import contextlib
 class TcpProxy:
     """A TCP relay in front of a server (a gateway, or redis-server) that a test controls.
 
-    `cut()` aborts every relayed connection; while `accepting` is False new ones are
-    dropped at once; with `drop_downstream` the server's bytes never reach any client;
-    `silence_subscribers()` makes every connection that has sent SUBSCRIBE deaf for good,
-    leaving its socket open (a subscription that hears nothing). `blackhole()` stops
-    relaying in both directions, sockets left open (no RST, no FIN), as a network that
-    drops packets does; `heal()` lets the held bytes through in order, as TCP's
-    retransmissions would once the path is back.
-    """
+    `cut()` aborts every relayed connection, `drop_clients()` only their client sides
+    (the server still holds its end, as when a network path dies without a close);
+    while `accepting` is False new ones are dropped at once; with `drop_downstream` the
+    server's bytes never reach any client; `silence_subscribers()` makes every
+    connection that has sent SUBSCRIBE deaf for good, leaving its socket open (a
+    subscription that hears nothing). `blackhole()` stops relaying in both directions,
+    sockets left open (no RST, no FIN), as a network that drops packets does; `heal()`
+    lets the held bytes through in order, as TCP's retransmissions would once the path
+    is back. `_first` is where a subclass reads what comes before the relay (a request
+    head, say)."""
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
@@ -28,6 +30,8 @@ class TcpProxy:
         self.accepted = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._clients: set[asyncio.StreamWriter] = set()  # client sides
+        self._dropped: set[asyncio.StreamWriter] = set()  # client sides dropped alone
         self._tasks: set[asyncio.Task[None]] = set()
         self._subscribers: set[asyncio.StreamWriter] = set()  # client sides that subscribed
         self._silenced: set[asyncio.StreamWriter] = set()
@@ -63,8 +67,17 @@ class TcpProxy:
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
+    async def _first(self, reader: asyncio.StreamReader) -> bytes | None:
+        """What a new connection sends before the relay starts, read by the proxy (None
+        refuses the connection); a subclass that reads a request head reads it here."""
+        return b""
+
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if not self.accepting:
+            writer.transport.abort()
+            return
+        first = await self._first(reader)
+        if first is None:
             writer.transport.abort()
             return
         try:
@@ -74,6 +87,9 @@ class TcpProxy:
             return
         self.accepted += 1
         self._writers |= {writer, up_writer}
+        self._clients.add(writer)
+        if first:
+            up_writer.write(first)
         pipes = (
             self._pipe(reader, up_writer, writer, False),
             self._pipe(up_reader, writer, writer, True),
@@ -107,7 +123,8 @@ class TcpProxy:
                     await writer.drain()
         finally:
             later.cancel()
-            writer.transport.abort()
+            if client not in self._dropped:  # a dropped client leaves the server's side open
+                writer.transport.abort()
 
     async def _write_later(
         self, held: asyncio.Queue[tuple[float, bytes]], writer: asyncio.StreamWriter
@@ -121,11 +138,20 @@ class TcpProxy:
                 writer.write(data)
                 await writer.drain()
 
+    def drop_clients(self) -> None:
+        """Abort the client side of every relayed connection; the server's side stays."""
+        self._dropped |= self._clients
+        for writer in self._clients:
+            writer.transport.abort()
+        self._writers -= self._clients
+        self._clients.clear()
+
     def cut(self) -> None:
         """Abort every relayed connection, both sides."""
         for writer in self._writers:
             writer.transport.abort()
         self._writers.clear()
+        self._clients.clear()
 
     async def close(self) -> None:
         self.cut()
