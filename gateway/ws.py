@@ -65,7 +65,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     node.hub.connect(session)
     gauge = node.metrics.connection_gauges[codec.name]
     gauge.inc()
-    node.metrics.connections_opened.labels(mode=codec.name).inc()
+    node.metrics.opened_by_mode[codec.name].inc()
     try:
         if await _handshake(node, session, request):
             await _read_loop(node, session)
