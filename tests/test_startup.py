@@ -11,6 +11,7 @@ import subprocess
 import aiohttp
 import pytest
 
+from gateway.serving import YOUNG_COLLECTION_THRESHOLD
 from tests.conftest import poll_until
 from tests.plugins.redis import REDIS_SERVER
 from tests.plugins.spawn import (
@@ -148,15 +149,17 @@ async def test_an_unreachable_redis_at_start_listens_at_once_and_says_not_ready(
     assert before.count("cannot subscribe yet") <= 2, node.output()
 
 
-def test_the_start_up_objects_are_frozen_before_the_node_listens() -> None:
+def test_the_start_up_objects_are_frozen_and_collections_spaced_before_listening() -> None:
     """Guards against every garbage collection walking what start-up made (modules, the
-    app, the broker) again: a burst of connections sets off one after another, and the
-    walks cost about 25 us a connection (issue 25)."""
+    app, the broker) again, and against a collection every few handshakes: in a burst
+    of connections both cost tens of microseconds a connection (issue 25)."""
     node = GatewayProcess(None, "--log-level", "DEBUG")
     try:
         node.start()
         node.stop()
         found = re.search(r"froze (\d+) start-up objects", node.log())
         assert found is not None and int(found.group(1)) > 0, node.log()[-2000:]
+        spaced = f"garbage collection thresholds: ({YOUNG_COLLECTION_THRESHOLD}, 10, 10)"
+        assert spaced in node.log(), node.log()[-2000:]
     finally:
         node.close()
