@@ -9,6 +9,8 @@ the peer's. Nothing here asks `request.app`: a request aiohttp could not parse o
 
 from __future__ import annotations
 
+import logging
+
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
 
@@ -17,6 +19,12 @@ from gateway.proxies import CLIENT_ADDRESS
 
 class AccessLogger(AbstractAccessLogger):
     """One INFO line per request: client, method, raw path (never the query), status, time."""
+
+    @property
+    def enabled(self) -> bool:
+        """Whether a line would be written. aiohttp asks once per connection and, when
+        not (`--log-level WARNING` and above), neither times a request nor calls `log`."""
+        return self.logger.isEnabledFor(logging.INFO)
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
         self.logger.info(

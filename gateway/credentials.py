@@ -15,6 +15,8 @@ in text mode, which is not what the client asked for.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import hdrs, web
 
 from gateway.codecs import JSON_SUBPROTOCOL, TEXT_SUBPROTOCOL
@@ -31,13 +33,27 @@ SPLIT_OFFER_MESSAGE = (
     "offer every subprotocol in one Sec-WebSocket-Protocol header, separated by commas"
 )
 
+# The offer, split once per request: a handshake reads it three times (the refusal
+# check, the token, the session).
+if TYPE_CHECKING or hasattr(web, "RequestKey"):
+    OFFER = web.RequestKey("subprotocol_offer", tuple[str, ...])
+else:  # aiohttp before 3.14 has no RequestKey, and takes a str key without a warning
+    OFFER = "subprotocol_offer"
+
 
 def offered_subprotocols(request: web.Request) -> list[str]:
     """Every subprotocol the client offered, in its order."""
-    offered: list[str] = []
-    for header in request.headers.getall("Sec-WebSocket-Protocol", ()):
-        offered.extend(part.strip() for part in header.split(",") if part.strip())
-    return offered
+    return list(_offer(request))
+
+
+def _offer(request: web.Request) -> tuple[str, ...]:
+    offer = request.get(OFFER)
+    if offer is None:
+        parts: list[str] = []
+        for header in request.headers.getall(hdrs.SEC_WEBSOCKET_PROTOCOL, ()):
+            parts.extend(part.strip() for part in header.split(",") if part.strip())
+        offer = request[OFFER] = tuple(parts)
+    return offer
 
 
 def offer_refusal(request: web.Request) -> str | None:
@@ -50,7 +66,7 @@ def offer_refusal(request: web.Request) -> str | None:
     several Sec-WebSocket-Protocol headers (aiohttp reads only the first, so a mode in
     another would be missed). The reason never echoes the offer: it may hold secrets.
     """
-    offered = offered_subprotocols(request)
+    offered = _offer(request)
     if not any(part.lower().startswith(FAMILY) for part in offered):
         return None
     if len(request.headers.getall(hdrs.SEC_WEBSOCKET_PROTOCOL)) > 1:
@@ -61,7 +77,7 @@ def offer_refusal(request: web.Request) -> str | None:
 
 
 def _from_subprotocol(request: web.Request, prefix: str) -> str | None:
-    for offered in offered_subprotocols(request):
+    for offered in _offer(request):
         if offered.startswith(prefix) and len(offered) > len(prefix):
             return offered[len(prefix) :]
     return None

@@ -62,18 +62,23 @@ class HeadScan:
         window = self._last + data
         end = _end_of_head(window)
         head = data if end < 0 else data[: end - len(self._last)]
-        lines = head.split(b"\n")
-        lengths = [self._line + len(lines[0]), *map(len, lines[1:])]
-        if not self._line_ended:
-            if lengths[0] > self._bounds.max_request_line:
-                return REQUEST_LINE_TOO_LONG
-            self._line_ended = len(lines) > 1
-            lengths = lengths[1:] if self._line_ended else []
-        if lengths and max(lengths) > self._bounds.max_header_line:
-            return HEADERS_TOO_LARGE
-        self._line = len(lines[-1]) if len(lines) > 1 else self._line + len(head)
+        breaks = head.count(b"\n")
+        bounds = self._bounds
+        if self._line + len(head) > min(bounds.max_request_line, bounds.max_header_line):
+            # Some line may be too long: measure each (a short head, the usual one, need not).
+            lines = head.split(b"\n")
+            lengths = [self._line + len(lines[0]), *map(len, lines[1:])]
+            if not self._line_ended:
+                if lengths[0] > bounds.max_request_line:
+                    return REQUEST_LINE_TOO_LONG
+                self._line_ended = breaks > 0
+                lengths = lengths[1:] if self._line_ended else []
+            if lengths and max(lengths) > bounds.max_header_line:
+                return HEADERS_TOO_LARGE
+        self._line_ended = self._line_ended or breaks > 0
+        self._line = len(head) - head.rfind(b"\n") - 1 if breaks else self._line + len(head)
         self.size += len(head)
-        self._lines += len(lines) - 1
+        self._lines += breaks
         self.complete = end >= 0
         self._last = (self._last + head)[-2:]
         header_lines = self._lines - 1 - (1 if self.complete else 0)
@@ -84,5 +89,7 @@ class HeadScan:
 
 def _end_of_head(window: bytes) -> int:
     """The index just past the empty line that ends a head in `window`, or -1."""
-    ends = [i + len(blank) for blank in (b"\n\r\n", b"\n\n") if (i := window.find(blank)) >= 0]
-    return min(ends, default=-1)
+    crlf, lf = window.find(b"\n\r\n"), window.find(b"\n\n")
+    if crlf < 0:
+        return lf + 2 if lf >= 0 else -1
+    return crlf + 3 if lf < 0 else min(crlf + 3, lf + 2)

@@ -126,8 +126,9 @@ class Metrics:
             ["mode"],
             registry=self.registry,
         )
-        for mode in ("json", "text"):
-            self.connections_opened.labels(mode=mode)  # a series from the start, at 0
+        # A series for each mode from the start, at 0; the children looked up once here,
+        # not with labels() per connection.
+        self.opened_by_mode = {m: self.connections_opened.labels(mode=m) for m in ("json", "text")}
         self.messages_published = Counter(
             "chat_messages_published",
             "Room messages accepted from clients on this node",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import socket
 from collections.abc import Callable
@@ -26,7 +27,14 @@ from gateway.node import NODE
 from gateway.proxies import TRUSTED
 from gateway.server_log import RequestErrorLog
 
+log = logging.getLogger(__name__)
+
 DEFAULT_KEEPALIVE = 75.0  # aiohttp's own, kept while --header-timeout is 0 (off)
+# Net allocations between two young-generation collections: CPython's 700, times 10.
+# A connection leaves about 200 objects alive (its request, protocol, session...): at
+# 700 a burst of handshakes set off a young collection every few connections, a middle
+# one every few dozen, and a full one (the costly walk) every few hundred.
+YOUNG_COLLECTION_THRESHOLD = 7000
 
 
 def run(
@@ -78,6 +86,8 @@ async def _serve(
 ) -> None:
     runner = web.AppRunner(app, handle_signals=True, **runner_args)
     await runner.setup()  # the app's startup: the node is ready to serve when it returns
+    freeze_startup_objects()
+    space_collections()
     try:
         server = runner.server
         assert server is not None
@@ -93,6 +103,32 @@ async def _serve(
     finally:
         await runner.cleanup()
         admission.close()
+
+
+def freeze_startup_objects() -> None:
+    """Move what start-up made (modules, the app, the broker) out of the cyclic garbage
+    collector's sight, once its garbage is collected.
+
+    Those objects live as long as the process, yet each full collection walked them all
+    again, and the allocations of a burst of connections set off collection after
+    collection. Only the walk is saved: nothing frozen was garbage.
+    """
+    gc.collect()
+    gc.freeze()
+    log.debug("froze %d start-up objects out of the collector's walks", gc.get_freeze_count())
+
+
+def space_collections() -> None:
+    """Collect the young generation every YOUNG_COLLECTION_THRESHOLD net allocations
+    rather than every 700; the older generations keep their ratios (10 and 10).
+
+    Cyclic garbage waits a little longer to be freed (thousands of objects, not
+    hundreds); objects freed by their reference counts, nearly all, are freed at once
+    as before.
+    """
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, middle, old)
+    log.debug("garbage collection thresholds: %s", gc.get_threshold())
 
 
 def _cancel(tasks: set[asyncio.Task[Any]], loop: asyncio.AbstractEventLoop) -> None:

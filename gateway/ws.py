@@ -65,7 +65,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     node.hub.connect(session)
     gauge = node.metrics.connection_gauges[codec.name]
     gauge.inc()
-    node.metrics.connections_opened.labels(mode=codec.name).inc()
+    node.metrics.opened_by_mode[codec.name].inc()
     try:
         if await _handshake(node, session, request):
             await _read_loop(node, session)
@@ -77,13 +77,23 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
 
 async def _upgrade(request: web.Request, ws: web.WebSocketResponse, max_message: int) -> FrameWatch:
     """Answer the upgrade with the frame watch already reading the connection (so it
-    sees every frame from the first byte); a handshake aiohttp refuses raises."""
+    sees every frame from the first byte); a handshake aiohttp refuses raises.
+
+    aiohttp checks the handshake once, in `prepare`, before anything is written or read
+    (no `can_prepare` first: that parsed it twice): a refusal raises there, and the
+    connection goes back to aiohttp's protocol, which answers it (and may read a next
+    request on a kept-alive connection)."""
     transport = request.transport
-    if transport is None or not ws.can_prepare(request).ok:
+    if transport is None:
         await ws.prepare(request)  # answers the refusal (an HTTP error) and raises
         raise ConnectionResetError("the connection ended before the upgrade")
+    inner = transport.get_protocol()
     watch = FrameWatch(transport, max_message)
-    await ws.prepare(request)
+    try:
+        await ws.prepare(request)
+    except web.HTTPException:
+        transport.set_protocol(inner)
+        raise
     return watch
 
 

@@ -303,6 +303,29 @@ async def test_a_broken_frame_closes_with_1002_in_a_handshake(
         raw.close()
 
 
+async def test_a_refused_upgrade_leaves_the_connection_to_http(client: TestClient) -> None:
+    """A GET /ws that is no WebSocket handshake is answered 400, and the frame watch
+    put in place for the upgrade does not stay on the kept-alive connection: the next
+    request on it is read as HTTP and served (not misread as a frame)."""
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    try:
+        async with asyncio.timeout(WAIT):
+            writer.write(b"GET /ws HTTP/1.1\r\nHost: test\r\n\r\n")
+            head = await reader.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 400 "), head
+            length = next(
+                int(line.partition(b":")[2])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            await reader.readexactly(length)
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+            answer = await reader.read()  # to the end: the server closes after it
+        assert answer.startswith(b"HTTP/1.1 200 "), answer
+    finally:
+        writer.close()
+
+
 async def text_peer_told(client: TestClient, name: str, act: Callable[[TextPeer], Any]) -> Any:
     """Join in text mode, `act`, and read to the close; (its code, its last line)."""
     peer = await join_text(client, name)

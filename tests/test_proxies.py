@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
+from gateway.access_log import AccessLogger
 from gateway.config import InvalidSetting, Settings
 from gateway.proxies import client_address, parse_networks
 from tests.conftest import JSON_PROTOCOL, JsonPeer
@@ -173,6 +174,19 @@ def test_the_access_log_names_the_client_behind_a_trusted_proxy() -> None:
             assert hidden is None or hidden not in ours
         finally:
             node.close()
+
+
+def test_the_access_log_is_skipped_when_its_lines_would_not_be_written() -> None:
+    """Guards against aiohttp timing each request and building its line for nothing:
+    at WARNING and above the logger tells aiohttp it is off; at INFO it is on."""
+    logger = logging.getLogger("tests.access_log")
+    try:
+        logger.setLevel(logging.WARNING)
+        assert not AccessLogger(logger, "").enabled
+        logger.setLevel(logging.INFO)
+        assert AccessLogger(logger, "").enabled
+    finally:
+        logger.setLevel(logging.NOTSET)
 
 
 # Requests aiohttp cannot parse: answered 400 (or 431) before any routing or middleware.

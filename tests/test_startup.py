@@ -4,12 +4,14 @@ only once it does (issue: a busy port printed 36 lines of traceback after "on ht
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import subprocess
 
 import aiohttp
 import pytest
 
+from gateway.serving import YOUNG_COLLECTION_THRESHOLD
 from tests.conftest import poll_until
 from tests.plugins.redis import REDIS_SERVER
 from tests.plugins.spawn import (
@@ -21,6 +23,7 @@ from tests.plugins.spawn import (
     flat,
     serving_or_exit_code,
 )
+from tooling.gateway import GatewayProcess
 from tooling.ports import free_port
 
 
@@ -144,3 +147,19 @@ async def test_an_unreachable_redis_at_start_listens_at_once_and_says_not_ready(
     # Listening came right after the first heartbeat failed, not after the subscriber's
     # retries (0.1 s, 0.2 s, 0.4 s, ... apart) used up a wait for the subscription.
     assert before.count("cannot subscribe yet") <= 2, node.output()
+
+
+def test_the_start_up_objects_are_frozen_and_collections_spaced_before_listening() -> None:
+    """Guards against every garbage collection walking what start-up made (modules, the
+    app, the broker) again, and against a collection every few handshakes: in a burst
+    of connections both cost tens of microseconds a connection (issue 25)."""
+    node = GatewayProcess(None, "--log-level", "DEBUG")
+    try:
+        node.start()
+        node.stop()
+        found = re.search(r"froze (\d+) start-up objects", node.log())
+        assert found is not None and int(found.group(1)) > 0, node.log()[-2000:]
+        spaced = f"garbage collection thresholds: ({YOUNG_COLLECTION_THRESHOLD}, 10, 10)"
+        assert spaced in node.log(), node.log()[-2000:]
+    finally:
+        node.close()
