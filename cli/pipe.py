@@ -1,11 +1,11 @@
 """Pipe mode (stdin or stdout is not a terminal): lines in, plain lines out, for scripts.
 
 Every input line is sent (slash commands work); what arrives is printed unstyled and
-without a clock. Once stdin ends the client waits for every send's ack. It exits 0 only
-when everything went out: every `! ...` line (something refused, by the server: too
-long, `/msg` to nobody, banned, ...; or by the client: an unknown command) goes to
-stderr and makes the exit code 1, as does giving up after `idle_timeout` seconds
-without progress.
+without a clock. Once stdin ends the client waits for the server's answer to every
+line (a send's ack, a command's reply). It exits 0 only when everything went out: every
+`! ...` line (something refused, by the server: too long, `/msg` to nobody, banned, ...;
+or by the client: an unknown command) goes to stderr and makes the exit code 1, as does
+giving up after `idle_timeout` seconds without an answer (the line names what is left).
 """
 
 from __future__ import annotations
