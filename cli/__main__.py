@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=10.0,
         metavar="SECONDS",
         help="pipe mode: once stdin has ended, give up (exit 1) after this long without "
-        "an acknowledgement (default: 10)",
+        "an answer from the server (default: 10)",
     )
     return parser
 

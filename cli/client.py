@@ -24,9 +24,10 @@ from cli.moderation import ms_field, until_text
 from cli.outbox import Outbox, Outgoing
 from cli.view import RoomView, now_ms
 
-__all__ = ["ChatClient", "ClientConfig"]
+__all__ = ["ChatClient", "ClientConfig", "describe"]
 
 MAX_FRAME_BYTES = 64 * 1024
+_LABELS = {"send": "message", "dm": "direct message"}  # other frames: "/" + their type
 ROOM_RESERVE = 80  # room name and its key, added when the frame is first sent
 
 
@@ -73,9 +74,10 @@ class ChatClient:
         return self._link.ws is not None and not self._link.ws.closed
 
     @property
-    def unacked(self) -> int:
-        """How many sends still wait for their ack."""
-        return len(self._outbox)
+    def unanswered(self) -> tuple[str, ...]:
+        """What still waits for the server's answer, oldest first: "message" for a room
+        message, "direct message", or the command ("/who", "/join", ...)."""
+        return tuple(_LABELS.get(item.kind, f"/{item.kind}") for item in self._outbox)
 
     @property
     def pending(self) -> tuple[str, ...]:
@@ -129,10 +131,12 @@ class ChatClient:
         await self._finished.wait()
 
     async def drain(self, idle_timeout: float) -> bool:
-        """Wait until every send is answered; False after `idle_timeout` s without progress."""
+        """Wait until every queued frame is answered; False when some are not, after
+        `idle_timeout` s without an answer or because the client stopped."""
         while len(self._outbox) and not self._finished.is_set():
+            seen = self._outbox.answered  # read with the length: no answer goes unseen
             waits = {
-                asyncio.ensure_future(self._outbox.wait_progress()),
+                asyncio.ensure_future(self._outbox.wait_answered(seen)),
                 asyncio.ensure_future(self._finished.wait()),
             }
             done, pending = await asyncio.wait(
@@ -142,7 +146,7 @@ class ChatClient:
                 waiting.cancel()
             await asyncio.wait(waits)
             if not done:
-                return False
+                break
         return not len(self._outbox)
 
     # --- actions -------------------------------------------------------------------
@@ -246,6 +250,20 @@ class ChatClient:
         if not self._finished.is_set():
             self._finished.set()
             self._events.put_nowait(None)
+
+
+def describe(unanswered: tuple[str, ...]) -> str:
+    """`ChatClient.unanswered` in words: "2 messages, /who", "1 direct message"."""
+    counts: dict[str, int] = {}
+    for label in unanswered:
+        counts[label] = counts.get(label, 0) + 1
+    parts = []
+    for label, count in counts.items():
+        if label.startswith("/"):
+            parts.append(label if count == 1 else f"{label} ({count} times)")
+        else:
+            parts.append(f"{count} {label}{'s' if count > 1 else ''}")
+    return ", ".join(parts) or "nothing"
 
 
 def _utf8(text: str) -> str:

@@ -54,7 +54,8 @@ class Outbox:
         self._items: deque[Outgoing] = deque()
         self._nonempty = asyncio.Event()
         self._added = asyncio.Event()
-        self._progress = asyncio.Event()
+        self._answered = 0  # frames answered so far: only grows
+        self._progress = asyncio.Event()  # set at each answer; cleared by a waiter
         self._in_flight: InFlight | None = None
         self._retry = (retry_initial, retry_max)
 
@@ -96,12 +97,25 @@ class Outbox:
             self._items.popleft()
         else:
             self._items.remove(item)
+        self._answered += 1
         self._progress.set()
 
-    async def wait_progress(self) -> None:
-        """Wait until some frame has been answered since the last call."""
-        self._progress.clear()
-        await self._progress.wait()
+    @property
+    def answered(self) -> int:
+        """How many frames have been answered so far (it only grows)."""
+        return self._answered
+
+    async def wait_answered(self, seen: int) -> None:
+        """Wait until more than `seen` frames have been answered; at once if they are.
+
+        `seen` is read (`answered`) when the caller looks at the queue, so an answer
+        that comes between that look and this wait's first step is not missed: a
+        waiter started with `ensure_future` runs a loop iteration later, and the
+        reader may hand over the last answer in between.
+        """
+        while self._answered == seen:
+            self._progress.clear()
+            await self._progress.wait()
 
     def answer(self, frame: dict[str, Any]) -> bool:
         """Hand a server frame to the frame in flight; True when it answers it (by `ref`).

@@ -1,11 +1,11 @@
 """Pipe mode (stdin or stdout is not a terminal): lines in, plain lines out, for scripts.
 
 Every input line is sent (slash commands work); what arrives is printed unstyled and
-without a clock. Once stdin ends the client waits for every send's ack. It exits 0 only
-when everything went out: every `! ...` line (something refused, by the server: too
-long, `/msg` to nobody, banned, ...; or by the client: an unknown command) goes to
-stderr and makes the exit code 1, as does giving up after `idle_timeout` seconds
-without progress.
+without a clock. Once stdin ends the client waits for the server's answer to every
+line (a send's ack, a command's reply). It exits 0 only when everything went out: every
+`! ...` line (something refused, by the server: too long, `/msg` to nobody, banned, ...;
+or by the client: an unknown command) goes to stderr and makes the exit code 1, as does
+giving up after `idle_timeout` seconds without an answer (the line names what is left).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import threading
 from contextlib import suppress
 from typing import TextIO
 
-from cli.client import ChatClient, ClientConfig
+from cli.client import ChatClient, ClientConfig, describe
 from cli.commands import run_line
 from cli.connection import ConnectFailed, Rejected
 from cli.events import ErrorLine
@@ -80,15 +80,19 @@ async def run_pipe(
         stopped_early = await _send_input(client, StdinLines(sys.stdin.fileno()))
         drained = stopped_early or await client.drain(idle_timeout)
         if not drained:
-            print(
-                f"chat: gave up: {client.unacked} message(s) not acknowledged "
-                f"after {idle_timeout:g} s without progress",
-                file=sys.stderr,
-            )
+            print(f"chat: gave up: {_why_undrained(client, idle_timeout)}", file=sys.stderr)
     finally:
         await client.close()
         refused = await printer
     return 1 if client.exit_code or refused or not drained else 0
+
+
+def _why_undrained(client: ChatClient, idle_timeout: float) -> str:
+    """What `drain` left unanswered, and why it stopped waiting."""
+    what = describe(client.unanswered)
+    if client.failure:  # the client stopped: printed already, as a `!` line
+        return f"{what} not answered: {client.failure}"
+    return f"no answer from the server in {idle_timeout:g} s to {what}"
 
 
 async def _send_input(client: ChatClient, lines: StdinLines) -> bool:

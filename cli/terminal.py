@@ -12,7 +12,7 @@ from prompt_toolkit.patch_stdout import patch_stdout
 from prompt_toolkit.shortcuts import print_formatted_text
 from prompt_toolkit.styles import Style
 
-from cli.client import ChatClient, ClientConfig
+from cli.client import ChatClient, ClientConfig, describe
 from cli.commands import run_line
 from cli.connection import ConnectFailed, NameRejected, Rejected
 from cli.events import Status
@@ -92,7 +92,7 @@ class TerminalUI:
             if reader in done:
                 code = reader.result()
                 if not await client.drain(QUIT_DRAIN_SECONDS):
-                    self._error(f"{client.unacked} unanswered message(s) or command(s) dropped")
+                    self._error(f"not answered, dropped: {describe(client.unanswered)}")
         finally:
             reader.cancel()
             await asyncio.wait({reader})

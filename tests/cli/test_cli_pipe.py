@@ -149,19 +149,21 @@ async def test_name_taken_exits_1_with_the_reason_on_stderr(gateway_server, chat
 
 
 async def test_gives_up_with_exit_1_when_sends_are_never_acked(chat_procs, proxy):
-    """With the server unreachable after stdin ends, pipe mode exits 1 after --ack-timeout.
+    """With the server unreachable after stdin ends, pipe mode exits 1 after --ack-timeout,
+    naming what went unanswered.
 
-    Guards against: a script hanging forever, or exiting 0 although lines were lost.
+    Guards against: a script hanging forever, exiting 0 although lines were lost, or a
+    give-up line that miscounts (a /who counted as no message at all).
     """
     chat = await chat_procs(proxy.url, "--name", unique("bot"), "--ack-timeout", "1")
     await chat.expect(r"^\* you are in lobby")
     proxy.accepting = False
     proxy.cut()
     await chat.expect(r"^\* reconnecting\.\.\.$")
-    await chat.write("into the void")
+    await chat.write("into the void", "/who")
     await chat.end_input()
     assert await chat.wait() == 1
-    assert "not acknowledged" in chat.stderr
+    assert "gave up: no answer from the server in 1 s to 1 message, /who" in chat.stderr
 
 
 async def test_join_moves_to_the_new_room_and_leaves_the_old(gateway_server, chat_procs, observe):
