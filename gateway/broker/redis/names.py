@@ -54,6 +54,7 @@ class Names:
         self._keys = context.keys
         self._node = context.node
         self._pub = context.publish
+        self._sharded = context.sharded  # the node's index is then in another slot
         self._subscriber = subscriber  # Subscriber or ShardedSubscriber
         self._on_kick = on_kick  # a connection here lost its name to someone else
         self._settle = settle  # reaps a former run's hold of a name key before a claim
@@ -79,16 +80,22 @@ class Names:
         holds it (or a look-alike of it)."""
         key = name_key(name)
         await self._settle(key)
-        await self._redis.sadd(self._index, key)  # the index first: the reaper finds it
+        # The index first: the reaper finds it. On one Redis the script adds it, in the
+        # same step (one round trip); on a cluster it lives in the node's slot.
+        keys = [self._keys.name(key)]
+        if self._sharded:
+            await self._redis.sadd(self._index, key)
+        else:
+            keys.append(self._index)
         script = self._claim_shared if shared else self._claim
         args = [key, name, connection, self._node, new, given, self._keys.user_channel(key)]
-        result = await script(keys=[self._keys.name(key)], args=[*args, self._pub, ""])
+        result = await script(keys=keys, args=[*args, self._pub, ""])
         if result[0] == b"owner":
             # Held by another node: free if that node is dead (not reaped yet).
             owner = result[1].decode()
             if await self._redis.exists(self._keys.node(owner) + ":alive"):
                 return _taken(name, result)
-            result = await script(keys=[self._keys.name(key)], args=[*args, self._pub, owner])
+            result = await script(keys=keys, args=[*args, self._pub, owner])
             if result[0] != b"taken":
                 # The owner may be only frozen, its connection still open: once it runs
                 # again the mark has it claim its names anew, and close this one's.
