@@ -27,17 +27,24 @@ async def enter_room(
     session.begin_join(room)
     try:
         await node.hub.enter(session, room)
-        if await node.presence.enter(room, session.name):
+        # The entry and what it is sent (the newest offset, the members) are read in
+        # the same step when the broker is asked at all (Redis: one round trip).
+        joined, view = await node.presence.enter(
+            room, session.name, (since, node.settings.replay_limit)
+        )
+        if joined:
             node.budgets.charge_join(session)
     except (BrokerUnavailable, Banned):
         session.abandon_join(room)
         await node.hub.exit(session, room)
         raise
     try:
-        replay, members = await node.broker.entering(room, since, node.settings.replay_limit)
+        if view is None:
+            view = await node.broker.entering(room, since, node.settings.replay_limit)
     except BrokerUnavailable:
         await leave_room(node, session, room, announce=False)
         raise
+    replay, members = view
     if room not in session.rooms:  # a moderator removed it meanwhile (it got `removed`)
         node.presence.exit(room, session.name, at_once=True)
         await node.hub.exit(session, room)

@@ -199,6 +199,13 @@ class Broker(Protocol):
         """What a connection entering `room` is sent: `replay(room, since, limit)` and
         `members(room)`, read together (Redis: one round trip when `since` is None)."""
 
+    async def presence_add_entering(
+        self, room: str, name: str, since: str | None, limit: int
+    ) -> tuple[bool, Replay, list[str]]:
+        """`presence_add(room, name, announce=True)`, then what `entering(room, since,
+        limit)` reads: the members include `name`. Redis: one round trip when `since` is
+        None. Raises Banned as `presence_add` does."""
+
     async def rooms(self) -> list[tuple[str, int]]:
         """Rooms with anyone present, with their member counts, sorted by name."""
 

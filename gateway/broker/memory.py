@@ -181,6 +181,13 @@ class MemoryBroker:
     async def entering(self, room: str, since: str | None, limit: int) -> tuple[Replay, list[str]]:
         return await self.replay(room, since, limit), await self.members(room)
 
+    async def presence_add_entering(
+        self, room: str, name: str, since: str | None, limit: int
+    ) -> tuple[bool, Replay, list[str]]:
+        added = await self.presence_add(room, name, announce=True)
+        replay, members = await self.entering(room, since, limit)
+        return added, replay, members
+
     async def rooms(self) -> list[tuple[str, int]]:
         await asyncio.sleep(0)  # a read yields, as a round trip to Redis does
         return [(room, len(self._presence[room])) for room in sorted(self._presence)]

@@ -212,6 +212,16 @@ class RedisBroker:
     async def entering(self, room: str, since: str | None, limit: int) -> tuple[Replay, list[str]]:
         return await self._rooms.entering(room, since, limit)
 
+    async def presence_add_entering(
+        self, room: str, name: str, since: str | None, limit: int
+    ) -> tuple[bool, Replay, list[str]]:
+        if since is None:  # the common case: one script reads what the entry is sent
+            added, newest, members = await self._presence.add_reading(room, name)
+            return added, Replay(False, [], newest), members
+        added = await self._presence.add(room, name, announce=True)
+        replay, members = await self._rooms.entering(room, since, limit)
+        return added, replay, members
+
     async def rooms(self) -> list[tuple[str, int]]:
         return await self._rooms.listed()
 

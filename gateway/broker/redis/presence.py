@@ -58,14 +58,26 @@ class RedisPresence:
 
     async def add(self, room: str, name: str, *, announce: bool = False) -> bool:
         """`name` present in `room` through this node; whether it was new everywhere."""
+        added = await self._added(room, name, announce, read=False)
+        return bool(added > 0)
+
+    async def add_reading(self, room: str, name: str) -> tuple[bool, str | None, list[str]]:
+        """`add` with the join announced, and in the same step the room's newest offset
+        and its members after the entry: (new everywhere, offset, members)."""
+        added, epoch, seq, names = await self._added(room, name, True, read=True)
+        newest = f"{epoch.decode()}-{int(seq)}" if epoch is not None and seq is not None else None
+        return added > 0, newest, sorted_names(set(names))
+
+    async def _added(self, room: str, name: str, announce: bool, *, read: bool) -> Any:
         key = name_key(name)
-        added: int | list[bytes]  # 1 if new everywhere, else 0; [the ban] if banned there
-        added = await self._call(self._add, room, key, name, "join" if announce else "", ban=True)
-        if isinstance(added, list):
+        added = await self._call(
+            self._add, room, key, name, "join" if announce else "", adding=True, read=read
+        )
+        if isinstance(added, list) and len(added) == 1:
             raise Banned.parse(room, added[0])
         self._unremoved.discard((room, name))
         self._present[(room, key)] = name
-        return added > 0
+        return added
 
     async def remove(self, room: str, name: str, *, announce: bool = False) -> bool:
         """`name` no longer present here; whether it left everywhere. A removal that
@@ -142,7 +154,7 @@ class RedisPresence:
         return complete
 
     async def _put_back(self, room: str, key: str, display: str, announce: bool) -> None:
-        added = await self._call(self._add, room, key, display, ban=True)
+        added = await self._call(self._add, room, key, display, adding=True)
         if isinstance(added, list):
             # Banned while this node did not hear (its subscription was away): the
             # removal it missed happens now, here.
@@ -172,12 +184,13 @@ class RedisPresence:
         display: str,
         announce: Literal["", "join", "leave"] = "",
         *,
-        ban: bool = False,
+        adding: bool = False,
+        read: bool = False,
     ) -> Any:
         """Run a presence script; with `announce` ("join"/"leave") it also publishes
         that event when the name's presence changed everywhere: 1 when it did, else 0.
-        With `ban` the name's ban refuses the entry: the add script then answers
-        [the ban as stored]."""
+        `adding`: the add script, which the name's ban refuses (it then answers [the
+        ban as stored]); with `read` it answers [1 or 0, epoch, seq, members]."""
         keys = self._keys
         channel, payload, stored = "", b"", None
         if announce:
@@ -190,13 +203,13 @@ class RedisPresence:
                 await self._redis.sadd(keys.node(self._node) + ":rooms", room)
                 self._indexed.add(room)
             script_keys = keys.presence_keys(room)
-            if ban:
+            args = [key, display, f"{self._node}\n{key}", channel, payload, self._pub]
+            if adding:
                 script_keys.append(keys.ban(room, key))
-            result = await script(
-                script_keys,
-                [key, display, f"{self._node}\n{key}", channel, payload, self._pub],
-                stored,
-            )
+                args.append("read" if read else "")
+                if read:
+                    script_keys.append(keys.meta(room))
+            result = await script(script_keys, args, stored)
         return result
 
     def _stored(self, room: str, event: str, name: str) -> tuple[str, list[bytes]] | None:
