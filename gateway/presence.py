@@ -10,9 +10,9 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
-from gateway.broker.base import Banned, Broker, Replay
+from gateway.broker.base import Banned, Broker, NameTaken, Replay
 from gateway.errors import BrokerUnavailable
 from gateway.names import name_key
 from gateway.tasks import stop_tasks
@@ -40,12 +40,19 @@ class Presence:
         self._committed: set[tuple[str, str]] = set()  # leaves past their grace period
 
     async def enter(
-        self, room: str, name: str, reading: tuple[str | None, int] | None = None
+        self,
+        room: str,
+        name: str,
+        reading: tuple[str | None, int] | None = None,
+        through: Callable[[], Awaitable[tuple[bool, View]]] | None = None,
     ) -> tuple[bool, View | None]:
         """A connection of `name` entered `room`: whether that was announced as a join
         (the name was present nowhere), and with `reading` (since, limit) what
         `Broker.entering` reads, when the broker was asked (then in the same step; else
-        None: the caller reads it). Raises Banned while it is banned there."""
+        None: the caller reads it). Raises Banned while it is banned there. `through`:
+        the broker's step that makes the entry and reads what it is sent, instead of
+        `presence_add_entering` (a new connection's claim with it); not called when the
+        broker is not asked. A NameTaken it raises undoes the entry, as a ban does."""
         key = (room, name_key(name))
         self._local[key] += 1
         if self._local[key] > 1:
@@ -66,7 +73,9 @@ class Presence:
                     await asyncio.shield(leaving)
         view: View | None = None
         try:
-            if reading is None:
+            if through is not None:
+                added, view = await through()
+            elif reading is None:
                 added = await self._broker.presence_add(room, name, announce=True)
             else:
                 since, limit = reading
@@ -74,7 +83,7 @@ class Presence:
                     room, name, since, limit
                 )
                 view = (replay, members)
-        except Banned:
+        except (Banned, NameTaken):
             self.exit(room, name, at_once=True)  # nothing was added: what is left goes
             raise
         except BrokerUnavailable:

@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 import redis.asyncio
+from aiohttp.test_utils import TestClient
 
 from gateway.broker.redis import RedisBroker
 from gateway.broker.redis.subscriber import Subscriber
-from tests.conftest import TEST_SETTINGS, BareListener
+from tests.conftest import TEST_SETTINGS, BareListener, join_json
 from tests.plugins.redis import RedisBackend
 
 MakeBroker = Callable[[], Awaitable[RedisBroker]]
@@ -65,6 +66,25 @@ async def sent_while(
                     seen.append(words)
     finally:
         await client.aclose()
+
+
+@pytest.mark.parametrize("broker_kind", ["redis"])
+async def test_a_new_connection_is_one_round_trip_after_its_subscription(
+    gateway: Callable[..., Awaitable[TestClient]], redis_backend: RedisBackend
+) -> None:
+    """Guards against a connection's claim, its presence entry and what it is sent
+    (the room's offset and members) going back to round trips of their own (issue 25:
+    four per connection, a quarter of its cost in redis-py alone)."""
+    if redis_backend.server is None:
+        pytest.skip("MONITOR needs a real redis-server")
+    client = await gateway()
+    alice = await join_json(client, "alice")  # the room is subscribed on this node
+    bob, sent = await sent_while(redis_backend, lambda: join_json(client, "bob"), "bob")
+    assert [words[0] for words in sent] == ["SUBSCRIBE", "EVALSHA"]
+    assert bob.subscribed["members"] == ["alice", "bob"]
+    await alice.expect("presence", event="join", name="bob", room="lobby")
+    await bob.request("send", room="lobby", text="hi")  # the entry is whole: it chats
+    await alice.expect("message", text="hi")
 
 
 async def test_entering_a_room_is_one_round_trip(

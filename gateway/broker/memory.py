@@ -23,6 +23,7 @@ from gateway.broker.base import (
     AuditEntry,
     Banned,
     BrokerListener,
+    Entry,
     NodeStatus,
     Published,
     Replay,
@@ -196,6 +197,19 @@ class MemoryBroker:
         self, name: str, connection: str, session: str | None, *, shared: bool = False
     ) -> str:
         return self._names.claim(name, connection, session, shared=shared)
+
+    async def claim_entering(
+        self,
+        name: str,
+        connection: str,
+        session: str | None,
+        room: str,
+        since: str | None,
+        limit: int,
+        *,
+        shared: bool = False,
+    ) -> Entry:
+        return Entry(await self.claim_name(name, connection, session, shared=shared))
 
     async def release_name(self, name: str, connection: str) -> None:
         self._names.release(name, connection)
