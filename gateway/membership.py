@@ -92,7 +92,7 @@ async def claim_and_enter(
         if not held:  # the broker was not asked for the entry (the name is here already)
             try:
                 await claim()
-            except BaseException:
+            except Exception:  # (a cancel leaves the room when the connection ends)
                 node.presence.exit(room, name, at_once=True)
                 raise
     except Banned as banned:
