@@ -129,6 +129,11 @@ class Hooks:
         """Whether the connect hook names each connection."""
         return self._settings.connect_hook_url is not None
 
+    @property
+    def decides_joins(self) -> bool:
+        """Whether the join hook is asked before each entry into a room."""
+        return self._settings.join_hook_url is not None
+
     async def connect(
         self,
         request: web.Request,

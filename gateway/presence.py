@@ -10,14 +10,16 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
-from gateway.broker.base import Banned, Broker
+from gateway.broker.base import Banned, Broker, NameTaken, Replay
 from gateway.errors import BrokerUnavailable
 from gateway.names import name_key
 from gateway.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
+
+View = tuple[Replay, list[str]]  # what a connection entering a room is sent (replay, members)
 
 
 class Presence:
@@ -37,13 +39,24 @@ class Presence:
         self._cancelled: set[asyncio.Task[None]] = set()  # cancelled leaves not yet finished
         self._committed: set[tuple[str, str]] = set()  # leaves past their grace period
 
-    async def enter(self, room: str, name: str) -> bool:
-        """A connection of `name` entered `room`; True when that was announced as a
-        join (the name was present nowhere). Raises Banned while it is banned there."""
+    async def enter(
+        self,
+        room: str,
+        name: str,
+        reading: tuple[str | None, int] | None = None,
+        through: Callable[[], Awaitable[tuple[bool, View]]] | None = None,
+    ) -> tuple[bool, View | None]:
+        """A connection of `name` entered `room`: whether that was announced as a join
+        (the name was present nowhere), and with `reading` (since, limit) what
+        `Broker.entering` reads, when the broker was asked (then in the same step; else
+        None: the caller reads it). Raises Banned while it is banned there. `through`:
+        the broker's step that makes the entry and reads what it is sent, instead of
+        `presence_add_entering` (a new connection's claim with it); not called when the
+        broker is not asked. A NameTaken it raises undoes the entry, as a ban does."""
         key = (room, name_key(name))
         self._local[key] += 1
         if self._local[key] > 1:
-            return False
+            return False, None
         leaving = self._leaving.pop(key, None)
         if leaving is not None:
             if key not in self._committed:
@@ -58,9 +71,19 @@ class Presence:
                 # then this is a new arrival.
                 with contextlib.suppress(BrokerUnavailable):
                     await asyncio.shield(leaving)
+        view: View | None = None
         try:
-            added = await self._broker.presence_add(room, name, announce=True)
-        except Banned:
+            if through is not None:
+                added, view = await through()
+            elif reading is None:
+                added = await self._broker.presence_add(room, name, announce=True)
+            else:
+                since, limit = reading
+                added, replay, members = await self._broker.presence_add_entering(
+                    room, name, since, limit
+                )
+                view = (replay, members)
+        except (Banned, NameTaken):
             self.exit(room, name, at_once=True)  # nothing was added: what is left goes
             raise
         except BrokerUnavailable:
@@ -68,7 +91,7 @@ class Presence:
             raise
         if added:
             self._on_change(room, 1)
-        return bool(added)
+        return bool(added), view
 
     def exit(self, room: str, name: str, *, at_once: bool = False) -> None:
         """A connection of `name` left `room`; the last one starts the grace period

@@ -18,7 +18,7 @@ from gateway.events import ErrorReply, Welcome
 from gateway.guard import NAME_TIMEOUT_REASON, name_deadline
 from gateway.handlers import banned_error, handle
 from gateway.inbound import FrameWatch
-from gateway.membership import enter_room, leave_everything
+from gateway.membership import Claimed, claim_and_enter, enter_room, finish_entry, leave_everything
 from gateway.metrics import FRAME_REFUSALS
 from gateway.names import name_key, validate_name, validate_room
 from gateway.node import NODE, Node
@@ -155,6 +155,9 @@ async def _handshake(node: Node, session: Session, request: web.Request) -> bool
         return _refuse(node, session, error, peer)
     since = query.get("since") or None
     secret = presented_session(request) or None
+    # Without a join hook to ask between them, the claim and the first room's entry are
+    # one broker step (Redis: one round trip): `claim_and_enter`.
+    first = None if node.hooks.decides_joins else (room, since)
     while True:
         if raw_name is None:
             session.send_raw(NAME_QUESTION)
@@ -169,22 +172,28 @@ async def _handshake(node: Node, session: Session, request: web.Request) -> bool
             if raw_name is None:
                 return False
         try:
-            session_secret = await _claim(node, session, raw_name, secret)
+            claimed = await _claim(node, session, raw_name, secret, first)
             break
         except ProtocolError as error:
             if not session.is_text or settings.auth or error.code is ErrorCode.UNAVAILABLE:
                 return _refuse(node, session, error, peer)
             session.send(ErrorReply(error.code, error.message))
             raw_name = None
-    try:
-        await node.hooks.join(session.name, room)  # the first room: refused before the welcome
-    except ProtocolError as error:
-        return _refuse(node, session, error, peer)
-    node.hub.add_name(session)
+    if first is None:
+        try:
+            await node.hooks.join(session.name, room)  # the first room: refused before the welcome
+        except ProtocolError as error:
+            return _refuse(node, session, error, peer)
+        node.hub.add_name(session)
     moderates = session.moderates.patterns or ()
-    session.send(Welcome(session.name, settings.node_id, session_secret, moderates))
+    session.send(Welcome(session.name, settings.node_id, claimed.secret, moderates))
     try:
-        await enter_room(node, session, room, since)  # False: removed as it entered
+        if first is None:
+            await enter_room(node, session, room, since)  # False: removed as it entered
+        elif claimed.banned is not None:
+            raise claimed.banned
+        else:
+            await finish_entry(node, session, room, since, (claimed.joined, claimed.view))
     except BrokerUnavailable:
         unavailable = ProtocolError(ErrorCode.UNAVAILABLE, UNAVAILABLE_MESSAGE)
         return _refuse(node, session, unavailable, peer)
@@ -215,17 +224,31 @@ async def _identify(
     return identity
 
 
-async def _claim(node: Node, session: Session, raw_name: str, secret: str | None) -> str:
-    """Validate `raw_name` and make it this connection's; returns the session secret.
+async def _claim(
+    node: Node,
+    session: Session,
+    raw_name: str,
+    secret: str | None,
+    first: tuple[str, str | None] | None,
+) -> Claimed:
+    """Validate `raw_name` and make it this connection's; with `first` (room, since)
+    enter that room in the same step (`claim_and_enter`).
 
     With auth the name is shared by every connection presenting a token for it.
     """
     name = validate_name(raw_name)
     try:
-        session_secret = await node.broker.claim_name(
-            name, session.ref, secret, shared=node.settings.auth
-        )
+        if first is None:
+            claimed = Claimed(
+                await node.broker.claim_name(name, session.ref, secret, shared=node.settings.auth)
+            )
+        else:
+            # Presence enters it by name; after an unavailable broker the name is
+            # released when the connection ends (it may have been claimed).
+            session.name, session.name_key = name, name_key(name)
+            claimed = await claim_and_enter(node, session, *first, secret)
     except NameTaken as taken:
+        session.name = session.name_key = ""
         if name_key(taken.holder) == name_key(name):
             raise ProtocolError(ErrorCode.NAME_TAKEN, f"the name {name} is taken") from None
         raise ProtocolError(
@@ -235,7 +258,7 @@ async def _claim(node: Node, session: Session, raw_name: str, secret: str | None
     except BrokerUnavailable:
         raise ProtocolError(ErrorCode.UNAVAILABLE, UNAVAILABLE_MESSAGE) from None
     session.name, session.name_key = name, name_key(name)
-    return session_secret
+    return claimed
 
 
 async def _next_text(session: Session) -> str | None:

@@ -8,7 +8,7 @@ It knows nothing of WebSockets: it talks to its node through a `BrokerListener`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gateway.broker.event_log import EventLog
@@ -86,6 +86,19 @@ class Replay:
     recovered: bool
     messages: list[Message]
     offset: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A new connection's name claimed, and its first room entered in the same step
+    where the broker could (`claim_entering`)."""
+
+    secret: str  # the name's session secret
+    entered: bool = False  # False: only the name was claimed (enter the room next)
+    added: bool = False  # the name was new in the room everywhere: its join was announced
+    replay: Replay = Replay(False, [], None)
+    members: list[str] = field(default_factory=list)
+    banned: Banned | None = None  # the entry refused: the name is claimed all the same
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +212,13 @@ class Broker(Protocol):
         """What a connection entering `room` is sent: `replay(room, since, limit)` and
         `members(room)`, read together (Redis: one round trip when `since` is None)."""
 
+    async def presence_add_entering(
+        self, room: str, name: str, since: str | None, limit: int
+    ) -> tuple[bool, Replay, list[str]]:
+        """`presence_add(room, name, announce=True)`, then what `entering(room, since,
+        limit)` reads: the members include `name`. Redis: one round trip when `since` is
+        None. Raises Banned as `presence_add` does."""
+
     async def rooms(self) -> list[tuple[str, int]]:
         """Rooms with anyone present, with their member counts, sorted by name."""
 
@@ -216,6 +236,24 @@ class Broker(Protocol):
         `shared` (auth: the token proved the name): `connection` joins the name's other
         connections, on any node; NameTaken only if an exclusive owner holds it.
         """
+
+    async def claim_entering(
+        self,
+        name: str,
+        connection: str,
+        session: str | None,
+        room: str,
+        since: str | None,
+        limit: int,
+        *,
+        shared: bool = False,
+    ) -> Entry:
+        """`claim_name` and, in the same step where the broker can (Redis: one round
+        trip, on one Redis and with `since` None), what `presence_add_entering(room,
+        name, since, limit)` does: a new connection's first steps. NameTaken as
+        `claim_name`, nothing stored. Entry.entered False: only the name was claimed,
+        nothing more was done. A ban from the room comes in the answer (`banned`), the
+        name claimed all the same. After a BrokerUnavailable the name may be held."""
 
     async def release_name(self, name: str, connection: str) -> None:
         """Free `name` from `connection`; the name is free once no connection owns it."""

@@ -23,6 +23,7 @@ from gateway.broker.base import (
     AuditEntry,
     Banned,
     BrokerListener,
+    Entry,
     NodeStatus,
     Published,
     Replay,
@@ -181,6 +182,13 @@ class MemoryBroker:
     async def entering(self, room: str, since: str | None, limit: int) -> tuple[Replay, list[str]]:
         return await self.replay(room, since, limit), await self.members(room)
 
+    async def presence_add_entering(
+        self, room: str, name: str, since: str | None, limit: int
+    ) -> tuple[bool, Replay, list[str]]:
+        added = await self.presence_add(room, name, announce=True)
+        replay, members = await self.entering(room, since, limit)
+        return added, replay, members
+
     async def rooms(self) -> list[tuple[str, int]]:
         await asyncio.sleep(0)  # a read yields, as a round trip to Redis does
         return [(room, len(self._presence[room])) for room in sorted(self._presence)]
@@ -189,6 +197,19 @@ class MemoryBroker:
         self, name: str, connection: str, session: str | None, *, shared: bool = False
     ) -> str:
         return self._names.claim(name, connection, session, shared=shared)
+
+    async def claim_entering(
+        self,
+        name: str,
+        connection: str,
+        session: str | None,
+        room: str,
+        since: str | None,
+        limit: int,
+        *,
+        shared: bool = False,
+    ) -> Entry:
+        return Entry(await self.claim_name(name, connection, session, shared=shared))
 
     async def release_name(self, name: str, connection: str) -> None:
         self._names.release(name, connection)

@@ -25,6 +25,7 @@ from gateway.broker.base import (
     AuditEntry,
     Banned,
     BrokerListener,
+    Entry,
     NodeStatus,
     Published,
     Replay,
@@ -59,6 +60,7 @@ class RedisBroker:
         self._settings = settings
         url = settings.redis_url or ""
         sharded = url.startswith(CLUSTER_SCHEME)  # a Redis Cluster, with sharded pub/sub
+        self._sharded = sharded
         if redis is None:
             self._redis = as_client(connect_cluster(url) if sharded else connect(url))
         else:
@@ -212,6 +214,16 @@ class RedisBroker:
     async def entering(self, room: str, since: str | None, limit: int) -> tuple[Replay, list[str]]:
         return await self._rooms.entering(room, since, limit)
 
+    async def presence_add_entering(
+        self, room: str, name: str, since: str | None, limit: int
+    ) -> tuple[bool, Replay, list[str]]:
+        if since is None:  # the common case: one script reads what the entry is sent
+            added, newest, members = await self._presence.add_reading(room, name)
+            return added, Replay(False, [], newest), members
+        added = await self._presence.add(room, name, announce=True)
+        replay, members = await self._rooms.entering(room, since, limit)
+        return added, replay, members
+
     async def rooms(self) -> list[tuple[str, int]]:
         return await self._rooms.listed()
 
@@ -219,6 +231,32 @@ class RedisBroker:
         self, name: str, connection: str, session: str | None, *, shared: bool = False
     ) -> str:
         return await self._names.claim(name, connection, session, shared=shared)
+
+    async def claim_entering(
+        self,
+        name: str,
+        connection: str,
+        session: str | None,
+        room: str,
+        since: str | None,
+        limit: int,
+        *,
+        shared: bool = False,
+    ) -> Entry:
+        if self._sharded or since is not None:  # a script may not span slots there
+            return Entry(await self._names.claim(name, connection, session, shared=shared))
+        # One Redis: the claim, the entry and its reads in one script (scripts.CLAIM_ENTER).
+        step = await self._presence.entry_step(room, name)
+        secret, reply = await self._names.claim_entering(
+            name, connection, session, shared=shared, entry=step
+        )
+        if reply is None:  # the claim took a second call (its holder's node was dead)
+            return Entry(secret)
+        try:
+            added, newest, members = self._presence.entered(room, name, reply)
+        except Banned as banned:
+            return Entry(secret, entered=True, banned=banned)
+        return Entry(secret, True, added, Replay(False, [], newest), members)
 
     async def release_name(self, name: str, connection: str) -> None:
         await self._names.release(name, connection)

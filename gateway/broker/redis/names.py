@@ -54,6 +54,7 @@ class Names:
         self._keys = context.keys
         self._node = context.node
         self._pub = context.publish
+        self._sharded = context.sharded  # the node's index is then in another slot
         self._subscriber = subscriber  # Subscriber or ShardedSubscriber
         self._on_kick = on_kick  # a connection here lost its name to someone else
         self._settle = settle  # reaps a former run's hold of a name key before a claim
@@ -61,6 +62,8 @@ class Names:
         self._dm_budget = dm_budget  # a recipient's DMs: rate per second, burst
         self._claim = Lua(redis, scripts.CLAIM_NAME)
         self._claim_shared = Lua(redis, scripts.CLAIM_SHARED)
+        self._claim_enter = EventScript(redis, scripts.CLAIM_ENTER, events)
+        self._claim_shared_enter = EventScript(redis, scripts.CLAIM_SHARED_ENTER, events)
         self._release = Lua(redis, scripts.RELEASE_NAME)
         self._events = events  # each DM stored in its recipient's stream, with events on
         self._direct = EventScript(redis, scripts.DIRECT, events)
@@ -73,38 +76,68 @@ class Names:
         return self._keys.node(self._node) + ":names"
 
     async def _claim_call(
-        self, name: str, connection: str, new: str, given: str, *, shared: bool
-    ) -> str | NameTaken:
+        self, name: str, connection: str, new: str, given: str, *, shared: bool, entry: Any = None
+    ) -> tuple[str | NameTaken, Any]:
         """Claim `name` for `connection`: its session secret, or NameTaken naming who
-        holds it (or a look-alike of it)."""
+        holds it (or a look-alike of it); and with `entry` (a presence script's step, on
+        one Redis) the answer of that entry, made in the same script when the name was
+        claimed (None when not, or when the claim took a second call)."""
         key = name_key(name)
         await self._settle(key)
-        await self._redis.sadd(self._index, key)  # the index first: the reaper finds it
+        # The index first: the reaper finds it. On one Redis the script adds it, in the
+        # same step (one round trip); on a cluster it lives in the node's slot.
+        keys = [self._keys.name(key)]
+        if self._sharded:
+            await self._redis.sadd(self._index, key)
+        else:
+            keys.append(self._index)
         script = self._claim_shared if shared else self._claim
         args = [key, name, connection, self._node, new, given, self._keys.user_channel(key)]
-        result = await script(keys=[self._keys.name(key)], args=[*args, self._pub, ""])
+        entered = None
+        if entry is None:
+            result = await script(keys=keys, args=[*args, self._pub, ""])
+        else:
+            entry_keys, entry_args, stored = entry
+            both = self._claim_shared_enter if shared else self._claim_enter
+            reply = await both([*keys, *entry_keys], [*args, self._pub, "", *entry_args], stored)
+            result, entered = reply[0], (reply[1] if len(reply) > 1 else None)
         if result[0] == b"owner":
             # Held by another node: free if that node is dead (not reaped yet).
             owner = result[1].decode()
             if await self._redis.exists(self._keys.node(owner) + ":alive"):
-                return _taken(name, result)
-            result = await script(keys=[self._keys.name(key)], args=[*args, self._pub, owner])
+                return _taken(name, result), None
+            result = await script(keys=keys, args=[*args, self._pub, owner])
             if result[0] != b"taken":
                 # The owner may be only frozen, its connection still open: once it runs
                 # again the mark has it claim its names anew, and close this one's.
                 await self._took_from(owner)
         if result[0] == b"taken":
-            return _taken(name, result)
-        return str(result[0].decode())
+            return _taken(name, result), None
+        return str(result[0].decode()), entered
 
     async def claim(self, name: str, connection: str, session: str | None, *, shared: bool) -> str:
         """Own `name` for `connection`; its session secret. NameTaken if someone has it."""
+        secret, _ = await self.claim_entering(name, connection, session, shared=shared)
+        return secret
+
+    async def claim_entering(
+        self, name: str, connection: str, session: str | None, *, shared: bool, entry: Any = None
+    ) -> tuple[str, Any]:
+        """`claim`; with `entry` (one Redis only: `RedisPresence.entry_step`) that entry
+        is made in the same script once the name is claimed: its answer, or None when
+        it was not made (the claim took a second call: the holder's node was dead)."""
+        assert entry is None or not self._sharded, "a combined script spans slots"
         channel = self._keys.user_channel(name_key(name))
         await self._subscriber.subscribe(channel)  # before the claim: no kick or DM is missed
         try:
             with unavailable_on_error():
-                result = await self._claim_call(
-                    name, connection, secrets.token_urlsafe(18), session or "", shared=shared
+                result, entered = await self._claim_call(
+                    name,
+                    connection,
+                    secrets.token_urlsafe(18),
+                    session or "",
+                    shared=shared,
+                    entry=entry,
                 )
         except BaseException:
             await self._subscriber.unsubscribe(channel)
@@ -114,7 +147,7 @@ class Names:
             raise result
         self._owned[connection] = (name, shared)
         self._listening[connection] = channel
-        return result
+        return result, entered
 
     async def _release_call(self, name: str, connection: str) -> None:
         key = name_key(name)
@@ -152,7 +185,7 @@ class Names:
                 continue  # gone while an earlier claim ran, or on another shard
             new = secrets.token_urlsafe(18)
             try:
-                claimed = await self._claim_call(name, connection, new, "", shared=shared)
+                claimed, _ = await self._claim_call(name, connection, new, "", shared=shared)
             except REDIS_ERRORS as exc:
                 log.warning("could not claim %r again (%s); retrying later", name, exc)
                 complete = False

@@ -30,6 +30,9 @@ from gateway.names import name_key
 
 log = logging.getLogger(__name__)
 
+# A presence script's keys, arguments and event (its stream and JSON), as EventScript takes.
+Step = tuple[list[str], list[Any], tuple[str, list[bytes]] | None]
+
 
 class RedisPresence:
     """This node's presence entries in Redis, and how they go back after a loss."""
@@ -58,14 +61,34 @@ class RedisPresence:
 
     async def add(self, room: str, name: str, *, announce: bool = False) -> bool:
         """`name` present in `room` through this node; whether it was new everywhere."""
+        added = await self._added(room, name, announce, read=False)
+        return bool(added > 0)
+
+    async def add_reading(self, room: str, name: str) -> tuple[bool, str | None, list[str]]:
+        """`add` with the join announced, and in the same step the room's newest offset
+        and its members after the entry: (new everywhere, offset, members)."""
+        return self._reading(await self._added(room, name, True, read=True))
+
+    async def _added(self, room: str, name: str, announce: bool, *, read: bool) -> Any:
         key = name_key(name)
-        added: int | list[bytes]  # 1 if new everywhere, else 0; [the ban] if banned there
-        added = await self._call(self._add, room, key, name, "join" if announce else "", ban=True)
-        if isinstance(added, list):
+        added = await self._call(
+            self._add, room, key, name, "join" if announce else "", adding=True, read=read
+        )
+        return self._noted(room, name, added)
+
+    def _noted(self, room: str, name: str, added: Any) -> Any:
+        """The add script's answer, once its entry is noted; Banned for a ban."""
+        if isinstance(added, list) and len(added) == 1:
             raise Banned.parse(room, added[0])
         self._unremoved.discard((room, name))
-        self._present[(room, key)] = name
-        return added > 0
+        self._present[(room, name_key(name))] = name
+        return added
+
+    @staticmethod
+    def _reading(reply: Any) -> tuple[bool, str | None, list[str]]:
+        added, epoch, seq, names = reply
+        newest = f"{epoch.decode()}-{int(seq)}" if epoch is not None and seq is not None else None
+        return added > 0, newest, sorted_names(set(names))
 
     async def remove(self, room: str, name: str, *, announce: bool = False) -> bool:
         """`name` no longer present here; whether it left everywhere. A removal that
@@ -142,7 +165,7 @@ class RedisPresence:
         return complete
 
     async def _put_back(self, room: str, key: str, display: str, announce: bool) -> None:
-        added = await self._call(self._add, room, key, display, ban=True)
+        added = await self._call(self._add, room, key, display, adding=True)
         if isinstance(added, list):
             # Banned while this node did not hear (its subscription was away): the
             # removal it missed happens now, here.
@@ -172,32 +195,56 @@ class RedisPresence:
         display: str,
         announce: Literal["", "join", "leave"] = "",
         *,
-        ban: bool = False,
+        adding: bool = False,
+        read: bool = False,
     ) -> Any:
         """Run a presence script; with `announce` ("join"/"leave") it also publishes
         that event when the name's presence changed everywhere: 1 when it did, else 0.
-        With `ban` the name's ban refuses the entry: the add script then answers
-        [the ban as stored]."""
+        `adding`: the add script, which the name's ban refuses (it then answers [the
+        ban as stored]); with `read` it answers [1 or 0, epoch, seq, members]."""
+        with unavailable_on_error():
+            step = await self._step(room, key, display, announce, adding=adding, read=read)
+            return await script(*step)
+
+    async def entry_step(self, room: str, name: str) -> Step:
+        """The keys, arguments and event of `add_reading`'s script, for a caller that
+        runs it within a script of its own (scripts.CLAIM_ENTER); pass its answer to
+        `entered`. Raises BrokerUnavailable."""
+        with unavailable_on_error():
+            return await self._step(room, name_key(name), name, "join", adding=True, read=True)
+
+    def entered(self, room: str, name: str, reply: Any) -> tuple[bool, str | None, list[str]]:
+        """What `add_reading` returns, from the answer of `entry_step`'s script."""
+        return self._reading(self._noted(room, name, reply))
+
+    async def _step(
+        self,
+        room: str,
+        key: str,
+        display: str,
+        announce: Literal["", "join", "leave"],
+        *,
+        adding: bool,
+        read: bool,
+    ) -> Step:
         keys = self._keys
         channel, payload, stored = "", b"", None
         if announce:
             channel = keys.room_channel(room)
             payload = presence_payload(PresenceChange(room, announce, display))
             stored = self._stored(room, announce, display)
-        with unavailable_on_error():
-            await self._settle(room)  # a former run's entry here goes first
-            if room not in self._indexed:  # before the entry: the reaper must find it
-                await self._redis.sadd(keys.node(self._node) + ":rooms", room)
-                self._indexed.add(room)
-            script_keys = keys.presence_keys(room)
-            if ban:
-                script_keys.append(keys.ban(room, key))
-            result = await script(
-                script_keys,
-                [key, display, f"{self._node}\n{key}", channel, payload, self._pub],
-                stored,
-            )
-        return result
+        await self._settle(room)  # a former run's entry here goes first
+        if room not in self._indexed:  # before the entry: the reaper must find it
+            await self._redis.sadd(keys.node(self._node) + ":rooms", room)
+            self._indexed.add(room)
+        script_keys = keys.presence_keys(room)
+        args: list[Any] = [key, display, f"{self._node}\n{key}", channel, payload, self._pub]
+        if adding:
+            script_keys.append(keys.ban(room, key))
+            args.append("read" if read else "")
+            if read:
+                script_keys.append(keys.meta(room))
+        return script_keys, args, stored
 
     def _stored(self, room: str, event: str, name: str) -> tuple[str, list[bytes]] | None:
         """A presence script's event arguments (None with events off)."""

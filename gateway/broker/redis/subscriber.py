@@ -30,6 +30,7 @@ from gateway.broker.redis import subscription_actions as act
 from gateway.broker.redis.client import SubscriptionClient
 from gateway.broker.redis.errors import REDIS_ERRORS
 from gateway.broker.redis.kinds import Kind
+from gateway.broker.redis.subscribe_batch import SubscribeBatch
 from gateway.broker.redis.subscription import Subscription
 from gateway.errors import BrokerUnavailable
 from gateway.tasks import stop_tasks
@@ -71,6 +72,7 @@ class Subscriber:
         self._renewal = asyncio.Event()  # the machine asked `_run` to end the connection
         self._renewal_reason = ""
         self._confirmed: dict[str, asyncio.Future[None]] = {}  # channel -> subscribe ack
+        self._batch = SubscribeBatch(self._subscribe_batch, "redis-subscribe-batch")
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -94,6 +96,7 @@ class Subscriber:
     async def close(self) -> None:
         """Stop both tasks and drop the connection."""
         self._live.clear()
+        await self._batch.close()
         await stop_tasks(*self._tasks)
         self._carry_out(self._machine.close())  # MarkUnready; its Drop is this:
         self._fail_confirmations()
@@ -119,34 +122,54 @@ class Subscriber:
 
     async def subscribe(self, channel: str) -> None:
         """Want `channel`; returns once Redis confirmed it, or (while reconnecting) once it
-        is listed for the next connection, whose gap fill covers the wait. Never raises."""
-        actions = self._machine.subscribe(channel)
-        async with self._lock:
-            if not actions:
-                waiting = self._confirmed.get(channel)
-            else:
-                pubsub = self._pubsub
-                if pubsub is None or pubsub.connection is None:
-                    # Dropped meanwhile: the next connection subscribes it (a no-op while
-                    # backing off; with a connection, that one goes without it: renewed).
-                    self._carry_out(self._machine.command_failed(f"SUBSCRIBE {channel} missed"))
-                    return
-                (waiting,) = self._expect_confirmations([channel])
-                try:
-                    await (pubsub.ssubscribe if self._sharded else pubsub.subscribe)(channel)
-                except REDIS_ERRORS as exc:
-                    log.warning("SUBSCRIBE %s failed (%s); resubscribing everything", channel, exc)
-                    self._carry_out(self._machine.command_failed(f"SUBSCRIBE {channel} failed"))
-                    return
+        is listed for the next connection, whose gap fill covers the wait. Never raises.
+        The channels asked for together go out in one SUBSCRIBE (`SubscribeBatch`)."""
+        waiting: asyncio.Future[None] | None
+        if self._machine.subscribe(channel):
+            (waiting,) = self._expect_confirmations([channel])
+            self._batch.add(channel)
+        else:
+            waiting = self._confirmed.get(channel)
         if waiting is not None:
             with contextlib.suppress(TimeoutError, ConnectionError):
                 await self._confirmed_all([waiting])
+
+    async def _subscribe_batch(self, channels: list[str]) -> None:
+        """SUBSCRIBE `channels` in one command (one per slot when sharded) and wait for
+        their confirmations; a failure renews the connection, which subscribes them."""
+        async with self._lock:
+            pubsub = self._pubsub
+            named = " ".join(channels[:3]) + (" ..." if len(channels) > 3 else "")
+            if pubsub is None or pubsub.connection is None:
+                # Dropped meanwhile: the next connection subscribes them (a no-op while
+                # backing off; with a connection, that one goes without them: renewed).
+                self._carry_out(self._machine.command_failed(f"SUBSCRIBE {named} missed"))
+                return
+            waiting = [self._confirmed[c] for c in channels if c in self._confirmed]
+            try:
+                if self._sharded:
+                    for group in by_slot(channels):
+                        await pubsub.ssubscribe(*group)
+                else:
+                    await pubsub.subscribe(*channels)
+            except REDIS_ERRORS as exc:
+                log.warning("SUBSCRIBE %s failed (%s); resubscribing everything", named, exc)
+                self._carry_out(self._machine.command_failed(f"SUBSCRIBE {named} failed"))
+                return
+        # The next batch gathers while this one is answered.
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            await self._confirmed_all(waiting)
 
     async def unsubscribe(self, channel: str) -> None:
         """One user less of `channel`; UNSUBSCRIBE once nobody wants it. Never raises."""
         actions = self._machine.unsubscribe(channel)
         self._carry_out(actions)  # a gap fill, if it waited for this channel's ack only
         if not any(isinstance(action, act.UnsubscribeChannel) for action in actions):
+            return
+        if self._batch.discard(channel):  # never sent: nothing to undo
+            waiting = self._confirmed.pop(channel, None)
+            if waiting is not None and not waiting.done():
+                waiting.set_result(None)  # its callers are gone (it had no other)
             return
         async with self._lock:
             self._confirmed.pop(channel, None)
@@ -303,6 +326,7 @@ class Subscriber:
         )
 
     def _fail_confirmations(self) -> None:
+        self._batch.clear()  # the next connection subscribes every wanted channel
         for future in self._confirmed.values():
             if not future.done():
                 future.set_exception(ConnectionError("redis subscription lost"))

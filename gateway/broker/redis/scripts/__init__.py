@@ -26,6 +26,17 @@ def load(*names: str) -> str:
     return LUA_KINDS + "".join(read(name) for name in names)
 
 
+def function(local: str, name: str) -> str:
+    """`name`.lua as a Lua function `local`, of its own KEYS and ARGV."""
+    return f"local function {local}(KEYS, ARGV)\n{read(name)}end\n"
+
+
+def combined(claim: str) -> str:
+    """CLAIM_ENTER with the claim script `claim` (claim_name or claim_shared)."""
+    parts = (function("claim", claim), function("enter", "presence_add"), read("claim_enter"))
+    return LUA_KINDS + "".join(parts)
+
+
 # Rooms and messages
 PUBLISH = load("publish")
 SEQ_FLOOR = load("seq_floor")
@@ -41,6 +52,9 @@ CLAIM_SHARED = load("claim_shared")
 RELEASE_NAME = load("drop_shared", "release_name")
 REAP_NAME = load("drop_shared", "reap_name")
 DIRECT = load("direct")
+# A new connection's claim and first entry in one step (one Redis only)
+CLAIM_ENTER = combined("claim_name")
+CLAIM_SHARED_ENTER = combined("claim_shared")
 # Events for the application
 EVENTS_PRELUDE = read("events_prelude")  # goes before `local function main()`'s body
 ANNOUNCE = load("announce")

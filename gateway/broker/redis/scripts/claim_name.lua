@@ -1,4 +1,6 @@
--- KEYS: name (the skeleton's hash). ARGV: name key, display, conn, node, new session,
+-- KEYS: name (the skeleton's hash) and, on one Redis, the node's index of names (listed
+-- first, in the same step: the reaper finds it if the node dies; on a cluster it lives
+-- in another slot and the caller adds it before). ARGV: name key, display, conn, node, new session,
 -- given session ("" for none), kick channel, publish command, a node the caller found
 -- dead ("" for none).
 -- Returns {session, display}; {'taken', DISPLAY} when the name, or a look-alike (another
@@ -6,6 +8,7 @@
 -- another node holds it exclusively and no valid session was given: the caller checks
 -- whether NODE is alive (its key lives in another slot) and, if not, calls again naming
 -- it dead ({'owner', NODE, DISPLAY}: the holder's display, for when NODE is alive).
+if KEYS[2] then redis.call('SADD', KEYS[2], ARGV[1]) end
 local owner = redis.call('HMGET', KEYS[1], 'conn', 'node', 'session', 'display', 'key',
                          'shared')
 if owner[6] then return {'taken', owner[4]} end  -- shared (auth)

@@ -3,6 +3,7 @@
 -- The same keys and arguments as CLAIM_NAME (the given session and the kick channel are
 -- unused). Returns {session, display}, {'taken', DISPLAY} when an exclusive owner holds
 -- the name or another user a look-alike, or {'owner', NODE} as CLAIM_NAME does.
+if KEYS[2] then redis.call('SADD', KEYS[2], ARGV[1]) end
 local held = redis.call('HMGET', KEYS[1], 'node', 'key', 'display')
 local owner = held[1]
 if owner then

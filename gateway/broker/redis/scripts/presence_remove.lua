@@ -1,4 +1,5 @@
--- The same keys and arguments (events: ARGV[7] the leave's). Returns 1 when the name is
+-- The keys and arguments of PRESENCE_ADD without the ban key, the meta and the read
+-- flag (events: ARGV[7] the leave's). Returns 1 when the name is
 -- now absent everywhere.
 if redis.call('SREM', KEYS[4], ARGV[3]) == 0 then return 0 end
 local refs = redis.call('HINCRBY', KEYS[2], ARGV[1], -1)

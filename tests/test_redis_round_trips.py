@@ -1,0 +1,179 @@
+"""What a new connection costs on one Redis (issue 25): its user channel subscribed
+together with the others arriving at once, its name claimed and indexed in one round
+trip, its presence entry and what it is sent (offset, members) in one more. Counted on
+a real redis-server's MONITOR: the commands the node sent, not those its scripts ran."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+from typing import Any
+
+import pytest
+import redis.asyncio
+from aiohttp.test_utils import TestClient
+
+from gateway.broker.redis import RedisBroker
+from gateway.broker.redis.subscriber import Subscriber
+from tests.conftest import TEST_SETTINGS, BareListener, join_json
+from tests.plugins.redis import RedisBackend
+
+MakeBroker = Callable[[], Awaitable[RedisBroker]]
+END = "round-trips-counted"  # echoed after the step: every command before it was seen
+
+
+@pytest.fixture
+async def make_broker(redis_backend: RedisBackend) -> AsyncIterator[MakeBroker]:
+    if redis_backend.server is None:
+        pytest.skip("MONITOR needs a real redis-server")
+    prefix = redis_backend.new_prefix()
+    started: list[RedisBroker] = []
+
+    async def make() -> RedisBroker:
+        settings = replace(TEST_SETTINGS, node_id=f"n{len(started) + 1}")
+        _, broker = redis_backend.broker(settings, prefix)
+        await broker.start(BareListener())
+        started.append(broker)
+        return broker
+
+    yield make
+    for broker in started:
+        await broker.close()
+
+
+async def sent_while(
+    backend: RedisBackend, step: Callable[[], Awaitable[Any]], about: str
+) -> tuple[Any, list[list[str]]]:
+    """Run `step`; its result, and the commands clients sent meanwhile (not those a
+    script ran) that name `about` in a key, channel or argument."""
+    assert backend.server is not None
+    client = redis.asyncio.Redis.from_url(backend.server.url)
+    seen: list[list[str]] = []
+    try:
+        async with client.monitor() as monitor:
+            await client.ping()  # the MONITOR is on: what follows is seen
+            result = await step()
+            await client.echo(END)
+            while True:
+                command = await monitor.next_command()
+                words = command["command"].split(" ")
+                if command["client_type"] == "lua":
+                    continue
+                if words[:2] == ["ECHO", END]:
+                    return result, seen
+                if any(about in word for word in words):
+                    seen.append(words)
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.parametrize("broker_kind", ["redis"])
+async def test_a_new_connection_is_one_round_trip_after_its_subscription(
+    gateway: Callable[..., Awaitable[TestClient]], redis_backend: RedisBackend
+) -> None:
+    """Guards against a connection's claim, its presence entry and what it is sent
+    (the room's offset and members) going back to round trips of their own (issue 25:
+    four per connection, a quarter of its cost in redis-py alone)."""
+    if redis_backend.server is None:
+        pytest.skip("MONITOR needs a real redis-server")
+    client = await gateway()
+    alice = await join_json(client, "alice")  # the room is subscribed on this node
+    bob, sent = await sent_while(redis_backend, lambda: join_json(client, "bob"), "bob")
+    assert [words[0] for words in sent] == ["SUBSCRIBE", "EVALSHA"]
+    assert bob.subscribed["members"] == ["alice", "bob"]
+    await alice.expect("presence", event="join", name="bob", room="lobby")
+    await bob.request("send", room="lobby", text="hi")  # the entry is whole: it chats
+    await alice.expect("message", text="hi")
+
+
+async def test_entering_a_room_is_one_round_trip(
+    make_broker: MakeBroker, redis_backend: RedisBackend
+) -> None:
+    """Guards against the entry and what it is sent going back to two round trips (the
+    presence script, then the offset and the members): a quarter of a connection's cost."""
+    broker = await make_broker()
+    await broker.presence_add("lobby", "alice", announce=True)  # the room's index is made
+    published = await broker.publish("lobby", "alice", "hi", origin="c1")
+    entered, sent = await sent_while(
+        redis_backend, lambda: broker.presence_add_entering("lobby", "bob", None, 50), "lobby"
+    )
+    added, replay, members = entered
+    assert added and members == ["alice", "bob"]
+    assert (replay.offset, replay.messages, replay.recovered) == (published.offset, [], False)
+    assert [words[0] for words in sent] == ["EVALSHA"]
+
+
+async def test_claiming_a_name_is_one_round_trip_after_its_subscription(
+    make_broker: MakeBroker, redis_backend: RedisBackend
+) -> None:
+    """Guards against the names index going back to a command of its own before the
+    claim (SADD, then the script)."""
+    broker = await make_broker()
+    await broker.claim_name("somebody", "c0", None)  # the subscriber's first use is over
+    _, sent = await sent_while(
+        redis_backend, lambda: broker.claim_name("carol", "c1", None), "carol"
+    )
+    assert [words[0] for words in sent] == ["SUBSCRIBE", "EVALSHA"]
+
+
+async def test_names_claimed_together_share_one_subscribe(
+    make_broker: MakeBroker, redis_backend: RedisBackend
+) -> None:
+    """Guards against one SUBSCRIBE per new connection, and against a claim that returns
+    (and a welcome that goes out) before Redis confirmed its user channel: a direct
+    message published then would be lost."""
+    broker = await make_broker()
+    names = [f"crowd{i}" for i in range(10)]
+
+    async def claim_all() -> list[str]:
+        claims = (broker.claim_name(name, f"c{i}", None) for i, name in enumerate(names))
+        claimed = await asyncio.gather(*claims)
+        assert redis_backend.server is not None
+        checker = redis.asyncio.Redis.from_url(redis_backend.server.url)
+        try:  # at once, no wait: each channel is subscribed by the time its claim returns
+            found = await checker.pubsub_channels("*crowd*")
+            channels = {raw.decode() if isinstance(raw, bytes) else raw for raw in found}
+        finally:
+            await checker.aclose()
+        assert len(channels) == len(names), channels
+        return claimed
+
+    _, sent = await sent_while(redis_backend, claim_all, "crowd")
+    subscribes = [words for words in sent if words[0] == "SUBSCRIBE"]
+    assert len(subscribes) == 1, subscribes
+    assert len(subscribes[0]) == 1 + len(names)
+
+
+async def test_a_channel_dropped_before_its_batch_went_out_is_never_subscribed(
+    redis_backend: RedisBackend,
+) -> None:
+    """Guards against an UNSUBSCRIBE sent before the SUBSCRIBE of its batch (the channel
+    would stay subscribed with nobody wanting it), and a caller left waiting for it."""
+    if redis_backend.server is None:
+        pytest.skip("MONITOR needs a real redis-server")
+    client = redis.asyncio.Redis.from_url(redis_backend.server.url)
+
+    async def nothing_to_fill(channels: frozenset[str]) -> None: ...
+
+    prefix = redis_backend.new_prefix()
+    subscriber = Subscriber(
+        client, prefix + "probe", lambda channel, data: None, nothing_to_fill, probe_interval=0.2
+    )
+    subscriber.start()
+    try:
+        await subscriber.wait_live()
+
+        async def wanted_then_dropped() -> None:
+            waiting = asyncio.create_task(subscriber.subscribe(prefix + "gone"))
+            await asyncio.sleep(0)  # asked for: in the next batch, not sent yet
+            await subscriber.unsubscribe(prefix + "gone")
+            async with asyncio.timeout(1.0):  # released at once, not after the ack timeout
+                await waiting
+            await subscriber.subscribe(prefix + "kept")  # the batch after: answered
+
+        _, sent = await sent_while(redis_backend, wanted_then_dropped, prefix)
+        assert [words[:2] for words in sent] == [["SUBSCRIBE", prefix + "kept"]]
+    finally:
+        await subscriber.close()
+        await client.aclose()
