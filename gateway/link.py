@@ -301,7 +301,7 @@ class Link(asyncio.Protocol):
             self.outbox.push(ping_frame())
             delay /= 2
         else:
-            self.broken = f"no pong within {delay / 2:g}s of a ping"
+            self.broken = f"no PONG within {delay / 2:g}s of a ping"
             self.outbox.abort()
             return
         self._timer = asyncio.get_running_loop().call_later(delay, self._beat)
