@@ -175,7 +175,9 @@ ROWS = {
         'chat_errors_total{code="rate_limited"}',
         increase=3,  # the strikes
     ),
-    "frame-limit": Row({"max_frame_bytes": 4096}, giant_frame, 1009, "gateway.served", logging.INFO),
+    "frame-limit": Row(
+        {"max_frame_bytes": 4096}, giant_frame, 1009, "gateway.served", logging.INFO
+    ),
     "invalid-utf8": Row({}, invalid_utf8, 1007, "gateway.served", logging.INFO),
     "rooms-per-connection": Row(
         {"max_rooms_per_connection": 2},
