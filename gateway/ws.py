@@ -1,4 +1,5 @@
-"""GET /ws: the handshake (mode, name, first room), then one command per frame."""
+"""GET /ws: the upgrade and the handshake (mode, name, first room); then the connection
+is handed over to its link (gateway/link.py, gateway/served.py) and the handler returns."""
 
 from __future__ import annotations
 
