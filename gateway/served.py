@@ -93,9 +93,7 @@ class Served:
         the request, its task and aiohttp's protocol object are then garbage."""
         self.link = link
         self._releases = [hold.take() for hold in request.get(HOLDS, ())]
-        protocol = request.protocol
-        protocol.transport = None  # so that aiohttp's "connection lost" closes nothing
-        protocol.connection_lost(None)  # aiohttp's server forgets it; keep-alive ends
+        forget(request)
         self._handovers.add(self)
         link.serve()
 
@@ -125,6 +123,15 @@ class Served:
         finally:
             for release in self._releases:
                 release()
+
+
+def forget(request: web.Request) -> None:
+    """Tell aiohttp the connection of `request` is gone: its server forgets the
+    connection and its request handler ends without closing or reading the transport
+    (the link's since the upgrade, so aiohttp would never hear of its end)."""
+    protocol = request.protocol
+    protocol.transport = None  # so that aiohttp's "connection lost" closes nothing
+    protocol.connection_lost(None)
 
 
 def refuse_frame(node: Node, session: Session, code: int, reason: str) -> None:

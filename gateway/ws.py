@@ -23,7 +23,7 @@ from gateway.membership import enter_room
 from gateway.names import name_key, validate_name, validate_room
 from gateway.node import NODE, Node
 from gateway.ratelimit import TokenBucket
-from gateway.served import HANDOVERS, Served, end
+from gateway.served import HANDOVERS, Served, end, forget
 from gateway.session import Session
 from gateway.tasks import complete_despite_cancel
 
@@ -69,7 +69,14 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         link=link,
         metrics=node.metrics,
     )
-    await ws.prepare(request)
+    try:
+        await ws.prepare(request)
+    except BaseException:
+        if link.is_lost:
+            forget(request)  # aiohttp's protocol would never hear of it
+        else:
+            transport.set_protocol(request.protocol)  # back to aiohttp, which failed it
+        raise
     node.hub.connect(session)
     gauge = node.metrics.connection_gauges[codec.name]
     gauge.inc()
@@ -82,7 +89,10 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     finally:
         if not handed_over:
             gauge.dec()
-            await complete_despite_cancel(end(node, session, link))
+            try:
+                await complete_despite_cancel(end(node, session, link))
+            finally:
+                forget(request)
     return ws
 
 

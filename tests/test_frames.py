@@ -145,3 +145,19 @@ async def test_an_idle_connection_holds_no_task_and_nothing_of_aiohttps(
     await peers[9].expect("message", offset=ack["offset"])
     await peers[1].ws.close()
     await peers[0].expect("presence", event="leave", name="idle1")
+
+
+async def test_a_refused_handshake_leaves_nothing_in_aiohttps_server(client: TestClient) -> None:
+    """Guards against aiohttp keeping the request handler of a connection refused at the
+    handshake: the link owns the transport from the upgrade on, so aiohttp never hears
+    of its end unless told."""
+    server = client.server.handler
+    before = len(server.connections)
+    for _ in range(5):
+        ws = await client.ws_connect("/ws", protocols=("chat.v1.json",))  # no name: 1008
+        await ws.receive(timeout=WAIT)  # the error
+        await ws.receive(timeout=WAIT)  # the close
+        await ws.close()
+    async with asyncio.timeout(WAIT):
+        while len(server.connections) > before:  # noqa: ASYNC110 (aiohttp has no event for it)
+            await asyncio.sleep(0.02)
