@@ -294,7 +294,7 @@ class Link(asyncio.Protocol):
         if self.is_lost:
             return
         delay = self._heartbeat
-        if self._seen:
+        if self._seen or self._paused:  # paused: its pong could not be read; not its fault
             self._seen = self._pinged = False
         elif not self._pinged:
             self._pinged = True
