@@ -54,6 +54,8 @@ class Handovers:
 
     def _done(self, served: Served, task: asyncio.Task[None]) -> None:
         self._ending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("the end of a connection failed", exc_info=task.exception())
         self.served.discard(served)
         if not self.served:
             self._ended.set()
