@@ -65,6 +65,8 @@ def _trusted(ip: Address, networks: tuple[Network, ...]) -> bool:
 
 def is_trusted(peer: str, networks: tuple[Network, ...]) -> bool:
     """Whether the peer address `peer` is one of the trusted proxies."""
+    if not networks:
+        return False  # the usual case, on every accept: no address to parse
     ip = _address(peer)
     return ip is not None and _trusted(ip, networks)
 
