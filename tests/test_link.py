@@ -10,16 +10,7 @@ import os
 
 from gateway.link import INBOX_PAUSE, Item, Link
 from gateway.wire import Corker
-
-
-def text(payload: bytes) -> bytes:
-    """A masked client text frame (payload under 126 bytes)."""
-    key = os.urandom(4)
-    return (
-        bytes((0x81, 0x80 | len(payload)))
-        + key
-        + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-    )
+from tooling.wsclient import TEXT, encode_frame
 
 
 class Transport(asyncio.Transport):
@@ -107,7 +98,7 @@ async def test_a_fast_sender_is_paused_and_read_again_once_its_messages_ran() ->
     link, transport = make_link(owner)
     link.serve()
     count = INBOX_PAUSE + 8
-    link.data_received(b"".join(text(str(i).encode()) for i in range(count)))
+    link.data_received(b"".join(encode_frame(TEXT, str(i).encode()) for i in range(count)))
     assert not transport.reading and transport.pauses == 1
     owner.gate.set()
     async with asyncio.timeout(5):
