@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from functools import partial
 from http import HTTPStatus
 from typing import cast
 
@@ -44,6 +45,7 @@ from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 
 from gateway.config import Settings
+from gateway.guard import HOLDS, Hold
 from gateway.head import HEADERS_TOO_LARGE, REQUEST_LINE_TOO_LONG, HeadBounds, HeadScan
 from gateway.metrics import Metrics
 from gateway.proxies import Network, is_trusted
@@ -110,11 +112,15 @@ class Admission:
             task: asyncio.Task[None],
         ) -> web.BaseRequest:
             gate = self._heads.pop(protocol, None)
+            hold = None
             if gate is not None:
-                gate.head_read(task)  # the handler's task, which ends with the connection
+                hold = gate.head_read(task)  # the handler's task: ends with the connection
                 if not gate.trusted:
                     message = message._replace(should_close=True)
-            return make_request(message, payload, protocol, writer, task)
+            request = make_request(message, payload, protocol, writer, task)
+            if hold is not None:
+                request[HOLDS] = [hold]
+            return request
 
         server.request_factory = request_factory
         return lambda: HeadGate(self, server())
@@ -131,15 +137,16 @@ class Admission:
             self.per_peer[gate.peer] = self.per_peer.get(gate.peer, 0) + 1
         return None
 
-    def release(self, gate: HeadGate) -> None:
-        """Stop counting `gate`'s connection (once it is closed and its task ended)."""
+    def release(self, peer: str, trusted: bool) -> None:
+        """Stop counting a connection from `peer` (once it is closed and its task ended,
+        or the link it was handed to has ended)."""
         self.total -= 1
-        if not gate.trusted:
-            left = self.per_peer[gate.peer] - 1
+        if not trusted:
+            left = self.per_peer[peer] - 1
             if left:
-                self.per_peer[gate.peer] = left
+                self.per_peer[peer] = left
             else:
-                del self.per_peer[gate.peer]  # an address gone is forgotten
+                del self.per_peer[peer]  # an address gone is forgotten
 
     def is_trusted(self, peer: str) -> bool:
         """Whether the peer address `peer` is a trusted proxy's."""
@@ -245,13 +252,19 @@ class HeadGate(asyncio.Protocol):
         if self._connected:
             self.inner.resume_writing()
 
-    def head_read(self, task: asyncio.Task[None]) -> None:
+    def head_read(self, task: asyncio.Task[None]) -> Hold | None:
         """aiohttp made a request of the head: step out of the connection's path,
-        still counting it until `task` (the handler's, for the connection) ends."""
+        still counting it until `task` (the handler's, for the connection) ends, or
+        until the connection ends if its handler takes the returned hold over."""
         self._cancel_timer()
         if self._transport is not None and not self._transport.is_closing():
             self._transport.set_protocol(self.inner)
-        task.add_done_callback(lambda _: self._release())
+        if not self._counted:
+            return None
+        self._counted = False  # the hold counts it now (and keeps nothing of the gate)
+        hold = Hold(partial(self._admission.release, self.peer, self.trusted))
+        task.add_done_callback(lambda _: hold.release())
+        return hold
 
     def close(self) -> None:
         """Close the connection now."""
@@ -284,4 +297,4 @@ class HeadGate(asyncio.Protocol):
     def _release(self) -> None:
         if self._counted:
             self._counted = False
-            self._admission.release(self)
+            self._admission.release(self.peer, self.trusted)

@@ -29,6 +29,7 @@ from gateway.http import add_routes, api_errors
 from gateway.node import NODE, Node
 from gateway.operator_api import add_operator_routes
 from gateway.proxies import TRUSTED, parse_networks, real_client
+from gateway.served import HANDOVERS, Handovers
 from gateway.session import Session
 from gateway.tasks import stop_tasks
 from gateway.ws import websocket_handler
@@ -63,6 +64,7 @@ def create_app(settings: Settings, broker: Broker | None = None) -> web.Applicat
     app[TRUSTED] = parse_networks(settings.trusted_proxies)
     app[STOPPING] = Stopping()
     app[GUARD] = Guard(settings, node.metrics)
+    app[HANDOVERS] = Handovers()
     app.router.add_get("/ws", websocket_handler)
     add_routes(app)
     add_operator_routes(app)
@@ -124,6 +126,8 @@ async def _close_connections(app: web.Application) -> None:
     for session in sessions:
         session.close(1001, GOING_AWAY)
     await _closed(sessions)
+    # Their ends (rooms left, names freed) are done before the broker hands over.
+    await app[HANDOVERS].all_ended(SHUTDOWN_CLOSE_TIMEOUT)
 
 
 async def _closed(sessions: list[Session]) -> None:

@@ -20,15 +20,18 @@ After the upgrade, `name_deadline` bounds how long a text-mode connection may ta
 give a valid name (`--name-timeout`): one that never answers "Your name:" would
 otherwise hold a connection slot for ever.
 
-An admitted request is counted until its handler returns, that is until its WebSocket
-has ended. Checking and counting happen with no await in between, so handshakes
-arriving together cannot all slip under a limit.
+An admitted request is counted until its handler returns, or, when the handler hands
+its WebSocket over to gateway/link.py, until that connection ends (`Hold`). Checking
+and counting happen with no await in between, so handshakes arriving together cannot
+all slip under a limit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from functools import partial
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -110,9 +113,9 @@ class Guard:
         ip = _address(request)
         self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
 
-    def leave(self, request: web.Request) -> None:
+    def leave(self, ip: str) -> None:
+        """Stop counting a request from `ip` that `enter` counted."""
         self.total -= 1
-        ip = _address(request)
         left = self.per_ip[ip] - 1
         if left:
             self.per_ip[ip] = left
@@ -124,7 +127,36 @@ def _address(request: web.Request) -> str:
     return request.remote or ""
 
 
+class Hold:
+    """A count a request holds while its handler runs, released once: when the handler
+    returns, or, taken over (`take`) by a handler whose connection outlives it, when
+    that connection ends."""
+
+    __slots__ = ("_release",)
+
+    def __init__(self, release: Callable[[], None]) -> None:
+        self._release: Callable[[], None] | None = release
+
+    def release(self) -> None:
+        """Release the count, unless it was taken over or released already."""
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+    def take(self) -> Callable[[], None]:
+        """Take the release over: it happens when the returned callable is called."""
+        release, self._release = self._release, None
+        return release if release is not None else _nothing
+
+
+def _nothing() -> None:
+    return None
+
+
 GUARD = web.AppKey("guard", Guard)
+# The counts a request holds (the node's, from its TCP accept; the guard's, from its
+# admission to /ws), for a handler to take over.
+HOLDS = web.RequestKey("holds", list[Hold])
 
 
 @web.middleware
@@ -138,7 +170,9 @@ async def guard_websockets(request: web.Request, handler: Handler) -> web.Stream
     if refused is not None:
         return refused
     guard.enter(request)
+    hold = Hold(partial(guard.leave, _address(request)))
+    request.setdefault(HOLDS, []).append(hold)
     try:
         return await handler(request)
     finally:
-        guard.leave(request)
+        hold.release()

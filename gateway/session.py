@@ -4,7 +4,7 @@ A session never waits for its peer on anyone else's behalf: frames go straight i
 transport's buffer (gateway/wire.py), with no task of its own. Every close the server
 starts is a closing handshake (RFC 6455 7.1.1): a text-mode peer first gets a last line
 saying why (`* bye`, `! REASON`), then the close frame goes out, and the TCP connection
-is closed once the peer's Close has come back (gateway/inbound.py watches for it), or
+is closed once the peer's Close has come back (gateway/link.py watches for it), or
 after CLOSE_TIMEOUT without it. A peer that reads too slowly to keep its unsent bytes
 under the limit loses what was queued for it: its close frame is written at once, and
 without the peer's Close within CUT_AFTER the connection is aborted.
@@ -15,13 +15,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from aiohttp import web
-
 from gateway.access import EVERY_ROOM, NO_ROOM
 from gateway.codecs import Codec
 from gateway.codecs.frames import close_frame, text_frame
 from gateway.events import Direct, Event, Message, RoomEvent, Subscribed
-from gateway.inbound import FrameWatch
+from gateway.link import Link
 from gateway.metrics import Metrics
 from gateway.offsets import parse_offset
 from gateway.ratelimit import TokenBucket
@@ -56,7 +54,6 @@ class Session:
 
     def __init__(
         self,
-        ws: web.WebSocketResponse,
         codec: Codec,
         ref: str,
         *,
@@ -64,10 +61,9 @@ class Session:
         history_budget: TokenBucket,
         joins: TokenBucket,
         address: str,
-        watch: FrameWatch,
+        link: Link,
         metrics: Metrics,
     ) -> None:
-        self.ws = ws
         self.codec = codec
         self.ref = ref
         self.is_text = codec.name == "text"  # one room at a time, no own echo
@@ -81,10 +77,10 @@ class Session:
         self.address = address  # the client's (behind a trusted proxy, from X-Forwarded-For)
         self.joins = joins  # its own budget of announced joins (gateway/budgets.py)
         self.rate_strikes = 0  # rate-limited messages in a row
-        self.broken: object = None  # why aiohttp dropped the connection, if it did
+        self.broken: object = None  # why the connection broke, if it did
         self._metrics = metrics
         self._outbox = outbox
-        self._watch = watch
+        self._link = link
         self._pending: dict[str, list[RoomEvent]] = {}  # room -> events held during a join
         self._floors: dict[str, tuple[str, int]] = {}  # room -> newest offset sent at join
         self._acking = False  # a send of this connection awaits its ack
@@ -239,7 +235,7 @@ class Session:
         frames = close_frame(code, close_reason(reason))
         if notice and self.is_text:
             frames = text_frame(farewell(code, reason).encode()) + frames
-        self._watch.closing()
+        self._link.closing()
         written = self._outbox.close(frames, flush=flush)
         self._closer = asyncio.create_task(
             self._handshake(flush) if written else asyncio.sleep(0), name=f"closer-{self.ref}"
@@ -261,7 +257,7 @@ class Session:
         """Whether the peer's Close comes (or the connection ends) within `seconds`."""
         try:
             async with asyncio.timeout(seconds):
-                await self._watch.peer_closed()
+                await self._link.peer_closed()
         except TimeoutError:
             return False
         return True

@@ -8,9 +8,9 @@ and no `await`; frames pushed to one connection within one loop iteration are jo
 and go out in one `transport.write` (the `Corker` flushes every outbox it was given
 once, at the end of the iteration). The transport's own buffer is the connection's
 queue: a connection whose unsent bytes pass its limit is over it, and its session
-closes it. This is the only module that writes to a transport; aiohttp keeps reading,
-answering pings and closing on the same one (our writes and its own stay in order,
-since both go through the same transport, and an outbox is flushed before a close).
+closes it. This is the only module that writes to a transport: the frames of the
+session, and the link's pongs and pings (gateway/link.py), all through the one outbox,
+so they stay in order; an outbox is flushed before a close.
 permessage-deflate is never negotiated, so a frame never needs compressing per
 connection.
 """

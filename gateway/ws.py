@@ -1,11 +1,12 @@
-"""GET /ws: the handshake (mode, name, first room), then one command per frame."""
+"""GET /ws: the upgrade and the handshake (mode, name, first room); then the connection
+is handed over to its link (gateway/link.py, gateway/served.py) and the handler returns."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from gateway.access import Identity
 from gateway.auth import verify_token
@@ -16,16 +17,15 @@ from gateway.credentials import offer_refusal, presented_session, presented_toke
 from gateway.errors import BrokerUnavailable, ErrorCode, ProtocolError
 from gateway.events import ErrorReply, Welcome
 from gateway.guard import NAME_TIMEOUT_REASON, name_deadline
-from gateway.handlers import banned_error, handle
-from gateway.inbound import FrameWatch
-from gateway.membership import Claimed, claim_and_enter, enter_room, finish_entry, leave_everything
-from gateway.metrics import FRAME_REFUSALS
+from gateway.handlers import banned_error
+from gateway.link import Link
+from gateway.membership import Claimed, claim_and_enter, enter_room, finish_entry
 from gateway.names import name_key, validate_name, validate_room
 from gateway.node import NODE, Node
 from gateway.ratelimit import TokenBucket
+from gateway.served import HANDOVERS, Served, end, forget
 from gateway.session import Session
 from gateway.tasks import complete_despite_cancel
-from gateway.wire import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,8 @@ UNAVAILABLE_MESSAGE = "the chat backend is unavailable; try again later"
 
 
 async def websocket_handler(request: web.Request) -> web.StreamResponse:
-    """Serve one WebSocket connection until it closes (or refuse a bad subprotocol
+    """Answer the upgrade and run the connection's handshake (mode, name, first room);
+    then hand the connection to its link and return (or refuse a bad subprotocol
     offer with 400 before the upgrade)."""
     node = request.app[NODE]
     settings = node.settings
@@ -42,79 +43,65 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         log.info("refused /ws from %s: %s", request.remote, refusal)  # not the offer itself
         node.metrics.handshakes_refused.labels(reason="subprotocol").inc()
         return web.Response(status=400, text=refusal + "\n")
-    ws = web.WebSocketResponse(
-        protocols=(JSON_SUBPROTOCOL, TEXT_SUBPROTOCOL),
-        max_msg_size=settings.max_frame_bytes + 1,  # aiohttp refuses size >= the limit
-        heartbeat=settings.heartbeat or None,
-        compress=False,  # frames are built once for everyone (wire.py): no permessage-deflate
+    ws = _Upgrade(protocols=(JSON_SUBPROTOCOL, TEXT_SUBPROTOCOL), compress=False)
+    transport, ready = request.transport, ws.can_prepare(request)
+    if transport is None or not ready.ok:
+        await ws.prepare(request)  # answers the refusal (an HTTP error) and raises
+        raise ConnectionResetError("the connection ended before the upgrade")
+    codec = node.codec_for(ready.protocol)
+    served = Served(node, request.app[HANDOVERS])
+    # The link takes the transport before the 101 goes out: it sees every frame.
+    link = Link(
+        transport,
+        corker=node.corker,
+        send_limit=settings.send_queue_limit,
+        max_message=settings.max_frame_bytes,
+        heartbeat=settings.heartbeat,
+        owner=served,
     )
-    watch = await _upgrade(request, ws, settings.max_frame_bytes)
-    codec = node.codec_for(ws.ws_protocol)
-    session = Session(
-        ws,
+    session = served.session = Session(
         codec,
         node.next_ref(),
-        outbox=Outbox(request.transport, node.corker, settings.send_queue_limit),
+        outbox=link.outbox,
         history_budget=TokenBucket(settings.history_rate, settings.history_burst),
         joins=node.budgets.connection_joins(),
         address=request.remote or "",
-        watch=watch,
+        link=link,
         metrics=node.metrics,
     )
-    watch.attach(lambda code, reason: _refuse_frame(node, session, code, reason))
+    try:
+        await ws.prepare(request)
+    except BaseException:
+        if link.is_lost:
+            forget(request)  # aiohttp's protocol would never hear of it
+        else:
+            transport.set_protocol(request.protocol)  # back to aiohttp, which failed it
+        raise
     node.hub.connect(session)
     gauge = node.metrics.connection_gauges[codec.name]
     gauge.inc()
     node.metrics.opened_by_mode[codec.name].inc()
+    handed_over = False
     try:
-        if await _handshake(node, session, request):
-            await _read_loop(node, session)
+        if await _handshake(node, session, link, request) and not link.is_lost:
+            served.hand_over(request, link)
+            handed_over = True
     finally:
-        gauge.dec()
-        await complete_despite_cancel(_end(node, session))
+        if not handed_over:
+            gauge.dec()
+            try:
+                await complete_despite_cancel(end(node, session, link))
+            finally:
+                forget(request)
     return ws
 
 
-async def _upgrade(request: web.Request, ws: web.WebSocketResponse, max_message: int) -> FrameWatch:
-    """Answer the upgrade with the frame watch already reading the connection (so it
-    sees every frame from the first byte); a handshake aiohttp refuses raises.
+class _Upgrade(web.WebSocketResponse):
+    """aiohttp's handshake (the checks and the 101) and nothing after it: the
+    connection's frames, both ways, are its link's (gateway/link.py)."""
 
-    aiohttp checks the handshake once, in `prepare`, before anything is written or read
-    (no `can_prepare` first: that parsed it twice): a refusal raises there, and the
-    connection goes back to aiohttp's protocol, which answers it (and may read a next
-    request on a kept-alive connection)."""
-    transport = request.transport
-    if transport is None:
-        await ws.prepare(request)  # answers the refusal (an HTTP error) and raises
-        raise ConnectionResetError("the connection ended before the upgrade")
-    inner = transport.get_protocol()
-    watch = FrameWatch(transport, max_message)
-    try:
-        await ws.prepare(request)
-    except web.HTTPException:
-        transport.set_protocol(inner)
-        raise
-    return watch
-
-
-def _refuse_frame(node: Node, session: Session, code: int, reason: str) -> None:
-    """A frame the watch refused (unmasked: 1002; too large: 1009): close with `code`."""
-    node.metrics.frames_refused.labels(reason=FRAME_REFUSALS.get(code, "protocol")).inc()
-    log.info("closing %s (%s): %s", session.ref, session.name or "no name", reason)
-    session.close(code, reason)
-
-
-async def _end(node: Node, session: Session) -> None:
-    """Log why a connection broke, if it did; leave its rooms, free its name, close it."""
-    # A frame aiohttp refused (invalid UTF-8: 1007, a broken frame: 1002), or no pong
-    # within the heartbeat: aiohttp closed the connection (or cancelled the
-    # handler). After a close of ours, aiohttp only notes the connection's end.
-    broken = session.broken or (None if session.closing else session.ws.exception())
-    if broken is not None:
-        log.info("closed %s (%s): %s", session.ref, session.name or "no name", broken)
-    await leave_everything(node, session)
-    session.close(1000, "bye")  # nothing is written when the connection is gone
-    await session.finish()
+    async def write_eof(self) -> None:  # type: ignore[override]
+        return None  # aiohttp would close the WebSocket here: the link does that
 
 
 def _refuse(node: Node, session: Session, error: ProtocolError, peer: str | None) -> bool:
@@ -137,7 +124,7 @@ def _refuse(node: Node, session: Session, error: ProtocolError, peer: str | None
     return False
 
 
-async def _handshake(node: Node, session: Session, request: web.Request) -> bool:
+async def _handshake(node: Node, session: Session, link: Link, request: web.Request) -> bool:
     """Name the connection, welcome it and enter its first room; False if it closed."""
     settings, query, peer = node.settings, request.query, request.remote
     deadline = name_deadline(settings)
@@ -163,7 +150,7 @@ async def _handshake(node: Node, session: Session, request: web.Request) -> bool
             session.send_raw(NAME_QUESTION)
             try:
                 async with asyncio.timeout_at(deadline):
-                    raw_name = await _next_text(session)
+                    raw_name = await _next_text(session, link)
             except TimeoutError:
                 log.info("closed /ws from %s: %s", peer, NAME_TIMEOUT_REASON)
                 node.metrics.handshakes_refused.labels(reason="name_timeout").inc()
@@ -261,47 +248,10 @@ async def _claim(
     return claimed
 
 
-async def _next_text(session: Session) -> str | None:
-    """The next text frame; None once the connection closes."""
+async def _next_text(session: Session, link: Link) -> str | None:
+    """The next text message; None once the connection closes."""
     while True:
-        msg = await session.ws.receive()
-        if msg.type is WSMsgType.TEXT:
-            return str(msg.data)
-        if msg.type is WSMsgType.BINARY:
-            session.send(ErrorReply(ErrorCode.BAD_FRAME, "send text frames, not binary"))
-            continue
-        session.broken = msg.data if msg.type is WSMsgType.ERROR else None
-        return None
-
-
-async def _read_loop(node: Node, session: Session) -> None:
-    """Decode and run each frame until the connection closes."""
-    async for msg in session.ws:
-        if msg.type is WSMsgType.TEXT:
-            await _run_frame(node, session, str(msg.data))
-        elif msg.type is WSMsgType.BINARY:
-            session.send(ErrorReply(ErrorCode.BAD_FRAME, "send text frames, not binary"))
-            node.metrics.errors.labels(code=ErrorCode.BAD_FRAME).inc()
-        else:
-            session.broken = msg.data  # an ERROR: aiohttp already closed it
-            break
-        if session.closing:
-            break
-
-
-async def _run_frame(node: Node, session: Session, frame: str) -> None:
-    command = None
-    try:
-        command = session.codec.decode(frame)
-        if command is not None:
-            await handle(node, session, command)
-    except ProtocolError as error:
-        ref = error.ref if error.ref is not None else getattr(command, "ref", None)
-        # Counted at once, logged only at DEBUG: a client can make these as fast as it
-        # can send, and must not be able to flood the logs.
-        log.debug("refused a frame of %s (%s): %r", session.ref, error.code, error.message)
-        session.send(ErrorReply(error.code, error.message, ref, error.until))
-        node.metrics.errors.labels(code=error.code).inc()
-    except Exception:
-        log.exception("a frame of %s (%s) failed", session.ref, session.name)
-        session.close(1011, "internal error")
+        item = await link.receive()
+        if item is None or isinstance(item, str):
+            return item
+        session.send(ErrorReply(ErrorCode.BAD_FRAME, "send text frames, not binary"))

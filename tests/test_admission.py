@@ -226,3 +226,25 @@ def test_a_head_bound_too_small_for_a_browser_is_refused() -> None:
     with pytest.raises(InvalidSetting, match="--max-header-bytes must be at least 1024"):
         Settings(max_header_bytes=1000)
     assert Settings(max_header_bytes=1024).max_header_bytes == 1024
+
+
+async def test_a_websocket_handed_over_after_its_handshake_is_still_counted(
+    spawn: list[GatewayProcess],
+) -> None:
+    """Guards against a WebSocket no longer counted once its handler has returned (after
+    the handshake the connection is the link's, gateway/served.py, and aiohttp's task for
+    it ends): one address could then hold any number of them."""
+    node = start(spawn, "--max-connections-per-ip", "2")
+    async with aiohttp.ClientSession() as session:
+        sockets = []
+        for index in range(2):
+            ws = await session.ws_connect(
+                node.url, params={"name": f"h{index}"}, protocols=(JSON_PROTOCOL,)
+            )
+            assert (await ws.receive_json(timeout=WAIT))["type"] == "welcome"
+            sockets.append(ws)
+        # /healthz is not a WebSocket: only the gate's count of connections can refuse it
+        assert get(node.port, "/healthz").startswith(b"HTTP/1.1 429 ")
+        for ws in sockets:
+            await ws.close()
+    served_again(node)

@@ -42,14 +42,14 @@ MODULES = {
         "config", "flags", "log_filter", "metrics", "proxies", "ratelimit", "redis_url",
         "server_log", "setting_rules", "tasks", "workers",
     ),
-    "connection": ("auth", "budgets", "credentials", "inbound", "session", "wire"),
+    "connection": ("auth", "budgets", "credentials", "inbound", "link", "session", "wire"),
     "chat": (
         "backend_http", "handlers", "hooks", "hub", "membership", "moderation", "node",
         "node_status", "presence", "room_activity", "room_directory",
     ),
     "edge": (
         "__main__", "access_log", "admission", "app", "console_api", "guard",
-        "head", "http", "operator_api", "serving", "ws",
+        "head", "http", "operator_api", "served", "serving", "ws",
     ),
 }  # fmt: skip
 PREFIXES = {"feed": "chat"}  # feed.py, feed_delivery.py and any feed_*.py to come

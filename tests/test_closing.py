@@ -22,9 +22,14 @@ from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import JSON_PROTOCOL, WAIT, JsonPeer, TextPeer, join_json, join_text
-from tests.plugins.frames import sized_send
+from tests.plugins.frames import (
+    close_frame_of,
+    ends_with_a_fin,
+    open_raw,
+    sized_send,
+    still_open_after,
+)
 from tooling.gateway import GatewayProcess
-from tooling.rawsocket import RawWebSocket
 from tooling.wsclient import CONTINUATION, PING, TEXT, encode_frame
 
 StartGateway = Callable[..., Awaitable[TestClient]]
@@ -145,51 +150,6 @@ async def test_a_sigterm_drain_closes_with_1001_as_aiohttps_client_sees_it() -> 
                 assert codes == [1001] * RUNS, f"run {run}"
         finally:
             node.close()
-
-
-async def open_raw(client: TestClient, name: str, *, text: bool = False) -> RawWebSocket:
-    """A bare-socket WebSocket, in its room."""
-    raw = await RawWebSocket.connect(
-        client.host, client.port, f"name={name}", None if text else JSON_PROTOCOL
-    )
-    await raw.read_until_text(b"* you are in" if text else b"subscribed")
-    return raw
-
-
-async def close_frame_of(raw: RawWebSocket) -> tuple[int, list[bytes]]:
-    """Read until the server's close frame; its code and the text frames before it."""
-    texts: list[bytes] = []
-    async with asyncio.timeout(WAIT):
-        while True:
-            for opcode, data in raw.frames():
-                if opcode == 8:
-                    return int.from_bytes(data[:2], "big"), texts
-                texts.append(data)
-            assert await raw.read(), "the connection ended before a close frame"
-
-
-async def still_open_after(raw: RawWebSocket, seconds: float) -> bool:
-    """Whether nothing at all (no byte, no FIN) comes from the server for `seconds`."""
-    loop = asyncio.get_running_loop()
-    try:
-        async with asyncio.timeout(seconds):
-            await loop.sock_recv(raw.sock, 1)
-    except TimeoutError:
-        return True
-    return False
-
-
-async def ends_with_a_fin(raw: RawWebSocket) -> bool:
-    """Read to the end of the connection: True for an orderly end (FIN), False for a
-    reset."""
-    loop = asyncio.get_running_loop()
-    async with asyncio.timeout(WAIT):
-        try:
-            while await loop.sock_recv(raw.sock, 4096):
-                pass
-        except ConnectionResetError:
-            return False
-    return True
 
 
 async def test_the_server_waits_for_the_clients_close_then_sends_a_fin(

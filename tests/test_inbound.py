@@ -1,72 +1,46 @@
-"""The frame watch (gateway/inbound.py) reads frame headers across any chunking.
+"""The frame reader (gateway/inbound.py) parses client frames across any chunking.
 
 TCP splits a client's bytes anywhere: in a payload, inside a header, inside its
-extended length or mask key. Whatever the split, the watch must hand aiohttp exactly the
-bytes it got (no false refusal of a well-formed stream), refuse at the right frame, and
-see the client's Close exactly when its last byte has come. The transport and aiohttp's
-protocol are stand-ins that record what they are given; the connection-level behaviour
-is tested through real sockets in tests/test_closing.py.
+extended length or mask key. Whatever the split, the reader must return exactly the
+messages sent (fragments joined, payloads unmasked, control frames in their place, also
+between fragments), refuse at the right frame, and after a refusal or a close of the
+server's return nothing but the client's Close. No I/O here: the connection-level
+behaviour is tested through real sockets in tests/test_closing.py and test_frames.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-from typing import Any
+import os
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.inbound import UNMASKED_REASON, FrameWatch, size_text
+from gateway.inbound import UNMASKED_REASON, FrameReader, Message, size_text, unmask
 from tooling.wsclient import BINARY, CLOSE, CONTINUATION, PING, TEXT, encode_frame
 
 
-def frame(opcode: int, length: int, *, fin: bool = True, masked: bool = True) -> bytes:
-    """A client frame with a `length`-byte payload (its bytes do not matter here)."""
-    return encode_frame(opcode, b"p" * length, fin=fin, masked=masked)
+def frame(opcode: int, payload: bytes, *, fin: bool = True, masked: bool = True) -> bytes:
+    """A client frame carrying `payload` (masked with a random key unless told not)."""
+    return encode_frame(opcode, payload, masked=masked, fin=fin)
 
 
-class Inner(asyncio.Protocol):
-    """aiohttp's protocol, as the watch sees it: what it was handed."""
-
-    def __init__(self) -> None:
-        self.data = bytearray()
-
-    def data_received(self, data: bytes) -> None:
-        self.data += data
+def fragments(payload: bytes, cuts: list[int]) -> list[bytes]:
+    """`payload` cut at `cuts` (an empty fragment where a cut falls on an end)."""
+    points = [0, *sorted({c % (len(payload) + 1) for c in cuts}), len(payload)]
+    return [payload[a:b] for a, b in itertools.pairwise(points)]
 
 
-class Transport(asyncio.Transport):
-    """A transport that only keeps its protocol."""
-
-    def __init__(self, protocol: asyncio.BaseProtocol) -> None:
-        super().__init__()
-        self.protocol = protocol
-
-    def get_protocol(self) -> asyncio.BaseProtocol:
-        return self.protocol
-
-    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
-        self.protocol = protocol
-
-    def is_closing(self) -> bool:
-        return False
-
-    def is_reading(self) -> bool:
-        return True
-
-
-class Watched:
-    """A watch on a stand-in connection; the refusals it reported."""
-
-    def __init__(self, max_message: int) -> None:
-        self.inner = Inner()
-        self.watch = FrameWatch(Transport(self.inner), max_message)
-        self.refused: list[tuple[int, str]] = []
-        self.watch.attach(lambda code, reason: self.refused.append((code, reason)))
-
-    def closed_by_peer(self) -> bool:
-        return self.watch._peer_closed.done()
+def message_frames(opcode: int, payload: bytes, cuts: list[int], ping: bytes | None) -> bytes:
+    """`payload` as one message in fragments cut at `cuts`; `ping` (if any) after the
+    first fragment."""
+    parts = fragments(payload, cuts)
+    out = []
+    for index, part in enumerate(parts):
+        out.append(frame(opcode if index == 0 else CONTINUATION, part, fin=index == len(parts) - 1))
+        if index == 0 and ping is not None:
+            out.append(frame(PING, ping))
+    return b"".join(out)
 
 
 def chunks(data: bytes, cuts: list[int]) -> list[bytes]:
@@ -75,83 +49,103 @@ def chunks(data: bytes, cuts: list[int]) -> list[bytes]:
     return [data[a:b] for a, b in itertools.pairwise(points) if b > a]
 
 
-LENGTHS = st.one_of(st.integers(0, 300), st.sampled_from([125, 126, 127, 65535, 65536, 70000]))
-FRAME = st.one_of(
-    st.tuples(st.sampled_from([TEXT, BINARY]), LENGTHS),
-    st.tuples(st.just(PING), st.integers(0, 125)),  # a control frame: 125 bytes at most
+def feed_all(reader: FrameReader, stream: bytes, cuts: list[int]) -> list[Message]:
+    out: list[Message] = []
+    for chunk in chunks(stream, cuts):
+        out += reader.feed(chunk)
+    return out
+
+
+PAYLOAD = st.one_of(
+    st.binary(max_size=300), st.sampled_from([b"x" * n for n in (125, 126, 127, 65535, 65536)])
 )
-FRAMES = st.lists(FRAME, max_size=6)
+MESSAGE = st.tuples(
+    st.sampled_from([TEXT, BINARY]),
+    PAYLOAD,
+    st.lists(st.integers(0, 1 << 17), max_size=3),  # where its fragments are cut
+    st.one_of(st.none(), st.binary(max_size=125)),  # a ping between its fragments
+)
+MESSAGES = st.lists(MESSAGE, max_size=5)
 CUTS = st.lists(st.integers(0, 1 << 20), max_size=40)
 
 
-def run(check: Any) -> None:
-    async def main() -> None:
-        check()
-
-    asyncio.run(main())
+@settings(max_examples=200, deadline=None)
+@given(MESSAGES, CUTS)
+def test_a_well_formed_stream_is_read_whole_however_it_is_cut(
+    messages: list[tuple[int, bytes, list[int], bytes | None]], cuts: list[int]
+) -> None:
+    """Guards against a header or mask key split across chunks being misread (a false
+    1002 or 1009, a payload unmasked with the wrong key phase), fragments joined wrongly,
+    or a ping between fragments lost or held back until the message ends."""
+    stream = b"".join(message_frames(op, data, at, ping) for op, data, at, ping in messages)
+    expected: list[Message] = []
+    for opcode, data, at, ping in messages:
+        # the ping goes after the first fragment: before the message when it has more
+        ping_first = len(fragments(data, at)) > 1
+        if ping is not None and ping_first:
+            expected.append((PING, ping))
+        expected.append((opcode, data))
+        if ping is not None and not ping_first:
+            expected.append((PING, ping))
+    reader = FrameReader(max_message=1 << 20)
+    assert feed_all(reader, stream, cuts) == expected
+    assert reader.violation is None
 
 
 @settings(max_examples=200, deadline=None)
-@given(FRAMES, CUTS)
-def test_a_well_formed_stream_reaches_aiohttp_whole_however_it_is_cut(
-    frames: list[tuple[int, int]], cuts: list[int]
+@given(MESSAGES, MESSAGES, CUTS)
+def test_an_unmasked_frame_is_refused_and_only_the_clients_close_is_read_after_it(
+    before: list[tuple[int, bytes, list[int], bytes | None]],
+    after: list[tuple[int, bytes, list[int], bytes | None]],
+    cuts: list[int],
 ) -> None:
-    """Guards against a header split across chunks being misread (a false 1002 or
-    1009, or bytes lost on their way to aiohttp)."""
-    stream = b"".join(frame(opcode, length) for opcode, length in frames)
-
-    def check() -> None:
-        watched = Watched(max_message=1 << 20)
-        for chunk in chunks(stream, cuts):
-            watched.watch.data_received(chunk)
-        assert watched.refused == []
-        assert bytes(watched.inner.data) == stream
-
-    run(check)
-
-
-@settings(max_examples=200, deadline=None)
-@given(FRAMES, FRAMES, CUTS)
-def test_an_unmasked_frame_is_refused_and_the_clients_close_is_seen_after_it(
-    before: list[tuple[int, int]], after: list[tuple[int, int]], cuts: list[int]
-) -> None:
-    """Guards against an unmasked frame reaching aiohttp, the frames before it not
-    reaching it, or the client's Close (after other frames) being missed or seen early."""
-    head = b"".join(frame(opcode, length) for opcode, length in before)
-    bad = frame(TEXT, 40, masked=False)
-    tail = b"".join(frame(opcode, length) for opcode, length in after)
-    close = frame(CLOSE, 2)
-    stream = head + bad + tail + close
-
-    def check() -> None:
-        watched = Watched(max_message=1 << 20)
-        fed = 0
-        for chunk in chunks(stream, cuts):
-            assert not watched.closed_by_peer()
-            watched.watch.data_received(chunk)
-            fed += len(chunk)
-        assert watched.closed_by_peer() and fed == len(stream)
-        assert watched.refused == [(1002, UNMASKED_REASON)]
-        handed = bytes(watched.inner.data)
-        assert stream.startswith(handed) and len(head) <= len(handed) < len(head) + 2
-
-    run(check)
+    """Guards against an unmasked frame being read as a message, the messages before it
+    being lost, or the client's Close (after other frames) being missed."""
+    head = b"".join(message_frames(op, data, [], None) for op, data, _, _ in before)
+    bad = frame(TEXT, b"u" * 40, masked=False)
+    tail = b"".join(message_frames(op, data, at, ping) for op, data, at, ping in after)
+    close = frame(CLOSE, (1002).to_bytes(2, "big"))
+    reader = FrameReader(max_message=1 << 20)
+    got = feed_all(reader, head + bad + tail + close, cuts)
+    assert reader.violation == (1002, UNMASKED_REASON)
+    assert got == [(op, data) for op, data, _, _ in before] + [(CLOSE, b"\x03\xea")]
 
 
 def test_fragments_count_together_and_control_frames_do_not() -> None:
     """Guards against the frame limit applying to each fragment alone (a huge message in
     small pieces), or counting a ping inside a fragmented message."""
+    reader = FrameReader(max_message=1000)
+    ok = frame(TEXT, b"a" * 500, fin=False) + frame(PING, b"p" * 100)
+    ok += frame(CONTINUATION, b"b" * 500)
+    assert reader.feed(ok) == [(PING, b"p" * 100), (TEXT, b"a" * 500 + b"b" * 500)]
+    assert reader.violation is None
+    reader.feed(frame(TEXT, b"c" * 600, fin=False))
+    assert reader.feed(frame(CONTINUATION, b"d" * 401)) == []
+    assert reader.violation == (1009, "frame too large (1000 bytes at most)")
 
-    def check() -> None:
-        watched = Watched(max_message=1000)
-        ok = frame(TEXT, 500, fin=False) + frame(PING, 100) + frame(CONTINUATION, 500)
-        watched.watch.data_received(ok)
-        assert watched.refused == []
-        watched.watch.data_received(frame(TEXT, 600, fin=False))
-        watched.watch.data_received(frame(CONTINUATION, 401))
-        assert watched.refused == [(1009, "frame too large (1000 bytes at most)")]
 
-    run(check)
+def test_a_character_split_between_fragments_is_joined_before_it_is_read() -> None:
+    """Guards against fragments being taken one by one: a UTF-8 character may be cut
+    between two of them, and only the whole message must be valid."""
+    text = "héllo €".encode()
+    reader = FrameReader(max_message=1000)
+    got = reader.feed(frame(TEXT, text[:2], fin=False) + frame(CONTINUATION, text[2:]))
+    assert got == [(TEXT, text)]
+    assert got[0][1].decode() == "héllo €"
+
+
+def test_after_the_servers_close_only_the_clients_close_is_returned() -> None:
+    """Guards against frames the client sent after the server's Close being run."""
+    reader = FrameReader(max_message=1000)
+    reader.closing = True
+    stream = frame(TEXT, b"late") + frame(PING, b"") + frame(CLOSE, b"\x03\xe8bye")
+    assert reader.feed(stream) == [(CLOSE, b"\x03\xe8bye")]
+
+
+def test_unmask_is_the_rfc_xor() -> None:
+    for size in (0, 1, 3, 4, 5, 126, 1000):
+        payload, key = os.urandom(size), os.urandom(4)
+        assert unmask(payload, key) == bytes(b ^ key[i % 4] for i, b in enumerate(payload))
 
 
 def test_the_limit_reads_as_a_person_would_say_it() -> None:

@@ -175,13 +175,15 @@ ROWS = {
         'chat_errors_total{code="rate_limited"}',
         increase=3,  # the strikes
     ),
-    "frame-limit": Row({"max_frame_bytes": 4096}, giant_frame, 1009, "gateway.ws", logging.INFO),
-    "invalid-utf8": Row({}, invalid_utf8, 1007, "gateway.ws", logging.INFO),
+    "frame-limit": Row(
+        {"max_frame_bytes": 4096}, giant_frame, 1009, "gateway.served", logging.INFO
+    ),
+    "invalid-utf8": Row({}, invalid_utf8, 1007, "gateway.served", logging.INFO),
     "rooms-per-connection": Row(
         {"max_rooms_per_connection": 2},
         too_many_rooms,
         "bad_frame",
-        "gateway.ws",
+        "gateway.served",
         logging.DEBUG,
         'chat_errors_total{code="bad_frame"}',
     ),
@@ -233,12 +235,12 @@ async def test_heartbeats_close_a_dead_peer_and_keep_a_live_one(
     )
     zombie = JsonPeer(ws)  # never answers the node's pings
     await zombie.expect("welcome")
-    with caplog.at_level(logging.INFO, logger="gateway.ws"):
+    with caplog.at_level(logging.INFO, logger="gateway.served"):
         # `live` reads (and so answers pings) for as long as the zombie takes to die
         code, _ = await asyncio.gather(
             zombie.close_code(), live.expect("presence", event="leave", name="zombie")
         )
     assert code == 1006  # dropped, not closed politely: the peer is gone
-    assert any("PONG" in r.getMessage() for r in caplog.records if r.name == "gateway.ws")
+    assert any("PONG" in r.getMessage() for r in caplog.records if r.name == "gateway.served")
     ack = await live.request("send", room="lobby", text="still here")
     await live.expect("message", offset=ack["offset"])

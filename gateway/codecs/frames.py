@@ -12,6 +12,8 @@ from collections.abc import Iterable
 
 OPCODE_TEXT = 0x1
 OPCODE_CLOSE = 0x8
+OPCODE_PING = 0x9
+OPCODE_PONG = 0xA
 FIN = 0x80
 _LEN16 = struct.Struct("!BBH")
 _LEN64 = struct.Struct("!BBQ")
@@ -25,6 +27,16 @@ def text_frame(payload: bytes) -> bytes:
 def close_frame(code: int, reason: bytes) -> bytes:
     """A close frame with `code` and `reason` (at most 123 bytes of UTF-8)."""
     return _frame(FIN | OPCODE_CLOSE, struct.pack("!H", code) + reason)
+
+
+def ping_frame(payload: bytes = b"") -> bytes:
+    """A ping (at most 125 bytes of payload): the heartbeat's question."""
+    return _frame(FIN | OPCODE_PING, payload)
+
+
+def pong_frame(payload: bytes) -> bytes:
+    """The pong answering a ping with `payload` (RFC 6455 5.5.3: the same bytes)."""
+    return _frame(FIN | OPCODE_PONG, payload)
 
 
 def _frame(first: int, payload: bytes) -> bytes:
