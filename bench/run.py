@@ -2,8 +2,9 @@
 
 For each repetition, each scenario, each server in turn (gateway, socketio, node,
 gateway, ...): start a Redis of its own and N nodes on the servers' core, run one
-load-generator process on the other core (bench/loadgen.py), stop everything. Then a
-markdown table (printed, and written beside the JSON) with medians, ranges and ratios.
+load-generator process on the other core (bench/loadgen.py), stop everything (one run:
+bench/single_run.py). Then a markdown table (printed, and written beside the JSON) with
+medians, ranges and ratios.
 
     .venv/bin/python -m bench.run                  # everything, ~12 minutes on 2 cores
     .venv/bin/python -m bench.run --quick          # a smoke run of a few seconds a scenario
@@ -21,27 +22,24 @@ import importlib.util
 import json
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-from bench.backend_peer import backend_for, backend_stats
-from bench.cluster import PEERS, ROOT, Cluster, node_modules
-from bench.loadgen import RESULT_PREFIX, time_cap
+from bench.cluster import PEERS, ROOT, node_modules
 from bench.params import (
     GATEWAY_ONLY,
     SCALE_BASE,
     SCENARIOS,
-    STORMS,
-    Spec,
     add_size_flags,
     sizes_from,
 )
 from bench.procstat import core_plan, machine
 from bench.report import PEER_NAMES, markdown, summarize
-from tooling.processes import child_setup
+from bench.single_run import one_run
+
+__all__ = ["bench", "main", "one_run", "parse_args"]  # bench/shards.py imports one_run here
 
 RESULTS = ROOT / "bench" / "results"
 PEER_NOTE = (
@@ -127,101 +125,6 @@ def available_peers(
             if peer == "node" and isinstance(found, Path):
                 modules = found
     return peers, skipped, modules
-
-
-def run_loadgen(spec: Spec, cores: tuple[int, ...] | None) -> dict[str, Any]:
-    """One load-generator process for `spec`; its outcome, or why there is none."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.loadgen"],
-        cwd=ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        preexec_fn=child_setup(signal.SIGKILL, cores),  # the bench is single-threaded: safe
-    )
-    try:
-        out, _ = proc.communicate(json.dumps(spec.to_json()), timeout=time_cap(spec) + 30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        return {"valid": False, "problems": ["the load generator did not finish"], "figures": {}}
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    for line in out.splitlines():
-        if line.startswith(RESULT_PREFIX):
-            return dict(json.loads(line[len(RESULT_PREFIX) :]))
-    return {
-        "valid": False,
-        "problems": [f"the load generator exited {proc.returncode}"],
-        "figures": {},
-    }
-
-
-def one_run(
-    args: argparse.Namespace, peer: str, scenario: str, broker: str, modules: Path | None
-) -> dict[str, Any]:
-    """Start the cluster, run the load generator once, stop the cluster."""
-    plan = core_plan()
-    servers, loadgen = plan if plan else (None, None)
-    count = 1 if broker == "memory" else args.nodes
-    # bench.shards' variants: "+replica" gives Redis (each shard) a replica, which the
-    # gateway waits for before an ack; "-nowait" tells it not to (--redis-ack-replicas 0).
-    base = broker.split("+")[0]
-    sizes = sizes_from(args)
-    drain = ("--drain-seconds", f"{sizes.s5_drain_seconds:g}") if scenario == "s5drain" else ()
-    with (
-        backend_for(broker, loadgen) as backend_flags,
-        Cluster(
-            peer,
-            count,
-            redis=base in ("redis", "cluster"),
-            cores=servers,
-            modules=modules if peer == "node" else None,
-            shards=3 if base == "cluster" else 0,
-            replicas=1 if "+replica" in broker else 0,
-            node_flags=(
-                *(("--redis-ack-replicas", "0") if broker.endswith("-nowait") else ()),
-                *backend_flags,
-                *drain,
-            ),
-            kill_nodes=scenario in SCALE_BASE,
-        ) as cluster,
-    ):
-        spec = Spec(
-            scenario,
-            peer,
-            sizes,
-            cluster.node_info(),
-            cluster.redis_pids,
-            loadgen,
-            args.loop,
-        )
-        outcome = run_loadgen(spec, loadgen)
-        died = cluster.failures()
-        if scenario in STORMS:  # node A was killed (or drained) on purpose
-            died = [d for d in died if not d.startswith(f"{peer} node 0 ")]
-        if died:
-            outcome["valid"] = False
-            outcome.setdefault("problems", []).extend(d.splitlines()[0] for d in died)
-            outcome["server_logs"] = died
-        if backend_flags:
-            _add_backend_figures(outcome, backend_flags)
-    return outcome
-
-
-def _add_backend_figures(outcome: dict[str, Any], flags: tuple[str, ...]) -> None:
-    """The application's side of a "+hooks"/"+events" run: how often it was asked and
-    the events' lag; a run whose application was never asked is invalid."""
-    stats = backend_stats(flags)
-    figures = outcome.setdefault("figures", {})
-    for name, value in stats.items():
-        figures[f"backend_{name}"] = value
-    if not any(key in stats for key in ("connect", "publish", "events")):
-        outcome["valid"] = False
-        outcome.setdefault("problems", []).append("the application was never asked")
 
 
 def _line(rep: int, peer: str, scenario: str, outcome: dict[str, Any]) -> str:

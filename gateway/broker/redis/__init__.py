@@ -8,10 +8,11 @@ presence (presence.py), names and direct messages (names.py), bans and deletes
 reregister.py, reaper.py, former_run.py), replica waits (replicas.py), events stored for
 the application (event_log.py, event_scripts.py). The node's subscription is connect.py
 (one Redis) or cluster.py (one per shard), driven by the state machine in
-subscription.py and carried out by subscriber.py; what arrives on it is live.py and
-events.py. The key layout is keys.py, every Lua script a file in scripts/ (loaded by
-scripts/__init__.py), the channel message kinds kinds.py, the errors every part catches
-errors.py.
+subscription.py and carried out by subscriber.py, with its SUBSCRIBE acks awaited in
+subscribe_acks.py, gathered in subscribe_batch.py and each command spelt for one Redis
+or a shard in pubsub_commands.py; what arrives on it is live.py and events.py. The key
+layout is keys.py, every Lua script a file in scripts/ (loaded by scripts/__init__.py),
+the channel message kinds kinds.py, the errors every part catches errors.py.
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ stays connected but deaf is torn down the same way, by the reading task.
 
 Only Redis's own errors (and the broker's `BrokerUnavailable` from a gap fill) count as
 a lost subscription; anything else is a bug, logged as one, and ends the subscription.
+Beside it: the waits for a SUBSCRIBE's ack (subscribe_acks.py), the channels sent in
+one SUBSCRIBE (subscribe_batch.py), each command on one Redis or a shard (pubsub_commands.py).
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.asyncio.client import PubSub
-from redis.crc import key_slot
 
+from gateway.broker.redis import pubsub_commands as commands
 from gateway.broker.redis import subscription_actions as act
 from gateway.broker.redis.client import SubscriptionClient
 from gateway.broker.redis.errors import REDIS_ERRORS
 from gateway.broker.redis.kinds import Kind
+from gateway.broker.redis.subscribe_acks import ACK_TIMEOUT, Confirmations
 from gateway.broker.redis.subscribe_batch import SubscribeBatch
 from gateway.broker.redis.subscription import Subscription
 from gateway.errors import BrokerUnavailable
@@ -37,7 +40,6 @@ from gateway.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
 
-ACK_TIMEOUT = 5.0  # seconds for Redis to confirm a subscription
 LOST_ERRORS = (*REDIS_ERRORS, BrokerUnavailable)  # a subscription lost, not a bug
 
 
@@ -71,7 +73,7 @@ class Subscriber:
         self._acked = asyncio.Event()  # set with `_fill`
         self._renewal = asyncio.Event()  # the machine asked `_run` to end the connection
         self._renewal_reason = ""
-        self._confirmed: dict[str, asyncio.Future[None]] = {}  # channel -> subscribe ack
+        self._confirmed = Confirmations()  # the callers' waits for their SUBSCRIBE
         self._batch = SubscribeBatch(self._subscribe_batch, "redis-subscribe-batch")
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -126,13 +128,12 @@ class Subscriber:
         The channels asked for together go out in one SUBSCRIBE (`SubscribeBatch`)."""
         waiting: asyncio.Future[None] | None
         if self._machine.subscribe(channel):
-            (waiting,) = self._expect_confirmations([channel])
+            (waiting,) = self._confirmed.expect([channel])
             self._batch.add(channel)
         else:
-            waiting = self._confirmed.get(channel)
+            waiting = self._confirmed.pending(channel)
         if waiting is not None:
-            with contextlib.suppress(TimeoutError, ConnectionError):
-                await self._confirmed_all([waiting])
+            await self._confirmed.wait([waiting])
 
     async def _subscribe_batch(self, channels: list[str]) -> None:
         """SUBSCRIBE `channels` in one command (one per slot when sharded) and wait for
@@ -145,20 +146,14 @@ class Subscriber:
                 # backing off; with a connection, that one goes without them: renewed).
                 self._carry_out(self._machine.command_failed(f"SUBSCRIBE {named} missed"))
                 return
-            waiting = [self._confirmed[c] for c in channels if c in self._confirmed]
+            waiting = self._confirmed.pending_of(channels)
             try:
-                if self._sharded:
-                    for group in by_slot(channels):
-                        await pubsub.ssubscribe(*group)
-                else:
-                    await pubsub.subscribe(*channels)
+                await commands.subscribe(pubsub, channels, sharded=self._sharded)
             except REDIS_ERRORS as exc:
                 log.warning("SUBSCRIBE %s failed (%s); resubscribing everything", named, exc)
                 self._carry_out(self._machine.command_failed(f"SUBSCRIBE {named} failed"))
                 return
-        # The next batch gathers while this one is answered.
-        with contextlib.suppress(TimeoutError, ConnectionError):
-            await self._confirmed_all(waiting)
+        await self._confirmed.wait(waiting)  # the next batch gathers meanwhile
 
     async def unsubscribe(self, channel: str) -> None:
         """One user less of `channel`; UNSUBSCRIBE once nobody wants it. Never raises."""
@@ -167,17 +162,15 @@ class Subscriber:
         if not any(isinstance(action, act.UnsubscribeChannel) for action in actions):
             return
         if self._batch.discard(channel):  # never sent: nothing to undo
-            waiting = self._confirmed.pop(channel, None)
-            if waiting is not None and not waiting.done():
-                waiting.set_result(None)  # its callers are gone (it had no other)
+            self._confirmed.confirm(channel)  # its callers are gone (it had no other)
             return
         async with self._lock:
-            self._confirmed.pop(channel, None)
+            self._confirmed.forget(channel)
             pubsub = self._pubsub
             if pubsub is None or pubsub.connection is None:
                 return
             try:
-                await (pubsub.sunsubscribe if self._sharded else pubsub.unsubscribe)(channel)
+                await commands.unsubscribe(pubsub, channel, sharded=self._sharded)
             except REDIS_ERRORS as exc:
                 log.warning("UNSUBSCRIBE %s failed (%s); resubscribing the rest", channel, exc)
                 self._carry_out(self._machine.command_failed(f"UNSUBSCRIBE {channel} failed"))
@@ -203,21 +196,6 @@ class Subscriber:
             elif isinstance(action, act.FillGap):
                 self._fill = action
                 self._acked.set()
-
-    def _expect_confirmations(self, channels: list[str]) -> list[asyncio.Future[None]]:
-        loop = asyncio.get_running_loop()
-        waiting = []
-        for channel in channels:
-            future = self._confirmed.get(channel)
-            if future is None or future.done():
-                future = self._confirmed[channel] = loop.create_future()
-            waiting.append(future)
-        return waiting
-
-    @staticmethod
-    async def _confirmed_all(waiting: list[asyncio.Future[None]]) -> None:
-        async with asyncio.timeout(ACK_TIMEOUT):
-            await asyncio.gather(*(asyncio.shield(f) for f in waiting))
 
     async def _run(self) -> None:
         """The reading side: each connection from its SUBSCRIBE to its drop."""
@@ -247,19 +225,15 @@ class Subscriber:
         renewal: asyncio.Task[bool] | None = None
         try:
             async with self._lock:
-                self._expect_confirmations(channels)
-                if self._sharded:  # one SSUBSCRIBE per slot: a command may not span two
-                    for group in by_slot(channels):
-                        await pubsub.ssubscribe(*group)
-                else:
-                    await pubsub.subscribe(*channels)  # sets the connection it reads
+                self._confirmed.expect(channels)
+                await commands.subscribe(pubsub, channels, sharded=self._sharded)
             reader = asyncio.create_task(self._read(pubsub), name="redis-reader")
             renewal = asyncio.create_task(self._renewal.wait(), name="redis-renewal")
             async with asyncio.timeout(ACK_TIMEOUT):
                 await self._acked.wait()
             assert self._fill is not None
             if self._sharded:
-                await self._on_a_primary()
+                await commands.require_primary(self._redis)
             await self._on_reconnect(self._fill.channels)
             self._carry_out(self._machine.filled())
             await asyncio.wait((reader, renewal), return_when=asyncio.FIRST_COMPLETED)
@@ -272,17 +246,6 @@ class Subscriber:
         finally:
             await stop_tasks(reader, renewal)  # before its connection is dropped
 
-    async def _on_a_primary(self) -> None:
-        """Raise unless the shard's node is a primary. A replica takes SSUBSCRIBE too,
-        but it hears a shard's messages only once its replication link is up: a killed
-        primary that came back during its own failover and was made a replica missed
-        what was published meanwhile (the chaos campaign lost messages so). A primary
-        demoted later unsubscribes its shard channels itself, which is a loss too."""
-        role = await self._redis.execute_command("ROLE")
-        kind = role[0].decode() if isinstance(role[0], bytes) else str(role[0])
-        if kind != "master":
-            raise ConnectionError(f"the shard's node is a {kind} now, not its primary")
-
     async def _read(self, pubsub: PubSub) -> None:
         machine = self._machine
         while True:
@@ -293,9 +256,7 @@ class Subscriber:
             if kind in ("message", "smessage"):
                 self._carry_out(machine.message(channel, message["data"]))
             elif kind in ("subscribe", "ssubscribe"):
-                future = self._confirmed.pop(channel, None)
-                if future is not None and not future.done():
-                    future.set_result(None)
+                self._confirmed.confirm(channel)
                 self._carry_out(machine.acked(channel))
             elif kind == "sunsubscribe":
                 self._carry_out(machine.server_unsubscribed(channel))
@@ -327,11 +288,7 @@ class Subscriber:
 
     def _fail_confirmations(self) -> None:
         self._batch.clear()  # the next connection subscribes every wanted channel
-        for future in self._confirmed.values():
-            if not future.done():
-                future.set_exception(ConnectionError("redis subscription lost"))
-                future.exception()  # retrieved: nobody may be waiting
-        self._confirmed.clear()
+        self._confirmed.fail_all()
 
     async def _drop(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
@@ -339,11 +296,3 @@ class Subscriber:
             with contextlib.suppress(*REDIS_ERRORS):  # TimeoutError is an OSError
                 async with asyncio.timeout(1.0):
                     await pubsub.aclose()
-
-
-def by_slot(channels: list[str]) -> list[list[str]]:
-    """`channels` grouped by their hash slot, in order."""
-    groups: dict[int, list[str]] = {}
-    for channel in channels:
-        groups.setdefault(key_slot(channel.encode()), []).append(channel)
-    return list(groups.values())

@@ -1,0 +1,70 @@
+"""The callers waiting for Redis to confirm a SUBSCRIBE: one future per channel.
+
+`Subscriber.subscribe` returns once Redis confirmed its channel, so a welcome follows a
+confirmed subscription. A channel is expected when its SUBSCRIBE is about to go out (in
+a batch, or with every channel of a new connection), confirmed when the reading task
+reads its `subscribe` (or `ssubscribe`) message, and released at once when it was
+unsubscribed before its SUBSCRIBE was sent. When the connection is lost every wait
+fails: the next connection subscribes the channel again, and its gap fill covers the
+wait. Nothing here touches Redis or decides what to subscribe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+
+ACK_TIMEOUT = 5.0  # seconds for Redis to confirm a subscription
+
+
+class Confirmations:
+    """The unconfirmed SUBSCRIBEs, each with the future its callers wait on."""
+
+    def __init__(self) -> None:
+        self._futures: dict[str, asyncio.Future[None]] = {}  # channel -> subscribe ack
+
+    def expect(self, channels: Iterable[str]) -> list[asyncio.Future[None]]:
+        """A future for each of `channels`, the one already waited on if it is pending."""
+        loop = asyncio.get_running_loop()
+        waiting = []
+        for channel in channels:
+            future = self._futures.get(channel)
+            if future is None or future.done():
+                future = self._futures[channel] = loop.create_future()
+            waiting.append(future)
+        return waiting
+
+    def pending(self, channel: str) -> asyncio.Future[None] | None:
+        """The future of `channel`'s unconfirmed SUBSCRIBE, if there is one."""
+        return self._futures.get(channel)
+
+    def pending_of(self, channels: Iterable[str]) -> list[asyncio.Future[None]]:
+        """The futures of those of `channels` that wait for their confirmation."""
+        return [self._futures[c] for c in channels if c in self._futures]
+
+    def confirm(self, channel: str) -> None:
+        """Redis confirmed `channel` (or its callers are gone): their wait is over."""
+        future = self._futures.pop(channel, None)
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    def forget(self, channel: str) -> None:
+        """Stop tracking `channel`: it is being unsubscribed."""
+        self._futures.pop(channel, None)
+
+    def fail_all(self) -> None:
+        """The connection is lost: every wait ends with a ConnectionError."""
+        for future in self._futures.values():
+            if not future.done():
+                future.set_exception(ConnectionError("redis subscription lost"))
+                future.exception()  # retrieved: nobody may be waiting
+        self._futures.clear()
+
+    @staticmethod
+    async def wait(waiting: list[asyncio.Future[None]]) -> None:
+        """Wait for `waiting` to be confirmed, at most ACK_TIMEOUT. Never raises for a
+        timeout or a lost connection: the subscription renews itself after either."""
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            async with asyncio.timeout(ACK_TIMEOUT):
+                await asyncio.gather(*(asyncio.shield(f) for f in waiting))
