@@ -1,0 +1,100 @@
+"""A closed connection is freed by reference counting alone, with no reference cycle
+left for the garbage collector.
+
+A node freezes what survives each full collection (gateway/collector.py): an object
+frozen while its connection was open and left inside a cycle when it closed would never
+be freed. These tests turn the collector off, open and close connections in the ways a
+connection ends (the client closes; the server refuses the handshake; the frame watch
+refuses a frame), wait until no session is left, then run one collection that keeps
+what it finds: none of it may be a session, a frame watch or a server-side WebSocket.
+(aiohttp may keep a WebSocket alive for a while, its heartbeat timer still scheduled:
+alive, not garbage.)
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Awaitable, Callable, Iterator
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from gateway.inbound import FrameWatch
+from gateway.session import Session
+from tests.conftest import JSON_PROTOCOL, JsonPeer, join_json, join_text, poll_until
+from tests.plugins.frames import sized_send
+
+StartGateway = Callable[..., Awaitable[TestClient]]
+CONNECTION_TYPES = (Session, FrameWatch, web.WebSocketResponse)
+
+
+@pytest.fixture
+def collector_off() -> Iterator[None]:
+    """The collector collected once, then off for the test: what is freed, reference
+    counting frees."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def sessions_left() -> bool:
+    """Whether a session is still tracked: alive, or garbage in a cycle."""
+    return any(isinstance(o, Session) for o in gc.get_objects())
+
+
+def cyclic_garbage() -> list[str]:
+    """The types of the sessions, frame watches and server-side WebSockets that only a
+    collection frees (they are in a reference cycle)."""
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        gc.collect()
+        found = [type(o).__name__ for o in gc.garbage if isinstance(o, CONNECTION_TYPES)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    return found
+
+
+async def client_closes(client: TestClient) -> None:
+    """Two JSON-mode clients and a text-mode one in a room; a message; they close."""
+    alice, bob = await join_json(client, "alice"), await join_json(client, "bob")
+    carol = await join_text(client, "carol")
+    await alice.send(type="send", room="lobby", text="hi", ref="m1")
+    await bob.expect("message", text="hi")
+    for peer in (alice, bob, carol):
+        await peer.ws.close()
+
+
+async def handshake_refused(client: TestClient) -> None:
+    """A second connection asks for a name that is taken: the server closes it (1008)."""
+    first = await join_json(client, "dora")
+    ws = await client.ws_connect("/ws", params={"name": "dora"}, protocols=(JSON_PROTOCOL,))
+    assert await JsonPeer(ws).close_code() == 1008
+    await first.ws.close()
+
+
+async def frame_refused(client: TestClient) -> None:
+    """A frame over the limit: the frame watch refuses it and the server closes (1009)."""
+    peer = await join_json(client, "erin")
+    await peer.ws.send_str(sized_send(2049)[0])
+    assert await peer.close_code() == 1009
+
+
+@pytest.mark.parametrize("broker_kind", ["memory", "redis"])
+@pytest.mark.parametrize("ending", [client_closes, handshake_refused, frame_refused])
+async def test_closed_connections_leave_no_cycle(
+    gateway: StartGateway,
+    collector_off: None,
+    ending: Callable[[TestClient], Awaitable[None]],
+) -> None:
+    """Guards against a connection kept in a reference cycle after it closed (the
+    session and its frame watch's callback; aiohttp's heartbeat callback): with the
+    collector off, it would be tracked until the end of the test."""
+    client = await gateway(heartbeat=30.0, max_frame_bytes=2048)  # the heartbeat: default
+    await ending(client)
+    await poll_until(lambda: not sessions_left())
+    assert cyclic_garbage() == []
