@@ -3,12 +3,13 @@ left for the garbage collector.
 
 A node freezes what survives each full collection (gateway/collector.py): an object
 frozen while its connection was open and left inside a cycle when it closed would never
-be freed. These tests turn the collector off, open and close connections in the ways a
-connection ends (the client closes; the server refuses the handshake; the frame watch
-refuses a frame), wait until no session is left, then run one collection that keeps
-what it finds: none of it may be a session, a frame watch or a server-side WebSocket.
-(aiohttp may keep a WebSocket alive for a while, its heartbeat timer still scheduled:
-alive, not garbage.)
+be freed. The first tests turn the collector off, open and close connections in the
+ways a connection ends (the client closes; the server refuses the handshake; the frame
+watch refuses a frame; the rate limit closes it), wait until no session is left, then
+run one collection that keeps what it finds: none of it may be a session, a frame watch
+or a server-side WebSocket. (aiohttp may keep a WebSocket alive for a while, its
+heartbeat timer still scheduled: alive, not garbage.) The last checks that a node
+process runs the collector's policy.
 """
 
 from __future__ import annotations
@@ -16,14 +17,17 @@ from __future__ import annotations
 import gc
 from collections.abc import Awaitable, Callable, Iterator
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from gateway.inbound import FrameWatch
 from gateway.session import Session
-from tests.conftest import JSON_PROTOCOL, JsonPeer, join_json, join_text, poll_until
+from tests.conftest import JSON_PROTOCOL, JsonPeer, join_json, join_text, metric, poll_until
 from tests.plugins.frames import sized_send
+from tests.plugins.spawn import Spawn, wait_healthy
+from tooling.ports import free_port
 
 StartGateway = Callable[..., Awaitable[TestClient]]
 CONNECTION_TYPES = (Session, FrameWatch, web.WebSocketResponse)
@@ -84,8 +88,16 @@ async def frame_refused(client: TestClient) -> None:
     assert await peer.close_code() == 1009
 
 
+async def rate_limited(client: TestClient) -> None:
+    """Messages over the rate (its errors answered) until the server closes (1008)."""
+    peer = await join_json(client, "fred")
+    for n in range(3):
+        await peer.send(type="send", room="lobby", text="hi", ref=f"m{n}")
+    assert await peer.close_code() == 1008
+
+
 @pytest.mark.parametrize("broker_kind", ["memory", "redis"])
-@pytest.mark.parametrize("ending", [client_closes, handshake_refused, frame_refused])
+@pytest.mark.parametrize("ending", [client_closes, handshake_refused, frame_refused, rate_limited])
 async def test_closed_connections_leave_no_cycle(
     gateway: StartGateway,
     collector_off: None,
@@ -94,7 +106,22 @@ async def test_closed_connections_leave_no_cycle(
     """Guards against a connection kept in a reference cycle after it closed (the
     session and its frame watch's callback; aiohttp's heartbeat callback): with the
     collector off, it would be tracked until the end of the test."""
-    client = await gateway(heartbeat=30.0, max_frame_bytes=2048)  # the heartbeat: default
+    client = await gateway(  # the heartbeat on: the default
+        heartbeat=30.0, max_frame_bytes=2048, rate_per_second=0.01, rate_burst=1, rate_strikes=2
+    )
     await ending(client)
     await poll_until(lambda: not sessions_left())
     assert cyclic_garbage() == []
+
+
+async def test_a_node_freezes_what_it_started_with(spawn: Spawn) -> None:
+    """Guards against a node serving without the collector's policy (gateway/collector.py):
+    what start-up made is frozen, and the collections' pauses are measured."""
+    port = free_port()
+    node = spawn("--port", str(port))
+    node.port = port
+    await wait_healthy(node)
+    async with aiohttp.ClientSession() as http, http.get(f"{node.url}/metrics") as response:
+        text = await response.text()
+    assert metric(text, "chat_gc_frozen_objects") > 10_000  # the modules' objects, at least
+    assert metric(text, 'chat_gc_pause_seconds_count{generation="0"}') > 0
