@@ -22,7 +22,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from gateway.collector import FrozenGenerations
 from gateway.inbound import FrameWatch
+from gateway.metrics import Metrics
 from gateway.session import Session
 from tests.conftest import JSON_PROTOCOL, JsonPeer, join_json, join_text, metric, poll_until
 from tests.plugins.frames import sized_send
@@ -125,3 +127,27 @@ async def test_a_node_freezes_what_it_started_with(spawn: Spawn) -> None:
         text = await response.text()
     assert metric(text, "chat_gc_frozen_objects") > 10_000  # the modules' objects, at least
     assert metric(text, 'chat_gc_pause_seconds_count{generation="0"}') > 0
+
+
+def test_the_survivors_of_a_full_collection_are_frozen() -> None:
+    """Guards against full collections walking every connection again and again: what
+    survives one is frozen, what dies by reference counting leaves the frozen set, and
+    each pause is measured."""
+    metrics = Metrics()
+    collector = FrozenGenerations(metrics.gc_pauses)
+    collector.start()
+    try:
+        kept = [[n] for n in range(10_000)]  # tracked objects, alive across the collection
+        before = gc.get_freeze_count()
+        gc.collect()
+        frozen = gc.get_freeze_count()
+        assert frozen >= before + len(kept)
+        del kept
+        assert gc.get_freeze_count() <= frozen - 10_000
+    finally:
+        collector.stop()
+        gc.unfreeze()
+    gc.collect()
+    assert gc.get_freeze_count() == 0  # stopped: nothing more is frozen
+    full = {"generation": "2"}
+    assert metrics.registry.get_sample_value("chat_gc_pause_seconds_count", full) == 1
