@@ -66,13 +66,15 @@ def _spend_rate(node: Node, session: Session, ref: str | None) -> None:
         session.rate_strikes = 0
         return
     session.rate_strikes += 1
-    error = ProtocolError(ErrorCode.RATE_LIMITED, "slow down: too many messages", ref)
+    message = "slow down: too many messages"
     if session.rate_strikes >= node.settings.rate_strikes:
         log.warning("closing %s (%s): rate limited %d times in a row", session.ref,
                     session.name, session.rate_strikes)  # fmt: skip
-        session.send(ErrorReply(error.code, error.message, ref))
+        session.send(ErrorReply(ErrorCode.RATE_LIMITED, message, ref))
         session.close(1008, "rate limit exceeded again and again")
-    raise error
+    # Made in the raise: an error held in a local would hold this frame (and the
+    # session) in a cycle through its traceback.
+    raise ProtocolError(ErrorCode.RATE_LIMITED, message, ref)
 
 
 def _unavailable() -> ProtocolError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -58,6 +59,9 @@ class BrokerCollector(Collector):
             value=broker.nodes_reaped,
         )
 
+
+# Seconds of one garbage collection: most take well under a millisecond.
+GC_PAUSE_BUCKETS = (0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 
 # Seconds from an event's `ts` to the application's 2xx for it.
 LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
@@ -233,6 +237,22 @@ class Metrics:
             "Bytes queued to this node's connections and not yet written to their sockets",
             registry=self.registry,
         )
+
+        self.gc_pauses = Histogram(
+            "chat_gc_pause_seconds",
+            "Pauses of the garbage collector, by generation (2: a full collection; "
+            "gateway/collector.py), while the node serves",
+            ["generation"],
+            buckets=GC_PAUSE_BUCKETS,
+            registry=self.registry,
+        )
+        self.gc_frozen = Gauge(
+            "chat_gc_frozen_objects",
+            "Objects in the collector's permanent generation (frozen after each full "
+            "collection): ever growing while connections come and go means a leak",
+            registry=self.registry,
+        )
+        self.gc_frozen.set_function(gc.get_freeze_count)
 
     def watch(self, broker: BrokerState) -> None:
         """Export the broker's readiness, shards and reaps, read at each scrape."""

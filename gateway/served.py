@@ -125,6 +125,15 @@ class Served:
         finally:
             for release in self._releases:
                 release()
+            self.drop()
+
+    def drop(self) -> None:
+        """Let go of the session and the link once the connection has ended: the link
+        holds this owner, and the session its link, so these references would close
+        reference cycles, and the node freezes what survives a full collection
+        (gateway/collector.py): the connection is freed by reference counting instead."""
+        self.session = None
+        self.link = None
 
 
 def forget(request: web.Request) -> None:

@@ -5,7 +5,9 @@ plus the one thing it cannot do: put a protocol of our own in front of aiohttp's
 request handler on every accepted connection. Signals are aiohttp's (`GracefulExit`
 on SIGINT and SIGTERM, which gateway/app.py takes over for a drain), and so is the
 shutdown: the listener closes, then the runner's cleanup closes the connections, runs
-the app's shutdown and cleanup, and what is left of the loop's tasks is cancelled.
+the app's shutdown and cleanup, and what is left of the loop's tasks is cancelled. Once
+the app has started, the garbage collector's policy for many long-lived connections
+(gateway/collector.py) holds until the node stops.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.admission import Admission
+from gateway.collector import FrozenGenerations
 from gateway.config import Settings
 from gateway.head import MAX_HEADER_LINES
 from gateway.node import NODE
@@ -88,6 +91,8 @@ async def _serve(
     await runner.setup()  # the app's startup: the node is ready to serve when it returns
     freeze_startup_objects()
     space_collections()
+    collector = FrozenGenerations(app[NODE].metrics.gc_pauses)
+    collector.start()  # from now on the survivors of each full collection are frozen too
     try:
         server = runner.server
         assert server is not None
@@ -101,6 +106,7 @@ async def _serve(
         finally:
             listener.close()
     finally:
+        collector.stop()
         await runner.cleanup()
         admission.close()
 

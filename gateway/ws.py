@@ -93,6 +93,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
                 await complete_despite_cancel(end(node, session, link))
             finally:
                 forget(request)
+                served.drop()
     return ws
 
 

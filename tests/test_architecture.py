@@ -39,8 +39,8 @@ MODULES = {
         "names", "offsets",
     ),
     "support": (
-        "config", "flags", "log_filter", "metrics", "proxies", "ratelimit", "redis_url",
-        "server_log", "setting_rules", "tasks", "workers",
+        "collector", "config", "flags", "log_filter", "metrics", "proxies", "ratelimit",
+        "redis_url", "server_log", "setting_rules", "tasks", "workers",
     ),
     "connection": ("auth", "budgets", "credentials", "inbound", "link", "session", "wire"),
     "chat": (

@@ -144,7 +144,10 @@ class Names:
             raise
         if isinstance(result, NameTaken):
             await self._subscriber.unsubscribe(channel)
-            raise result
+            try:
+                raise result
+            finally:
+                del result  # or this frame holds the error whose traceback holds it: a cycle
         self._owned[connection] = (name, shared)
         self._listening[connection] = channel
         return result, entered
