@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -246,13 +245,6 @@ class Metrics:
             buckets=GC_PAUSE_BUCKETS,
             registry=self.registry,
         )
-        self.gc_frozen = Gauge(
-            "chat_gc_frozen_objects",
-            "Objects in the collector's permanent generation (frozen after each full "
-            "collection): ever growing while connections come and go means a leak",
-            registry=self.registry,
-        )
-        self.gc_frozen.set_function(gc.get_freeze_count)
 
     def watch(self, broker: BrokerState) -> None:
         """Export the broker's readiness, shards and reaps, read at each scrape."""

@@ -6,8 +6,8 @@ request handler on every accepted connection. Signals are aiohttp's (`GracefulEx
 on SIGINT and SIGTERM, which gateway/app.py takes over for a drain), and so is the
 shutdown: the listener closes, then the runner's cleanup closes the connections, runs
 the app's shutdown and cleanup, and what is left of the loop's tasks is cancelled. Once
-the app has started, the garbage collector's policy for many long-lived connections
-(gateway/collector.py) holds until the node stops.
+the app has started, start-up's objects are frozen, young collections spaced, and every
+collection's pause measured (gateway/collector.py) until the node stops.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.admission import Admission
-from gateway.collector import FrozenGenerations
+from gateway.collector import CollectionPauses
 from gateway.config import Settings
 from gateway.head import MAX_HEADER_LINES
 from gateway.node import NODE
@@ -91,8 +91,8 @@ async def _serve(
     await runner.setup()  # the app's startup: the node is ready to serve when it returns
     freeze_startup_objects()
     space_collections()
-    collector = FrozenGenerations(app[NODE].metrics.gc_pauses)
-    collector.start()  # from now on the survivors of each full collection are frozen too
+    collector = CollectionPauses(app[NODE].metrics.gc_pauses)
+    collector.start()
     try:
         server = runner.server
         assert server is not None
