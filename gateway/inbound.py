@@ -127,7 +127,10 @@ class FrameReader:
                 self.closing = True
                 self.violation = violation
         self._opcode, self._fin = opcode, bool(first & 0x80)
-        self._kept = [] if not self.closing or opcode == OPCODE_CLOSE else None
+        # Once closing only a Close is kept, and not one over the control frame limit
+        # (refused by then): its length could be anything, past the message limit.
+        closing_kept = opcode == OPCODE_CLOSE and length <= 125
+        self._kept = [] if not self.closing or closing_kept else None
         self._in_frame, self._need = True, length
         return start
 
@@ -159,6 +162,8 @@ class FrameReader:
         """Why this frame is refused, if it is (RFC 6455 5.2 to 5.5)."""
         if not masked:
             return 1002, UNMASKED_REASON
+        if length >> 63:
+            return 1002, "a 64-bit length must have its high bit clear"
         if first & 0x70:
             return 1002, "reserved bits set: no extension was agreed"
         if opcode >= OPCODE_CLOSE:  # close, ping, pong

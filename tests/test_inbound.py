@@ -151,3 +151,21 @@ def test_unmask_is_the_rfc_xor() -> None:
 def test_the_limit_reads_as_a_person_would_say_it() -> None:
     assert size_text(64 * 1024) == "64 KiB"
     assert size_text(1500) == "1500 bytes"
+
+
+def test_a_close_over_the_control_limit_is_not_kept() -> None:
+    """Guards against a Close over 125 bytes being kept whole once the reader is closing
+    (where no other limit applies): its 64-bit length could make the node hold
+    whatever the client sends."""
+    reader = FrameReader(max_message=1000)
+    reader.closing = True
+    stream = frame(CLOSE, b"\x03\xe8" + b"r" * 2000) + frame(CLOSE, b"\x03\xe8")
+    assert reader.feed(stream) == [(CLOSE, b"\x03\xe8")]
+
+
+def test_a_64_bit_length_with_its_high_bit_set_is_refused_with_1002() -> None:
+    """Guards against RFC 6455 5.2 (the most significant bit of a 64-bit length MUST
+    be 0) being read as a message over the limit (1009) instead of a broken frame."""
+    reader = FrameReader(max_message=1000)
+    assert reader.feed(encode_frame(TEXT, b"", length=1 << 63)) == []
+    assert reader.violation is not None and reader.violation[0] == 1002
