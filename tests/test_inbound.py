@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import tracemalloc
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -169,3 +170,24 @@ def test_a_64_bit_length_with_its_high_bit_set_is_refused_with_1002() -> None:
     reader = FrameReader(max_message=1000)
     assert reader.feed(encode_frame(TEXT, b"", length=1 << 63)) == []
     assert reader.violation is not None and reader.violation[0] == 1002
+
+
+def test_a_message_in_tiny_fragments_holds_about_its_own_size() -> None:
+    """Guards against each fragment being kept as an object of its own: empty
+    continuation frames (6 bytes each on the wire) add nothing to the message's size,
+    so the frame limit never stops them, and one-byte ones cost dozens of bytes each,
+    so a connection could hold far more than the limit while its message is under way."""
+    limit = 1 << 14
+    reader = FrameReader(max_message=limit)
+    first = frame(TEXT, b"", fin=False)
+    empty = b"".join(frame(CONTINUATION, b"", fin=False) for _ in range(50_000))
+    ones = b"".join(frame(CONTINUATION, b"x", fin=False) for _ in range(limit - 1))
+    tracemalloc.start()
+    try:
+        assert reader.feed(first + empty + ones) == []
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert reader.violation is None
+    assert held < 4 * limit, f"{held} bytes held for a message of {limit - 1}"
+    assert reader.feed(frame(CONTINUATION, b"!")) == [(TEXT, b"x" * (limit - 1) + b"!")]
