@@ -73,7 +73,9 @@ class FrameReader:
         self._kept: list[bytes] | None = []  # the frame's payload so far; None: skipped
         self._message = 0  # bytes of the fragmented data message under way
         self._message_opcode = 0  # its first fragment's opcode; 0: none under way
-        self._fragments: list[bytes] = []  # its fragments so far, unmasked
+        # its fragments so far, unmasked, in one buffer: as many bytes as the limit
+        # allows, however many fragments (empty ones count nothing towards the limit)
+        self._fragments = bytearray()
         self.closing = False  # return nothing but the client's Close
         self.violation: Violation | None = None
 
@@ -149,12 +151,12 @@ class FrameReader:
         if opcode != OPCODE_CONTINUATION:
             self._message_opcode = opcode
         if not self._fin:
-            self._fragments.append(payload)
+            self._fragments += payload
             return
-        if self._fragments:
-            self._fragments.append(payload)
-            payload = b"".join(self._fragments)
-            self._fragments = []
+        if opcode == OPCODE_CONTINUATION:  # the last of several fragments
+            self._fragments += payload
+            payload = bytes(self._fragments)
+            self._fragments = bytearray()
         out.append((self._message_opcode, payload))
         self._message_opcode = 0
 
