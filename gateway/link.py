@@ -212,7 +212,10 @@ class Link(asyncio.Protocol):
         self._report(reader)
 
     def eof_received(self) -> bool | None:
-        return None  # the transport closes; connection_lost follows
+        # The client's Close came and its answer waits for the messages before it:
+        # keep the transport open for it (the session's closer ends TCP); otherwise
+        # the transport closes and connection_lost follows.
+        return True if self._peer_code is not None else None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.is_lost = True

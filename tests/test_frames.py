@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -187,12 +188,15 @@ async def test_a_refused_frame_followed_by_a_close_is_still_refused_with_1002(
         raw.close()
 
 
+@pytest.mark.parametrize("broker_kind", ["redis"])  # each send waits for a round trip
+@pytest.mark.parametrize("half_close", [False, True], ids=["open", "then-fin"])
 async def test_the_messages_before_a_clients_close_are_run_before_it_is_answered(
-    client: TestClient,
+    client: TestClient, half_close: bool
 ) -> None:
     """Guards against a client's Close dropping the messages it sent before it (queued,
     not yet run): a client that sends and closes at once loses what it sent, which
-    aiohttp's reader, run in order, never did."""
+    aiohttp's reader, run in order, never did; and against the answer to that Close
+    not being written when the client also ended its side of TCP (a FIN) after it."""
     watcher = await join_json(client, "watcher")
     raw = await open_raw(client, "leaver")
     try:
@@ -203,6 +207,8 @@ async def test_the_messages_before_a_clients_close_are_run_before_it_is_answered
             for i in range(5)
         ]
         await raw.write(b"".join(sends) + encode_frame(CLOSE, (1000).to_bytes(2, "big")))
+        if half_close:
+            raw.sock.shutdown(socket.SHUT_WR)
         assert (await close_frame_of(raw))[0] == 1000
         for i in range(5):
             await watcher.expect("message", text=f"m{i}")
