@@ -73,7 +73,9 @@ class FrameReader:
         self._kept: list[bytes] | None = []  # the frame's payload so far; None: skipped
         self._message = 0  # bytes of the fragmented data message under way
         self._message_opcode = 0  # its first fragment's opcode; 0: none under way
-        self._fragments: list[bytes] = []  # its fragments so far, unmasked
+        # its fragments so far, unmasked, in one buffer: as many bytes as the limit
+        # allows, however many fragments (empty ones count nothing towards the limit)
+        self._fragments = bytearray()
         self.closing = False  # return nothing but the client's Close
         self.violation: Violation | None = None
 
@@ -127,7 +129,10 @@ class FrameReader:
                 self.closing = True
                 self.violation = violation
         self._opcode, self._fin = opcode, bool(first & 0x80)
-        self._kept = [] if not self.closing or opcode == OPCODE_CLOSE else None
+        # Once closing only a Close is kept, and not one over the control frame limit
+        # (refused by then): its length could be anything, past the message limit.
+        closing_kept = opcode == OPCODE_CLOSE and length <= 125
+        self._kept = [] if not self.closing or closing_kept else None
         self._in_frame, self._need = True, length
         return start
 
@@ -146,12 +151,12 @@ class FrameReader:
         if opcode != OPCODE_CONTINUATION:
             self._message_opcode = opcode
         if not self._fin:
-            self._fragments.append(payload)
+            self._fragments += payload
             return
-        if self._fragments:
-            self._fragments.append(payload)
-            payload = b"".join(self._fragments)
-            self._fragments = []
+        if opcode == OPCODE_CONTINUATION:  # the last of several fragments
+            self._fragments += payload
+            payload = bytes(self._fragments)
+            self._fragments = bytearray()
         out.append((self._message_opcode, payload))
         self._message_opcode = 0
 
@@ -159,6 +164,8 @@ class FrameReader:
         """Why this frame is refused, if it is (RFC 6455 5.2 to 5.5)."""
         if not masked:
             return 1002, UNMASKED_REASON
+        if length >> 63:
+            return 1002, "a 64-bit length must have its high bit clear"
         if first & 0x70:
             return 1002, "reserved bits set: no extension was agreed"
         if opcode >= OPCODE_CLOSE:  # close, ping, pong

@@ -17,7 +17,8 @@ The link does what aiohttp's WebSocketResponse did:
 - the heartbeat: after `heartbeat` seconds in which nothing came, a ping; nothing within
   half that more, and the connection is cut (`broken` says why);
 - a Close the client starts is answered (its code echoed, 1000 for none; 1002 for an
-  invalid one, 1007 for a reason that is not UTF-8) by the owner, whose session writes
+  invalid one, 1007 for a reason that is not UTF-8), once the messages queued before it
+  have run, by the owner, whose session writes
   the answer and then closes TCP (FIN); a refused frame (1002, 1009, 1007) is handed to
   the owner to close with that code. Either way the reader then waits only for the
   client's Close (`peer_closed`).
@@ -92,6 +93,7 @@ class Link(asyncio.Protocol):
         "_owner",
         "_paused",
         "_peer_closed",
+        "_peer_code",
         "_pinged",
         "_reader",
         "_runner",
@@ -126,6 +128,7 @@ class Link(asyncio.Protocol):
         self._runner: asyncio.Task[None] | None = None  # runs the inbox while it has any
         self._paused = False
         self._peer_closed = False  # the client's Close came, or the connection ended
+        self._peer_code: int | None = None  # its answer, held while earlier messages run
         self._closed_waiter: asyncio.Future[None] | None = None
         self._seen = True  # something came since the last heartbeat tick
         self._pinged = False
@@ -184,28 +187,35 @@ class Link(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._seen = True
         reader = self._reader
+        refused = False  # a text of this chunk was not UTF-8: only a Close counts after
         for opcode, payload in reader.feed(data):
+            if opcode == OPCODE_CLOSE:
+                self._report(reader)  # a frame refused before this Close: the answer
+                self._close_received(payload)
+                return
+            if refused:
+                continue
             if opcode == OPCODE_TEXT:
                 try:
                     text = payload.decode()
                 except UnicodeDecodeError:
+                    reader.violation = None  # a later frame's: this refusal came first
                     self._refuse((1007, INVALID_TEXT_REASON))
-                    return
+                    refused = True
+                    continue
                 self._put(text)
             elif opcode == OPCODE_BINARY:
                 self._put(payload)
             elif opcode == OPCODE_PING:
                 self.outbox.push(pong_frame(payload))
-            elif opcode == OPCODE_CLOSE:
-                self._close_received(payload)
-                return
             # a pong: that something came (`_seen`) is all it says
-        if reader.violation is not None:
-            violation, reader.violation = reader.violation, None
-            self._refuse(violation)
+        self._report(reader)
 
     def eof_received(self) -> bool | None:
-        return None  # the transport closes; connection_lost follows
+        # The client's Close came and its answer waits for the messages before it:
+        # keep the transport open for it (the session's closer ends TCP); otherwise
+        # the transport closes and connection_lost follows.
+        return True if self._peer_code is not None else None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.is_lost = True
@@ -249,14 +259,23 @@ class Link(asyncio.Protocol):
 
     async def _run(self) -> None:
         try:
-            while self._inbox and not self._reader.closing:
+            while self._inbox:  # None once a close is under way (`closing`, `_refuse`)
                 await self._owner.run(self._pop(self._inbox))
         finally:
             self._runner = None
+            code, self._peer_code = self._peer_code, None
+            if code is not None:
+                self._answer_close(code)
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+
+    def _report(self, reader: FrameReader) -> None:
+        """Refuse the frame the reader refused, if it did (once)."""
+        if reader.violation is not None:
+            violation, reader.violation = reader.violation, None
+            self._refuse(violation)
 
     def _refuse(self, violation: Violation) -> None:
         self._reader.closing = True
@@ -273,7 +292,14 @@ class Link(asyncio.Protocol):
         if refusal:
             self._refuse((code, refusal))
             return
-        self._reader.closing = True
+        self._reader.closing = True  # nothing after a Close is read (RFC 6455 5.5.1)
+        self._stop_heartbeat()
+        if self._runner is not None:
+            self._peer_code = code  # answered once the messages before it have run
+            return
+        self._answer_close(code)
+
+    def _answer_close(self, code: int) -> None:
         self._inbox = None
         self._wake()
         self._owner.peer_closing(code)

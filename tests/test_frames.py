@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -161,3 +162,55 @@ async def test_a_refused_handshake_leaves_nothing_in_aiohttps_server(client: Tes
     async with asyncio.timeout(WAIT):
         while len(server.connections) > before:  # noqa: ASYNC110 (aiohttp has no event for it)
             await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize(
+    "frames",
+    [
+        [encode_frame(CLOSE, (1000).to_bytes(2, "big") + b"r" * 124)],  # 126 bytes
+        [encode_frame(TEXT, b"unmasked", masked=False), encode_frame(CLOSE, b"")],
+    ],
+    ids=["close-over-125-bytes", "unmasked-then-close-in-one-write"],
+)
+async def test_a_refused_frame_followed_by_a_close_is_still_refused_with_1002(
+    client: TestClient, frames: list[bytes]
+) -> None:
+    """Guards against a Close read after (or as) a refused frame being taken for the
+    answer to a Close of the server's that was never sent: the refusal is lost, and the
+    connection stays open with nothing read from it any more (RFC 6455 5.5: a control
+    frame over 125 bytes, 5.1: an unmasked frame, both fail the connection with 1002)."""
+    raw = await open_raw(client, "refusedclose")
+    try:
+        await raw.write(b"".join(frames))
+        assert (await close_frame_of(raw))[0] == 1002
+        assert await ends_with_a_fin(raw)
+    finally:
+        raw.close()
+
+
+@pytest.mark.parametrize("broker_kind", ["redis"])  # each send waits for a round trip
+@pytest.mark.parametrize("half_close", [False, True], ids=["open", "then-fin"])
+async def test_the_messages_before_a_clients_close_are_run_before_it_is_answered(
+    client: TestClient, half_close: bool
+) -> None:
+    """Guards against a client's Close dropping the messages it sent before it (queued,
+    not yet run): a client that sends and closes at once loses what it sent, which
+    aiohttp's reader, run in order, never did; and against the answer to that Close
+    not being written when the client also ended its side of TCP (a FIN) after it."""
+    watcher = await join_json(client, "watcher")
+    raw = await open_raw(client, "leaver")
+    try:
+        sends = [
+            encode_frame(
+                TEXT, json.dumps({"type": "send", "room": "lobby", "text": f"m{i}"}).encode()
+            )
+            for i in range(5)
+        ]
+        await raw.write(b"".join(sends) + encode_frame(CLOSE, (1000).to_bytes(2, "big")))
+        if half_close:
+            raw.sock.shutdown(socket.SHUT_WR)
+        assert (await close_frame_of(raw))[0] == 1000
+        for i in range(5):
+            await watcher.expect("message", text=f"m{i}")
+    finally:
+        raw.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import tracemalloc
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -151,3 +152,42 @@ def test_unmask_is_the_rfc_xor() -> None:
 def test_the_limit_reads_as_a_person_would_say_it() -> None:
     assert size_text(64 * 1024) == "64 KiB"
     assert size_text(1500) == "1500 bytes"
+
+
+def test_a_close_over_the_control_limit_is_not_kept() -> None:
+    """Guards against a Close over 125 bytes being kept whole once the reader is closing
+    (where no other limit applies): its 64-bit length could make the node hold
+    whatever the client sends."""
+    reader = FrameReader(max_message=1000)
+    reader.closing = True
+    stream = frame(CLOSE, b"\x03\xe8" + b"r" * 2000) + frame(CLOSE, b"\x03\xe8")
+    assert reader.feed(stream) == [(CLOSE, b"\x03\xe8")]
+
+
+def test_a_64_bit_length_with_its_high_bit_set_is_refused_with_1002() -> None:
+    """Guards against RFC 6455 5.2 (the most significant bit of a 64-bit length MUST
+    be 0) being read as a message over the limit (1009) instead of a broken frame."""
+    reader = FrameReader(max_message=1000)
+    assert reader.feed(encode_frame(TEXT, b"", length=1 << 63)) == []
+    assert reader.violation is not None and reader.violation[0] == 1002
+
+
+def test_a_message_in_tiny_fragments_holds_about_its_own_size() -> None:
+    """Guards against each fragment being kept as an object of its own: empty
+    continuation frames (6 bytes each on the wire) add nothing to the message's size,
+    so the frame limit never stops them, and one-byte ones cost dozens of bytes each,
+    so a connection could hold far more than the limit while its message is under way."""
+    limit = 1 << 14
+    reader = FrameReader(max_message=limit)
+    first = frame(TEXT, b"", fin=False)
+    empty = b"".join(frame(CONTINUATION, b"", fin=False) for _ in range(50_000))
+    ones = b"".join(frame(CONTINUATION, b"x", fin=False) for _ in range(limit - 1))
+    tracemalloc.start()
+    try:
+        assert reader.feed(first + empty + ones) == []
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert reader.violation is None
+    assert held < 4 * limit, f"{held} bytes held for a message of {limit - 1}"
+    assert reader.feed(frame(CONTINUATION, b"!")) == [(TEXT, b"x" * (limit - 1) + b"!")]
