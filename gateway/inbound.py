@@ -23,6 +23,8 @@ from __future__ import annotations
 OPCODE_CONTINUATION, OPCODE_TEXT, OPCODE_BINARY = 0x0, 0x1, 0x2
 OPCODE_CLOSE, OPCODE_PING, OPCODE_PONG = 0x8, 0x9, 0xA
 Violation = tuple[int, str]  # close code, reason
+# RFC 6455 7.4: the codes a Close frame may carry (1004-1006 and 1015 never go on the wire)
+_SENDABLE = frozenset((1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014))
 Message = tuple[int, bytes]  # opcode (of the first fragment), unmasked payload
 UNMASKED_REASON = "frames from a client must be masked"
 
@@ -184,3 +186,17 @@ class FrameReader:
             return 1009, f"frame too large ({size_text(self._max_message)} at most)"
         self._message = 0 if first & 0x80 else total
         return None
+
+
+def close_answer(payload: bytes) -> Violation:
+    """The code to answer a client's Close with, and '' (or the refusal of a bad one)."""
+    if not payload:
+        return 1000, ""
+    code = int.from_bytes(payload[:2], "big")
+    if len(payload) == 1 or not (code in _SENDABLE or 3000 <= code <= 4999):
+        return 1002, "invalid close frame"
+    try:
+        payload[2:].decode()
+    except UnicodeDecodeError:
+        return 1007, "invalid UTF-8 in the close reason"
+    return code, ""

@@ -42,13 +42,12 @@ from gateway.inbound import (
     OPCODE_TEXT,
     FrameReader,
     Violation,
+    close_answer,
 )
 from gateway.wire import Corker, Outbox
 
 INBOX_PAUSE = 32  # messages queued before the transport stops reading
 INVALID_TEXT_REASON = "text frames must be valid UTF-8"
-# RFC 6455 7.4: the codes a Close frame may carry (1004-1006 and 1015 never go on the wire)
-_SENDABLE = frozenset((1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014))
 
 Item = str | bytes  # a text message, or a binary one (refused by the owner, in order)
 
@@ -67,20 +66,6 @@ class LinkOwner(Protocol):
 
     def lost(self) -> None:
         """The TCP connection ended (after `serve`)."""
-
-
-def close_answer(payload: bytes) -> Violation:
-    """The code to answer a client's Close with, and '' (or the refusal of a bad one)."""
-    if not payload:
-        return 1000, ""
-    code = int.from_bytes(payload[:2], "big")
-    if len(payload) == 1 or not (code in _SENDABLE or 3000 <= code <= 4999):
-        return 1002, "invalid close frame"
-    try:
-        payload[2:].decode()
-    except UnicodeDecodeError:
-        return 1007, "invalid UTF-8 in the close reason"
-    return code, ""
 
 
 class Link(asyncio.Protocol):
@@ -158,6 +143,11 @@ class Link(asyncio.Protocol):
         self._serving = True
         if self._inbox:
             self._start_runner()
+
+    def abandon(self) -> None:
+        """The upgrade failed and aiohttp has the transport back: stop the heartbeat,
+        so nothing of the link touches that transport again."""
+        self._stop_heartbeat()
 
     async def idle(self) -> None:
         """Return once no message is being run."""

@@ -75,6 +75,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         if link.is_lost:
             forget(request)  # aiohttp's protocol would never hear of it
         else:
+            link.abandon()
             transport.set_protocol(request.protocol)  # back to aiohttp, which failed it
         raise
     node.hub.connect(session)
