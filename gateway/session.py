@@ -18,7 +18,7 @@ import logging
 from gateway.access import EVERY_ROOM, NO_ROOM
 from gateway.codecs import Codec
 from gateway.codecs.frames import close_frame, text_frame
-from gateway.events import Direct, Event, Message, RoomEvent, Subscribed
+from gateway.events import Direct, Event, Message, RoomEvent, Subscribed, Welcome
 from gateway.link import Link
 from gateway.metrics import Metrics
 from gateway.offsets import parse_offset
@@ -85,6 +85,9 @@ class Session:
         self._floors: dict[str, tuple[str, int]] = {}  # room -> newest offset sent at join
         self._acking = False  # a send of this connection awaits its ack
         self._ack_held: list[RoomEvent] = []  # room events that arrived before that ack
+        # Direct messages to its name before its welcome (None once welcomed): the name
+        # is indexed right after its claim, and the first room's entry may follow.
+        self._unwelcomed: list[tuple[Direct, bool]] | None = []
         self._closer: asyncio.Task[None] | None = None
 
     @property
@@ -187,9 +190,21 @@ class Session:
             self.deliver_room(event, {})
 
     def deliver_direct(self, event: Direct, cache: FrameCache, *, outgoing: bool) -> None:
-        """A direct message to or from this connection's name (not the sending one)."""
-        if event.origin != self.ref:
-            self._send_cached(event, cache, outgoing)
+        """A direct message to or from this connection's name (not the sending one);
+        held until the connection's `welcome`, which always comes first."""
+        if event.origin == self.ref:
+            return
+        if self._unwelcomed is not None:
+            self._unwelcomed.append((event, outgoing))
+            return
+        self._send_cached(event, cache, outgoing)
+
+    def welcome(self, welcome: Welcome) -> None:
+        """Send `welcome`, then the direct messages that reached the name before it."""
+        held, self._unwelcomed = self._unwelcomed or [], None
+        self.send(welcome)
+        for event, outgoing in held:
+            self.send(event, outgoing=outgoing)
 
     def begin_join(self, room: str) -> None:
         """Enter `room`, holding its live events until `finish_join`."""

@@ -175,7 +175,8 @@ async def _handshake(node: Node, session: Session, link: Link, request: web.Requ
             return _refuse(node, session, error, peer)
         node.hub.add_name(session)
     moderates = session.moderates.patterns or ()
-    session.send(Welcome(session.name, settings.node_id, claimed.secret, moderates))
+    # Direct messages that reached the name since its claim follow it (held till now).
+    session.welcome(Welcome(session.name, settings.node_id, claimed.secret, moderates))
     try:
         if first is None:
             await enter_room(node, session, room, since)  # False: removed as it entered

@@ -6,6 +6,7 @@ a real redis-server's MONITOR: the commands the node sent, not those its scripts
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any
@@ -18,6 +19,7 @@ from gateway.broker.redis import RedisBroker
 from gateway.broker.redis.subscriber import Subscriber
 from tests.conftest import TEST_SETTINGS, BareListener, join_json
 from tests.plugins.redis import RedisBackend
+from tooling.tcp_proxy import TcpProxy
 
 MakeBroker = Callable[[], Awaitable[RedisBroker]]
 END = "round-trips-counted"  # echoed after the step: every command before it was seen
@@ -177,3 +179,44 @@ async def test_a_channel_dropped_before_its_batch_went_out_is_never_subscribed(
     finally:
         await subscriber.close()
         await client.aclose()
+
+
+async def test_a_channel_dropped_while_its_subscribe_is_answered_holds_up_no_other(
+    redis_backend: RedisBackend,
+) -> None:
+    """Guards against the batch task waiting ACK_TIMEOUT (5 s) for the answer of a
+    channel unsubscribed meanwhile (its caller gave up: a cancelled handshake): every
+    channel asked for after it waited that long before its own SUBSCRIBE went out."""
+    if redis_backend.server is None:
+        pytest.skip("needs a real redis-server")
+    proxy = await TcpProxy(redis_backend.server.port).start()
+    client = redis.asyncio.Redis.from_url(proxy.redis_url)
+
+    async def nothing_to_fill(channels: frozenset[str]) -> None: ...
+
+    prefix = redis_backend.new_prefix()
+    subscriber = Subscriber(
+        client, prefix + "probe", lambda channel, data: None, nothing_to_fill, probe_interval=5
+    )
+    subscriber.start()
+    try:
+        await subscriber.wait_live()
+        proxy.subscriber_delay = 0.3  # each answer the subscription hears comes late
+        watcher = redis.asyncio.Redis.from_url(redis_backend.server.url)
+        async with watcher.monitor() as monitor:
+            waiting = asyncio.create_task(subscriber.subscribe(prefix + "gone"))
+            async with asyncio.timeout(5):  # its SUBSCRIBE is sent: the answer is on its way
+                while "SUBSCRIBE" not in (await monitor.next_command())["command"]:
+                    pass
+        await watcher.aclose()
+        waiting.cancel()  # its caller gives up, and drops it
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+        await subscriber.unsubscribe(prefix + "gone")
+        async with asyncio.timeout(2.0):  # one late answer (0.3 s), not the ack timeout
+            await subscriber.subscribe(prefix + "next")
+    finally:
+        proxy.subscriber_delay = 0.0
+        await subscriber.close()
+        await client.aclose()
+        await proxy.close()

@@ -1,5 +1,5 @@
 """A TCP proxy for tests and the fault campaign: cut connections, swallow replies, make
-subscriptions deaf, or blackhole the traffic for a while."""
+subscriptions deaf, slow down replies, or blackhole the traffic for a while."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ class TcpProxy:
     `cut()` aborts every relayed connection, `drop_clients()` only their client sides
     (the server still holds its end, as when a network path dies without a close);
     while `accepting` is False new ones are dropped at once; with `drop_downstream` the
-    server's bytes never reach any client; `silence_subscribers()` makes every
+    server's bytes never reach any client; `subscriber_delay` holds what subscribers
+    hear, `command_delay` the replies to every other connection (what a subscriber
+    hears comes first); `silence_subscribers()` makes every
     connection that has sent SUBSCRIBE deaf for good, leaving its socket open (a
     subscription that hears nothing). `blackhole()` stops relaying in both directions,
     sockets left open (no RST, no FIN), as a network that drops packets does; `heal()`
@@ -26,6 +28,7 @@ class TcpProxy:
         self.accepting = True
         self.drop_downstream = False
         self.subscriber_delay = 0.0
+        self.command_delay = 0.0
         self.port = 0
         self.accepted = 0
         self._server: asyncio.Server | None = None
@@ -115,8 +118,12 @@ class TcpProxy:
                         self._subscribers.add(client)
                     if downstream and (self.drop_downstream or client in self._silenced):
                         continue
-                    if downstream and self.subscriber_delay and client in self._subscribers:
-                        due = asyncio.get_running_loop().time() + self.subscriber_delay
+                    delay = 0.0
+                    if downstream:
+                        subscriber = client in self._subscribers
+                        delay = self.subscriber_delay if subscriber else self.command_delay
+                    if delay:
+                        due = asyncio.get_running_loop().time() + delay
                         held.put_nowait((due, data))
                         continue
                     writer.write(data)

@@ -50,8 +50,10 @@ class Confirmations:
             future.set_result(None)
 
     def forget(self, channel: str) -> None:
-        """Stop tracking `channel`: it is being unsubscribed."""
-        self._futures.pop(channel, None)
+        """Stop tracking `channel`: it is being unsubscribed. Whoever still waits for its
+        SUBSCRIBE (a batch sent, its caller gone) stops waiting: no answer would end
+        that wait once the future is untracked, and the next batch waited behind it."""
+        self.confirm(channel)
 
     def fail_all(self) -> None:
         """The connection is lost: every wait ends with a ConnectionError."""
