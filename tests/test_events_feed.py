@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -18,6 +19,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
+from gateway.backend_http import TIMESTAMP_HEADER
 from gateway.broker.event_log import PARTITIONS
 from gateway.broker.redis.event_scripts import EventKeys
 from gateway.broker.redis.keys import Keys
@@ -41,12 +43,15 @@ class Accepted:
     def __init__(self, app: BackendApp) -> None:
         self.app = app
         self.failing = False  # answer 503 while true
+        # ... and to a POST signed before this time (a killed node's, still being read)
+        self.signed_before = 0.0
         self.events: list[dict[str, Any]] = []
         self.refused = 0
         app.answer(EVENTS, handler=self._handle)
 
     def _handle(self, request: Received) -> Reply:
-        if self.failing:
+        signed = float(request.headers.get(TIMESTAMP_HEADER, "0"))
+        if self.failing or signed < self.signed_before:
             self.refused += 1
             return Reply(503, {"error": "busy"})
         self.events.extend(request.json()["events"])
@@ -403,6 +408,9 @@ async def test_events_wait_through_a_failing_application_and_every_node_killed(
     for node in started:
         node.kill()
     assert accepted.events == []
+    # A killed node's POST whose body was still being read would be answered after
+    # this: refused by its signing time, so every event is the newcomer's to post.
+    accepted.signed_before = time.time()
     accepted.failing = False
     newcomer = await nodes.start("k-new")
     await accepted.until(lambda: len(first_arrivals(accepted.events)) >= 12)

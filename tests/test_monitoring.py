@@ -357,7 +357,16 @@ def test_every_alert_rule_parses_loads_healthy_and_stays_quiet(stack: Stack) -> 
     assert {r["name"] for r in loaded} == expected
     for rule in loaded:
         assert rule["health"] == "ok", (rule["name"], rule.get("lastError"))
-        assert rule["state"] == "inactive", (rule["name"], rule["alerts"])
+
+    # A moment of a healthy cluster may make a rule pending (a partition between two
+    # nodes as they share them out): what must hold is that every rule goes quiet.
+    def loud() -> list[tuple[str, Any]]:
+        return [(r["name"], r["alerts"]) for r in evaluated() if r["state"] != "inactive"]
+
+    try:
+        wait_for(lambda: not loud(), "every rule inactive", timeout=90)
+    except AssertionError as error:
+        raise AssertionError(loud()) from error
 
 
 def active(stack: Stack, alert: str) -> set[str]:
