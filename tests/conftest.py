@@ -71,6 +71,28 @@ class BareListener:
     def on_disconnect(self, name_key: str) -> None: ...
 
 
+class StartedBrokers:
+    """The bare brokers a test started (each on a `BareListener`); the
+    `started_brokers` fixture closes them when the test ends."""
+
+    def __init__(self) -> None:
+        self.brokers: list[Any] = []
+
+    async def start(self, broker: Any) -> Any:
+        """Start `broker` and keep it to close; returns it."""
+        await broker.start(BareListener())
+        self.brokers.append(broker)
+        return broker
+
+
+@pytest.fixture
+async def started_brokers() -> AsyncIterator[StartedBrokers]:
+    brokers = StartedBrokers()
+    yield brokers
+    for broker in brokers.brokers:
+        await broker.close()
+
+
 class PeerClosed(AssertionError):
     """The server closed the connection while a frame was expected."""
 

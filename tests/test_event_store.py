@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -22,7 +22,7 @@ from gateway.broker.redis.event_scripts import EventKeys
 from gateway.broker.redis.keys import Keys
 from gateway.errors import BrokerUnavailable
 from gateway.events import Direct, PresenceChange
-from tests.conftest import TEST_SETTINGS, BareListener
+from tests.conftest import TEST_SETTINGS, StartedBrokers
 from tests.plugins.redis import RedisBackend
 
 EVENTS = {"events_url": "http://127.0.0.1:9/events", "backend_secret": "s" * 32}
@@ -30,25 +30,22 @@ MakeBroker = Callable[..., Awaitable[Any]]
 
 
 @pytest.fixture
-async def make_broker(
-    broker_kind: str, redis_backend: RedisBackend, request: pytest.FixtureRequest
-) -> AsyncIterator[MakeBroker]:
+def make_broker(
+    broker_kind: str,
+    redis_backend: RedisBackend,
+    request: pytest.FixtureRequest,
+    started_brokers: StartedBrokers,
+) -> MakeBroker:
     """Start brokers of `broker_kind` (events on unless told otherwise); on Redis the
     brokers of one test share one key prefix: they are the nodes of one cluster."""
     prefix = redis_backend.new_prefix()
-    started: list[Any] = []
 
     async def make(node: str = "n1", **overrides: Any) -> Any:
         settings = replace(TEST_SETTINGS, node_id=node, **{**EVENTS, **overrides})
         settings, found = redis_backend.broker_of(broker_kind, settings, prefix, request)
-        broker: Any = found or MemoryBroker(settings)
-        await broker.start(BareListener())
-        started.append(broker)
-        return broker
+        return await started_brokers.start(found or MemoryBroker(settings))
 
-    yield make
-    for broker in started:
-        await broker.close()
+    return make
 
 
 async def everything(broker: Broker) -> list[StoredEvent]:
@@ -216,23 +213,22 @@ def redis_kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-async def make_redis(
-    redis_kind: str, redis_backend: RedisBackend, request: pytest.FixtureRequest
-) -> AsyncIterator[MakeBroker]:
+def make_redis(
+    redis_kind: str,
+    redis_backend: RedisBackend,
+    request: pytest.FixtureRequest,
+    started_brokers: StartedBrokers,
+) -> MakeBroker:
     prefix = redis_backend.new_prefix()
-    started: list[RedisBroker] = []
 
     async def make(node: str = "n1", **overrides: Any) -> RedisBroker:
         settings = replace(TEST_SETTINGS, node_id=node, **{**EVENTS, **overrides})
         settings, broker = redis_backend.broker_of(redis_kind, settings, prefix, request)
         assert broker is not None
-        await broker.start(BareListener())
-        started.append(broker)
-        return broker
+        started: RedisBroker = await started_brokers.start(broker)
+        return started
 
-    yield make
-    for broker in started:
-        await broker.close()
+    return make
 
 
 async def test_a_publish_that_fails_stores_no_event(make_redis: MakeBroker) -> None:

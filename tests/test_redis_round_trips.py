@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway.broker.redis import RedisBroker
 from gateway.broker.redis.subscriber import Subscriber
-from tests.conftest import TEST_SETTINGS, BareListener, join_json
+from tests.conftest import TEST_SETTINGS, StartedBrokers, join_json
 from tests.plugins.redis import RedisBackend
 from tooling.tcp_proxy import TcpProxy
 
@@ -26,22 +26,18 @@ END = "round-trips-counted"  # echoed after the step: every command before it wa
 
 
 @pytest.fixture
-async def make_broker(redis_backend: RedisBackend) -> AsyncIterator[MakeBroker]:
+def make_broker(redis_backend: RedisBackend, started_brokers: StartedBrokers) -> MakeBroker:
     if redis_backend.server is None:
         pytest.skip("MONITOR needs a real redis-server")
     prefix = redis_backend.new_prefix()
-    started: list[RedisBroker] = []
 
     async def make() -> RedisBroker:
-        settings = replace(TEST_SETTINGS, node_id=f"n{len(started) + 1}")
+        settings = replace(TEST_SETTINGS, node_id=f"n{len(started_brokers.brokers) + 1}")
         _, broker = redis_backend.broker(settings, prefix)
-        await broker.start(BareListener())
-        started.append(broker)
-        return broker
+        started: RedisBroker = await started_brokers.start(broker)
+        return started
 
-    yield make
-    for broker in started:
-        await broker.close()
+    return make
 
 
 async def sent_while(
