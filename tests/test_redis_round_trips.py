@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -38,6 +38,27 @@ def make_broker(redis_backend: RedisBackend, started_brokers: StartedBrokers) ->
         return started
 
     return make
+
+
+@contextlib.asynccontextmanager
+async def bare_subscriber(
+    client: redis.asyncio.Redis, probe: str, probe_interval: float
+) -> AsyncIterator[Subscriber]:
+    """A node's subscriber on `client` with nothing to deliver or fill, live; closed
+    (with the client) on the way out."""
+
+    async def nothing_to_fill(channels: frozenset[str]) -> None: ...
+
+    subscriber = Subscriber(
+        client, probe, lambda channel, data: None, nothing_to_fill, probe_interval=probe_interval
+    )
+    subscriber.start()
+    try:
+        await subscriber.wait_live()
+        yield subscriber
+    finally:
+        await subscriber.close()
+        await client.aclose()
 
 
 async def sent_while(
@@ -151,16 +172,8 @@ async def test_a_channel_dropped_before_its_batch_went_out_is_never_subscribed(
     if redis_backend.server is None:
         pytest.skip("MONITOR needs a real redis-server")
     client = redis.asyncio.Redis.from_url(redis_backend.server.url)
-
-    async def nothing_to_fill(channels: frozenset[str]) -> None: ...
-
     prefix = redis_backend.new_prefix()
-    subscriber = Subscriber(
-        client, prefix + "probe", lambda channel, data: None, nothing_to_fill, probe_interval=0.2
-    )
-    subscriber.start()
-    try:
-        await subscriber.wait_live()
+    async with bare_subscriber(client, prefix + "probe", 0.2) as subscriber:
 
         async def wanted_then_dropped() -> None:
             waiting = asyncio.create_task(subscriber.subscribe(prefix + "gone"))
@@ -172,9 +185,6 @@ async def test_a_channel_dropped_before_its_batch_went_out_is_never_subscribed(
 
         _, sent = await sent_while(redis_backend, wanted_then_dropped, prefix)
         assert [words[:2] for words in sent] == [["SUBSCRIBE", prefix + "kept"]]
-    finally:
-        await subscriber.close()
-        await client.aclose()
 
 
 async def test_a_channel_dropped_while_its_subscribe_is_answered_holds_up_no_other(
@@ -187,32 +197,23 @@ async def test_a_channel_dropped_while_its_subscribe_is_answered_holds_up_no_oth
         pytest.skip("needs a real redis-server")
     proxy = await TcpProxy(redis_backend.server.port).start()
     client = redis.asyncio.Redis.from_url(proxy.redis_url)
-
-    async def nothing_to_fill(channels: frozenset[str]) -> None: ...
-
     prefix = redis_backend.new_prefix()
-    subscriber = Subscriber(
-        client, prefix + "probe", lambda channel, data: None, nothing_to_fill, probe_interval=5
-    )
-    subscriber.start()
     try:
-        await subscriber.wait_live()
-        proxy.subscriber_delay = 0.3  # each answer the subscription hears comes late
-        watcher = redis.asyncio.Redis.from_url(redis_backend.server.url)
-        async with watcher.monitor() as monitor:
-            waiting = asyncio.create_task(subscriber.subscribe(prefix + "gone"))
-            async with asyncio.timeout(5):  # its SUBSCRIBE is sent: the answer is on its way
-                while "SUBSCRIBE" not in (await monitor.next_command())["command"]:
-                    pass
-        await watcher.aclose()
-        waiting.cancel()  # its caller gives up, and drops it
-        with contextlib.suppress(asyncio.CancelledError):
-            await waiting
-        await subscriber.unsubscribe(prefix + "gone")
-        async with asyncio.timeout(2.0):  # one late answer (0.3 s), not the ack timeout
-            await subscriber.subscribe(prefix + "next")
+        async with bare_subscriber(client, prefix + "probe", 5) as subscriber:
+            proxy.subscriber_delay = 0.3  # each answer the subscription hears comes late
+            watcher = redis.asyncio.Redis.from_url(redis_backend.server.url)
+            async with watcher.monitor() as monitor:
+                waiting = asyncio.create_task(subscriber.subscribe(prefix + "gone"))
+                async with asyncio.timeout(5):  # its SUBSCRIBE is sent: the answer is on its way
+                    while "SUBSCRIBE" not in (await monitor.next_command())["command"]:
+                        pass
+            await watcher.aclose()
+            waiting.cancel()  # its caller gives up, and drops it
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiting
+            await subscriber.unsubscribe(prefix + "gone")
+            async with asyncio.timeout(2.0):  # one late answer (0.3 s), not the ack timeout
+                await subscriber.subscribe(prefix + "next")
     finally:
         proxy.subscriber_delay = 0.0
-        await subscriber.close()
-        await client.aclose()
         await proxy.close()
