@@ -16,6 +16,7 @@ from redis.backoff import NoBackoff
 from gateway.broker.redis.client import as_cluster
 from gateway.broker.redis.cluster import ShardedSubscriber
 from gateway.broker.redis.context import RedisContext
+from gateway.broker.redis.script_batch import ScriptBatchingRedis
 from gateway.broker.redis.subscriber import Subscriber
 from gateway.redis_url import cluster_credentials
 
@@ -29,7 +30,8 @@ def connect(url: str) -> Redis:
 
     Its pool waits (up to the socket timeout) for a free connection when all are busy:
     redis-py's default pool fails the call over its limit at once, and a burst of
-    closing connections then left presences behind as if Redis were down.
+    closing connections then left presences behind as if Redis were down. Its Lua
+    scripts go out in batches (`ScriptBatchingRedis`).
     """
     pool = BlockingConnectionPool.from_url(
         url,
@@ -39,7 +41,7 @@ def connect(url: str) -> Redis:
         socket_connect_timeout=1.0,
         retry=Retry(NoBackoff(), 0),
     )
-    return Redis.from_pool(pool)
+    return ScriptBatchingRedis.from_pool(pool)
 
 
 def client_name(text: str) -> str:
