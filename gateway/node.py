@@ -23,6 +23,7 @@ from gateway.moderation import Moderation
 from gateway.node_status import node_status
 from gateway.presence import Presence
 from gateway.ratelimit import KeyedBuckets
+from gateway.releases import NameReleases
 from gateway.room_activity import RoomActivity
 from gateway.room_directory import RoomDirectory
 from gateway.wire import Corker
@@ -50,6 +51,7 @@ class Node:
         self.room_activity = RoomActivity()  # messages per room, sampled for the console
         self.presence = Presence(broker, settings.grace_period, self.room_directory.note)
         self.hub = Hub(broker, self.metrics, self.presence)
+        self.releases = NameReleases()  # names that ending connections here still hold
         self.metrics.rooms.set_function(self.hub.room_count)
         self.metrics.send_queue_bytes.set_function(self.hub.unsent_bytes)
         # REST reads but the API key's, per client address (gateway/http.py).

@@ -80,7 +80,7 @@ HANDOVERS = web.AppKey("handovers", Handovers)
 class Served:
     """One connection's owner (a `LinkOwner`): what its link reports, carried out."""
 
-    __slots__ = ("_handovers", "_releases", "link", "node", "session")
+    __slots__ = ("_handovers", "_name_released", "_releases", "link", "node", "session")
 
     def __init__(self, node: Node, handovers: Handovers) -> None:
         self.node = node
@@ -88,6 +88,7 @@ class Served:
         self.session: Session | None = None
         self.link: Link | None = None  # set once handed over
         self._releases: list[Callable[[], None]] = []
+        self._name_released: Callable[[], None] | None = None  # NameReleases.begin's
 
     def hand_over(self, request: web.Request, link: Link) -> None:
         """Take the connection from aiohttp: its counts, and its transport, which the
@@ -107,6 +108,7 @@ class Served:
 
     def peer_closing(self, code: int) -> None:
         assert self.session is not None
+        self._ending()  # the client may connect again before this connection has ended
         self.session.close(code, "", notice=False)  # the answer to the client's Close
 
     def run(self, item: Item) -> Awaitable[None]:
@@ -114,7 +116,15 @@ class Served:
         return run_item(self.node, self.session, item)
 
     def lost(self) -> None:
+        self._ending()
         self._handovers.end(self, self._end())
+
+    def _ending(self) -> None:
+        """Mark the connection's name as being released here (once): a claim of it on
+        this node waits for that (gateway/releases.py)."""
+        session = self.session
+        if self._name_released is None and session is not None and session.name_key:
+            self._name_released = self.node.releases.begin(session.name_key)
 
     async def _end(self) -> None:
         assert self.session is not None and self.link is not None
@@ -125,6 +135,9 @@ class Served:
         finally:
             for release in self._releases:
                 release()
+            if self._name_released is not None:
+                self._name_released()
+                self._name_released = None
             self.drop()
 
     def drop(self) -> None:

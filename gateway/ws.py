@@ -227,6 +227,7 @@ async def _claim(
     With auth the name is shared by every connection presenting a token for it.
     """
     name = validate_name(raw_name)
+    await node.releases.settled(name)  # a connection of it here may be ending
     try:
         if first is None:
             claimed = Claimed(

@@ -96,7 +96,9 @@ async def test_a_wrong_session_does_not_take_the_name(client: TestClient) -> Non
 
 
 async def test_a_name_is_free_again_after_its_connection_closed(client: TestClient) -> None:
-    """Guards against names that stay taken forever after a clean close."""
+    """Guards against names that stay taken forever after a clean close, and against
+    a reconnect at once (a page reloaded) refused while the old connection's release
+    is still under way (its Close is answered before its name is released)."""
     alice = await join_json(client, "alice")
     await alice.ws.close()
     again = await join_json(client, "alice")
