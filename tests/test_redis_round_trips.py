@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway.broker.redis import RedisBroker
 from gateway.broker.redis.subscriber import Subscriber
+from gateway.names import name_key
 from tests.conftest import TEST_SETTINGS, StartedBrokers, join_json
 from tests.plugins.redis import RedisBackend
 from tooling.tcp_proxy import TcpProxy
@@ -134,6 +135,25 @@ async def test_claiming_a_name_is_one_round_trip_after_its_subscription(
         redis_backend, lambda: broker.claim_name("carol", "c1", None), "carol"
     )
     assert [words[0] for words in sent] == ["SUBSCRIBE", "EVALSHA"]
+
+
+async def test_releasing_a_name_is_one_round_trip_after_its_unsubscribe(
+    make_broker: MakeBroker, redis_backend: RedisBackend
+) -> None:
+    """Guards against the names index going back to a command of its own after the
+    release (SREM: one more round trip for every connection that closes, as in a
+    reconnect storm), and against a released name left in the index (the reaper would
+    take it for this node's if the node died)."""
+    broker = await make_broker()
+    await broker.claim_name("leaving-erin", "c1", None)
+    checker, key = redis_backend.client(), name_key("leaving-erin")
+    holding = [index for index in checker.keys("*:names") if checker.sismember(index, key)]
+    assert len(holding) == 1, holding  # the claim listed it
+    _, sent = await sent_while(
+        redis_backend, lambda: broker.release_name("leaving-erin", "c1"), "leaving-erin"
+    )
+    assert [words[0] for words in sent] == ["UNSUBSCRIBE", "EVALSHA"]
+    assert not checker.sismember(holding[0], key)
 
 
 async def test_names_claimed_together_share_one_subscribe(

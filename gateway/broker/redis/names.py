@@ -154,9 +154,14 @@ class Names:
 
     async def _release_call(self, name: str, connection: str) -> None:
         key = name_key(name)
-        released = await self._release(keys=[self._keys.name(key)], args=[connection, self._node])
-        if released:
-            await self._redis.srem(self._index, key)
+        if self._sharded:  # the node's index lives in another slot: a command of its own
+            args = [connection, self._node]
+            if await self._release(keys=[self._keys.name(key)], args=args):
+                await self._redis.srem(self._index, key)
+        else:  # one round trip: the script takes the name off the index too
+            await self._release(
+                keys=[self._keys.name(key), self._index], args=[connection, self._node, key]
+            )
 
     async def release(self, name: str, connection: str) -> None:
         """Give `name` up for `connection` (retried after the next reconnect if Redis
