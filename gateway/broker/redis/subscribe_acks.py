@@ -12,7 +12,6 @@ wait. Nothing here touches Redis or decides what to subscribe.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Iterable
 
 ACK_TIMEOUT = 5.0  # seconds for Redis to confirm a subscription
@@ -67,6 +66,5 @@ class Confirmations:
     async def wait(waiting: list[asyncio.Future[None]]) -> None:
         """Wait for `waiting` to be confirmed, at most ACK_TIMEOUT. Never raises for a
         timeout or a lost connection: the subscription renews itself after either."""
-        with contextlib.suppress(TimeoutError, ConnectionError):
-            async with asyncio.timeout(ACK_TIMEOUT):
-                await asyncio.gather(*(asyncio.shield(f) for f in waiting))
+        if waiting:  # asyncio.wait neither raises their errors nor cancels them
+            await asyncio.wait(waiting, timeout=ACK_TIMEOUT)
