@@ -38,6 +38,7 @@ class Presence:
         self._leaving: dict[tuple[str, str], asyncio.Task[None]] = {}  # in their grace period
         self._cancelled: set[asyncio.Task[None]] = set()  # cancelled leaves not yet finished
         self._committed: set[tuple[str, str]] = set()  # leaves past their grace period
+        self._due: dict[tuple[str, str], float] = {}  # pending leaves: loop time they go
 
     async def enter(
         self,
@@ -58,8 +59,10 @@ class Presence:
         if self._local[key] > 1:
             return False, None
         leaving = self._leaving.pop(key, None)
+        grace_left: float | None = None  # of a leave cancelled here
         if leaving is not None:
             if key not in self._committed:
+                grace_left = self._due.pop(key, 0.0) - asyncio.get_running_loop().time()
                 leaving.cancel()  # back within the grace period: no leave
                 self._cancelled.add(leaving)
                 leaving.add_done_callback(self._cancelled.discard)
@@ -83,8 +86,13 @@ class Presence:
                     room, name, since, limit
                 )
                 view = (replay, members)
-        except (Banned, NameTaken):
+        except Banned:
             self.exit(room, name, at_once=True)  # nothing was added: what is left goes
+            raise
+        except NameTaken:
+            # Nothing was added; a leave this entry cancelled keeps the rest of its
+            # grace period (the name's last connection here left a moment ago).
+            self.exit(room, name, at_once=grace_left is None, within=grace_left)
             raise
         except BrokerUnavailable:
             self.exit(room, name)  # whatever was stored is removed like any leave
@@ -93,18 +101,21 @@ class Presence:
             self._on_change(room, 1)
         return bool(added), view
 
-    def exit(self, room: str, name: str, *, at_once: bool = False) -> None:
+    def exit(
+        self, room: str, name: str, *, at_once: bool = False, within: float | None = None
+    ) -> None:
         """A connection of `name` left `room`; the last one starts the grace period
-        (with `at_once`, none: a moderator removed it)."""
+        (with `at_once`, none: a moderator removed it; `within`: what is left of one)."""
         key = (room, name_key(name))
         if self._local[key] <= 0:
             return
         self._drop(key)
         if key not in self._local and key not in self._leaving:
+            delay = 0.0 if at_once else max(0.0, self._grace if within is None else within)
             self._leaving[key] = asyncio.create_task(
-                self._leave_later(key, room, name, 0.0 if at_once else self._grace),
-                name=f"leave-{room}",
+                self._leave_later(key, room, name, delay), name=f"leave-{room}"
             )
+            self._due[key] = asyncio.get_running_loop().time() + delay
             if at_once:
                 self._committed.add(key)  # a return waits for it, then is a join
 
@@ -121,6 +132,7 @@ class Presence:
         self._leaving[key] = asyncio.create_task(
             self._leave_later(key, room, name, 0.0), name=f"leave-{room}"
         )
+        self._due[key] = asyncio.get_running_loop().time()
         self._committed.add(key)
 
     def _drop(self, key: tuple[str, str]) -> None:
@@ -139,6 +151,7 @@ class Presence:
         finally:
             if self._leaving.get(key) is asyncio.current_task():
                 del self._leaving[key]
+                self._due.pop(key, None)
                 self._committed.discard(key)
 
     async def close(self) -> None:

@@ -8,6 +8,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import join_json, join_text
+from tests.plugins.auth import connect_json
 
 StartGateway = Callable[..., Awaitable[TestClient]]
 
@@ -48,6 +49,25 @@ async def test_leave_comes_after_the_grace_period(gateway: StartGateway) -> None
     bob = await join_json(client, "bob")
     await bob.ws.close()
     await alice.expect("presence", event="leave", name="bob", timeout=3)
+
+
+async def test_a_refused_name_leaves_the_grace_period_running(gateway: StartGateway) -> None:
+    """Guards against the leave going out at once, not after the grace period, when a
+    connection is refused `name_taken` while that name's last connection here is in its
+    grace period (the claim and the room's entry are one broker step, so the refused
+    entry had cancelled the pending leave)."""
+    client = await gateway(grace_period=1.5)
+    alice = await join_json(client, "alice")
+    bob = await join_json(client, "bob")
+    await alice.expect("presence", event="join", name="bob")
+    await bob.ws.close()  # bob's leave from the lobby waits out the grace period
+    await join_json(client, "bob", room="elsewhere")  # the name is someone else's now
+    refused = await connect_json(client, name="bob")  # and the lobby's entry is refused
+    assert (await refused.recv())["code"] == "name_taken"
+    await alice.request("send", room="lobby", text="after")  # once through the broker
+    await alice.expect("message", text="after")
+    assert presence(alice.frames, "bob") == ["join"]  # no leave yet
+    await alice.expect("presence", event="leave", name="bob", timeout=5)  # after it
 
 
 async def test_presence_follows_rooms_not_connections(client: TestClient) -> None:
