@@ -256,7 +256,7 @@ class Subscriber:
             if kind in ("message", "smessage"):
                 self._carry_out(machine.message(channel, message["data"]))
             elif kind in ("subscribe", "ssubscribe"):
-                self._confirmed.confirm(channel)
+                self._confirmed.answered(channel)
                 self._carry_out(machine.acked(channel))
             elif kind == "sunsubscribe":
                 self._carry_out(machine.server_unsubscribed(channel))
