@@ -45,7 +45,7 @@ MODULES = {
     "connection": ("auth", "budgets", "credentials", "inbound", "link", "session", "wire"),
     "chat": (
         "backend_http", "handlers", "hooks", "hub", "membership", "moderation", "node",
-        "node_status", "presence", "room_activity", "room_directory",
+        "node_status", "presence", "releases", "room_activity", "room_directory",
     ),
     "edge": (
         "__main__", "access_log", "admission", "app", "console_api", "guard",
