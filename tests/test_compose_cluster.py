@@ -10,6 +10,7 @@ CHAT_TEST_COMPOSE=require (CI sets it).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from collections.abc import Iterator
@@ -19,13 +20,14 @@ import aiohttp
 import pytest
 
 from tests.compose_stack import GATEWAY_IMAGE, Stack, build_images, podman_or_skip
-from tests.conftest import JSON_PROTOCOL, JsonPeer
+from tests.conftest import JSON_PROTOCOL, JsonPeer, PeerClosed
 from tests.plugins.deploy import CLUSTER_INIT, CLUSTER_NODES, GATEWAYS
 from tooling.ports import free_port
 
 pytestmark = pytest.mark.timeout(1500)  # a fresh machine builds the images first
 HEALTHY_WAIT = 120.0  # seconds from `up` until every service passes its health check
 INIT_WAIT = 150.0  # seconds for the init job: it waits up to 60 s for nodes, 60 s for ok
+SETTLE_WAIT = 30.0  # seconds a first handshake may be told "unavailable" (1011) at most
 SEEDS = ",".join(f"{node}:6379" for node in CLUSTER_NODES[:3])
 SERVICES = (*CLUSTER_NODES, *GATEWAYS, "nginx")
 
@@ -65,13 +67,24 @@ def redis_cli(stack: Stack, node: str, *command: str) -> str:
 
 
 async def join(http: aiohttp.ClientSession, stack: Stack, name: str) -> JsonPeer:
-    ws = await http.ws_connect(
-        f"ws://127.0.0.1:{stack.port}/ws", params={"name": name}, protocols=(JSON_PROTOCOL,)
-    )
-    peer = JsonPeer(ws)
-    peer.welcome = await peer.expect("welcome")
-    peer.subscribed = await peer.expect("subscribed", room="lobby")
-    return peer
+    """`name` in the lobby. A cluster just formed (its replicas still syncing) may answer
+    a handshake `unavailable` (1011: try again later) for a moment, as the protocol
+    allows: tried again, for SETTLE_WAIT at most; anything else fails at once."""
+    deadline = asyncio.get_running_loop().time() + SETTLE_WAIT
+    while True:
+        ws = await http.ws_connect(
+            f"ws://127.0.0.1:{stack.port}/ws", params={"name": name}, protocols=(JSON_PROTOCOL,)
+        )
+        peer = JsonPeer(ws)
+        try:
+            peer.welcome = await peer.expect("welcome")
+        except PeerClosed:
+            if ws.close_code != 1011 or asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.5)  # what "try again later" asks of a client
+            continue
+        peer.subscribed = await peer.expect("subscribed", room="lobby")
+        return peer
 
 
 async def chat(stack: Stack, text: str) -> list[dict[str, Any]]:
