@@ -43,6 +43,10 @@ class NameReleases:
 
         return released
 
+    def under_way(self, name: str) -> bool:
+        """Whether a connection here is still releasing `name` or a look-alike of it."""
+        return name_skeleton(name) in self._pending
+
     async def settled(self, name: str) -> None:
         """Return once no connection here is still releasing `name` or a look-alike of
         it (at most RELEASE_WAIT: a claim then goes ahead and may find it taken)."""

@@ -135,16 +135,17 @@ class Served:
         finally:
             for release in self._releases:
                 release()
-            if self._name_released is not None:
-                self._name_released()
-                self._name_released = None
             self.drop()
 
     def drop(self) -> None:
-        """Let go of the session and the link once the connection has ended: the link
-        holds this owner, and the session its link, so these references would close
-        reference cycles, and the node freezes what survives a full collection
-        (gateway/collector.py): the connection is freed by reference counting instead."""
+        """Let go of the session and the link once the connection has ended (its name
+        released: a claim of it here waits no more): the link holds this owner, and the
+        session its link, so these references would close reference cycles, and the
+        node freezes what survives a full collection (gateway/collector.py): the
+        connection is freed by reference counting instead."""
+        if self._name_released is not None:
+            self._name_released()
+            self._name_released = None
         self.session = None
         self.link = None
 

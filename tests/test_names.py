@@ -3,12 +3,15 @@ who holds it."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.auth import mint
+from gateway.node import NODE
+from tests.backend_app import BackendApp, Received, Reply
 from tests.conftest import JSON_PROTOCOL, JsonPeer, TextPeer, join_json
 
 Gateway = Callable[..., Awaitable[TestClient]]
@@ -103,6 +106,36 @@ async def test_a_name_is_free_again_after_its_connection_closed(client: TestClie
     await alice.ws.close()
     again = await join_json(client, "alice")
     assert again.welcome["name"] == "alice"
+
+
+@pytest.mark.parametrize("broker_kind", ["memory", "redis"])
+async def test_a_connection_closed_during_its_handshake_leaves_no_release_pending(
+    gateway: Callable[..., Awaitable[TestClient]], backend_app: BackendApp
+) -> None:
+    """Guards against a name marked as being released by a connection whose client
+    closed during its handshake (after the claim, while the join hook was asked), and
+    never marked released: every later claim of that name on the node waited 2.5 s."""
+    asked, answer = asyncio.Event(), asyncio.Event()
+
+    async def held(request: Received) -> Reply:
+        asked.set()
+        await answer.wait()
+        return Reply(200, {})
+
+    backend_app.answer("/join", handler=held)
+    client = await gateway(
+        backend_secret=backend_app.secret, join_hook_url=backend_app.url("/join")
+    )
+    node = client.server.app[NODE]
+    ws = await client.ws_connect("/ws", params={"name": "alice"}, protocols=(JSON_PROTOCOL,))
+    async with asyncio.timeout(5):
+        await asked.wait()  # claimed; the first room is being decided
+    await ws.close()  # the client's Close, mid-handshake
+    answer.set()
+    async with asyncio.timeout(5):  # the handshake ends, and the connection with it
+        while node.releases.under_way("alice"):  # noqa: ASYNC110 (a poll: no event for it)
+            await asyncio.sleep(0.01)
+    assert (await join_json(client, "alice")).welcome["name"] == "alice"
 
 
 async def test_direct_messages_reach_a_name_after_quick_reconnects(client: TestClient) -> None:
