@@ -59,10 +59,10 @@ class Presence:
         if self._local[key] > 1:
             return False, None
         leaving = self._leaving.pop(key, None)
-        grace_left: float | None = None  # of a leave cancelled here
+        due: float | None = None  # the loop time a leave cancelled here was to go
         if leaving is not None:
             if key not in self._committed:
-                grace_left = self._due.pop(key, 0.0) - asyncio.get_running_loop().time()
+                due = self._due.pop(key, 0.0)
                 leaving.cancel()  # back within the grace period: no leave
                 self._cancelled.add(leaving)
                 leaving.add_done_callback(self._cancelled.discard)
@@ -74,6 +74,9 @@ class Presence:
                 # then this is a new arrival.
                 with contextlib.suppress(BrokerUnavailable):
                     await asyncio.shield(leaving)
+                if key not in self._leaving:  # (no leave of it started meanwhile)
+                    self._committed.discard(key)  # popped: the leave did not clean up
+                    self._due.pop(key, None)
         view: View | None = None
         try:
             if through is not None:
@@ -92,7 +95,8 @@ class Presence:
         except NameTaken:
             # Nothing was added; a leave this entry cancelled keeps the rest of its
             # grace period (the name's last connection here left a moment ago).
-            self.exit(room, name, at_once=grace_left is None, within=grace_left)
+            within = None if due is None else due - asyncio.get_running_loop().time()
+            self.exit(room, name, at_once=due is None, within=within)
             raise
         except BrokerUnavailable:
             self.exit(room, name)  # whatever was stored is removed like any leave
@@ -158,4 +162,5 @@ class Presence:
         """Cancel every pending leave and wait for them."""
         tasks = [*self._leaving.values(), *self._cancelled]
         self._leaving.clear()
+        self._due.clear()
         await stop_tasks(*tasks)

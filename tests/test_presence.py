@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import join_json, join_text
+from gateway.broker.memory import MemoryBroker
+from gateway.presence import Presence
+from tests.conftest import TEST_SETTINGS, StartedBrokers, join_json, join_text
 from tests.plugins.auth import connect_json
 
 StartGateway = Callable[..., Awaitable[TestClient]]
@@ -68,6 +71,27 @@ async def test_a_refused_name_leaves_the_grace_period_running(gateway: StartGate
     await alice.expect("message", text="after")
     assert presence(alice.frames, "bob") == ["join"]  # no leave yet
     await alice.expect("presence", event="leave", name="bob", timeout=5)  # after it
+
+
+async def test_a_return_after_an_immediate_leave_keeps_later_grace_periods(
+    started_brokers: StartedBrokers,
+) -> None:
+    """Guards against a name entering again while its immediate leave (a removal, a
+    refused entry) was still going out, which left the name marked as leaving past its
+    grace period: its next reconnect within the grace period waited the period out and
+    was announced as a leave and a join."""
+    broker = await started_brokers.start(MemoryBroker(TEST_SETTINGS))
+    presence = Presence(broker, grace_period=5.0)
+    try:
+        assert (await presence.enter("lobby", "bob"))[0]  # a join
+        presence.exit("lobby", "bob", at_once=True)  # a leave at once: not gone out yet
+        assert (await presence.enter("lobby", "bob"))[0]  # after it: a join again
+        presence.exit("lobby", "bob")  # in its grace period
+        async with asyncio.timeout(2.5):  # back at once: nothing to wait out
+            joined, _ = await presence.enter("lobby", "bob")
+        assert not joined  # neither a leave nor a join
+    finally:
+        await presence.close()
 
 
 async def test_presence_follows_rooms_not_connections(client: TestClient) -> None:
