@@ -1,7 +1,9 @@
 """A node's Lua scripts on one Redis go out in batches (gateway/broker/redis/script_batch.py):
 scripts called together share one pipeline on one connection, each caller still gets its
 own reply or error in the order called, and a lost connection fails only its batch. On a
-real redis-server (MONITOR names the connection each command came on)."""
+real redis-server (MONITOR names the connection each command came on); the batch's own
+bookkeeping (lanes, callers that gave up, a close) through `ScriptBatch` with a `send`
+the test holds."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from redis.exceptions import ResponseError
 from gateway.broker.redis.connect import connect
 from gateway.broker.redis.errors import REDIS_ERRORS
 from gateway.broker.redis.lua import Lua
+from gateway.broker.redis.script_batch import LANES, ScriptBatch
 from tests.plugins.redis import RedisBackend
 from tooling.tcp_proxy import TcpProxy
 
@@ -159,3 +162,66 @@ async def test_closing_the_client_fails_the_batch_on_its_way_and_those_waiting(
     finally:
         await watcher.aclose()
         await proxy.close()
+
+
+class GatedSend:
+    """A batch's `send` that records each batch and answers once let through."""
+
+    def __init__(self, replies_per_command: int = 1) -> None:
+        self.sent: list[list[tuple[Any, ...]]] = []
+        self.gate = asyncio.Event()
+        self._per_command = replies_per_command
+
+    async def __call__(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        self.sent.append(commands)
+        await self.gate.wait()
+        return [b"ok"] * (len(commands) * self._per_command)
+
+
+async def test_a_script_whose_caller_gave_up_before_it_went_out_is_not_sent() -> None:
+    """Guards against a cancelled caller's script sent later anyway, after scripts
+    called after it (a lease taken after it was let go; a claim after its release)."""
+    send = GatedSend()
+    batch = ScriptBatch(send, "test scripts")
+    busy = []
+    for lane in range(LANES):  # every lane with a batch on its way
+        busy.append(asyncio.create_task(batch.run(("EVALSHA", f"busy{lane}"))))
+        await asyncio.sleep(0)  # the lane starts and takes it
+    gave_up = asyncio.create_task(batch.run(("EVALSHA", "gave-up")))
+    later = asyncio.create_task(batch.run(("EVALSHA", "later")))
+    await asyncio.sleep(0)
+    gave_up.cancel()
+    send.gate.set()
+    async with asyncio.timeout(5):
+        assert await asyncio.gather(*busy, later) == [b"ok"] * (LANES + 1)
+    sent = [command[1] for commands in send.sent for command in commands]
+    assert "gave-up" not in sent and "later" in sent
+    await batch.close()
+
+
+async def test_a_client_closed_before_its_lane_started_still_answers_later_scripts() -> None:
+    """Guards against a close that cancelled a lane before its first step: the batch
+    took it for one still about to start, and every later script waited for ever."""
+    send = GatedSend()
+    send.gate.set()
+    batch = ScriptBatch(send, "test scripts")
+    first = asyncio.create_task(batch.run(("EVALSHA", "first")))
+    await asyncio.sleep(0)  # queued, its lane created and not started
+    await batch.close()
+    with pytest.raises(RedisConnectionError):
+        await first
+    async with asyncio.timeout(5):
+        assert await batch.run(("EVALSHA", "after")) == b"ok"
+    await batch.close()
+
+
+async def test_replies_that_do_not_match_the_batch_fail_its_callers() -> None:
+    """Guards against callers left waiting for ever when a batch's replies cannot be
+    handed out (one reply per script is what a pipeline gives; a bug would break it)."""
+    send = GatedSend(replies_per_command=0)  # none at all
+    send.gate.set()
+    batch = ScriptBatch(send, "test scripts")
+    async with asyncio.timeout(5):
+        with pytest.raises(RedisConnectionError):
+            await batch.run(("EVALSHA", "one"))
+    await batch.close()

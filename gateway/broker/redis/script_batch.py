@@ -70,8 +70,13 @@ class ScriptBatch:
 
     async def close(self) -> None:
         """Stop sending: the callers of a batch on its way, and of those waiting, get a
-        Redis connection error (as a closed client's commands would)."""
-        await stop_tasks(*self._lanes)
+        Redis connection error (as a closed client's commands would). A script called
+        afterwards starts a lane again (redis-py's client reconnects after a close)."""
+        while self._lanes:  # a lane started meanwhile is stopped too
+            lanes = list(self._lanes)
+            await stop_tasks(*lanes)
+            self._lanes.difference_update(lanes)  # one cancelled before its first step
+        self._gathering = False
         queued, self._queued = self._queued, []
         _fail(queued, RedisConnectionError(CLOSED))
 
@@ -83,7 +88,9 @@ class ScriptBatch:
                 # of this turn), or a whole batch's answer time, gathers the batch.
                 batch = self._queued[:MOST_TOGETHER]
                 del self._queued[:MOST_TOGETHER]
-                await self._answer(batch)
+                batch = [(command, future) for command, future in batch if not future.done()]
+                if batch:  # a caller cancelled before its script went out: not sent
+                    await self._answer(batch)
         finally:  # at once: a script called from now on starts a lane of its own
             self._lanes.discard(asyncio.current_task())
 
@@ -96,13 +103,17 @@ class ScriptBatch:
         except Exception as error:  # the connection failed: every one of them
             _fail(batch, error)
             return
-        for (_, future), reply in zip(batch, replies, strict=True):
-            if future.done():
-                continue  # its caller gave up; the script ran all the same
-            if isinstance(reply, Exception):
-                future.set_exception(reply)
-            else:
-                future.set_result(reply)
+        try:
+            for (_, future), reply in zip(batch, replies, strict=True):
+                if future.done():
+                    continue  # its caller gave up; the script ran all the same
+                if isinstance(reply, Exception):
+                    future.set_exception(reply)
+                else:
+                    future.set_result(reply)
+        except Exception as error:  # a bug (replies not one per script): say so, free them
+            log.error("%s: a batch's replies could not be handed out", self._name, exc_info=True)
+            _fail(batch, RedisConnectionError(f"{CLOSED}: {error}"))
 
 
 def _fail(waiting: list[tuple[Command, asyncio.Future[Any]]], error: Exception) -> None:
