@@ -35,11 +35,11 @@ log = logging.getLogger(__name__)
 
 SCRIPT_COMMANDS = frozenset({"EVALSHA", "EVAL"})
 CLOSED = "the Redis client is closed"
-MOST_TOGETHER = 256
+MOST_TOGETHER = 256  # scripts in one pipeline at most; the rest go in the next
 # Batches in flight at once, each on its own pooled connection. One lane gathered the
 # most (S3 0.85x CPU per connection, S4 1.30x messages/s) but cost S1, one busy room,
 # 0.83x deliveries/s; four kept S1 (1.05x) with S3 0.92x and S4 1.13x (issue 25's note).
-LANES = 4  # scripts in one pipeline at most; the rest go in the next
+LANES = 4
 
 Command = tuple[Any, ...]
 Send = Callable[[list[Command]], Awaitable[Sequence[Any]]]
