@@ -35,10 +35,10 @@ class Presence:
         self._on_change = on_change  # a name present everywhere (+1) or gone (-1)
         self._grace = grace_period
         self._local: Counter[tuple[str, str]] = Counter()  # (room, name key) -> connections
-        self._leaving: dict[tuple[str, str], asyncio.Task[None]] = {}  # in their grace period
+        # Leaves in their grace period: the task, and the loop time it goes out.
+        self._leaving: dict[tuple[str, str], tuple[asyncio.Task[None], float]] = {}
         self._cancelled: set[asyncio.Task[None]] = set()  # cancelled leaves not yet finished
         self._committed: set[tuple[str, str]] = set()  # leaves past their grace period
-        self._due: dict[tuple[str, str], float] = {}  # pending leaves: loop time they go
 
     async def enter(
         self,
@@ -58,14 +58,13 @@ class Presence:
         self._local[key] += 1
         if self._local[key] > 1:
             return False, None
-        leaving = self._leaving.pop(key, None)
+        pending = self._leaving.pop(key, None)
         due: float | None = None  # the loop time a leave cancelled here was to go
-        if leaving is not None:
+        if pending is not None:
+            leaving, leaves_at = pending
             if key not in self._committed:
-                due = self._due.pop(key, 0.0)
-                leaving.cancel()  # back within the grace period: no leave
-                self._cancelled.add(leaving)
-                leaving.add_done_callback(self._cancelled.discard)
+                due = leaves_at
+                self._cancel(leaving)  # back within the grace period: no leave
                 # The broker is still asked: it adds nothing (and announces nothing)
                 # while this node's entry is there, but refuses a ban set since, and
                 # puts back (with a join) an entry a moderator's kick took out.
@@ -76,7 +75,6 @@ class Presence:
                     await asyncio.shield(leaving)
                 if key not in self._leaving:  # (no leave of it started meanwhile)
                     self._committed.discard(key)  # popped: the leave did not clean up
-                    self._due.pop(key, None)
         view: View | None = None
         try:
             if through is not None:
@@ -116,10 +114,7 @@ class Presence:
         self._drop(key)
         if key not in self._local and key not in self._leaving:
             delay = 0.0 if at_once else max(0.0, self._grace if within is None else within)
-            self._leaving[key] = asyncio.create_task(
-                self._leave_later(key, room, name, delay), name=f"leave-{room}"
-            )
-            self._due[key] = asyncio.get_running_loop().time() + delay
+            self._leave(key, room, name, delay)
             if at_once:
                 self._committed.add(key)  # a return waits for it, then is a join
 
@@ -127,17 +122,23 @@ class Presence:
         """A moderator removed `name` from `room`: a leave in its grace period (the name
         left here a moment ago) goes out now."""
         key = (room, name_key(name))
-        leaving = self._leaving.get(key)
-        if leaving is None or key in self._committed or self._local[key]:
+        pending = self._leaving.get(key)
+        if pending is None or key in self._committed or self._local[key]:
             return
+        self._cancel(pending[0])
+        self._leave(key, room, name, 0.0)
+        self._committed.add(key)
+
+    def _leave(self, key: tuple[str, str], room: str, name: str, delay: float) -> None:
+        """Start `name`'s leave of `room`, to go out in `delay` seconds."""
+        task = asyncio.create_task(self._leave_later(key, room, name, delay), name=f"leave-{room}")
+        self._leaving[key] = (task, asyncio.get_running_loop().time() + delay)
+
+    def _cancel(self, leaving: asyncio.Task[None]) -> None:
+        """Call off a pending leave (`close` still waits for it to end)."""
         leaving.cancel()
         self._cancelled.add(leaving)
         leaving.add_done_callback(self._cancelled.discard)
-        self._leaving[key] = asyncio.create_task(
-            self._leave_later(key, room, name, 0.0), name=f"leave-{room}"
-        )
-        self._due[key] = asyncio.get_running_loop().time()
-        self._committed.add(key)
 
     def _drop(self, key: tuple[str, str]) -> None:
         self._local[key] -= 1
@@ -153,14 +154,13 @@ class Presence:
         except BrokerUnavailable:
             log.warning("%s left %s while the broker was unavailable; retried later", name, room)
         finally:
-            if self._leaving.get(key) is asyncio.current_task():
+            pending = self._leaving.get(key)
+            if pending is not None and pending[0] is asyncio.current_task():
                 del self._leaving[key]
-                self._due.pop(key, None)
                 self._committed.discard(key)
 
     async def close(self) -> None:
         """Cancel every pending leave and wait for them."""
-        tasks = [*self._leaving.values(), *self._cancelled]
+        tasks = [*(task for task, _ in self._leaving.values()), *self._cancelled]
         self._leaving.clear()
-        self._due.clear()
         await stop_tasks(*tasks)

@@ -20,10 +20,10 @@ from gateway.broker.redis.subscriber import Subscriber
 from gateway.names import name_key
 from tests.conftest import TEST_SETTINGS, StartedBrokers, join_json
 from tests.plugins.redis import RedisBackend
+from tests.plugins.redis_monitor import monitored
 from tooling.tcp_proxy import TcpProxy
 
 MakeBroker = Callable[[], Awaitable[RedisBroker]]
-END = "round-trips-counted"  # echoed after the step: every command before it was seen
 
 
 @pytest.fixture
@@ -68,24 +68,9 @@ async def sent_while(
     """Run `step`; its result, and the commands clients sent meanwhile (not those a
     script ran) that name `about` in a key, channel or argument."""
     assert backend.server is not None
-    client = redis.asyncio.Redis.from_url(backend.server.url)
-    seen: list[list[str]] = []
-    try:
-        async with client.monitor() as monitor:
-            await client.ping()  # the MONITOR is on: what follows is seen
-            result = await step()
-            await client.echo(END)
-            while True:
-                command = await monitor.next_command()
-                words = command["command"].split(" ")
-                if command["client_type"] == "lua":
-                    continue
-                if words[:2] == ["ECHO", END]:
-                    return result, seen
-                if any(about in word for word in words):
-                    seen.append(words)
-    finally:
-        await client.aclose()
+    result, seen = await monitored(backend.server.url, step)
+    commands = [entry["command"].split(" ") for entry in seen]
+    return result, [words for words in commands if any(about in word for word in words)]
 
 
 @pytest.mark.parametrize("broker_kind", ["redis"])

@@ -21,11 +21,11 @@ from gateway.broker.redis.errors import REDIS_ERRORS
 from gateway.broker.redis.lua import Lua
 from gateway.broker.redis.script_batch import LANES, ScriptBatch
 from tests.plugins.redis import RedisBackend
+from tests.plugins.redis_monitor import monitored
 from tooling.tcp_proxy import TcpProxy
 
 PUSH = "return redis.call('RPUSH', KEYS[1], ARGV[1])"
 REFUSE = "if ARGV[1] == 'no' then return redis.error_reply('refused') end return 'yes'"
-END = "script-batch-seen"
 
 
 @pytest.fixture
@@ -44,23 +44,9 @@ async def node_client(server_url: str) -> AsyncIterator[redis.asyncio.Redis]:
 
 async def sources_of_scripts(url: str, step: Callable[[], Awaitable[Any]]) -> tuple[Any, list[str]]:
     """Run `step`; its result, and the address each EVALSHA/EVAL sent meanwhile came from."""
-    watcher = redis.asyncio.Redis.from_url(url)
-    sources: list[str] = []
-    try:
-        async with watcher.monitor() as monitor:
-            await watcher.ping()  # the MONITOR is on: what follows is seen
-            result = await step()
-            await watcher.echo(END)
-            async with asyncio.timeout(5):
-                while True:
-                    command = await monitor.next_command()
-                    words = command["command"].split(" ")
-                    if words[:2] == ["ECHO", END]:
-                        return result, sources
-                    if words[0] in ("EVALSHA", "EVAL") and command["client_type"] != "lua":
-                        sources.append(command["client_address"] + ":" + command["client_port"])
-    finally:
-        await watcher.aclose()
+    result, seen = await monitored(url, step)
+    scripts = [entry for entry in seen if entry["command"].split(" ")[0] in ("EVALSHA", "EVAL")]
+    return result, [entry["client_address"] + ":" + entry["client_port"] for entry in scripts]
 
 
 async def test_scripts_called_together_go_out_together_each_answered_in_order(

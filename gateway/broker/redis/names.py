@@ -154,14 +154,13 @@ class Names:
 
     async def _release_call(self, name: str, connection: str) -> None:
         key = name_key(name)
-        if self._sharded:  # the node's index lives in another slot: a command of its own
-            args = [connection, self._node]
-            if await self._release(keys=[self._keys.name(key)], args=args):
-                await self._redis.srem(self._index, key)
-        else:  # one round trip: the script takes the name off the index too
-            await self._release(
-                keys=[self._keys.name(key), self._index], args=[connection, self._node, key]
-            )
+        keys, args = [self._keys.name(key)], [connection, self._node]
+        if not self._sharded:  # one round trip: the script takes it off the index too
+            keys.append(self._index)
+            args.append(key)
+        released = await self._release(keys=keys, args=args)
+        if released and self._sharded:  # the node's index lives in another slot
+            await self._redis.srem(self._index, key)
 
     async def release(self, name: str, connection: str) -> None:
         """Give `name` up for `connection` (retried after the next reconnect if Redis
